@@ -1,0 +1,347 @@
+"""Tiny, deterministic, locally built models for tests and demos (no Hugging Face hub).
+
+Everything here is built from a seed in a few seconds on CPU:
+
+- ``train_tiny_sentencepiece``: a LLaMA sentencepiece tokenizer trained on a few dozen
+  multilingual lines (byte fallback, so any text tokenizes).
+- ``make_tiny_llama``: a random ``LlamaForCausalLM`` saved as safetensors with that tokenizer.
+- ``make_tiny_clip_vision``: a random ``CLIPVisionModel`` (28 px images, 14 px patches) and its
+  ``CLIPImageProcessor``.
+- ``make_tiny_llava``: an *official-format* LLaVA checkpoint (``model_type llava_llama``) that
+  LLaVA's ``train()`` and ``load_pretrained_model`` accept.
+- ``build_llava_from_llama``: puts an existing LLaMA checkpoint (e.g. SmolLM2) into such a
+  LLaVA with a given vision tower and a fresh projector.
+
+Weights of the vision tower are rounded to float16-representable values: LLaVA's ``train()``
+casts the tower to fp16/bf16, and tests compare saved tensors bit for bit.
+Importing ``llava`` only works in the training env, so those imports stay inside functions.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = [
+    "TOKENIZER_TEXT",
+    "train_tiny_sentencepiece",
+    "make_tiny_llama",
+    "make_tiny_clip_vision",
+    "make_tiny_llava",
+    "build_llava_from_llama",
+]
+
+# A few dozen lines in the project's languages (en zh pt ar tr ru) + some filler English, enough
+# for sentencepiece to learn a vocabulary of a few hundred pieces next to the 256 byte pieces.
+TOKENIZER_TEXT = [
+    "What is the color of the car in the picture?",
+    "How many people are standing next to the table?",
+    "Which animal is sitting on the red chair?",
+    "Translate the following question from Chinese to English.",
+    "Translate the following question from Portuguese to English.",
+    "Translate the following question from Arabic to English.",
+    "Translate the following question from Turkish to English.",
+    "Translate the following question from Russian to English.",
+    "Answer with the option's letter from the given choices directly.",
+    "A. yes B. no C. maybe D. none of the above",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "There are three apples and two oranges in the basket on the kitchen table.",
+    "图片中汽车是什么颜色？",
+    "桌子旁边站着多少人？",
+    "哪只动物坐在红色的椅子上？",
+    "请直接用给定选项中的选项字母回答。",
+    "这是一只猫，它在花园里玩耍。",
+    "Qual é a cor do carro na imagem?",
+    "Quantas pessoas estão ao lado da mesa?",
+    "Qual animal está sentado na cadeira vermelha?",
+    "Responda diretamente com a letra da opção das escolhas dadas.",
+    "ما هو لون السيارة في الصورة؟",
+    "كم عدد الأشخاص الذين يقفون بجانب الطاولة؟",
+    "أي حيوان يجلس على الكرسي الأحمر؟",
+    "أجب مباشرةً بحرف الخيار من الاختيارات المعطاة.",
+    "Resimdeki arabanın rengi nedir?",
+    "Masanın yanında kaç kişi duruyor?",
+    "Kırmızı sandalyede hangi hayvan oturuyor?",
+    "Verilen seçeneklerden doğrudan seçeneğin harfi ile cevap verin.",
+    "Какого цвета машина на картинке?",
+    "Сколько человек стоит рядом со столом?",
+    "Какое животное сидит на красном стуле?",
+    "Ответьте буквой варианта из предложенных вариантов напрямую.",
+    "USER: <image> What is shown here? ASSISTANT: A cat on a sofa.",
+    "A chat between a curious human and an artificial intelligence assistant.",
+    "The assistant gives helpful, detailed, and polite answers to the human's questions.",
+]
+
+
+def _filler_lines(n: int = 200) -> list[str]:
+    """Deterministic extra English so the trainer can fill a vocabulary of a few hundred."""
+    words = (
+        "image picture photo question answer option letter color number person people "
+        "animal table chair window river mountain street building music science history "
+        "language translation english chinese arabic russian turkish portuguese sentence "
+        "word model layer neuron activation train evaluate benchmark small large left right "
+        "above below inside outside before after morning evening weather water bread coffee "
+        "rocket astronaut camera horse bicycle train station market garden flower tree"
+    ).split()
+    lines = []
+    for i in range(n):
+        lines.append(" ".join(words[(i * 7 + k * 13) % len(words)] for k in range(9)) + ".")
+    return lines
+
+
+def train_tiny_sentencepiece(out_dir, vocab_size: int = 512):
+    """Train a tiny LLaMA sentencepiece tokenizer and save it as a tokenizer dir.
+
+    Returns the directory (``tokenizer.model`` + tokenizer configs; ``tokenizer.json`` too
+    when the installed transformers can convert it). Loads with ``AutoTokenizer`` in
+    transformers 4.37 (slow and fast) and 5.x.
+    """
+    import sentencepiece as spm
+    from transformers import LlamaTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = out / "_spm_corpus.txt"
+    corpus.write_text("\n".join(TOKENIZER_TEXT * 3 + _filler_lines()) + "\n", encoding="utf-8")
+    prefix = out / "_spm"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        split_digits=True,
+        num_threads=1,
+        minloglevel=2,
+        seed_sentencepiece_size=100000,
+        # The corpus is tiny; keep it deterministic.
+        shuffle_input_sentence=False,
+    )
+    tok = LlamaTokenizer(vocab_file=str(prefix) + ".model", legacy=True)
+    tok.save_pretrained(str(out))
+    try:  # also write tokenizer.json so fast-only loaders (transformers 5.x) are happy
+        from transformers import LlamaTokenizerFast
+
+        LlamaTokenizerFast.from_pretrained(str(out), legacy=True).save_pretrained(str(out))
+    except Exception:  # pragma: no cover - conversion needs protobuf/sentencepiece
+        pass
+    for f in (corpus, Path(str(prefix) + ".model"), Path(str(prefix) + ".vocab")):
+        if f.exists():
+            f.unlink()
+    return out
+
+
+def _llama_config_kwargs(num_layers, hidden, intermediate, heads, kv_heads, vocab_size, max_pos):
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_pos,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        hidden_act="silu",
+    )
+
+
+def _seeded(seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _random_init_(model, seed: int, std: float = 0.05) -> None:
+    """Deterministic, non-degenerate init that does not depend on transformers' init code."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if p.ndim == 1 and ("norm" in name or "layernorm" in name or name.endswith("ln.weight")):
+                p.fill_(1.0)
+            elif p.ndim == 1:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+def _round_fp16_(model) -> None:
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.float16).to(p.dtype))
+
+
+def make_tiny_llama(out_dir, num_layers: int = 4, hidden: int = 64, intermediate: int = 128,
+                    seed: int = 0, heads: int = 4, kv_heads: int | None = None,
+                    tokenizer_dir=None, max_position_embeddings: int = 512):
+    """Save a random ``LlamaForCausalLM`` (safetensors) plus a tiny tokenizer into ``out_dir``."""
+    import transformers
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if tokenizer_dir is None:
+        train_tiny_sentencepiece(out)
+    else:
+        AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(out))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    vocab = len(tok)
+    cfg = LlamaConfig(**_llama_config_kwargs(num_layers, hidden, intermediate, heads,
+                                             kv_heads or heads, vocab, max_position_embeddings))
+    _seeded(seed)
+    model = LlamaForCausalLM(cfg)
+    _random_init_(model, seed)
+    model.save_pretrained(str(out), safe_serialization=True)
+    del transformers
+    return out
+
+
+def make_tiny_clip_vision(out_dir, seed: int = 0, image_size: int = 28, patch_size: int = 14,
+                          hidden: int = 32, num_layers: int = 2):
+    """Save a random ``CLIPVisionModel`` + ``CLIPImageProcessor`` into ``out_dir``."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=hidden,
+    )
+    _seeded(seed)
+    model = CLIPVisionModel(cfg)
+    _random_init_(model, seed + 1)
+    _round_fp16_(model)
+    model.save_pretrained(str(out), safe_serialization=True)
+    proc = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        do_center_crop=True,
+        do_resize=True,
+    )
+    proc.save_pretrained(str(out))
+    return out
+
+
+def _llava_fields(vision_tower_dir, mm_hidden_size: int) -> dict:
+    """The ``mm_*`` config fields an official LLaVA-1.5 checkpoint carries."""
+    return dict(
+        mm_vision_tower=str(vision_tower_dir),
+        mm_hidden_size=mm_hidden_size,
+        mm_projector_type="mlp2x_gelu",
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        mm_patch_merge_type="flat",
+        mm_use_im_start_end=False,
+        mm_use_im_patch_token=False,
+        image_aspect_ratio="pad",
+        use_mm_proj=True,
+        tune_mm_mlp_adapter=False,
+        freeze_mm_mlp_adapter=False,
+        tokenizer_padding_side="right",
+        tokenizer_model_max_length=2048,
+    )
+
+
+def _save_llava(model, out: Path, tokenizer_src) -> None:
+    from transformers import AutoTokenizer
+
+    # Official LLaVA checkpoints contain the vision tower weights too.
+    tower = model.get_model().get_vision_tower()
+    if not tower.is_loaded:
+        tower.load_model()
+    model.config.use_cache = True
+    model.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(tokenizer_src), use_fast=False).save_pretrained(str(out))
+    try:
+        AutoTokenizer.from_pretrained(str(tokenizer_src), use_fast=True).save_pretrained(str(out))
+    except Exception:  # pragma: no cover
+        pass
+
+
+def make_tiny_llava(out_dir, num_layers: int = 4, hidden: int = 64, intermediate: int = 128,
+                    seed: int = 0, vision_tower_dir=None, heads: int = 4):
+    """Save an official-format tiny LLaVA (``model_type llava_llama``) into ``out_dir``.
+
+    The vision tower is built (or reused) under ``vision_tower_dir`` (default:
+    ``<out_dir>_clip``) and referenced by absolute path in ``mm_vision_tower``. Needs the
+    ``llava`` package (training env).
+    """
+    out = Path(out_dir).resolve()
+    vt = Path(vision_tower_dir).resolve() if vision_tower_dir else out.parent / (out.name + "_clip")
+    if not (vt / "config.json").exists():
+        make_tiny_clip_vision(vt, seed=seed)
+    llama_dir = out.parent / (out.name + "_llama_tmp")
+    make_tiny_llama(llama_dir, num_layers=num_layers, hidden=hidden,
+                    intermediate=intermediate, seed=seed, heads=heads)
+    try:
+        build_llava_from_llama(llama_dir, vt, out, seed=seed)
+    finally:
+        import shutil
+
+        shutil.rmtree(llama_dir, ignore_errors=True)
+    return out
+
+
+def build_llava_from_llama(llama_dir, vision_tower_dir, out_dir, seed: int = 0, dtype=None):
+    """Put a LLaMA checkpoint into an official-format LLaVA with a fresh ``mlp2x_gelu`` projector.
+
+    The language model's weights are copied unchanged (its text behaviour is the same); the
+    projector is random from ``seed``; the vision tower comes from ``vision_tower_dir``.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, LlamaForCausalLM
+
+    from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    vt = Path(vision_tower_dir).resolve()
+    llama = LlamaForCausalLM.from_pretrained(str(llama_dir), torch_dtype=dtype or torch.float32)
+    cfg_dict = llama.config.to_dict()
+    for k in ("architectures", "model_type", "transformers_version", "_name_or_path",
+              "torch_dtype", "_attn_implementation", "_commit_hash"):
+        cfg_dict.pop(k, None)
+    vcfg = CLIPVisionConfig.from_pretrained(str(vt))
+    cfg_dict.update(_llava_fields(vt, vcfg.hidden_size))
+    config = LlavaConfig(**cfg_dict)
+    config.architectures = ["LlavaLlamaForCausalLM"]
+    _seeded(seed)
+    model = LlavaLlamaForCausalLM(config)
+    missing, unexpected = model.load_state_dict(llama.state_dict(), strict=False)
+    bad = [k for k in missing if "mm_projector" not in k and "vision_tower" not in k]
+    if bad or unexpected:
+        raise RuntimeError(f"LLaMA -> LLaVA copy failed: missing {bad}, unexpected {unexpected}")
+    gen = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        for name, p in sorted(model.get_model().mm_projector.named_parameters()):
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if p.ndim > 1 else 0.0))
+    model.to(dtype or torch.float32)
+    _save_llava(model, out, llama_dir)
+    (out / "plast_tiny_origin.json").write_text(json.dumps(
+        {"llama": str(Path(llama_dir).resolve()), "vision_tower": str(vt), "seed": seed}, indent=1))
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - manual smoke test
+    import sys
+
+    target = sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "plast_tiny_llava")
+    print(make_tiny_llava(target))
