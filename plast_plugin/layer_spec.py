@@ -1,0 +1,76 @@
+"""Parsing of manual layer specs: `0-4`, `1,3,5`, `0-2,7`, and the ablations `first:K`,
+`last:K`, `random:K` (seeded). Anything else is an error, never a guess."""
+
+from __future__ import annotations
+
+import random
+import re
+
+
+class LayerSpecError(ValueError):
+    pass
+
+
+_ABLATION = re.compile(r"^(first|last|random):(\d+)$")
+_MANUAL_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def is_layer_spec(text: str) -> bool:
+    """True when `text` has the shape of a spec (it may still be out of range for a model)."""
+    text = str(text).strip().replace(" ", "")
+    if _ABLATION.match(text):
+        return True
+    return bool(text) and all(_MANUAL_ITEM.match(item) for item in text.split(","))
+
+
+def parse_layer_spec(spec: str, num_layers: int, *, seed: int = 0) -> list[int]:
+    """Sorted, unique layer indices that `spec` names for a model with `num_layers` layers."""
+    if num_layers <= 0:
+        raise LayerSpecError(f"model has {num_layers} decoder layers; cannot select from it")
+    text = str(spec).strip().replace(" ", "")
+    valid = f"valid: 0-{num_layers - 1}"
+    ablation = _ABLATION.match(text)
+    if ablation:
+        kind, k = ablation.group(1), int(ablation.group(2))
+        if not 1 <= k <= num_layers:
+            raise LayerSpecError(f"layer spec {spec!r}: K must be between 1 and {num_layers}")
+        if kind == "first":
+            return list(range(k))
+        if kind == "last":
+            return list(range(num_layers - k, num_layers))
+        return sorted(random.Random(seed).sample(range(num_layers), k))
+    if not text:
+        raise LayerSpecError("empty layer spec; give e.g. '0-4', '1,3,5', 'first:5' or 'auto'")
+    layers: set[int] = set()
+    for item in text.split(","):
+        match = _MANUAL_ITEM.match(item)
+        if not match:
+            raise LayerSpecError(
+                f"malformed layer spec {spec!r} at {item!r}: use ranges and lists such as "
+                f"'0-4', '1,3,5', '0-2,7', or 'first:K', 'last:K', 'random:K'"
+            )
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) is not None else start
+        if end < start:
+            raise LayerSpecError(f"layer spec {spec!r}: range {item!r} runs backwards")
+        if end >= num_layers:
+            raise LayerSpecError(
+                f"layer spec {spec!r} names layer {end}, but the model has {num_layers} "
+                f"decoder layers ({valid})"
+            )
+        layers.update(range(start, end + 1))
+    return sorted(layers)
+
+
+def format_layer_spec(layers: list[int]) -> str:
+    """[0,1,2,5] -> '0-2,5' (the inverse of the manual form)."""
+    parts: list[str] = []
+    ordered = sorted(set(layers))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)

@@ -1,0 +1,86 @@
+"""Loading a model for `plast select`: the official LLaVA format (`model_type llava*`, needs the
+`llava` package, i.e. the training env), transformers' llava-hf, or any causal LM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+          "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+          "fp64": torch.float64, "float64": torch.float64}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
+    return DTYPES[dtype]
+
+
+def _dtype_kwarg(torch_dtype) -> dict:
+    """transformers 5 renamed `torch_dtype` to `dtype`; 4.37 knows only the old name."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return {"dtype": torch_dtype} if major >= 5 else {"torch_dtype": torch_dtype}
+
+
+def _model_type(path: str) -> str | None:
+    config = Path(path) / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("model_type")
+    return None  # a hub name: let transformers resolve it
+
+
+def load_for_probe(path: str, device: str = "auto", dtype: str = "auto"):
+    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`."""
+    from transformers import AutoTokenizer
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    model_type = _model_type(path) or ""
+    image_processor = None
+    if model_type.startswith("llava") and model_type != "llava":
+        try:
+            from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
+        except ImportError as err:
+            raise RuntimeError(
+                f"{path} is an official LLaVA checkpoint (model_type {model_type!r}); loading it needs "
+                f"the `llava` package (the training environment), or convert it with "
+                f"`plast export --to-hf` ({err})"
+            ) from None
+        from llava.model import LlavaLlamaForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
+        model = LlavaLlamaForCausalLM.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+        tower = model.get_vision_tower()
+        if tower is not None:
+            if not tower.is_loaded:
+                tower.load_model()
+            tower.to(dtype=torch_dtype)
+            image_processor = tower.image_processor
+    elif model_type == "llava":
+        from transformers import AutoImageProcessor, LlavaForConditionalGeneration
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = LlavaForConditionalGeneration.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+        image_processor = AutoImageProcessor.from_pretrained(path)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+    model.to(torch_device).eval()
+    return model, tokenizer, image_processor

@@ -1,0 +1,112 @@
+"""Every option of the PLAST method, with its default.
+
+The paper's exact formulas are not public (see docs/method.md); each choice below is a named,
+documented reconstruction, and the selection file records the options that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+RULE_HELP = (
+    "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
+    "all layers); 'msd-above:X' (fixed MSD threshold); 'msd-top:K' (the K layers of largest MSD); "
+    "'msd-above-max:F' (MSD >= F * max MSD); or a manual spec: '0-4', '1,3,5', and the ablations "
+    "'first:K', 'last:K', 'random:K' (seeded by --seed)."
+)
+
+
+@dataclass
+class SelectionOptions:
+    rule: str = field(default="auto", metadata={"help": RULE_HELP})
+    statistic: str = field(
+        default="rate",
+        metadata={"help": "What MSD is computed on: 'rate' (per-neuron activation rate, averaged over "
+                  "neurons), 'count' (fraction of the FFN in the activated set), 'overlap' (1 - overlap "
+                  "ratio with the pivot)."},
+    )
+    msd_reference: str = field(
+        default="pivot",
+        metadata={"help": "'pivot': mean squared deviation of each language from the pivot; 'variance': "
+                  "variance across all languages, pivot included."},
+    )
+    activated_set: str = field(
+        default="top:0.1",
+        metadata={"help": "Which neurons count as activated for a language: 'top:F' (rate above the "
+                  "(1-F) quantile of the rates of all languages pooled, per layer: one threshold shared "
+                  "by all languages) or 'rate:T' (activation rate above T)."},
+    )
+    overlap_denominator: str = field(
+        default="pivot",
+        metadata={"help": "Overlap ratio R = |A_L & A_pivot| / |A_pivot| ('pivot'), / |A_L| ('language'), "
+                  "or Jaccard |A_L & A_pivot| / |A_L | A_pivot| ('jaccard')."},
+    )
+    contiguous_shallow: bool = field(
+        default=False,
+        metadata={"help": "After the rule, keep only the contiguous block of selected layers that starts "
+                  "at the shallowest selected layer."},
+    )
+    positions: str = field(
+        default="question",
+        metadata={"help": "Token positions whose activations are counted: 'question' (the question's "
+                  "text tokens), 'all' (every non-padding token, system prompt and image included), "
+                  "'image' (image tokens only; needs images)."},
+    )
+    images: str = field(
+        default="auto",
+        metadata={"help": "'auto' uses the questions' images when the data has them and the model has a "
+                  "vision tower; 'on' requires them; 'off' probes text only."},
+    )
+    prompt: str = field(
+        default="llava",
+        metadata={"help": "'llava': the LLaVA-1.5 (vicuna_v1) conversation around the question; 'plain': "
+                  "BOS + question."},
+    )
+    modules: str = field(
+        default="layer",
+        metadata={"help": "What of each selected layer is trained: 'layer' (attention + FFN + norms), "
+                  "'mlp' (FFN only, SLAM style), 'attn' (attention only)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for 'random:K' and the pivot split."})
+    batch_size: int = field(default=8, metadata={"help": "Questions per forward pass while probing."})
+    max_question_tokens: int = field(
+        default=256, metadata={"help": "Longer questions are truncated to this many tokens."}
+    )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SelectionOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown selection options {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def validate(self) -> "SelectionOptions":
+        choices = {
+            "statistic": ("rate", "count", "overlap"),
+            "msd_reference": ("pivot", "variance"),
+            "overlap_denominator": ("pivot", "language", "jaccard"),
+            "positions": ("question", "all", "image"),
+            "images": ("auto", "on", "off"),
+            "prompt": ("llava", "plain"),
+            "modules": ("layer", "mlp", "attn"),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"option {name}={value!r} is not one of: {', '.join(allowed)}")
+        kind, _, value = self.activated_set.partition(":")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if kind not in ("top", "rate") or not 0.0 < number < 1.0:
+            raise ValueError(f"option activated_set={self.activated_set!r}: use 'top:F' or 'rate:T' with 0 < F, T < 1")
+        if self.batch_size < 1 or self.max_question_tokens < 1:
+            raise ValueError("batch_size and max_question_tokens must be positive")
+        if self.positions == "image" and self.images == "off":
+            raise ValueError("positions='image' counts image tokens, but images='off'")
+        return self

@@ -1,0 +1,257 @@
+"""Parallel multilingual questions: the input of `plast select` and `plast build-data`.
+
+Two layouts are read:
+- JSONL, one object per line: `id`, `lang`, `question`, optional `image` (a path, relative to
+  the file, or base64). The same `id` in every language is the same question.
+- VLMEvalKit TSVs, one file per language, aligned by `index`; the language comes from the file
+  name's last `_xx` part (`mmmb_cn.tsv` -> zh) or from an explicit `zh=path.tsv`. An `image`
+  cell of at most 64 characters refers to the row of that index (VLMEvalKit's convention).
+
+Anything that is not parallel is an error naming the file and the question: training or
+probing on misaligned pairs would silently measure the wrong thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .languages import UnknownLanguageError, normalize_language
+
+IMAGE_REFERENCE_MAX_CHARS = 64
+
+
+class ParallelDataError(ValueError):
+    pass
+
+
+@dataclass
+class ParallelQuestions:
+    pivot: str
+    languages: list[str]  # pivot first, then the others in the order asked
+    ids: list[str]
+    texts: dict[str, dict[str, str]]  # lang -> id -> question
+    images: dict[str, str] = field(default_factory=dict)  # id -> path or base64
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def other_languages(self) -> list[str]:
+        return [lang for lang in self.languages if lang != self.pivot]
+
+    def question(self, qid: str, lang: str) -> str:
+        return self.texts[lang][qid]
+
+    def image(self, qid: str) -> str | None:
+        return self.images.get(qid)
+
+    def counts(self) -> dict[str, int]:
+        return {lang: len(self.ids) for lang in self.languages}
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for lang in self.languages:
+            for qid in self.ids:
+                digest.update(f"{lang}\x1f{qid}\x1f{self.texts[lang][qid]}\x1e".encode())
+        for qid in self.ids:
+            if qid in self.images:
+                digest.update(f"img\x1f{qid}\x1f".encode() + hashlib.sha256(self.images[qid].encode()).digest())
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        return {
+            "sources": self.sources,
+            "fingerprint": self.fingerprint,
+            "pivot": self.pivot,
+            "languages": self.languages,
+            "questions_per_language": len(self.ids),
+            "with_images": len(self.images),
+        }
+
+
+Row = tuple[str, str, str, str | None, str]  # id, lang, question, image, where (file:line)
+
+
+def _read_jsonl(path: Path) -> list[Row]:
+    rows: list[Row] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ParallelDataError(f"{where}: not valid JSON ({err.msg})") from None
+            missing = [key for key in ("id", "lang", "question") if key not in obj]
+            if not isinstance(obj, dict) or missing:
+                raise ParallelDataError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
+            image = obj.get("image")
+            if image and not _looks_like_base64(image):
+                image_path = Path(image) if os.path.isabs(image) else path.parent / image
+                if not image_path.is_file():
+                    raise ParallelDataError(f"{where}: image {image!r} not found (looked at {image_path})")
+                image = str(image_path)
+            rows.append((str(obj["id"]), str(obj["lang"]), str(obj["question"]), image or None, where))
+    return rows
+
+
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+
+
+def _looks_like_base64(value: str) -> bool:
+    """A long run of base64 characters is an inline image; anything else is a path."""
+    return len(value) > 256 and bool(_BASE64.match(value[:4096]))
+
+
+def load_image(reference: str):
+    """A PIL image from a path or a base64 string; a clear error names what failed."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if _looks_like_base64(reference):
+            return Image.open(io.BytesIO(base64.b64decode(reference, validate=False))).convert("RGB")
+        return Image.open(reference).convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        shown = reference if len(reference) < 80 else reference[:40] + "..."
+        raise ParallelDataError(f"cannot decode image {shown!r}: {err}") from None
+
+
+def _language_of_tsv(spec: str) -> tuple[str, Path]:
+    if "=" in spec and not Path(spec).exists():
+        lang, _, path = spec.partition("=")
+        return lang, Path(path)
+    path = Path(spec)
+    return path.stem.rsplit("_", 1)[-1], path
+
+
+def _read_tsv(spec: str) -> list[Row]:
+    lang_text, path = _language_of_tsv(spec)
+    csv.field_size_limit(sys.maxsize)  # base64 images are long cells
+    rows: list[Row] = []
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise ParallelDataError(f"data file {path} does not exist") from None
+    with handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        header = reader.fieldnames or []
+        missing = [col for col in ("index", "question") if col not in header]
+        if missing:
+            raise ParallelDataError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
+        table = list(reader)
+    images_by_index = {row["index"]: row.get("image") for row in table}
+    for number, row in enumerate(table, start=2):
+        image = row.get("image") or None
+        if image and len(image) <= IMAGE_REFERENCE_MAX_CHARS:
+            if image not in images_by_index or not images_by_index[image]:
+                raise ParallelDataError(f"{path}:{number}: image refers to row index {image!r}, which has no image")
+            image = images_by_index[image]
+        rows.append((row["index"], lang_text, row["question"], image, f"{path}:{number}"))
+    return rows
+
+
+def _read_source(source: str) -> list[Row]:
+    path = Path(source)
+    if path.suffix == ".jsonl" or (path.suffix == ".json" and path.exists()):
+        if not path.exists():
+            raise ParallelDataError(f"data file {path} does not exist")
+        return _read_jsonl(path)
+    if path.suffix == ".tsv" or source.endswith(".tsv"):
+        return _read_tsv(source)
+    raise ParallelDataError(
+        f"cannot read {source!r}: give a .jsonl file (id, lang, question[, image]) or VLMEvalKit "
+        f".tsv files, one per language (lang from the name's '_xx' suffix, or 'zh=path.tsv')"
+    )
+
+
+def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samples: int | None = None) -> ParallelQuestions:
+    """Read, validate and align parallel questions. `languages` (without the pivot) defaults to
+    every language present. Raises `ParallelDataError` on anything unparallel."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [str(sources)]
+    sources = [str(s) for s in sources]
+    if not sources:
+        raise ParallelDataError("no data given; pass a .jsonl file or per-language .tsv files")
+    try:
+        pivot = normalize_language(pivot)
+    except UnknownLanguageError as err:
+        raise ParallelDataError(f"pivot: {err}") from None
+
+    texts: dict[str, dict[str, str]] = {}
+    images: dict[str, str] = {}
+    order: list[str] = []
+    for source in sources:
+        for qid, lang_text, question, image, where in _read_source(source):
+            try:
+                lang = normalize_language(lang_text)
+            except UnknownLanguageError as err:
+                raise ParallelDataError(f"{where}: {err}") from None
+            if not question.strip():
+                raise ParallelDataError(f"{where}: question {qid!r} ({lang}) is empty")
+            per_lang = texts.setdefault(lang, {})
+            if qid in per_lang:
+                raise ParallelDataError(f"{where}: question id {qid!r} appears twice for language {lang!r}")
+            per_lang[qid] = question
+            if lang == pivot:
+                order.append(qid)
+            if image and (lang == pivot or qid not in images):
+                images[qid] = image
+
+    if not texts:
+        raise ParallelDataError(f"no questions found in {sources}")
+    if pivot not in texts:
+        raise ParallelDataError(
+            f"the pivot language {pivot!r} is missing from the data (found: {', '.join(sorted(texts))}); "
+            f"PLAST compares every language with the pivot: add its questions or choose another --pivot"
+        )
+    if languages is None:
+        wanted = sorted(lang for lang in texts if lang != pivot)
+    else:
+        try:
+            wanted = [normalize_language(lang) for lang in languages]
+        except UnknownLanguageError as err:
+            raise ParallelDataError(f"languages: {err}") from None
+        wanted = [lang for lang in wanted if lang != pivot]
+        absent = [lang for lang in wanted if lang not in texts]
+        if absent:
+            raise ParallelDataError(
+                f"language(s) {absent} requested but not in the data (found: {', '.join(sorted(texts))})"
+            )
+    if not wanted:
+        raise ParallelDataError(f"no language besides the pivot {pivot!r} in the data; PLAST needs at least one")
+
+    pivot_ids = set(order)
+    for lang in wanted:
+        ids = set(texts[lang])
+        missing, extra = sorted(pivot_ids - ids), sorted(ids - pivot_ids)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} id(s) of {pivot!r} missing in {lang!r} (e.g. {missing[:5]})")
+            if extra:
+                parts.append(f"{len(extra)} id(s) of {lang!r} missing in {pivot!r} (e.g. {extra[:5]})")
+            raise ParallelDataError(
+                "data is not parallel: " + "; ".join(parts) + ". Every question id must exist in every language."
+            )
+    if max_samples is not None:
+        if max_samples < 1:
+            raise ParallelDataError(f"max_samples must be positive, got {max_samples}")
+        order = order[:max_samples]
+    languages_out = [pivot, *wanted]
+    return ParallelQuestions(
+        pivot=pivot,
+        languages=languages_out,
+        ids=order,
+        texts={lang: {qid: texts[lang][qid] for qid in order} for lang in languages_out},
+        images={qid: images[qid] for qid in order if qid in images},
+        sources=sources,
+    )

@@ -1,0 +1,99 @@
+"""`run_selection`: probe -> statistics -> rule -> selection file. Plain torch; the model
+family adapters are duck-typed, so this works for LLaVA and plain LMs alike."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .freeze import trainable_fraction
+from .model_layout import find_decoder_layers
+from .options import SelectionOptions
+from .parallel_data import ParallelQuestions
+from .probe import run_probe
+from .probe_inputs import encode_prompt, make_batches, pad_batch, split_pivot
+from .probe_models import ProbeInputError, family_for
+from .selection import check_rule, is_statistic_rule, select_layers
+from .selection_file import PLOT_FILENAME, SELECTION_FILENAME, ModelIdentity, SelectionFile
+from .statistics import compute_statistics, pivot_halves
+
+
+def _use_images(options: SelectionOptions, questions: ParallelQuestions, family) -> bool:
+    complete = len(questions.images) == len(questions.ids) and len(questions.ids) > 0
+    if options.images == "off":
+        return False
+    if options.images == "on" or options.positions == "image":
+        if not complete:
+            raise ProbeInputError(
+                f"images are required (images={options.images!r}, positions={options.positions!r}) but only "
+                f"{len(questions.images)} of {len(questions.ids)} questions have one"
+            )
+        if not family.supports_images:
+            raise ProbeInputError(f"this model ({family.name}) has no vision tower; use images='off'")
+        return True
+    return complete and family.supports_images
+
+
+def run_selection(model, tokenizer, questions: ParallelQuestions, options: SelectionOptions | None = None, *,
+                  image_processor=None, name_or_path: str | None = None, progress: bool = True,
+                  padding_side: str = "right") -> SelectionFile:
+    options = (options or SelectionOptions()).validate()
+    layout = find_decoder_layers(model)
+    check_rule(options.rule, layout.num_layers, options.seed)  # fail before the expensive part
+    family = family_for(model, layout, image_processor)
+    with_images = _use_images(options, questions, family)
+    image_ids = family.image_ids() if with_images else None
+
+    half_a, half_b = pivot_halves(questions.pivot)
+    groups = [*questions.other_languages, half_a, half_b]
+    halves = split_pivot(len(questions.ids), options.seed)
+    prompts = []
+    for lang in [*questions.other_languages, questions.pivot]:
+        for position, qid in enumerate(questions.ids):
+            group = groups.index(lang) if lang != questions.pivot else len(groups) - 2 + halves[position]
+            prompts.append(encode_prompt(
+                tokenizer, questions.question(qid, lang), prompt=options.prompt,
+                max_question_tokens=options.max_question_tokens, image_ids=image_ids, group=group,
+                image=questions.image(qid) if with_images else None,
+            ))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    batches = [pad_batch(chunk, options.positions, pad_id, padding_side)
+               for chunk in make_batches(prompts, options.batch_size)]
+    counts = run_probe(family, layout, batches, len(groups), positions=options.positions, progress=progress)
+
+    stats = compute_statistics(counts.counts, counts.tokens, groups, questions.pivot, options)
+    selected = select_layers(stats.msd if is_statistic_rule(options.rule) else None, options.rule,
+                             layout.num_layers, seed=options.seed, contiguous_shallow=options.contiguous_shallow)
+    trainable = trainable_fraction(model, selected, options.modules)
+    data = questions.describe()
+    data["images_used"] = with_images
+    data["tokens_counted"] = {g: int(t) for g, t in zip(groups, counts.tokens.tolist())}
+    return SelectionFile(
+        selected_layers=selected,
+        model=ModelIdentity.of(model, name_or_path),
+        rule=options.rule,
+        options=options.to_dict(),
+        data=data,
+        layers=stats.per_layer_records(),
+        trainable=trainable.to_dict(),
+    )
+
+
+def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plot: bool = True) -> Path:
+    """Write `plast_layers.json` (and the plot) into `out_dir`. The plot is rendered first, so a
+    failure leaves no selection file behind."""
+    from .plot import plot_selection
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if plot:
+        with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".png", delete=False) as tmp:
+            pass
+        try:
+            plot_selection(selection, tmp.name)
+            os.replace(tmp.name, out_dir / PLOT_FILENAME)
+        finally:
+            if os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+    return selection.save(out_dir / SELECTION_FILENAME)

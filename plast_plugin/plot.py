@@ -1,0 +1,48 @@
+"""The picture a user checks before spending GPU hours: per-layer overlap with the pivot for
+each language against the pivot-vs-pivot noise floor, and MSD with the selected layers marked."""
+
+from __future__ import annotations
+
+import os
+
+from .selection_file import SelectionFile
+
+
+def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = selection.layers
+    if not records:
+        raise ValueError("the selection has no per-layer statistics to plot")
+    layers = [r["layer"] for r in records]
+    languages = list(records[0]["overlap"])
+    pivot = selection.data.get("pivot", "en")
+    chosen = set(selection.selected_layers)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.32 * len(layers) + 4), 7), sharex=True)
+    for axis in (top, bottom):
+        for layer in chosen:
+            axis.axvspan(layer - 0.5, layer + 0.5, color="#ffd54f", alpha=0.35, lw=0)
+    for lang in languages:
+        top.plot(layers, [r["overlap"][lang] for r in records], marker="o", ms=3, label=f"{lang} vs {pivot}")
+    top.plot(layers, [r["noise_overlap"] for r in records], "k--", lw=1.5, label=f"{pivot} vs {pivot} (noise floor)")
+    top.set_ylabel("overlap of activated neurons")
+    top.set_ylim(0, 1.02)
+    top.legend(fontsize=8, ncol=4, loc="lower right")
+    top.set_title(
+        f"PLAST layer statistics: {selection.model.name_or_path or selection.model.architecture} "
+        f"- selected {selection.selected_layers} (rule {selection.rule}, shaded)"
+    )
+    msd = [r["msd"] for r in records]
+    bottom.bar(layers, msd, color=["#e65100" if i in chosen else "#90a4ae" for i in layers], label="MSD")
+    bottom.plot(layers, [r["noise_msd"] for r in records], "k--", lw=1.2, label="noise MSD")
+    bottom.axhline(sum(msd) / len(msd), color="#1565c0", lw=1, label="mean MSD")
+    bottom.set_ylabel(f"MSD ({selection.options.get('statistic', 'rate')})")
+    bottom.set_xlabel("decoder layer")
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

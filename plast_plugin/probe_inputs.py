@@ -1,0 +1,116 @@
+"""From parallel questions to model inputs with a per-token "count here" mask.
+
+The probe counts activations only at the positions the options select (the question's text
+tokens by default). Each prompt is tokenized segment by segment, so the mask is exact for
+the ids actually fed. Image tokens are expanded by the model family adapter (`probe_models`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+# LLaVA-1.5's conversation (vicuna_v1): the system prompt and roles around the question.
+LLAVA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+
+# Token kinds in an encoded prompt.
+SYSTEM, IMAGE, QUESTION, SUFFIX = "system", "image", "question", "suffix"
+
+
+@dataclass
+class EncodedPrompt:
+    group: int
+    input_ids: list[int]
+    kinds: list[str]  # one per input id
+    image: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _tokens(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens: int,
+                  image_ids: list[int] | None, group: int, image: str | None = None) -> EncodedPrompt:
+    """`image_ids`: the ids that stand for the image in the text (None: no image)."""
+    segments: list[tuple[str, list[int]]] = []
+    if tokenizer.bos_token_id is not None:
+        segments.append((SYSTEM, [tokenizer.bos_token_id]))
+    if prompt == "llava":
+        segments.append((SYSTEM, _tokens(tokenizer, LLAVA_SYSTEM + " USER:")))
+    if image_ids is not None:
+        segments.append((IMAGE, list(image_ids)))
+        segments.append((SYSTEM, _tokens(tokenizer, "\n")))
+    segments.append((QUESTION, _tokens(tokenizer, question)[:max_question_tokens]))
+    if prompt == "llava":
+        segments.append((SUFFIX, _tokens(tokenizer, " ASSISTANT:")))
+    ids: list[int] = []
+    kinds: list[str] = []
+    for kind, seg in segments:
+        ids += seg
+        kinds += [kind] * len(seg)
+    return EncodedPrompt(group, ids, kinds, image)
+
+
+def count_flags(kinds: list[str], positions: str) -> list[bool]:
+    if positions == "question":
+        return [k == QUESTION for k in kinds]
+    if positions == "image":
+        return [k == IMAGE for k in kinds]
+    return [True] * len(kinds)
+
+
+@dataclass
+class PaddedBatch:
+    groups: torch.Tensor  # [B] group index per row
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    position_ids: torch.Tensor  # [B, T]
+    count_mask: torch.Tensor  # [B, T] bool
+    kinds: list[list[str]]
+    images: list[str | None]
+
+
+def pad_batch(prompts: list[EncodedPrompt], positions: str, pad_id: int, padding_side: str = "right") -> PaddedBatch:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    count = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for row, p in enumerate(prompts):
+        span = slice(0, len(p)) if padding_side == "right" else slice(width - len(p), width)
+        ids[row, span] = torch.tensor(p.input_ids, dtype=torch.long)
+        mask[row, span] = 1
+        count[row, span] = torch.tensor(count_flags(p.kinds, positions), dtype=torch.bool)
+    # Positions follow the real tokens, so left padding does not shift the rotary phases.
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return PaddedBatch(
+        groups=torch.tensor([p.group for p in prompts], dtype=torch.long),
+        input_ids=ids, attention_mask=mask, position_ids=position_ids, count_mask=count,
+        kinds=[p.kinds for p in prompts], images=[p.image for p in prompts],
+    )
+
+
+def split_pivot(num_questions: int, seed: int) -> list[int]:
+    """Half index (0 or 1) of each pivot question, for the pivot-vs-pivot noise floor."""
+    order = list(range(num_questions))
+    random.Random(seed).shuffle(order)
+    half = [0] * num_questions
+    for rank, index in enumerate(order):
+        half[index] = 0 if rank < (num_questions + 1) // 2 else 1
+    return half
+
+
+def make_batches(prompts: list[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
+    """One group per batch, similar lengths together (less padding); deterministic order."""
+    batches: list[list[EncodedPrompt]] = []
+    for group in sorted({p.group for p in prompts}):
+        members = sorted((p for p in prompts if p.group == group), key=len)
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return batches

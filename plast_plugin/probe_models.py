@@ -1,0 +1,149 @@
+"""How each supported model family is run for the probe (duck-typed: no LLaVA import).
+
+Each family turns a padded batch into a call of the decoder stack and returns the mask of
+counted positions *in the sequence the decoder sees*, which for the official LLaVA differs
+from the token sequence (one image token becomes hundreds of features). The LM head is never
+run: the probe only needs the FFN activations.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .model_layout import DecoderLayout, model_architecture
+from .parallel_data import load_image
+from .probe_inputs import IMAGE, PaddedBatch
+
+LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
+LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
+
+
+class ProbeInputError(ValueError):
+    pass
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(p for p in model.parameters() if p.dtype.is_floating_point)
+    return param.device, param.dtype
+
+
+class TextFamily:
+    """Any decoder used text-only (LLaMA, Qwen2, Gemma3, and LLaVA models without images)."""
+
+    name = "text"
+    supports_images = False
+
+    def __init__(self, model: nn.Module, layout: DecoderLayout, image_processor=None):
+        self.model, self.layout = model, layout
+        self.device, self.dtype = _model_device_dtype(model)
+
+    def image_ids(self) -> list[int] | None:
+        return None
+
+    def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
+        set_mask(batch.count_mask)
+        self.layout.backbone(
+            input_ids=batch.input_ids.to(self.device),
+            attention_mask=batch.attention_mask.to(self.device),
+            position_ids=batch.position_ids.to(self.device),
+            use_cache=False,
+        )
+
+
+class LlavaOfficialFamily(TextFamily):
+    """haotian-liu/LLaVA `LlavaLlamaForCausalLM` (and LLaVA-NeXT): the image is one id (-200)
+    in the text, expanded into features by `prepare_inputs_labels_for_multimodal`."""
+
+    name = "llava"
+    supports_images = True
+
+    def __init__(self, model, layout, image_processor=None):
+        super().__init__(model, layout)
+        tower = model.get_vision_tower()
+        self.image_processor = image_processor or getattr(tower, "image_processor", None)
+        if self.image_processor is None:
+            raise ProbeInputError("the LLaVA model's vision tower has no image processor; pass one")
+
+    def image_ids(self) -> list[int]:
+        return [LLAVA_IMAGE_TOKEN_INDEX]
+
+    def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
+        if all(image is None for image in batch.images):
+            return super().run(batch, positions, set_mask)
+        if any(image is None for image in batch.images):
+            raise ProbeInputError("a batch mixes questions with and without images")
+        images = [load_image(ref) for ref in batch.images]
+        pixels = self.image_processor.preprocess(images, return_tensors="pt")["pixel_values"]
+        # The text positions to count ride through LLaVA's expansion as labels (1 = count,
+        # 0 = do not); image features and padding come back as IGNORE_INDEX.
+        is_image = batch.input_ids == LLAVA_IMAGE_TOKEN_INDEX
+        labels = (batch.count_mask & ~is_image).long().to(self.device)
+        args = [batch.input_ids.to(self.device), batch.position_ids.to(self.device),
+                batch.attention_mask.to(self.device), None, labels, pixels.to(self.device, self.dtype)]
+        if "image_sizes" in inspect.signature(self.model.prepare_inputs_labels_for_multimodal).parameters:
+            args.append([image.size for image in images])
+        _, position_ids, attention_mask, _, embeds, new_labels = self.model.prepare_inputs_labels_for_multimodal(*args)
+        counted = new_labels == 1
+        if positions in ("image", "all"):
+            counted |= (new_labels == LLAVA_IGNORE_INDEX) & attention_mask.bool()
+        set_mask(counted)
+        self.layout.backbone(inputs_embeds=embeds, attention_mask=attention_mask,
+                             position_ids=position_ids, use_cache=False)
+
+
+class LlavaHFFamily(TextFamily):
+    """transformers `LlavaForConditionalGeneration` (llava-hf). Text-only questions go straight
+    to the language model. With images (transformers >= 4.47, where the text already holds one
+    image token per feature) the multimodal body runs without its LM head."""
+
+    name = "llava-hf"
+    supports_images = True
+
+    def __init__(self, model, layout, image_processor=None):
+        super().__init__(model, layout)
+        self.image_processor = image_processor
+        config = model.config
+        self.image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+        self.multimodal_body = getattr(model, "model", None)
+        if getattr(self.multimodal_body, "get_image_features", None) is None:
+            self.multimodal_body = None  # transformers < 4.52: images expand inside forward()
+
+    def image_ids(self) -> list[int]:
+        if self.multimodal_body is None:
+            raise ProbeInputError(
+                "probing llava-hf models with images needs transformers >= 4.52; use images='off' "
+                "or run `plast select` in the evaluation environment"
+            )
+        if self.image_processor is None:
+            raise ProbeInputError("pass the model's image processor to probe llava-hf with images")
+        vision = self.model.config.vision_config
+        count = (vision.image_size // vision.patch_size) ** 2
+        if getattr(self.model.config, "vision_feature_select_strategy", "default") == "full":
+            count += 1
+        return [self.image_token_id] * count
+
+    def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
+        if all(image is None for image in batch.images):
+            return super().run(batch, positions, set_mask)
+        pixels = self.image_processor([load_image(ref) for ref in batch.images], return_tensors="pt")["pixel_values"]
+        set_mask(batch.count_mask)
+        self.multimodal_body(
+            input_ids=batch.input_ids.to(self.device), pixel_values=pixels.to(self.device, self.dtype),
+            attention_mask=batch.attention_mask.to(self.device), position_ids=batch.position_ids.to(self.device),
+            use_cache=False,
+        )
+
+
+def family_for(model: nn.Module, layout: DecoderLayout, image_processor=None) -> TextFamily:
+    if callable(getattr(model, "prepare_inputs_labels_for_multimodal", None)) and callable(
+        getattr(model, "get_vision_tower", None)
+    ):
+        if model.get_vision_tower() is not None:
+            return LlavaOfficialFamily(model, layout, image_processor)
+    if "LlavaForConditionalGeneration" in model_architecture(model) or type(model).__name__ == "LlavaForConditionalGeneration":
+        return LlavaHFFamily(model, layout, image_processor)
+    return TextFamily(model, layout)

@@ -1,0 +1,147 @@
+"""Per-layer statistics of language-specific FFN activation (plain torch).
+
+Input: integer activation counts per group, layer and neuron, and the number of counted tokens
+per group. Groups are the languages plus the two halves of the pivot data (`<pivot>#a`,
+`<pivot>#b`), whose comparison gives the noise floor: how much two samples of the *same*
+language differ, which a language-specific difference has to exceed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .options import SelectionOptions
+
+HALF_A, HALF_B = "#a", "#b"
+
+
+def pivot_halves(pivot: str) -> tuple[str, str]:
+    return pivot + HALF_A, pivot + HALF_B
+
+
+@dataclass
+class LayerStatistics:
+    languages: list[str]  # non-pivot languages, in order
+    pivot: str
+    activation_rate: dict[str, torch.Tensor]  # group -> [layers] mean rate over neurons
+    activated_count: dict[str, torch.Tensor]  # group -> [layers] |A|
+    overlap: dict[str, torch.Tensor]  # language -> [layers] overlap with pivot
+    msd: torch.Tensor  # [layers]
+    noise_overlap: torch.Tensor  # [layers] pivot half a vs half b
+    noise_msd: torch.Tensor  # [layers]
+    thresholds: torch.Tensor  # [layers] activation-rate threshold of the activated sets
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.msd.shape[0])
+
+    def per_layer_records(self) -> list[dict]:
+        records = []
+        for layer in range(self.num_layers):
+            records.append({
+                "layer": layer,
+                "msd": float(self.msd[layer]),
+                "noise_msd": float(self.noise_msd[layer]),
+                "noise_overlap": float(self.noise_overlap[layer]),
+                "activation_threshold": float(self.thresholds[layer]),
+                "overlap": {lang: float(self.overlap[lang][layer]) for lang in self.languages},
+                "activated_neurons": {g: int(v[layer]) for g, v in self.activated_count.items()},
+                "mean_activation_rate": {g: float(v[layer]) for g, v in self.activation_rate.items()},
+            })
+        return records
+
+
+def activation_rates(counts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """[groups, layers, neurons] counts / [groups] tokens -> rates in [0, 1] (float64)."""
+    if (tokens <= 0).any():
+        raise ValueError("a group has no counted tokens: every language needs at least one question token")
+    return counts.double() / tokens.double().view(-1, 1, 1)
+
+
+def _thresholds(rates: torch.Tensor, activated_set: str) -> torch.Tensor:
+    kind, _, value = activated_set.partition(":")
+    fraction = float(value)
+    num_layers = rates.shape[1]
+    if kind == "rate":
+        return torch.full((num_layers,), fraction, dtype=torch.float64)
+    # One threshold per layer for all languages: the (1 - F) quantile of the pooled rates.
+    pooled = rates.permute(1, 0, 2).reshape(num_layers, -1)
+    return torch.quantile(pooled, 1.0 - fraction, dim=1)
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor, denominator: str) -> torch.Tensor:
+    """Overlap of activated sets a (language) and b (pivot): bool [layers, neurons] -> [layers]."""
+    inter = (a & b).sum(-1).double()
+    if denominator == "pivot":
+        base = b.sum(-1).double()
+    elif denominator == "language":
+        base = a.sum(-1).double()
+    else:
+        base = (a | b).sum(-1).double()
+    return torch.where(base > 0, inter / base.clamp(min=1), torch.zeros_like(inter))
+
+
+def _msd(x: dict[str, torch.Tensor], languages: list[str], reference: str, pivot_key: str) -> torch.Tensor:
+    """x: group -> [layers, ...] statistic. Mean over languages (and trailing dims) of squared deviation."""
+    if reference == "pivot":
+        dev = torch.stack([(x[lang] - x[pivot_key]) ** 2 for lang in languages])
+    else:
+        stacked = torch.stack([x[g] for g in [*languages, pivot_key]])
+        dev = (stacked - stacked.mean(0, keepdim=True)) ** 2
+    return dev.reshape(dev.shape[0], dev.shape[1], -1).mean(dim=(0, 2))
+
+
+def compute_statistics(
+    counts: torch.Tensor,
+    tokens: torch.Tensor,
+    groups: list[str],
+    pivot: str,
+    options: SelectionOptions,
+) -> LayerStatistics:
+    """Statistics from probe counts. `groups` names the first axis of `counts`/`tokens`; it must
+    hold every language once and the pivot as its two halves."""
+    half_a, half_b = pivot_halves(pivot)
+    index = {g: i for i, g in enumerate(groups)}
+    if half_a not in index or half_b not in index:
+        raise ValueError(f"counts lack the two halves of the pivot {pivot!r} ({half_a}, {half_b})")
+    languages = [g for g in groups if g not in (half_a, half_b)]
+    rates_all = activation_rates(counts, tokens)
+    # The full pivot = both halves together.
+    pivot_counts = counts[index[half_a]] + counts[index[half_b]]
+    pivot_tokens = tokens[index[half_a]] + tokens[index[half_b]]
+    rate = {g: rates_all[index[g]] for g in groups}
+    rate[pivot] = pivot_counts.double() / float(pivot_tokens)
+
+    pooled = torch.stack([rate[g] for g in [*languages, pivot]])
+    thresholds = _thresholds(pooled, options.activated_set)
+    active = {g: r > thresholds.view(-1, 1) for g, r in rate.items()}
+
+    overlap = {lang: _overlap(active[lang], active[pivot], options.overlap_denominator) for lang in languages}
+    noise_overlap = _overlap(active[half_a], active[half_b], options.overlap_denominator)
+
+    ffn_width = counts.shape[-1]
+    if options.statistic == "rate":
+        stat = rate
+    elif options.statistic == "count":
+        stat = {g: a.sum(-1).double() / ffn_width for g, a in active.items()}
+    else:
+        stat = {lang: 1.0 - overlap[lang] for lang in languages}
+        stat[pivot] = torch.zeros_like(noise_overlap)
+        stat[half_a] = 1.0 - noise_overlap
+        stat[half_b] = torch.zeros_like(noise_overlap)
+    msd = _msd(stat, languages, options.msd_reference, pivot)
+    noise_msd = _msd(stat, [half_a], "pivot", half_b)
+
+    return LayerStatistics(
+        languages=languages,
+        pivot=pivot,
+        activation_rate={g: rate[g].mean(-1) for g in [*languages, pivot, half_a, half_b]},
+        activated_count={g: active[g].sum(-1) for g in [*languages, pivot]},
+        overlap=overlap,
+        msd=msd,
+        noise_overlap=noise_overlap,
+        noise_msd=noise_msd,
+        thresholds=thresholds,
+    )
