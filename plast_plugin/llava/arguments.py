@@ -1,0 +1,179 @@
+"""PLAST's training arguments, in LLaVA's argument style.
+
+They are added to LLaVA's ``TrainingArguments`` (a subclass made by ``make_training_arguments``)
+because ``train()`` parses exactly three dataclasses; every field carries its help text.
+The method options of ``plast_plugin.options.SelectionOptions`` appear as ``--plast_<name>``
+(``--plast_rule``, ``--plast_statistic``, ...) with the same defaults and help.
+
+Flags that conflict with layer freezing are refused when the arguments are parsed, before the
+model is even loaded: ``--lora_enable``, ``--bits 4/8``; the ones only known later
+(``--tune_mm_mlp_adapter``, a model argument) are refused when the trainer is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..options import SelectionOptions
+
+LAYERS_HELP = (
+    "PLAST: which decoder layers to fine-tune; everything else is frozen. 'auto' probes the "
+    "loaded model on --plast_probe_data before training and writes output_dir/plast_layers.json "
+    "(a resumed run reuses that file); a spec such as '0-4', '0,1,2', 'first:5', 'last:5', "
+    "'random:5'; or a selection file written by `plast select`. Unset: PLAST is off."
+)
+
+# SelectionOptions fields that PLAST's LLaVA arguments expose under another name or not at all.
+_RENAMED = {"rule": "plast_rule", "modules": "plast_modules", "seed": "plast_seed",
+            "batch_size": "plast_probe_batch_size"}
+
+
+@dataclass(repr=False, eq=False)
+class PlastArgumentsBase:
+    plast_layers: Optional[str] = field(default=None, metadata={"help": LAYERS_HELP})
+    plast_probe_data: Optional[str] = field(
+        default=None,
+        metadata={"help": "PLAST (auto): parallel questions to probe, comma-separated: a .jsonl "
+                  "(id, lang, question[, image]) or VLMEvalKit TSVs, one per language. Same input "
+                  "as `plast select`."},
+    )
+    plast_languages: Optional[str] = field(
+        default=None,
+        metadata={"help": "PLAST (auto): non-pivot languages to compare, e.g. 'zh,pt,ar,tr,ru'. "
+                  "Default: every language in --plast_probe_data."},
+    )
+    plast_pivot: str = field(
+        default="en", metadata={"help": "PLAST (auto): the pivot language the others are compared with."}
+    )
+    plast_probe_samples: Optional[int] = field(
+        default=None,
+        metadata={"help": "PLAST (auto): use at most this many questions per language. Default: all."},
+    )
+
+
+def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
+    hints = typing.get_type_hints(SelectionOptions)
+    out = []
+    for f in dataclasses.fields(SelectionOptions):
+        name = _RENAMED.get(f.name, "plast_" + f.name)
+        help_text = f.metadata.get("help", "")
+        if f.name == "modules":
+            prefix = "PLAST: "
+        else:
+            prefix = "PLAST (auto): "
+        out.append((name, hints[f.name], field(default=f.default, metadata={"help": prefix + help_text})))
+    return out
+
+
+PlastArguments = dataclasses.make_dataclass(
+    "PlastArguments",
+    _selection_option_fields(),
+    bases=(PlastArgumentsBase,),
+    repr=False,
+    eq=False,
+)
+PlastArguments.__module__ = __name__
+PlastArguments.__doc__ = "Every PLAST flag of LLaVA training (mixin for LLaVA's TrainingArguments)."
+
+PLAST_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(PlastArguments))
+
+
+class PlastArgumentError(ValueError):
+    """A flag combination PLAST refuses; the message names the flag and the fix."""
+
+
+def plast_enabled(args) -> bool:
+    return bool(getattr(args, "plast_layers", None))
+
+
+def selection_options(args) -> SelectionOptions:
+    """The ``SelectionOptions`` that ``--plast_*`` flags describe."""
+    values = {}
+    for f in dataclasses.fields(SelectionOptions):
+        values[f.name] = getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
+    return SelectionOptions(**values)
+
+
+def check_plast_arguments(args) -> None:
+    """Validate the PLAST flags and refuse conflicting LLaVA flags. No-op when PLAST is off."""
+    if not plast_enabled(args):
+        return
+    layers = str(args.plast_layers).strip()
+    if layers == "auto" and not args.plast_probe_data:
+        raise PlastArgumentError(
+            "--plast_layers auto needs --plast_probe_data (parallel questions, e.g. a .jsonl with "
+            "id, lang, question), or run `plast select` first and pass the selection file to --plast_layers"
+        )
+    if getattr(args, "lora_enable", False):
+        raise PlastArgumentError(
+            "--lora_enable conflicts with --plast_layers: PLAST fine-tunes whole decoder layers, LoRA "
+            "adds adapters to all of them. Drop --lora_enable (or drop --plast_layers for LoRA)."
+        )
+    if getattr(args, "bits", 16) in (4, 8):
+        raise PlastArgumentError(
+            f"--bits {args.bits} conflicts with --plast_layers: quantized weights cannot be fine-tuned "
+            f"directly. Use --bits 16 (the default) with bf16/fp16."
+        )
+    if getattr(args, "unfreeze_mm_vision_tower", False):
+        raise PlastArgumentError(
+            "--unfreeze_mm_vision_tower conflicts with --plast_layers: PLAST keeps the vision tower "
+            "frozen. Drop --unfreeze_mm_vision_tower."
+        )
+    if getattr(args, "mm_tunable_parts", None):
+        raise PlastArgumentError(
+            "--mm_tunable_parts conflicts with --plast_layers: PLAST decides what is trained (only the "
+            "selected layers). Drop --mm_tunable_parts."
+        )
+    if args.plast_probe_samples is not None and args.plast_probe_samples < 1:
+        raise PlastArgumentError(f"--plast_probe_samples must be positive, got {args.plast_probe_samples}")
+    if args.plast_languages:
+        from ..languages import parse_language_list
+
+        try:
+            parse_language_list(args.plast_languages)
+        except ValueError as err:
+            raise PlastArgumentError(f"--plast_languages: {err}") from None
+    try:
+        selection_options(args).validate()
+    except ValueError as err:
+        raise PlastArgumentError(f"PLAST option: {err} (flags are named --plast_<option>)") from None
+
+
+def check_trainer_arguments(args) -> None:
+    """Refusals only possible once ``train()`` has copied model arguments into ``args``."""
+    if getattr(args, "tune_mm_mlp_adapter", False):
+        raise PlastArgumentError(
+            "--tune_mm_mlp_adapter conflicts with --plast_layers: it trains (and saves) only the "
+            "projector. Drop --tune_mm_mlp_adapter; PLAST starts from a finished LLaVA checkpoint."
+        )
+
+
+_CLASS_CACHE: dict[type, type] = {}
+
+
+def make_training_arguments(base: type) -> type:
+    """``base`` (LLaVA's TrainingArguments) plus the PLAST fields, validated in ``__post_init__``.
+
+    The class keeps the name and module of ``base``'s module attribute (``llava.train.train.
+    TrainingArguments``) so the Trainer can pickle it into ``training_args.bin`` (pitfall 2), and
+    so that file also loads where PLAST is not installed.
+    """
+    if getattr(base, "__plast__", False):
+        return base
+    if base in _CLASS_CACHE:
+        return _CLASS_CACHE[base]
+
+    def __post_init__(self):
+        base.__post_init__(self)
+        check_plast_arguments(self)
+
+    namespace = {"__post_init__": __post_init__, "__plast__": True, "__module__": base.__module__,
+                 "__qualname__": base.__qualname__,
+                 "__doc__": (base.__doc__ or "") + "\n\nWith PLAST's --plast_* flags."}
+    # PLAST first: its fields all have defaults and must come after output_dir.
+    cls = type(base.__name__, (PlastArguments, base), namespace)
+    cls = dataclass(cls, repr=False, eq=False)
+    _CLASS_CACHE[base] = cls
+    return cls

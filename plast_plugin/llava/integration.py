@@ -1,0 +1,263 @@
+"""Patch LLaVA's training module in place: PLAST arguments + freezing when ``LLaVATrainer`` is built.
+
+Two changes to the module object ``llava.train.train`` (official LLaVA or LLaVA-NeXT):
+
+1. ``TrainingArguments`` becomes a subclass with the ``--plast_*`` fields; ``train()`` looks the
+   name up when it is called, so ``HfArgumentParser`` accepts the flags.
+2. ``LLaVATrainer.__init__`` is wrapped *in place* (rebinding the name to a subclass recurses
+   forever: its save methods call ``super(LLaVATrainer, self)``, pitfall 1). The wrap runs when
+   every ``requires_grad`` change of ``train()`` is done and no optimizer or DeepSpeed engine
+   exists yet: it resolves the layers (``auto`` probes the model now), freezes all but them,
+   logs the table of trainable parameters, then builds the trainer.
+
+Without ``--plast_layers`` everything behaves exactly as upstream.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from .arguments import (
+    PlastArgumentError,
+    check_plast_arguments,
+    check_trainer_arguments,
+    make_training_arguments,
+    plast_enabled,
+    selection_options,
+)
+
+logger = logging.getLogger("plast_plugin.llava")
+
+TRAINING_RECORD = "plast_training.json"
+_PATCHED = "__plast_patched__"
+
+
+# ----------------------------------------------------------------------------- patching
+def patch_llava_train_module(module) -> None:
+    """Add PLAST to a ``llava.train.train`` module object. Idempotent; all or nothing."""
+    if getattr(module, _PATCHED, False):
+        return
+    base_args = getattr(module, "TrainingArguments", None)
+    trainer_cls = getattr(module, "LLaVATrainer", None)
+    if base_args is None or trainer_cls is None:
+        # Not the module we know: change nothing, so --plast_layers stays an unknown flag
+        # (HfArgumentParser refuses it) instead of silently training everything.
+        logger.warning("plast-plugin: %s has no TrainingArguments/LLaVATrainer; PLAST not added",
+                       getattr(module, "__name__", module))
+        return
+    new_args = make_training_arguments(base_args)
+    wrap_trainer_init(trainer_cls)
+    module.TrainingArguments = new_args
+    setattr(module, _PATCHED, True)
+
+
+def wrap_trainer_init(trainer_cls) -> None:
+    """Wrap ``trainer_cls.__init__`` in place (idempotent)."""
+    original = trainer_cls.__init__
+    if getattr(original, "__plast_wrapped__", False):
+        return
+
+    def __init__(self, *args, **kwargs):
+        training_args = kwargs.get("args")
+        if training_args is None and len(args) >= 2:
+            training_args = args[1]
+        model = kwargs.get("model", args[0] if args else None)
+        if training_args is None or not plast_enabled(training_args):
+            return original(self, *args, **kwargs)
+        report = prepare_plast(model, training_args, tokenizer=kwargs.get("tokenizer"))
+        original(self, *args, **kwargs)
+        _guard_optimizer(self, report)
+
+    __init__.__plast_wrapped__ = True
+    __init__.__wrapped__ = original
+    __init__.__doc__ = original.__doc__
+    trainer_cls.__init__ = __init__
+
+
+# ----------------------------------------------------------------------------- ranks
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def _rank() -> int:
+    dist = _dist()
+    return dist.get_rank() if dist else 0
+
+
+def _barrier() -> None:
+    dist = _dist()
+    if dist:
+        dist.barrier()
+
+
+def _log(message: str) -> None:
+    """Rank 0 prints (LLaVA's rank0_print style; its logging is often silenced)."""
+    if _rank() == 0:
+        print(f"[plast] {message}", flush=True)
+    logger.info(message)
+
+
+def _is_zero3(model) -> bool:
+    try:
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled():
+            return True
+    except Exception:  # pragma: no cover - older transformers
+        pass
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- main step
+def prepare_plast(model, args, tokenizer=None):
+    """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
+    from ..freeze import freeze_for_plast
+
+    check_plast_arguments(args)
+    check_trainer_arguments(args)
+    if model is None:
+        raise PlastArgumentError("--plast_layers: LLaVATrainer was built without a model")
+    selection = resolve_selection(model, args, tokenizer)
+    layers = list(selection.selected_layers)
+    report = freeze_for_plast(model, layers, args.plast_modules)
+    if report.trainable_params == 0:
+        raise PlastArgumentError(
+            f"--plast_layers {args.plast_layers} with --plast_modules {args.plast_modules} leaves no "
+            f"trainable parameter; refusing to train nothing"
+        )
+    if getattr(args, "mm_projector_lr", None) is not None:
+        _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
+    _log("training only decoder layers %s (%s)\n%s" % (layers, args.plast_modules, report.format_table()))
+    selection.trainable = report.to_dict()
+    if _rank() == 0:
+        from ..selection_file import SELECTION_FILENAME
+
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        # output_dir/plast_layers.json always names the layers this run trains: a resumed run
+        # (--plast_layers auto) and `plast export` read it.
+        selection.save(out / SELECTION_FILENAME)
+        record = {
+            "layers": layers,
+            "modules": args.plast_modules,
+            "plast_layers": str(args.plast_layers),
+            "base_model": getattr(getattr(model, "config", None), "_name_or_path", None),
+            "trainable": report.to_dict(),
+            "trainable_names": report.trainable_names,
+        }
+        (out / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _barrier()
+    return report
+
+
+def resolve_selection(model, args, tokenizer=None):
+    """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir."""
+    from ..layer_spec import is_layer_spec, parse_layer_spec
+    from ..model_layout import find_decoder_layers
+    from ..selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
+
+    value = str(args.plast_layers).strip()
+    name = getattr(getattr(model, "config", None), "_name_or_path", None)
+    saved = Path(args.output_dir) / SELECTION_FILENAME
+    if value == "auto":
+        if saved.exists():
+            selection = SelectionFile.load(saved)
+            selection.check_model(model)
+            _log(f"resumed run: reusing the layers selected before, {selection.selected_layers}, from {saved}")
+            return selection
+        selection = run_auto_selection(model, args, tokenizer)
+        return selection
+    if os.path.exists(value):
+        selection = SelectionFile.load(value)
+        selection.check_model(model)
+        _log(f"layers {selection.selected_layers} from selection file {value}")
+    elif is_layer_spec(value):
+        layers = parse_layer_spec(value, find_decoder_layers(model).num_layers, seed=args.plast_seed)
+        selection = SelectionFile(selected_layers=layers, model=ModelIdentity.of(model, name), rule=value,
+                                  options={"modules": args.plast_modules})
+    else:
+        raise PlastArgumentError(
+            f"--plast_layers {value!r} is neither 'auto', a layer spec ('0-4', '1,3', 'first:K', "
+            f"'last:K', 'random:K') nor an existing selection file"
+        )
+    return selection
+
+
+def run_auto_selection(model, args, tokenizer):
+    """Probe the loaded model on the parallel questions (all ranks), write JSON + plot (rank 0)."""
+    import contextlib
+
+    from ..languages import parse_language_list
+    from ..parallel_data import load_parallel_questions
+    from ..pipeline import run_selection, write_selection
+
+    if tokenizer is None:
+        raise PlastArgumentError("--plast_layers auto needs the tokenizer passed to LLaVATrainer")
+    sources = [s.strip() for s in str(args.plast_probe_data).split(",") if s.strip()]
+    languages = parse_language_list(args.plast_languages) if args.plast_languages else None
+    questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
+                                        max_samples=args.plast_probe_samples)
+    options = selection_options(args)
+    image_processor = None
+    try:
+        tower = model.get_vision_tower()
+        image_processor = getattr(tower, "image_processor", None) if tower is not None else None
+    except Exception:
+        pass
+    zero3 = _is_zero3(model)
+    device = getattr(args, "device", None)
+    if not zero3 and device is not None:
+        model.to(device)  # the Trainer / DeepSpeed engine would move it there anyway
+    gather = contextlib.nullcontext()
+    if zero3:
+        import deepspeed
+
+        # Weights are partitioned before the trainer exists (pitfall 5): gather them for the probe.
+        gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+    _log(f"--plast_layers auto: probing {len(questions.ids)} questions x {len(questions.languages)} "
+         f"languages ({', '.join(questions.languages)}){' with ZeRO-3 parameters gathered' if zero3 else ''}")
+    was_training = model.training
+    model.eval()
+    try:
+        with gather:
+            selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
+                                      name_or_path=getattr(model.config, "_name_or_path", None),
+                                      progress=_rank() == 0)
+    finally:
+        model.train(was_training)
+    if _rank() == 0:
+        write_selection(selection, args.output_dir)
+        _log(f"--plast_layers auto selected layers {selection.selected_layers}; written to {args.output_dir}")
+    _barrier()
+    return selection
+
+
+# ----------------------------------------------------------------------------- optimizer
+def _guard_optimizer(trainer, report) -> None:
+    """Drop empty parameter groups (pitfall 4) and check the optimizer holds only PLAST params."""
+    original = trainer.create_optimizer
+    if getattr(original, "__plast_wrapped__", False):
+        return
+    expected = set(report.trainable_names)
+
+    def create_optimizer():
+        optimizer = original()
+        groups = [g for g in optimizer.param_groups if len(g["params"]) > 0]
+        if len(groups) != len(optimizer.param_groups):
+            optimizer.param_groups[:] = groups
+        names = {id(p): n for n, p in trainer.model.named_parameters()}
+        held = {names.get(id(p), "?") for g in optimizer.param_groups for p in g["params"]}
+        if held != expected:
+            extra, missing = sorted(held - expected)[:5], sorted(expected - held)[:5]
+            raise RuntimeError(
+                f"PLAST: the optimizer does not hold exactly the selected parameters "
+                f"(extra {extra}, missing {missing}); refusing to train"
+            )
+        return optimizer
+
+    create_optimizer.__plast_wrapped__ = True
+    trainer.create_optimizer = create_optimizer
