@@ -1,0 +1,41 @@
+"""Evaluation on Parrot's MMMB and multilingual MMBench through lmms-eval.
+
+- :mod:`.parrot_data` reads and checks the benchmark TSVs (``PLAST_PARROT_DIR`` or the hub).
+- :mod:`.prompts` builds the question prompt with Parrot's per-language instruction.
+- :mod:`.extract` reads the chosen option from a free-text answer in any of the six scripts.
+- :mod:`.scoring` computes plain, circular and per-category accuracy like VLMEvalKit.
+- :mod:`.judge` is the optional LLM judge (OpenAI-compatible endpoint, off by default).
+- :mod:`.lmms_tasks` holds the functions the YAMLs in ``eval_tasks/`` call.
+
+:func:`tasks_dir` is the folder to give lmms-eval as ``--include_path``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["tasks_dir", "TASKS_DIR_ENV", "TASK_NAMES", "GROUP_NAMES"]
+
+TASKS_DIR_ENV = "PLAST_EVAL_TASKS_DIR"
+GROUP_NAMES = ("mmmb", "mmbench_ml")
+TASK_NAMES = tuple(f"{g}_{lang}" for g in GROUP_NAMES for lang in ("en", "zh", "pt", "ar", "tr", "ru"))
+
+
+def tasks_dir() -> Path:
+    """The ``eval_tasks`` folder with the lmms-eval task YAMLs.
+
+    ``$PLAST_EVAL_TASKS_DIR`` if set; else the ``eval_tasks/`` folder next to the package in
+    the source checkout (the plugin is installed editable, ``pip install -e .``, so the
+    installed package resolves to the checkout).
+    """
+    override = os.environ.get(TASKS_DIR_ENV)
+    candidates = [Path(override).expanduser()] if override else []
+    candidates.append(Path(__file__).resolve().parents[2] / "eval_tasks")
+    for path in candidates:
+        if (path / "mmmb" / "mmmb.yaml").is_file():
+            return path
+    raise FileNotFoundError(
+        "the lmms-eval task folder eval_tasks/ was not found at "
+        + " or ".join(str(p) for p in candidates)
+        + f"; install the plugin from its source checkout (pip install -e .) or set {TASKS_DIR_ENV}")

@@ -1,0 +1,181 @@
+"""Which option a free-text answer to a multiple-choice question picks, across scripts.
+
+Rule matching in the spirit of VLMEvalKit's ``can_infer`` (letter first, then option text),
+made to work for answers in the six Parrot languages:
+
+- Letters are read after Unicode NFKC normalisation, so full-width ``Ｂ``, ``（Ｂ）`` and circled
+  ``Ⓑ`` become ``B`` and ``(B)``.
+- Arabic letters ``أ ب ج د هـ`` (and bare ``ا``) stand for A B C D E; Cyrillic look-alikes
+  ``А В С Е`` and the transliterations ``Б Д`` stand for A B C E / B D. Russian prompts show
+  Latin letters, so a Cyrillic ``В`` (3rd letter of the Cyrillic alphabet) is read as the
+  look-alike ``B``, not as the third option.
+- A letter counts only when it stands alone in its script: ``B`` in ``答案是B`` (no spaces in
+  Chinese) counts, ``B`` in ``B12`` or ``Bus`` does not.
+- A capital that reads as a word — the article ``A`` ("A resposta é B", "A cat"), Russian
+  ``А В С`` ("В комнате") — at the start of a sentence and followed by a lower-case word is
+  *weak*: it counts only when nothing else names an option and the answer has at most three
+  words ("A is correct").
+- Lower-case letters count only in brackets (``(b)``) or as the whole answer (``b.``).
+- Without any letter, an option's text found in the answer picks that option (a match that
+  lies inside the match of a longer option is ignored).
+- Several different options, or none, give ``None``: the answer scores wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Mapping
+
+__all__ = ["extract_choice", "normalize_text", "LETTER_ALIASES"]
+
+# Characters that, standing alone, name option letters.
+LETTER_ALIASES: dict[str, str] = {
+    # Arabic (abjad order used for lists: أ ب ج د هـ)
+    "أ": "A", "ا": "A", "إ": "A", "آ": "A", "ب": "B", "ج": "C", "د": "D", "ه": "E",
+    # Cyrillic look-alikes and transliterations
+    "А": "A", "В": "B", "С": "C", "Е": "E", "Б": "B", "Д": "D",
+    # Greek look-alikes
+    "Α": "A", "Β": "B", "Ε": "E",
+}
+# Capitals that are also ordinary words at the start of a phrase.
+_WORDLIKE = {"A", "А", "В", "С"}
+_BRACKETS = {"(": ")", "[": "]", "{": "}", "<": ">"}
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, Arabic tatweel dropped (``هـ`` -> ``ه``), whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", str(text))
+    text = text.replace("\u0640", "")  # tatweel
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _script(ch: str) -> str:
+    """Coarse script of a letter or digit: tells whether two neighbours form one word."""
+    if ch.isdigit():
+        return "digit"
+    cp = ord(ch)
+    if 0x0600 <= cp <= 0x06FF or 0x0750 <= cp <= 0x077F or 0xFB50 <= cp <= 0xFEFF:
+        return "arabic"
+    if 0x0400 <= cp <= 0x052F:
+        return "cyrillic"
+    if 0x0370 <= cp <= 0x03FF:
+        return "greek"
+    if (0x2E80 <= cp <= 0x9FFF or 0xAC00 <= cp <= 0xD7AF or 0xF900 <= cp <= 0xFAFF
+            or 0x20000 <= cp <= 0x2FFFF):
+        return "cjk"  # no spaces between words: a letter next to it still stands alone
+    return "latin"
+
+
+def _joins(ch: str) -> bool:
+    """Whether a neighbour `ch` would make a letter part of a longer word or code."""
+    if not ch or not (ch.isalnum() or unicodedata.category(ch).startswith("M")):
+        return False
+    return _script(ch) != "cjk"
+
+
+def _letter_of(ch: str) -> str | None:
+    if "A" <= ch <= "Z":
+        return ch
+    return LETTER_ALIASES.get(ch)
+
+
+def _letter_hits(text: str, valid: set[str]) -> tuple[set[str], set[str]]:
+    """(strong, weak) option letters standing alone in `text`."""
+    strong: set[str] = set()
+    weak: set[str] = set()
+    stripped = text.strip(" .,:;!?()[]{}<>\"'*#")
+    for i, ch in enumerate(text):
+        prev = text[i - 1] if i > 0 else ""
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if _joins(prev) or _joins(nxt):
+            continue
+        letter = _letter_of(ch)
+        if letter is None and ch.islower() and "a" <= ch <= "z":
+            # lower case only in brackets or as the whole answer
+            if (prev in _BRACKETS and nxt == _BRACKETS[prev]) or stripped == ch:
+                letter = ch.upper()
+        if letter is None or letter not in valid:
+            continue
+        after = text[i + 1:]
+        sentence_start = re.search(r"(^|[.!?。！？\n]\s*)[\"'«“]?$", text[:i]) is not None
+        if ch in _WORDLIKE and sentence_start and re.match(r" \w", after) and after[1].islower():
+            weak.add(letter)
+        else:
+            strong.add(letter)
+    return strong, weak
+
+
+def _span_matches(text: str, needle: str) -> list[tuple[int, int]]:
+    spans = []
+    start = 0
+    while needle:
+        i = text.find(needle, start)
+        if i < 0:
+            break
+        j = i + len(needle)
+        before = text[i - 1] if i > 0 else ""
+        after = text[j] if j < len(text) else ""
+        if not (_joins(before) and _joins(needle[0])) and not (_joins(after) and _joins(needle[-1])):
+            spans.append((i, j))
+        start = i + 1
+    return spans
+
+
+def _text_hits(text: str, options: Mapping[str, str]) -> dict[str, list[tuple[int, int]]]:
+    low = text.casefold()
+    hits = {}
+    for letter, option in options.items():
+        needle = normalize_text(option).casefold()
+        if not needle:
+            continue
+        spans = _span_matches(low, needle)
+        if spans:
+            hits[letter] = spans
+    # drop an option whose every match lies inside the match of another, longer option
+    keep = {}
+    for letter, spans in hits.items():
+        inside = all(
+            any(o != letter and a <= s and e <= b and (b - a) > (e - s) for o, ospans in hits.items()
+                for a, b in ospans)
+            for s, e in spans
+        )
+        if not inside:
+            keep[letter] = spans
+    return keep
+
+
+def extract_choice(response: str, options: Mapping[str, str | None]) -> str | None:
+    """The option letter `response` picks among `options` (letter -> text), or None.
+
+    `options` may hold None/empty texts for absent options (rows with fewer than four
+    options); those letters are not valid answers.
+    """
+    present = {k: str(v) for k, v in options.items() if v is not None and str(v).strip() != ""}
+    valid = set(present)
+    if response is None or not valid:
+        return None
+    text = normalize_text(response)
+    if not text:
+        return None
+    # An option text that itself contains a standalone letter ("Vitamin C") must not count
+    # as that letter: mask such texts before looking for letters.
+    masked = text
+    for letter, option in sorted(present.items(), key=lambda kv: -len(kv[1])):
+        opt = normalize_text(option)
+        if len(opt) >= 3 and any(_letter_hits(opt, valid)):
+            for s, e in reversed(_span_matches(masked.casefold(), opt.casefold())):
+                masked = masked[:s] + " " * (e - s) + masked[e:]
+    strong, weak = _letter_hits(masked, valid)
+    if len(strong) == 1:
+        return next(iter(strong))
+    if len(strong) > 1:
+        return None
+    by_text = _text_hits(text, present)
+    if len(by_text) == 1:
+        return next(iter(by_text))
+    if len(by_text) > 1:
+        return None
+    if len(weak) == 1 and len(text.split()) <= 3:
+        return next(iter(weak))
+    return None

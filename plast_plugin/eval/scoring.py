@@ -1,0 +1,84 @@
+"""Accuracy as Parrot / VLMEvalKit compute it, with a per-category breakdown.
+
+A *record* is one scored row: ``{"index": int, "correct": bool, "category": str,
+"l2_category": str}``.
+
+- MMMB: plain accuracy over all rows.
+- MMBench (circular evaluation): a question's rotated copies have index ``i + k * 1,000,000``;
+  a question counts as right only if the original and every copy are right
+  (``circular_acc``). ``acc`` is the plain accuracy over the original rows
+  (``index < 1,000,000``), i.e. what a single pass without rotations would report.
+  Categories of a circular group come from its original row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Mapping
+
+__all__ = ["CIRCULAR_OFFSET", "accuracy", "circular_accuracy", "summarize"]
+
+CIRCULAR_OFFSET = 1_000_000
+
+
+def _rate(hits: int, total: int) -> float:
+    return hits / total if total else 0.0
+
+
+def accuracy(records: Iterable[Mapping], originals_only: bool = False) -> float:
+    rows = [r for r in records if not originals_only or int(r["index"]) < CIRCULAR_OFFSET]
+    return _rate(sum(bool(r["correct"]) for r in rows), len(rows))
+
+
+def _groups(records: Iterable[Mapping]) -> dict[int, list[Mapping]]:
+    groups: dict[int, list[Mapping]] = defaultdict(list)
+    for r in records:
+        groups[int(r["index"]) % CIRCULAR_OFFSET].append(r)
+    return groups
+
+
+def _group_head(rows: list[Mapping]) -> Mapping:
+    return min(rows, key=lambda r: int(r["index"]))
+
+
+def circular_accuracy(records: Iterable[Mapping]) -> float:
+    groups = _groups(records)
+    return _rate(sum(all(bool(r["correct"]) for r in rows) for rows in groups.values()), len(groups))
+
+
+def _breakdown(items: list[tuple[str, bool]]) -> dict[str, dict]:
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, ok in items:
+        out[key][0] += int(ok)
+        out[key][1] += 1
+    return {k: {"acc": _rate(h, n), "correct": h, "total": n} for k, (h, n) in sorted(out.items())}
+
+
+def summarize(records: Iterable[Mapping], circular: bool) -> dict:
+    """Overall and per-category (and per l2-category) scores of one task."""
+    records = list(records)
+    if not circular:
+        return {
+            "acc": accuracy(records),
+            "n": len(records),
+            "by_category": _breakdown([(r.get("category", ""), bool(r["correct"])) for r in records]),
+            "by_l2_category": _breakdown([(r.get("l2_category", ""), bool(r["correct"])) for r in records]),
+        }
+    originals = [r for r in records if int(r["index"]) < CIRCULAR_OFFSET]
+    groups = _groups(records)
+    heads = [(_group_head(rows), all(bool(r["correct"]) for r in rows)) for rows in groups.values()]
+    return {
+        "acc": accuracy(records, originals_only=True),
+        "circular_acc": circular_accuracy(records),
+        "n": len(records),
+        "n_original": len(originals),
+        "n_questions": len(groups),
+        "by_category": {
+            "acc": _breakdown([(r.get("category", ""), bool(r["correct"])) for r in originals]),
+            "circular_acc": _breakdown([(h.get("category", ""), ok) for h, ok in heads]),
+        },
+        "by_l2_category": {
+            "acc": _breakdown([(r.get("l2_category", ""), bool(r["correct"])) for r in originals]),
+            "circular_acc": _breakdown([(h.get("l2_category", ""), ok) for h, ok in heads]),
+        },
+    }
