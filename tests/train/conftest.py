@@ -1,0 +1,129 @@
+"""Shared fixtures: one tiny official-format LLaVA, its training data and parallel probe data,
+built once per session; a helper that runs LLaVA's ``train()`` in a fresh process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+DRIVER = HERE / "_driver.py"
+LLAVA_ONLY = pytest.importorskip("llava", reason="tests/train need the training env (llava-torch)")
+
+PROBE = [
+    ("1", "What is the color of the car in the picture?", "图片中汽车是什么颜色？", "Какого цвета машина на картинке?"),
+    ("2", "How many people are standing next to the table?", "桌子旁边站着多少人？", "Сколько человек стоит рядом со столом?"),
+    ("3", "Which animal is sitting on the red chair?", "哪只动物坐在红色的椅子上？", "Какое животное сидит на красном стуле?"),
+    ("4", "Answer with the option's letter from the given choices directly.", "请直接用给定选项中的选项字母回答。",
+     "Ответьте буквой варианта из предложенных вариантов напрямую."),
+]
+
+
+def base_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_DISABLED="true",
+               TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONWARNINGS="ignore")
+    env.pop("PLAST_DISABLE_HOOK", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory):
+    """tiny LLaVA + CLIP, 8 training conversations (half with images), parallel probe JSONL."""
+    import numpy as np
+    from PIL import Image
+
+    from plast_plugin.testing.tiny_models import make_tiny_llava
+
+    root = tmp_path_factory.mktemp("llava_assets")
+    model = make_tiny_llava(root / "llava")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(8):
+        qid, en, zh, ru = PROBE[i % 4]
+        question = zh if i % 2 == 0 else ru
+        lang = "Chinese" if i % 2 == 0 else "Russian"
+        prompt = f"Translate the following question from {lang} to English.\n{question}"
+        row = {"id": f"t{i}", "conversations": [
+            {"from": "human", "value": ("<image>\n" + prompt) if i % 2 == 0 else prompt},
+            {"from": "gpt", "value": en}]}
+        if i % 2 == 0:
+            Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(images / f"{i}.png")
+            row["image"] = f"{i}.png"
+        rows.append(row)
+    data = root / "train.json"
+    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    probe = root / "probe.jsonl"
+    with probe.open("w", encoding="utf-8") as f:
+        for qid, en, zh, ru in PROBE:
+            for lang, text in (("en", en), ("zh", zh), ("ru", ru)):
+                f.write(json.dumps({"id": qid, "lang": lang, "question": text}, ensure_ascii=False) + "\n")
+    return {"root": root, "model": Path(model), "clip": Path(str(model) + "_clip"), "data": data,
+            "images": images, "probe": probe}
+
+
+def llava_args(assets, output_dir, *extra, steps: int = 3) -> list[str]:
+    return [
+        "--model_name_or_path", str(assets["model"]), "--version", "v1",
+        "--vision_tower", str(assets["clip"]), "--mm_projector_type", "mlp2x_gelu",
+        "--mm_vision_select_layer", "-2", "--mm_use_im_start_end", "False",
+        "--mm_use_im_patch_token", "False", "--image_aspect_ratio", "pad",
+        "--data_path", str(assets["data"]), "--image_folder", str(assets["images"]),
+        "--lazy_preprocess", "True", "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--weight_decay", "0.0",
+        "--max_steps", str(steps), "--save_strategy", "no", "--logging_steps", "1",
+        "--gradient_checkpointing", "True", "--model_max_length", "256", "--report_to", "none",
+        "--dataloader_num_workers", "0", *extra,
+    ]
+
+
+_PORT = [29700]
+
+
+def run_train(args, *, mode="hook", deepspeed=None, env=None, script=None, cwd=None, timeout=300):
+    """Run one training process; returns CompletedProcess (stdout+stderr merged in .stdout)."""
+    extra_env = dict(env or {})
+    if deepspeed:
+        # What the deepspeed launcher sets for one local process.
+        _PORT[0] += 1
+        extra_env.update(RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, LOCAL_WORLD_SIZE=1,
+                         MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
+        args = ["--deepspeed", str(deepspeed), *args]
+    cmd = [sys.executable, str(script), *args] if script else [sys.executable, str(DRIVER), mode, *args]
+    return subprocess.run(cmd, env=base_env(**extra_env), cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def check_only_layers_changed(start_dir, out_dir, layers):
+    """Every tensor of the selected layers changed, every other tensor is bit-identical."""
+    import torch
+    from safetensors.torch import load_file
+
+    start = load_file(str(Path(start_dir) / "model.safetensors"))
+    end = load_file(str(Path(out_dir) / "model.safetensors"))
+    assert set(start) == set(end)
+    prefixes = tuple(f"model.layers.{i}." for i in layers)
+    changed_selected, problems = 0, []
+    for name in sorted(end):
+        same = torch.equal(start[name].to(end[name].dtype), end[name])
+        if name.startswith(prefixes):
+            if same:
+                problems.append(f"selected tensor unchanged: {name}")
+            changed_selected += not same
+        elif not same:
+            problems.append(f"frozen tensor changed: {name}")
+    assert not problems, problems
+    assert changed_selected > 0
+
+
+def layer_param_names(names, layers):
+    prefixes = tuple(f"model.layers.{i}." for i in layers)
+    return sorted(n for n in names if n.startswith(prefixes))

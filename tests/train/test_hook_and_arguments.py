@@ -1,0 +1,87 @@
+"""The import hook (installed, cheap, idempotent, switchable) and the argument dataclass."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import base_env
+
+PROBE_MODULES = ("import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                 "('plast_plugin', 'torch', 'transformers', 'llava')));"
+                 "print([type(f).__name__ for f in sys.meta_path])")
+
+
+def _python(code, **env):
+    return subprocess.run([sys.executable, "-c", code], env=base_env(**env), capture_output=True, text=True,
+                          cwd="/", check=True).stdout
+
+
+def test_pth_is_installed_next_to_the_package():
+    pth = Path(sysconfig.get_paths()["purelib"]) / "plast-llava-hook.pth"
+    assert pth.exists(), "pip install -e . should have installed the hook (setup.py build_py_with_pth)"
+    assert "PLAST_DISABLE_HOOK" in pth.read_text()
+
+
+def test_hook_is_cheap_and_can_be_disabled():
+    out = _python(PROBE_MODULES)
+    assert "LlavaTrainFinder" in out
+    assert "torch" not in out and "transformers" not in out and "'llava" not in out
+    out = _python(PROBE_MODULES, PLAST_DISABLE_HOOK="1")
+    assert "LlavaTrainFinder" not in out and "plast_plugin" not in out
+
+
+def test_hook_patches_llava_once():
+    code = ("from plast_plugin.llava import hook; hook.install(); hook.install();"
+            "import sys; print(sum(type(f).__name__ == 'LlavaTrainFinder' for f in sys.meta_path));"
+            "import llava.train.train as t; print(t.TrainingArguments.__plast__, t.LLaVATrainer.__init__.__plast_wrapped__);"
+            "hook.install(); from plast_plugin.llava.integration import patch_llava_train_module as p; p(t);"
+            "print(t.TrainingArguments.__mro__[1].__name__, t.LLaVATrainer.__init__.__wrapped__.__plast_wrapped__ "
+            "if hasattr(t.LLaVATrainer.__init__.__wrapped__, '__plast_wrapped__') else 'single')")
+    lines = _python(code).strip().splitlines()[-3:]
+    assert lines == ["1", "True True", "PlastArguments single"]
+
+
+@pytest.fixture(scope="module")
+def args_cls():
+    import llava.train.train as module
+    from plast_plugin.llava.integration import patch_llava_train_module
+
+    patch_llava_train_module(module)
+    return module.TrainingArguments
+
+
+def test_arguments_have_help_and_pickle(args_cls, tmp_path):
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(args_cls)}
+    for name in ("plast_layers", "plast_probe_data", "plast_languages", "plast_pivot", "plast_probe_samples",
+                 "plast_modules", "plast_rule", "plast_statistic", "plast_seed"):
+        assert fields[name].metadata.get("help"), name
+    args = args_cls(output_dir=str(tmp_path), plast_layers="0-1", plast_modules="mlp")
+    again = pickle.loads(pickle.dumps(args))  # Trainer writes training_args.bin (pitfall 2)
+    assert again.plast_layers == "0-1" and again.plast_modules == "mlp"
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"bits": 4}, "--bits 4 conflicts"),
+    ({"lora_enable": True}, "--lora_enable conflicts"),
+    ({"plast_layers": "auto"}, "--plast_probe_data"),
+    ({"plast_modules": "ffn"}, "modules='ffn'"),
+    ({"plast_languages": "xx"}, "--plast_languages"),
+])
+def test_conflicts_refused_at_parse_time(args_cls, tmp_path, extra, message):
+    from plast_plugin.llava.arguments import PlastArgumentError
+
+    kwargs = {"output_dir": str(tmp_path), "plast_layers": "1,2", **extra}
+    with pytest.raises(PlastArgumentError, match=message.replace("(", r"\(")):
+        args_cls(**kwargs)
+
+
+def test_plast_off_is_upstream(args_cls, tmp_path):
+    args = args_cls(output_dir=str(tmp_path), lora_enable=True, bits=4)  # no --plast_layers: no checks
+    assert args.plast_layers is None
