@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .freeze import trainable_fraction
 from .model_layout import find_decoder_layers
 from .options import SelectionOptions
 from .parallel_data import ParallelQuestions
-from .probe import run_probe
+from .probe import ProbeCounts, run_probe
 from .probe_inputs import encode_prompt, make_batches, pad_batch, split_pivot
 from .probe_models import ProbeInputError, family_for
 from .selection import check_rule, is_statistic_rule, select_layers
@@ -35,12 +36,17 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
     return complete and family.supports_images
 
 
-def run_selection(model, tokenizer, questions: ParallelQuestions, options: SelectionOptions | None = None, *,
-                  image_processor=None, name_or_path: str | None = None, progress: bool = True,
-                  padding_side: str = "right") -> SelectionFile:
-    options = (options or SelectionOptions()).validate()
+@dataclass
+class ProbeResult:
+    counts: ProbeCounts
+    groups: list[str]  # names of the first axis of counts: languages, then the pivot halves
+    images_used: bool
+
+
+def probe_questions(model, tokenizer, questions: ParallelQuestions, options: SelectionOptions, *,
+                    image_processor=None, progress: bool = True, padding_side: str = "right") -> ProbeResult:
+    """Activation counts of every language (and both pivot halves) over `questions`."""
     layout = find_decoder_layers(model)
-    check_rule(options.rule, layout.num_layers, options.seed)  # fail before the expensive part
     family = family_for(model, layout, image_processor)
     with_images = _use_images(options, questions, family)
     image_ids = family.image_ids() if with_images else None
@@ -61,6 +67,18 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
     batches = [pad_batch(chunk, options.positions, pad_id, padding_side)
                for chunk in make_batches(prompts, options.batch_size)]
     counts = run_probe(family, layout, batches, len(groups), positions=options.positions, progress=progress)
+    return ProbeResult(counts, groups, with_images)
+
+
+def run_selection(model, tokenizer, questions: ParallelQuestions, options: SelectionOptions | None = None, *,
+                  image_processor=None, name_or_path: str | None = None, progress: bool = True,
+                  padding_side: str = "right") -> SelectionFile:
+    options = (options or SelectionOptions()).validate()
+    layout = find_decoder_layers(model)
+    check_rule(options.rule, layout.num_layers, options.seed)  # fail before the expensive part
+    probed = probe_questions(model, tokenizer, questions, options, image_processor=image_processor,
+                             progress=progress, padding_side=padding_side)
+    counts, groups, with_images = probed.counts, probed.groups, probed.images_used
 
     stats = compute_statistics(counts.counts, counts.tokens, groups, questions.pivot, options)
     selected = select_layers(stats.msd if is_statistic_rule(options.rule) else None, options.rule,

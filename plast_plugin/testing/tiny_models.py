@@ -123,7 +123,23 @@ def train_tiny_sentencepiece(out_dir, vocab_size: int = 512):
         # The corpus is tiny; keep it deterministic.
         shuffle_input_sentence=False,
     )
-    tok = LlamaTokenizer(vocab_file=str(prefix) + ".model", legacy=True)
+    import shutil
+
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        # transformers 5 has no slow tokenizer: LlamaTokenizer(vocab_file=...) ignores the
+        # sentencepiece model and encodes everything to []. Let from_pretrained convert it.
+        shutil.copyfile(str(prefix) + ".model", out / "tokenizer.model")
+        (out / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+            "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False, "legacy": True,
+        }))
+        tok = transformers.AutoTokenizer.from_pretrained(str(out))
+        if not tok("check", add_special_tokens=False)["input_ids"]:
+            raise RuntimeError("the tiny tokenizer encodes text to nothing (protobuf too old for transformers?)")
+    else:
+        tok = LlamaTokenizer(vocab_file=str(prefix) + ".model", legacy=True)
     tok.save_pretrained(str(out))
     try:  # also write tokenizer.json so fast-only loaders (transformers 5.x) are happy
         from transformers import LlamaTokenizerFast
