@@ -127,3 +127,13 @@ def check_only_layers_changed(start_dir, out_dir, layers):
 def layer_param_names(names, layers):
     prefixes = tuple(f"model.layers.{i}." for i in layers)
     return sorted(n for n in names if n.startswith(prefixes))
+
+
+@pytest.fixture(scope="session")
+def spec_run(assets, tmp_path_factory):
+    """One hook-path run with --plast_layers 1,2 (shared by the training and export tests)."""
+    root = tmp_path_factory.mktemp("spec_run")
+    out, record = root / "out", root / "opt.json"
+    proc = run_train(llava_args(assets, out, "--plast_layers", "1,2", "--mm_projector_lr", "2e-5"),
+                     env={"PLAST_TEST_OPTIMIZER_RECORD": record})
+    return {"proc": proc, "out": out, "record": record}

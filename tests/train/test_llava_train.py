@@ -34,11 +34,9 @@ def _selected(out: Path) -> list[int]:
     return json.loads((out / "plast_layers.json").read_text())["selected_layers"]
 
 
-def test_spec_via_import_hook(assets, tmp_path):
+def test_spec_via_import_hook(assets, spec_run):
     """Unmodified LLaVA train(), --plast_layers 1,2, gradient checkpointing, --mm_projector_lr."""
-    out, record = tmp_path / "out", tmp_path / "opt.json"
-    proc = run_train(llava_args(assets, out, "--plast_layers", "1,2", "--mm_projector_lr", "2e-5"),
-                     env={"PLAST_TEST_OPTIMIZER_RECORD": record})
+    proc, out, record = spec_run["proc"], spec_run["out"], spec_run["record"]
     _assert_ok(proc)
     assert "PLAST trainable parameters" in proc.stdout
     check_only_layers_changed(assets["model"], out, [1, 2])
