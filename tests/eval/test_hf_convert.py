@@ -1,0 +1,117 @@
+"""convert_to_hf: an official-format tiny LLaVA (training env) and its llava-hf conversion (eval
+env) give the same next-token logits; lmms-eval's llava_hf runs the converted model.
+
+Needs both environments: the official model runs in ``.envs/train`` through a subprocess.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import HERE, REPO, subprocess_env
+
+torch = pytest.importorskip("torch")
+TRAIN_PY = REPO / ".envs" / "train" / "bin" / "python"
+pytestmark = pytest.mark.skipif(not TRAIN_PY.exists(), reason="the training env (.envs/train) is not built")
+
+
+def _train_env_run(args, tmp):
+    proc = subprocess.run([str(TRAIN_PY), *args], cwd=REPO, env=subprocess_env(tmp), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hfconv")
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    images = {}
+    for name, (h, w) in {"square": (40, 40), "wide": (30, 50)}.items():
+        arr = (torch.rand((h, w, 3), generator=gen) * 255).to(torch.uint8).numpy()
+        images[name] = tmp / f"{name}.png"
+        Image.fromarray(arr).save(images[name])
+    ckpt = tmp / "llava"
+    _train_env_run(["-c", f"from plast_plugin.testing.tiny_models import make_tiny_llava; make_tiny_llava({str(ckpt)!r})"], tmp)
+    official = {}
+    for name, path in images.items():
+        out = tmp / f"official_{name}.pt"
+        _train_env_run([str(HERE / "official_llava_logits.py"), str(ckpt), str(path), str(out)], tmp)
+        official[name] = torch.load(out)
+    from plast_plugin.hf_convert import convert_to_hf
+
+    hf = convert_to_hf(ckpt, tmp / "llava_hf")
+    return {"tmp": tmp, "ckpt": ckpt, "hf": hf, "images": images, "official": official}
+
+
+def _hf_ids(official_ids, config):
+    ids = official_ids[0].tolist()
+    pos = ids.index(-200)  # LLaVA's IMAGE_TOKEN_INDEX placeholder
+    return ids[:pos] + [config.image_token_index] * config.image_seq_length + ids[pos + 1:]
+
+
+def test_same_next_token_logits(converted):
+    from transformers import LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(str(converted["hf"]), dtype=torch.float32).eval()
+    for name, off in converted["official"].items():
+        ids = torch.tensor([_hf_ids(off["input_ids"], model.config)])
+        with torch.no_grad():
+            logits = model(input_ids=ids, pixel_values=off["pixel_values"]).logits[0, -1]
+        vocab = off["logits"].shape[0]
+        torch.testing.assert_close(logits[:vocab], off["logits"], atol=1e-4, rtol=1e-4)
+        assert int(logits[:vocab].argmax()) == int(off["logits"].argmax())
+
+
+def test_processor_reproduces_llava_preprocessing_and_prompt(converted):
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(converted["hf"]))
+    for name, off in converted["official"].items():
+        image = Image.open(converted["images"][name]).convert("RGB")
+        pixels = processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+        # includes padding the wide image to a square with the mean colour (image_aspect_ratio=pad)
+        torch.testing.assert_close(pixels, off["pixel_values"], atol=1e-5, rtol=1e-5)
+        question = off["prompt"].split("<image>\n", 1)[1].rsplit(" ASSISTANT:", 1)[0]
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        assert processor.apply_chat_template(messages, add_generation_prompt=True) == off["prompt"]
+        # the simple llava_hf path puts "<image>\n" into a string content
+        text_messages = [{"role": "user", "content": "<image>\n" + question}]
+        assert processor.tokenizer.apply_chat_template(text_messages, tokenize=False,
+                                                       add_generation_prompt=True) == off["prompt"]
+
+
+def test_config_fields(converted):
+    cfg = json.loads((converted["hf"] / "config.json").read_text())
+    src = json.loads((converted["ckpt"] / "config.json").read_text())
+    assert cfg["model_type"] == "llava" and cfg["architectures"] == ["LlavaForConditionalGeneration"]
+    assert cfg["vision_feature_layer"] == src["mm_vision_select_layer"]
+    assert cfg["vision_feature_select_strategy"] == "default"
+    assert cfg["image_token_index"] == src["vocab_size"]  # <image> appended to the vocabulary
+    assert cfg["text_config"]["vocab_size"] % 64 == 0
+
+
+def test_llava_hf_runs_converted_model_in_lmms_eval(converted, parrot_dir):
+    tmp = converted["tmp"]
+    out = tmp / "lmms_out"
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "llava_hf",
+           "--model_args", f"pretrained={converted['hf']},device_map=cpu,device=cpu,dtype=float32",
+           "--tasks", "mmmb_ar,mmbench_ml_ru", "--include_path", str(REPO / "eval_tasks"),
+           "--output_path", str(out), "--batch_size", "1", "--log_samples",
+           "--gen_kwargs", "max_new_tokens=4"]
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir),
+                          capture_output=True, text=True, timeout=300)
+    files = sorted(out.rglob("*_results.json"))
+    assert files, (proc.stdout + proc.stderr)[-5000:]
+    results = json.loads(files[-1].read_text())["results"]
+    assert 0.0 <= results["mmmb_ar"]["acc,none"] <= 1.0
+    # a question right under every rotation is right in its original form
+    assert 0.0 <= results["mmbench_ml_ru"]["circular_acc,none"] <= results["mmbench_ml_ru"]["acc,none"]
+    samples = [json.loads(line) for f in out.rglob("*mmbench_ml_ru*.jsonl") for line in f.read_text().splitlines()]
+    assert len(samples) == 9
