@@ -95,11 +95,12 @@ def _read_jsonl(path: Path) -> list[Row]:
             if not isinstance(obj, dict) or missing:
                 raise ParallelDataError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
             image = obj.get("image")
-            if image and not _looks_like_base64(image):
+            if image:
                 image_path = Path(image) if os.path.isabs(image) else path.parent / image
-                if not image_path.is_file():
+                if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
+                    image = str(image_path)
+                elif not _looks_like_base64(image):
                     raise ParallelDataError(f"{where}: image {image!r} not found (looked at {image_path})")
-                image = str(image_path)
             rows.append((str(obj["id"]), str(obj["lang"]), str(obj["question"]), image or None, where))
     return rows
 
@@ -108,8 +109,7 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 
 
 def _looks_like_base64(value: str) -> bool:
-    """A long run of base64 characters is an inline image; anything else is a path."""
-    return len(value) > 256 and bool(_BASE64.match(value[:4096]))
+    return len(value) > IMAGE_REFERENCE_MAX_CHARS and bool(_BASE64.match(value[:4096]))
 
 
 def load_image(reference: str):
@@ -117,9 +117,9 @@ def load_image(reference: str):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        if _looks_like_base64(reference):
-            return Image.open(io.BytesIO(base64.b64decode(reference, validate=False))).convert("RGB")
-        return Image.open(reference).convert("RGB")
+        if os.path.isfile(reference):
+            return Image.open(reference).convert("RGB")
+        return Image.open(io.BytesIO(base64.b64decode(reference, validate=False))).convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as err:
         shown = reference if len(reference) < 80 else reference[:40] + "..."
         raise ParallelDataError(f"cannot decode image {shown!r}: {err}") from None
