@@ -1,0 +1,46 @@
+"""scripts/finetune_plast.sh forms a command line the patched LLaVA parser accepts in full."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import base_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+FAKE_LAUNCHER = """#!{python}
+import json, sys
+import llava.train.train as t
+import transformers
+parser = transformers.HfArgumentParser((t.ModelArguments, t.DataArguments, t.TrainingArguments))
+namespace, unknown = parser.parse_known_args(sys.argv[2:])
+json.dump({{"script": sys.argv[1], "unknown": unknown, "args": vars(namespace)}}, open({record!r}, "w"), default=str)
+"""
+
+
+def test_finetune_script_flags_parse(tmp_path):
+    record = tmp_path / "launch.json"
+    launcher = tmp_path / "fake_deepspeed"
+    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
+    launcher.chmod(0o755)
+    env = base_env(LAUNCHER=str(launcher), SIZE="13b", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    subprocess.run(["bash", str(REPO / "scripts" / "finetune_plast.sh"), "--max_steps", "5"], env=env, check=True,
+                   cwd=tmp_path)
+    launched = json.loads(record.read_text())
+    assert launched["unknown"] == []
+    assert launched["script"].endswith("llava/train/train_mem.py")
+    args = launched["args"]
+    assert args["model_name_or_path"] == "liuhaotian/llava-v1.5-13b" and float(args["learning_rate"]) == 2e-5
+    assert args["plast_layers"] == "auto" and args["plast_languages"] == "zh,pt,ar,tr,ru"
+    assert args["lr_scheduler_type"] == "cosine" and str(args["bf16"]) == "True"
+    assert args["deepspeed"].endswith("zero3.json") and int(args["max_steps"]) == 5
+
+
+def test_deepspeed_configs_have_no_auto_prefetch():
+    for name in ("zero2.json", "zero3.json"):
+        config = json.loads((REPO / "scripts" / name).read_text())
+        assert config["zero_optimization"].get("stage3_prefetch_bucket_size", 0) != "auto"  # pitfall 6
+        assert "optimizer" not in config  # LLaVATrainer.create_optimizer builds it (from requires_grad)
