@@ -99,7 +99,10 @@ def _letter_hits(text: str, valid: set[str]) -> tuple[set[str], set[str]]:
             continue
         after = text[i + 1:]
         sentence_start = re.search(r"(^|[.!?。！？\n]\s*)[\"'«“]?$", text[:i]) is not None
-        if ch in _WORDLIKE and sentence_start and re.match(r" \w", after) and after[1].islower():
+        # "A ou B", "А или Б": a letter, a short word, a letter -> both are options
+        listed = re.match(r" \w{1,4} [(\[]?(\w)(?![\w])", after)
+        listed = listed is not None and _letter_of(listed.group(1)) in valid
+        if ch in _WORDLIKE and sentence_start and re.match(r" \w", after) and after[1].islower() and not listed:
             weak.add(letter)
         else:
             strong.add(letter)
