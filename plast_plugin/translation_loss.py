@@ -1,0 +1,81 @@
+"""Held-out translation loss: how well a LLaVA checkpoint produces the English question from a
+non-English one, per language. It is the PLAST training objective measured on questions the
+model did not train on, tokenized and masked by LLaVA's own `preprocess` (so exactly what
+training optimizes). Needs the `llava` package (training env); text-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .parallel_data import ParallelQuestions
+from .translation_data import DEFAULT_TEMPLATE, build_translation_data
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class LanguageLoss:
+    language: str
+    loss: float  # mean negative log-likelihood per answer token (nats)
+    tokens: int
+    questions: int
+
+
+def _labelled(records, tokenizer, conv_version: str):
+    from llava import conversation as conversation_lib
+    from llava.train.train import preprocess
+
+    conversation_lib.default_conversation = conversation_lib.conv_templates[conv_version]
+    for record in records:
+        sample = preprocess([record["conversations"]], tokenizer, has_image=False)
+        labels = sample["labels"][0]
+        if (labels == IGNORE_INDEX).all():
+            raise ValueError(
+                f"LLaVA's preprocess masked every token of {record['id']!r} (its 'tokenization mismatch'): "
+                f"the tokenizer does not fit conversation template {conv_version!r}; the model would learn nothing"
+            )
+        yield record["id"].rsplit("-", 1)[-1], sample["input_ids"][0], labels
+
+
+def translation_losses(model, tokenizer, questions: ParallelQuestions, *, template: str = DEFAULT_TEMPLATE,
+                       conv_version: str = "v1", batch_size: int = 8, progress: bool = False) -> dict[str, LanguageLoss]:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token  # what LLaVA's train() does for v1 templates
+    data = build_translation_data(questions, template=template, images="off")
+    items = list(_labelled(data.records, tokenizer, conv_version))
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    batches = range(0, len(items), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="translation loss", unit="batch")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in batches:
+                chunk = items[start : start + batch_size]
+                width = max(len(ids) for _, ids, _ in chunk)
+                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, (_, ids, lab) in enumerate(chunk):
+                    input_ids[row, : len(ids)], labels[row, : len(ids)], mask[row, : len(ids)] = ids, lab, 1
+                logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+                nll = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1).to(device),
+                    ignore_index=IGNORE_INDEX, reduction="none",
+                ).view(len(chunk), -1)
+                valid = labels[:, 1:] != IGNORE_INDEX
+                for row, (lang, _, _) in enumerate(chunk):
+                    sums[lang] = sums.get(lang, 0.0) + float(nll[row][valid[row].to(device)].sum())
+                    counts[lang] = counts.get(lang, 0) + int(valid[row].sum())
+    finally:
+        model.train(was_training)
+    return {lang: LanguageLoss(lang, sums[lang] / counts[lang], counts[lang], len(questions.ids))
+            for lang in questions.other_languages}
