@@ -285,11 +285,16 @@ def _save_llava(model, out: Path, tokenizer_src) -> None:
         tower.load_model()
     model.config.use_cache = True
     model.save_pretrained(str(out), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(tokenizer_src), use_fast=False).save_pretrained(str(out))
-    try:
-        AutoTokenizer.from_pretrained(str(tokenizer_src), use_fast=True).save_pretrained(str(out))
-    except Exception:  # pragma: no cover
-        pass
+    # Slow files (LLaVA's train() loads use_fast=False) and tokenizer.json, whichever exist.
+    saved = False
+    for use_fast in (False, True):
+        try:
+            AutoTokenizer.from_pretrained(str(tokenizer_src), use_fast=use_fast).save_pretrained(str(out))
+            saved = True
+        except Exception:  # e.g. a tokenizer.json-only checkpoint has no slow tokenizer
+            continue
+    if not saved:
+        raise RuntimeError(f"cannot load a tokenizer from {tokenizer_src}")
 
 
 def make_tiny_llava(out_dir, num_layers: int = 4, hidden: int = 64, intermediate: int = 128,
