@@ -18,7 +18,7 @@ import logging
 
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
-from plast_plugin.eval.parrot_data import load_parrot_docs
+from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_docs
 from plast_plugin.eval.prompts import build_prompt
 from plast_plugin.eval.scoring import summarize
 
@@ -55,12 +55,26 @@ def docs_to_dataset(docs: list[dict]):
     return datasets.Dataset.from_list(rows, features=features)
 
 
+def _loguru_error(message: str) -> None:
+    try:
+        from loguru import logger
+
+        logger.error(message)
+    except ImportError:  # pragma: no cover
+        log.error(message)
+
+
 def process_docs(dataset):
     """Replace the one-line source dataset by the benchmark's rows."""
     if len(dataset) != 1 or "benchmark" not in dataset.column_names:
         raise ValueError("a Parrot task's data_files must be its one-line sources/<task>.jsonl")
     source = dataset[0]
-    docs = load_parrot_docs(source["benchmark"], source["language"])
+    try:
+        docs = load_parrot_docs(source["benchmark"], source["language"])
+    except ParrotDataError as exc:
+        # lmms-eval retries dataset loading and then shows only the exception's type: say why here
+        _loguru_error(f"{source['benchmark']}_{source['language']}: {exc}")
+        raise
     log.info("%s %s: %d rows from %s", source["benchmark"], source["language"], len(docs), docs[0]["source"])
     return docs_to_dataset(docs)
 

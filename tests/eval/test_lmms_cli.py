@@ -100,3 +100,34 @@ def test_prompts_images_and_back_references(scripted_run):
         assert by_key[(f"mmbench_ml_{lang}", 3000000)]["colour"] == [200, 10, 10]
         q2 = by_key[(f"mmbench_ml_{lang}", 2)]["prompt"]
         assert "\nA. true\nB. false\n" in q2 and "C. " not in q2
+
+
+def _plast_eval(tmp, parrot_dir, *extra):
+    site = tmp / "site"
+    if not site.exists():
+        _install_scripted_model(site)
+    answers = tmp / "answers.json"
+    answers.write_text(json.dumps(scripted_answers(), ensure_ascii=False))
+    out = tmp / "out"
+    cmd = [sys.executable, "-m", "plast_plugin.cli", "eval", "--model", "plast_scripted",
+           "--model-args", f"answers={answers}", "--benchmarks", "mmbench_ml", "--languages", "cn,tr",
+           "--parrot-dir", str(parrot_dir), "--output", str(out), *extra]
+    return subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PYTHONPATH=site), capture_output=True,
+                          text=True, timeout=300), out
+
+
+def test_plast_eval_runs_lmms_eval_and_reports(tmp_path, parrot_dir):
+    proc, out = _plast_eval(tmp_path, parrot_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mmbench_ml_zh" in proc.stdout and "circular_acc 0.3333" in proc.stdout
+    assert _results(out)["results"]["mmbench_ml_tr"]["acc,none"] == pytest.approx(MMBENCH_EXPECTED["acc"])
+
+
+def test_plast_eval_fails_when_lmms_eval_fails(tmp_path):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    proc, _ = _plast_eval(tmp_path, empty)
+    assert proc.returncode == 1
+    assert "lmms-eval wrote no results" in proc.stderr
+    log = proc.stdout + proc.stderr  # the data error, naming the missing file, reached the log
+    assert "PLAST_PARROT_DIR=" in log and "holds neither" in log and "mmbench_dev_" in log
