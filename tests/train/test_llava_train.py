@@ -136,3 +136,19 @@ def test_patch_applies_to_llava_copy_and_trains(assets, tmp_path):
                      cwd=checkout, env={"PLAST_DISABLE_HOOK": "1", "PYTHONPATH": checkout})
     _assert_ok(proc)
     check_only_layers_changed(assets["model"], out, [2])
+
+
+def test_resume_from_trainer_checkpoint(assets, tmp_path):
+    """LLaVA's train() resumes from checkpoint-* (optimizer state included) with the same layers."""
+    out = tmp_path / "out"
+    common = ["--plast_layers", "auto", "--plast_probe_data", str(assets["probe"]),
+              "--save_strategy", "steps", "--save_steps", "2"]
+    first = run_train(llava_args(assets, out, *common, steps=2))
+    _assert_ok(first)
+    layers = _selected(out)
+    assert (out / "checkpoint-2" / "optimizer.pt").exists()
+    second = run_train(llava_args(assets, out, *common, steps=4))
+    _assert_ok(second)
+    assert "resumed run: reusing the layers selected before" in second.stdout and "probing" not in second.stdout
+    assert _selected(out) == layers
+    check_only_layers_changed(assets["model"], out, layers)
