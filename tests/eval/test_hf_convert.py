@@ -87,6 +87,39 @@ def test_processor_reproduces_llava_preprocessing_and_prompt(converted):
                                                        add_generation_prompt=True) == off["prompt"]
 
 
+@pytest.fixture(scope="module")
+def llama_like(tmp_path_factory, converted):
+    tmp = tmp_path_factory.mktemp("llama_like")
+    _train_env_run([str(HERE / "llama_like_llava.py"), str(tmp)], tmp)
+    ckpt = tmp / "llava"
+    out = tmp / "official.pt"
+    _train_env_run([str(HERE / "official_llava_logits.py"), str(ckpt), str(converted["images"]["wide"]), str(out)], tmp)
+    from plast_plugin.hf_convert import convert_to_hf
+
+    return {"hf": convert_to_hf(ckpt, tmp / "llava_hf"), "official": torch.load(out),
+            "image": converted["images"]["wide"]}
+
+
+def test_same_logits_from_text_and_image_through_the_processor(llama_like):
+    """End to end: prompt text + picture -> llava-hf processor -> logits, against official LLaVA
+    (its conversation template, tokenizer_image_token, process_images with padding)."""
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    off = llama_like["official"]
+    processor = AutoProcessor.from_pretrained(str(llama_like["hf"]))
+    model = LlavaForConditionalGeneration.from_pretrained(str(llama_like["hf"]), dtype=torch.float32).eval()
+    question = off["prompt"].split("<image>\n", 1)[1].rsplit(" ASSISTANT:", 1)[0]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=Image.open(llama_like["image"]).convert("RGB"), text=text, return_tensors="pt")
+    assert inputs["input_ids"][0].tolist() == _hf_ids(off["input_ids"], model.config)
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1]
+    vocab = off["logits"].shape[0]
+    torch.testing.assert_close(logits[:vocab], off["logits"], atol=1e-4, rtol=1e-4)
+
+
 def test_config_fields(converted):
     cfg = json.loads((converted["hf"] / "config.json").read_text())
     src = json.loads((converted["ckpt"] / "config.json").read_text())
