@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 __all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
@@ -191,7 +192,16 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     if not vision:
         raise ConversionError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
 
-    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():  # it reads the llava_llama config.json, unknown to transformers
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(str(src))
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tokenizer.pad_token is None:

@@ -148,3 +148,25 @@ def test_llava_hf_runs_converted_model_in_lmms_eval(converted, parrot_dir):
     assert 0.0 <= results["mmbench_ml_ru"]["circular_acc,none"] <= results["mmbench_ml_ru"]["acc,none"]
     samples = [json.loads(line) for f in out.rglob("*mmbench_ml_ru*.jsonl") for line in f.read_text().splitlines()]
     assert len(samples) == 9
+
+
+def test_vision_tower_from_mm_vision_tower_when_checkpoint_has_none(converted, tmp_path):
+    """LLaVA-1.5 releases keep the CLIP weights out of the checkpoint; take them from mm_vision_tower."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from plast_plugin.hf_convert import convert_to_hf
+
+    ckpt = tmp_path / "no_tower"
+    shutil.copytree(converted["ckpt"], ckpt)
+    state = load_file(str(ckpt / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if ".vision_tower." not in k}, str(ckpt / "model.safetensors"),
+              metadata={"format": "pt"})
+    out = convert_to_hf(ckpt, tmp_path / "hf")
+    a = load_file(str(out / "model.safetensors"))
+    b = load_file(str(converted["hf"] / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert json.loads((out / "plast_conversion.json").read_text())["vision_weights_from"] != "checkpoint"
