@@ -131,3 +131,15 @@ def test_plast_eval_fails_when_lmms_eval_fails(tmp_path):
     assert "lmms-eval wrote no results" in proc.stderr
     log = proc.stdout + proc.stderr  # the data error, naming the missing file, reached the log
     assert "PLAST_PARROT_DIR=" in log and "holds neither" in log and "mmbench_dev_" in log
+
+
+def test_task_names_are_found_and_collide_with_no_builtin():
+    from lmms_eval.tasks import TaskManager
+
+    from plast_plugin.eval import GROUP_NAMES, TASK_NAMES, tasks_dir
+
+    builtin = set(TaskManager("ERROR", include_defaults=True).all_tasks)
+    ours = set(TASK_NAMES) | set(GROUP_NAMES)
+    assert not ours & builtin
+    found = set(TaskManager("ERROR", include_path=str(tasks_dir()), include_defaults=False).all_tasks)
+    assert ours <= found
