@@ -14,7 +14,8 @@ made to work for answers in the six Parrot languages:
 - A capital that reads as a word — the article ``A`` ("A resposta é B", "A cat"), Russian
   ``А В С`` ("В комнате") — at the start of a sentence and followed by a lower-case word is
   *weak*: it counts only when nothing else names an option and the answer has at most three
-  words ("A is correct").
+  words ("A is correct"). Given the question's language, this applies only where such words
+  exist (en, pt, ru); in zh, ar, tr a capital A is always a letter ("A seçeneği doğru cevaptır").
 - Lower-case letters count only in brackets (``(b)``) or as the whole answer (``b.``).
 - Without any letter, an option's text found in the answer picks that option (a match that
   lies inside the match of a longer option is ignored).
@@ -38,8 +39,12 @@ LETTER_ALIASES: dict[str, str] = {
     # Greek look-alikes
     "Α": "A", "Β": "B", "Ε": "E",
 }
-# Capitals that are also ordinary words at the start of a phrase.
-_WORDLIKE = {"A", "А", "В", "С"}
+# Capitals that are also ordinary words at the start of a phrase: the article "A" (English,
+# Portuguese), Russian "А" (but), "В" (in), "С" (with). Chinese, Arabic and Turkish have no
+# such words, so for them a capital A is always an option letter.
+_WORDLIKE_ALL = frozenset({"A", "А", "В", "С"})
+_WORDLIKE = {"en": _WORDLIKE_ALL, "pt": _WORDLIKE_ALL, "ru": _WORDLIKE_ALL,
+             "zh": frozenset(), "ar": frozenset(), "tr": frozenset()}
 _BRACKETS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 
 
@@ -80,7 +85,7 @@ def _letter_of(ch: str) -> str | None:
     return LETTER_ALIASES.get(ch)
 
 
-def _letter_hits(text: str, valid: set[str]) -> tuple[set[str], set[str]]:
+def _letter_hits(text: str, valid: set[str], wordlike=_WORDLIKE_ALL) -> tuple[set[str], set[str]]:
     """(strong, weak) option letters standing alone in `text`."""
     strong: set[str] = set()
     weak: set[str] = set()
@@ -102,7 +107,7 @@ def _letter_hits(text: str, valid: set[str]) -> tuple[set[str], set[str]]:
         # "A ou B", "А или Б": a letter, a short word, a letter -> both are options
         listed = re.match(r" \w{1,4} [(\[]?(\w)(?![\w])", after)
         listed = listed is not None and _letter_of(listed.group(1)) in valid
-        if ch in _WORDLIKE and sentence_start and re.match(r" \w", after) and after[1].islower() and not listed:
+        if ch in wordlike and sentence_start and re.match(r" \w", after) and after[1].islower() and not listed:
             weak.add(letter)
         else:
             strong.add(letter)
@@ -148,12 +153,15 @@ def _text_hits(text: str, options: Mapping[str, str]) -> dict[str, list[tuple[in
     return keep
 
 
-def extract_choice(response: str, options: Mapping[str, str | None]) -> str | None:
+def extract_choice(response: str, options: Mapping[str, str | None], language: str | None = None) -> str | None:
     """The option letter `response` picks among `options` (letter -> text), or None.
 
     `options` may hold None/empty texts for absent options (rows with fewer than four
-    options); those letters are not valid answers.
+    options); those letters are not valid answers. `language` (the question's, e.g. ``tr``)
+    says whether a sentence-initial capital A can be a word ("A resposta", "A cat") or is
+    always a letter ("A şıkkı doğrudur"); None treats it as possibly a word.
     """
+    wordlike = _WORDLIKE.get(language, _WORDLIKE_ALL) if language else _WORDLIKE_ALL
     present = {k: str(v) for k, v in options.items() if v is not None and str(v).strip() != ""}
     valid = set(present)
     if response is None or not valid:
@@ -169,7 +177,7 @@ def extract_choice(response: str, options: Mapping[str, str | None]) -> str | No
         if len(opt) >= 3 and any(_letter_hits(opt, valid)):
             for s, e in reversed(_span_matches(masked.casefold(), opt.casefold())):
                 masked = masked[:s] + " " * (e - s) + masked[e:]
-    strong, weak = _letter_hits(masked, valid)
+    strong, weak = _letter_hits(masked, valid, wordlike)
     if len(strong) == 1:
         return next(iter(strong))
     if len(strong) > 1:

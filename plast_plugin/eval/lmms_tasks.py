@@ -111,7 +111,7 @@ def process_results(doc, results):
     if not isinstance(response, str):  # chat models may return richer objects
         response = getattr(response, "text", None) or str(response)
     options = _options(doc)
-    prediction = extract_choice(response, options)
+    prediction = extract_choice(response, options, doc["language"])
     judged = False
     if prediction is None:
         judge = JudgeConfig.from_env()

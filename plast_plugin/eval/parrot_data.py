@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import os
 from pathlib import Path
 
@@ -167,7 +168,13 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
         try:
             idx = int(str(raw).strip())
         except ValueError:
-            raise ParrotDataError(f"{path}: row {n}: index {raw!r} is not an integer") from None
+            try:  # "12.0" (a column pandas read as float)
+                as_float = float(str(raw).strip())
+            except ValueError:
+                as_float = math.nan
+            if not as_float.is_integer():
+                raise ParrotDataError(f"{path}: row {n}: index {raw!r} is not an integer") from None
+            idx = int(as_float)
         if idx in by_index:
             raise ParrotDataError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
         by_index[idx] = n - 1
@@ -210,6 +217,8 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
         if len(present) < 2:
             raise ParrotDataError(f"{where}: fewer than two options ({present or 'none'})")
         answer = _text(rec["answer"]).strip()
+        if len(answer) == 1:
+            answer = answer.upper()
         if answer not in present:
             raise ParrotDataError(
                 f"{where}: answer {answer!r} is not one of the row's options {', '.join(present)}")

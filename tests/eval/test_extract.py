@@ -57,6 +57,7 @@ CASES = [
     ("tr", "D şıkkı", "D"),
     ("tr", "A veya B", None),
     ("tr", "Bilmiyorum", None),
+    ("tr", "A seçeneği doğru cevaptır", "A"),  # no article "A" in Turkish
     # Russian: Cyrillic look-alikes (А В С) and transliterations (Б Д)
     ("ru", "А", "A"),
     ("ru", "Ответ: В", "B"),
@@ -71,7 +72,7 @@ CASES = [
 
 @pytest.mark.parametrize("lang,answer,expected", CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
 def test_extract(lang, answer, expected):
-    assert extract_choice(answer, OPTIONS) == expected
+    assert extract_choice(answer, OPTIONS, lang) == expected
 
 
 def test_fewer_than_four_options():
@@ -92,3 +93,10 @@ def test_longer_option_text_wins_over_its_substring():
     options = {"A": "cat", "B": "black cat", "C": "dog", "D": "bird"}
     assert extract_choice("It is a black cat", options) == "B"
     assert extract_choice("It is a cat", options) == "A"
+
+
+def test_language_decides_whether_a_capital_a_can_be_a_word():
+    answer = "A seçeneği doğru cevaptır"
+    assert extract_choice(answer, OPTIONS, "tr") == "A"
+    assert extract_choice(answer, OPTIONS) is None  # language unknown: could be an article
+    assert extract_choice("A resposta correta aparece na imagem", OPTIONS, "pt") is None
