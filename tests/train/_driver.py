@@ -40,7 +40,9 @@ def _record_optimizer():
 
 
 if __name__ == "__main__":
-    mode = sys.argv.pop(1)
+    # The deepspeed launcher puts --local_rank=N first: find the mode wherever it is.
+    mode = next(a for a in sys.argv[1:] if a in ("hook", "module"))
+    sys.argv.remove(mode)
     _record_optimizer()
     if mode == "hook":
         from llava.train.train import train

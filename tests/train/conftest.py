@@ -88,16 +88,24 @@ def llava_args(assets, output_dir, *extra, steps: int = 3) -> list[str]:
 _PORT = [29700]
 
 
-def run_train(args, *, mode="hook", deepspeed=None, env=None, script=None, cwd=None, timeout=300):
-    """Run one training process; returns CompletedProcess (stdout+stderr merged in .stdout)."""
+def run_train(args, *, mode="hook", deepspeed=None, launcher=False, env=None, script=None, cwd=None, timeout=300):
+    """Run one training process; returns CompletedProcess (stdout+stderr merged in .stdout).
+
+    With ``deepspeed`` (a config path): ``launcher=True`` goes through the real ``deepspeed`` CLI
+    (one local process); otherwise the process gets the environment that launcher would set."""
     extra_env = dict(env or {})
+    prefix = [sys.executable]
     if deepspeed:
-        # What the deepspeed launcher sets for one local process.
         _PORT[0] += 1
-        extra_env.update(RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, LOCAL_WORLD_SIZE=1,
-                         MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
         args = ["--deepspeed", str(deepspeed), *args]
-    cmd = [sys.executable, str(script), *args] if script else [sys.executable, str(DRIVER), mode, *args]
+        if launcher:
+            prefix = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "1",
+                      "--master_port", str(_PORT[0])]
+            extra_env["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        else:
+            extra_env.update(RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, LOCAL_WORLD_SIZE=1,
+                             MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
+    cmd = [*prefix, str(script), *args] if script else [*prefix, str(DRIVER), mode, *args]
     return subprocess.run(cmd, env=base_env(**extra_env), cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
