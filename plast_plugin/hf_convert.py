@@ -58,7 +58,18 @@ class ConversionError(ValueError):
 def _load_state_dict(folder: Path) -> dict:
     import torch
 
-    files = sorted(folder.glob("*.safetensors"))
+    files = []
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():  # sharded: exactly the files the index names
+            weight_map = json.loads((folder / index).read_text())["weight_map"]
+            files = sorted({folder / name for name in weight_map.values()})
+            break
+    if files and files[0].suffix == ".bin":
+        state = {}
+        for f in files:
+            state.update(torch.load(str(f), map_location="cpu", weights_only=True))
+        return state
+    files = files or sorted(folder.glob("model*.safetensors"))
     if files:
         from safetensors.torch import load_file
 

@@ -170,3 +170,27 @@ def test_vision_tower_from_mm_vision_tower_when_checkpoint_has_none(converted, t
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert json.loads((out / "plast_conversion.json").read_text())["vision_weights_from"] != "checkpoint"
+
+
+def test_sharded_checkpoint(converted, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from plast_plugin.hf_convert import convert_to_hf
+
+    ckpt = tmp_path / "sharded"
+    shutil.copytree(converted["ckpt"], ckpt)
+    state = load_file(str(ckpt / "model.safetensors"))
+    (ckpt / "model.safetensors").unlink()
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, str(ckpt / name), metadata={"format": "pt"})
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: n for n, part in shards.items() for k in part}}))
+    (ckpt / "unrelated.safetensors").write_bytes(b"not weights")  # ignored: not in the index
+    out = convert_to_hf(ckpt, tmp_path / "hf")
+    a = load_file(str(out / "model.safetensors"))
+    b = load_file(str(converted["hf"] / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
