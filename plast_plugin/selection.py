@@ -22,7 +22,7 @@ def check_rule(rule: str, num_layers: int, seed: int = 0) -> None:
     """Raise a clear error for a rule that is neither a statistic rule nor a valid spec."""
     if is_statistic_rule(rule):
         return
-    if is_layer_spec(rule):
+    if is_layer_spec(rule) or rule[:1].isdigit():  # digits: meant as a spec; say what is wrong in it
         parse_layer_spec(rule, num_layers, seed=seed)
         return
     raise LayerSpecError(
