@@ -11,21 +11,10 @@ import pytest
 
 
 def plast(argv) -> int:
-    """`plast build-data|export ...` as the CLI runs them (own parser: other commands are not needed)."""
-    import argparse
+    """The `plast` command as users run it (errors become exit code 1)."""
+    from plast_plugin.cli import main
 
-    from plast_plugin.commands import build_data, export
-
-    parser = argparse.ArgumentParser(prog="plast")
-    sub = parser.add_subparsers(dest="command")
-    build_data.add_parser(sub)
-    export.add_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:  # cli.main turns these into exit 1
-        print(f"plast {args.command}: error: {err}")
-        return 1
+    return main(argv)
 
 
 def _write_jsonl(path: Path, rows):
