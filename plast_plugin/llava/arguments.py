@@ -8,6 +8,9 @@ The method options of ``plast_plugin.options.SelectionOptions`` appear as ``--pl
 Flags that conflict with layer freezing are refused when the arguments are parsed, before the
 model is even loaded: ``--lora_enable``, ``--bits 4/8``; the ones only known later
 (``--tune_mm_mlp_adapter``, a model argument) are refused when the trainer is built.
+``--freeze_backbone`` and ``--freeze_mm_mlp_adapter`` need no refusal: PLAST freezes everything
+but the selected layers anyway, after them. ``--mm_projector_lr`` keeps working: its (then
+empty) projector parameter groups are dropped before DeepSpeed sees them.
 """
 from __future__ import annotations
 
