@@ -145,3 +145,20 @@ def spec_run(assets, tmp_path_factory):
     proc = run_train(llava_args(assets, out, "--plast_layers", "1,2", "--mm_projector_lr", "2e-5"),
                      env={"PLAST_TEST_OPTIMIZER_RECORD": record})
     return {"proc": proc, "out": out, "record": record}
+
+
+def run_train_ranks(args, *, world: int = 2, deepspeed=None, timeout=300):
+    """``world`` local processes with the environment the deepspeed launcher sets (CPU, gloo)."""
+    _PORT[0] += 1
+    args = ["--deepspeed", str(deepspeed), *args] if deepspeed else list(args)
+    procs = []
+    for rank in range(world):
+        env = base_env(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=world, LOCAL_WORLD_SIZE=world,
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
+        procs.append(subprocess.Popen([sys.executable, str(DRIVER), "hook", *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=timeout)
+        outputs.append((proc.returncode, out))
+    return outputs

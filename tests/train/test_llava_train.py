@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import check_only_layers_changed, layer_param_names, llava_args, run_train
+from conftest import check_only_layers_changed, layer_param_names, llava_args, run_train, run_train_ranks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -153,3 +153,20 @@ def test_resume_from_trainer_checkpoint(assets, tmp_path):
     assert "resumed run: reusing the layers selected before" in second.stdout and "probing" not in second.stdout
     assert _selected(out) == layers
     check_only_layers_changed(assets["model"], out, layers)
+
+
+def test_two_ranks_zero3_auto_shards_the_probe(assets, tmp_path):
+    """Two ZeRO-3 ranks: each probes half the batches, counts are all-reduced, so the statistics
+    equal a single-process probe; rank 0 writes the file; only the selected layers change."""
+    single, double = tmp_path / "single", tmp_path / "double"
+    auto = ["--plast_layers", "auto", "--plast_probe_data", str(assets["probe"])]
+    _assert_ok(run_train(llava_args(assets, single, *auto, steps=1)))
+    results = run_train_ranks(llava_args(assets, double, *auto, steps=2), deepspeed=REPO / "scripts" / "zero3.json")
+    for code, output in results:
+        assert code == 0, output[-4000:]
+    one = json.loads((single / "plast_layers.json").read_text())
+    two = json.loads((double / "plast_layers.json").read_text())
+    assert two["data"]["tokens_counted"] == one["data"]["tokens_counted"]
+    assert two["selected_layers"] == one["selected_layers"] and two["layers"] == one["layers"]
+    assert "with ZeRO-3 parameters gathered" in results[0][1]
+    check_only_layers_changed(assets["model"], double, two["selected_layers"])
