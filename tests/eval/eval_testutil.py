@@ -1,4 +1,8 @@
-"""Paths and the offline subprocess environment shared by the eval tests."""
+"""Paths, the offline subprocess environment and the ``parrot_dir`` fixture of the eval tests.
+
+Not a conftest.py: the core tests import their conftest by name (``from conftest import``),
+which breaks when a second conftest.py is collected in the same pytest run.
+"""
 
 import os
 from pathlib import Path
@@ -24,3 +28,20 @@ def subprocess_env(tmp_path, **extra):
     env["HF_HOME"] = str(Path(tmp_path) / "hf_home")
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def parrot_dir(tmp_path_factory):
+    """Parrot-layout TSVs for all six languages (see parrot_fixtures)."""
+    from parrot_fixtures import write_parrot_dir
+
+    return write_parrot_dir(tmp_path_factory.mktemp("parrot"))

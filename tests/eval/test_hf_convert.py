@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_testutil import HERE, REPO, subprocess_env
+from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 
 torch = pytest.importorskip("torch")
 TRAIN_PY = REPO / ".envs" / "train" / "bin" / "python"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_testutil import HERE, REPO, subprocess_env
+from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 from parrot_fixtures import LANGS, MMBENCH_EXPECTED, MMMB_EXPECTED, scripted_answers
 from plast_plugin.eval.prompts import ANSWER_INSTRUCTIONS
 

@@ -4,6 +4,7 @@ import base64
 
 import pytest
 
+from eval_testutil import parrot_dir  # noqa: F401 (fixture)
 from parrot_fixtures import COLUMNS, write_tsv
 from plast_plugin.eval.parrot_data import (ParrotDataError, load_parrot_docs, parrot_filename,
                                            read_parrot_tsv, resolve_parrot_file)
