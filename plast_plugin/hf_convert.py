@@ -188,6 +188,13 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
             "checkpoint (model_type llava_llama with mm_* fields)")
     if cfg.get("mm_use_im_start_end"):
         raise ConversionError(f"{cfg_path}: mm_use_im_start_end=true has no llava-hf equivalent")
+    aspect = cfg.get("image_aspect_ratio", "pad")
+    if aspect not in ("pad", "square", None):
+        raise ConversionError(
+            f"{cfg_path}: image_aspect_ratio {aspect!r} (LLaVA-NeXT style) has no LlavaForConditionalGeneration "
+            "equivalent; only LLaVA-1.5's 'pad' (or 'square') converts")
+    if src.resolve() == out.resolve():
+        raise ConversionError(f"{out}: write the llava-hf copy to a different folder than the checkpoint")
     proj_map = _projector_keys(cfg)
     tower_name = vision_tower or cfg.get("mm_vision_tower") or cfg.get("vision_tower")
     if not tower_name:
@@ -296,7 +303,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
 
     processor = LlavaProcessor(
         image_processor=_image_processor(tower_dir, vision_config.image_size,
-                                         pad=cfg.get("image_aspect_ratio", "pad") == "pad"),
+                                         pad=aspect == "pad"),
         tokenizer=tokenizer,
         patch_size=patch,
         vision_feature_select_strategy=config.vision_feature_select_strategy,

@@ -35,3 +35,10 @@ def test_missing_vision_tower_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConversionError, match="pass vision_tower="):
         convert_to_hf(_ckpt(tmp_path, mm_vision_tower="openai/clip-vit-large-patch14-336"), tmp_path / "out")
+
+
+def test_anyres_and_same_folder(tmp_path):
+    with pytest.raises(ConversionError, match="image_aspect_ratio 'anyres'"):
+        convert_to_hf(_ckpt(tmp_path, image_aspect_ratio="anyres"), tmp_path / "out")
+    with pytest.raises(ConversionError, match="different folder"):
+        convert_to_hf(_ckpt(tmp_path), tmp_path)
