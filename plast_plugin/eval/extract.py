@@ -79,6 +79,11 @@ def _joins(ch: str) -> bool:
     return _script(ch) != "cjk"
 
 
+def _fold(text: str) -> str:
+    """Lower case, one character for one (``İ``.lower() has two), so spans map back."""
+    return "".join(low if len(low := c.lower()) == 1 else c for c in text)
+
+
 def _letter_of(ch: str) -> str | None:
     if "A" <= ch <= "Z":
         return ch
@@ -131,10 +136,10 @@ def _span_matches(text: str, needle: str) -> list[tuple[int, int]]:
 
 
 def _text_hits(text: str, options: Mapping[str, str]) -> dict[str, list[tuple[int, int]]]:
-    low = text.casefold()
+    low = _fold(text)
     hits = {}
     for letter, option in options.items():
-        needle = normalize_text(option).casefold()
+        needle = _fold(normalize_text(option))
         if not needle:
             continue
         spans = _span_matches(low, needle)
@@ -175,7 +180,7 @@ def extract_choice(response: str, options: Mapping[str, str | None], language: s
     for letter, option in sorted(present.items(), key=lambda kv: -len(kv[1])):
         opt = normalize_text(option)
         if len(opt) >= 3 and any(_letter_hits(opt, valid)):
-            for s, e in reversed(_span_matches(masked.casefold(), opt.casefold())):
+            for s, e in reversed(_span_matches(_fold(masked), _fold(opt))):
                 masked = masked[:s] + " " * (e - s) + masked[e:]
     strong, weak = _letter_hits(masked, valid, wordlike)
     if len(strong) == 1:

@@ -100,3 +100,10 @@ def test_language_decides_whether_a_capital_a_can_be_a_word():
     assert extract_choice(answer, OPTIONS, "tr") == "A"
     assert extract_choice(answer, OPTIONS) is None  # language unknown: could be an article
     assert extract_choice("A resposta correta aparece na imagem", OPTIONS, "pt") is None
+
+
+def test_turkish_dotted_capital_keeps_positions():
+    options = {"A": "İstanbul C", "B": "Ankara", "C": "İzmir", "D": "Bursa"}
+    assert extract_choice("B. Ankara", options, "tr") == "B"
+    assert extract_choice("Cevap: İSTANBUL C", options, "tr") == "A"
+    assert extract_choice("İstanbul C", options, "tr") == "A"
