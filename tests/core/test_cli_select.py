@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import question_rows, write_jsonl
+from core_testutil import question_rows, write_jsonl
 from plast_plugin.cli import main
 
 

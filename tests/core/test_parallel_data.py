@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from conftest import question_rows, write_jsonl
+from core_testutil import question_rows, write_jsonl
 from plast_plugin.parallel_data import ParallelDataError, load_image, load_parallel_questions
 
 

@@ -10,7 +10,7 @@ import io
 import pytest
 import torch
 
-from conftest import question_rows, write_jsonl
+from core_testutil import question_rows, write_jsonl
 from plast_plugin.options import SelectionOptions
 from plast_plugin.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import probe_questions
