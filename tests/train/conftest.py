@@ -29,6 +29,12 @@ def base_env(**extra) -> dict:
                TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                PYTHONWARNINGS="ignore")
     env.pop("PLAST_DISABLE_HOOK", None)
+    # DeepSpeed JIT-builds a CPU comm op (~60 s on 2 cores); keep our build apart from other
+    # processes' so it is built once and reused.
+    # processes' so it is built once and reused. The same `ninja` for every run (the env's own,
+    # as the deepspeed launcher's PATH finds it), or each switch of ninja rebuilds the op.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(HERE.parents[1] / ".cache" / "torch_extensions_train"))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -101,7 +107,6 @@ def run_train(args, *, mode="hook", deepspeed=None, launcher=False, env=None, sc
         if launcher:
             prefix = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "1",
                       "--master_port", str(_PORT[0])]
-            extra_env["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
         else:
             extra_env.update(RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, LOCAL_WORLD_SIZE=1,
                              MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
