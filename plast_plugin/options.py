@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 RULE_HELP = (
     "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
-    "all layers); 'msd-above:X' (fixed MSD threshold); 'msd-top:K' (the K layers of largest MSD); "
+    "all layers; then the shallow block, see contiguous_shallow); 'msd-above:X' (fixed MSD threshold); 'msd-top:K' (the K layers of largest MSD); "
     "'msd-above-max:F' (MSD >= F * max MSD); or a manual spec: '0-4', '1,3,5', and the ablations "
     "'first:K', 'last:K', 'random:K' (seeded by --seed)."
 )
@@ -20,10 +20,11 @@ RULE_HELP = (
 class SelectionOptions:
     rule: str = field(default="auto", metadata={"help": RULE_HELP})
     statistic: str = field(
-        default="rate",
-        metadata={"help": "What MSD is computed on: 'rate' (per-neuron activation rate, averaged over "
-                  "neurons), 'count' (fraction of the FFN in the activated set), 'overlap' (1 - overlap "
-                  "ratio with the pivot)."},
+        default="overlap",
+        metadata={"help": "What MSD is computed on: 'overlap' (1 - overlap ratio with the pivot; scale-free, "
+                  "so layers of different activation density compare fairly), 'rate' (per-neuron activation "
+                  "rate, averaged over neurons; grows with a layer's activation density), 'count' (fraction "
+                  "of the FFN in the activated set)."},
     )
     msd_reference: str = field(
         default="pivot",
@@ -42,9 +43,11 @@ class SelectionOptions:
                   "or Jaccard |A_L & A_pivot| / |A_L | A_pivot| ('jaccard')."},
     )
     contiguous_shallow: bool = field(
-        default=False,
-        metadata={"help": "After the rule, keep only the contiguous block of selected layers that starts "
-                  "at the shallowest selected layer."},
+        default=True,
+        metadata={"help": "After the rule, keep only the contiguous block of selected layers that starts at "
+                  "the shallowest selected layer (the paper finds the language-specific layers shallow; deep "
+                  "layers that also differ by language are shown in the statistics but not trained). "
+                  "Off: every layer the rule selects."},
     )
     positions: str = field(
         default="question",

@@ -71,10 +71,11 @@ def select_layers(msd: torch.Tensor | None, rule: str, num_layers: int, *, seed:
         if msd is None:
             raise ValueError(f"rule {rule!r} needs layer statistics")
         layers = select_by_statistic(msd, rule)
+        if contiguous_shallow:
+            layers = keep_contiguous_shallow_block(layers)
     else:
+        # A spec is the user's explicit choice: taken exactly, never trimmed.
         layers = parse_layer_spec(rule, num_layers, seed=seed)
-    if contiguous_shallow:
-        layers = keep_contiguous_shallow_block(layers)
     if not layers:
         raise ValueError(f"rule {rule!r} selected no layer; refusing to train nothing")
     return layers

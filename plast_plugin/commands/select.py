@@ -18,7 +18,8 @@ def add_option_flags(parser: argparse.ArgumentParser, prefix: str = "--") -> Non
         flag = prefix + field.name.replace("_", "-")
         help_text = f"{field.metadata['help']} (default: {field.default})"
         if field.type in (bool, "bool"):
-            parser.add_argument(flag, dest=field.name, action="store_true", help=help_text)
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=field.default, help=help_text)
         else:
             kind = int if field.type in (int, "int") else str
             parser.add_argument(flag, dest=field.name, type=kind, default=field.default, help=help_text)

@@ -25,7 +25,8 @@ def test_select_writes_json_and_plot_deterministically(tiny_llama_dir, questions
     assert selection["model"]["num_layers"] == 4 and selection["model"]["ffn_width"] == 128
     assert selection["data"]["languages"] == ["en", "zh", "pt", "ar", "tr", "ru"]
     assert selection["data"]["questions_per_language"] == 5
-    assert selection["options"]["rule"] == "auto" and selection["options"]["statistic"] == "rate"
+    assert selection["options"]["rule"] == "auto" and selection["options"]["statistic"] == "overlap"
+    assert selection["options"]["contiguous_shallow"] is True
     assert len(selection["layers"]) == 4 and set(selection["layers"][0]["overlap"]) == {"zh", "pt", "ar", "tr", "ru"}
     assert 0 < selection["trainable"]["fraction"] < 1
     assert (tmp_path / "a" / "plast_layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -38,6 +39,11 @@ def test_manual_rule_and_ablation_are_recorded(tiny_llama_dir, questions_jsonl, 
     selection = json.loads((tmp_path / "m" / "plast_layers.json").read_text())
     assert selection["selected_layers"] == [2, 3] and selection["rule"] == "last:2"
     assert selection["trainable"]["modules"] == "mlp"
+    assert _select(tiny_llama_dir, questions_jsonl, tmp_path / "r", "--rule", "0,2,3", "--no-contiguous-shallow",
+                   "--statistic", "rate") == 0
+    selection = json.loads((tmp_path / "r" / "plast_layers.json").read_text())
+    assert selection["selected_layers"] == [0, 2, 3]
+    assert selection["options"]["contiguous_shallow"] is False and selection["options"]["statistic"] == "rate"
 
 
 @pytest.mark.parametrize("rows, extra, message", [

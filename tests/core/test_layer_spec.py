@@ -50,6 +50,7 @@ def test_statistic_rules():
     assert select_layers(msd, "msd-above-max:0.7", 6) == [0, 1, 4]
     assert select_layers(msd, "auto", 6, contiguous_shallow=True) == [0, 1]
     assert select_layers(None, "1,2", 6) == [1, 2]
+    assert select_layers(None, "0,2,5", 6, contiguous_shallow=True) == [0, 2, 5]  # specs are never trimmed
     assert keep_contiguous_shallow_block([3, 4, 6]) == [3, 4]
     with pytest.raises(ValueError, match="selected no layer"):
         select_layers(msd, "msd-above:9", 6)

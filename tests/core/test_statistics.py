@@ -22,7 +22,7 @@ def _counts():
 
 def test_overlap_msd_and_noise_floor():
     counts, tokens = _counts()
-    options = SelectionOptions(activated_set="rate:0.5")
+    options = SelectionOptions(activated_set="rate:0.5", statistic="rate")
     stats = compute_statistics(counts, tokens, GROUPS, "en", options)
     # Layer 0: en activates {0, 1}, zh {2, 3}: no overlap; halves agree on {0, 1}.
     assert stats.overlap["zh"].tolist() == [0.0, 1.0]
