@@ -69,6 +69,7 @@ def wrap_trainer_init(trainer_cls) -> None:
         report = prepare_plast(model, training_args, tokenizer=kwargs.get("tokenizer"))
         original(self, *args, **kwargs)
         _guard_optimizer(self, report)
+        check_supervision(kwargs.get("train_dataset"))
 
     __init__.__plast_wrapped__ = True
     __init__.__wrapped__ = original
@@ -234,6 +235,34 @@ def run_auto_selection(model, args, tokenizer):
         _log(f"--plast_layers auto selected layers {selection.selected_layers}; written to {args.output_dir}")
     _barrier()
     return selection
+
+
+# ----------------------------------------------------------------------------- data
+def check_supervision(dataset, samples: int = 8, ignore_index: int = -100) -> None:
+    """Refuse to train when LLaVA's preprocessing masked every label of the first samples.
+
+    LLaVA's ``preprocess_v1``/``preprocess_mpt`` assume a LLaMA-like tokenizer (a BOS token and a
+    single-token ``</s>``); with another tokenizer they print "tokenization mismatch" and mask the
+    whole sample, and training then runs with loss 0 and changes nothing.
+    """
+    if dataset is None:
+        return
+    try:
+        count = min(len(dataset), samples)
+    except TypeError:  # an iterable dataset: nothing cheap to check
+        return
+    if count == 0:
+        return
+    for index in range(count):
+        item = dataset[index]
+        labels = item.get("labels") if isinstance(item, dict) else None
+        if labels is None or int((labels != ignore_index).sum()) > 0:
+            return
+    raise PlastArgumentError(
+        f"PLAST: LLaVA's preprocessing left no supervised token in the first {count} training samples "
+        f"(see 'tokenization mismatch' above): the tokenizer does not fit --version. Training would "
+        f"change nothing. Use a LLaMA/Vicuna tokenizer with --version v1 (or fix the conversation template)."
+    )
 
 
 # ----------------------------------------------------------------------------- optimizer

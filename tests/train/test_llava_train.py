@@ -170,3 +170,18 @@ def test_two_ranks_zero3_auto_shards_the_probe(assets, tmp_path):
     assert two["selected_layers"] == one["selected_layers"] and two["layers"] == one["layers"]
     assert "with ZeRO-3 parameters gathered" in results[0][1]
     check_only_layers_changed(assets["model"], double, two["selected_layers"])
+
+
+def test_fully_masked_labels_refused():
+    """A tokenizer that does not fit --version makes LLaVA mask every label (seen with SmolLM2's
+    tokenizer and --version v1/mpt: loss 0.0, nothing learnt); PLAST refuses such data."""
+    import torch
+
+    from plast_plugin.llava.arguments import PlastArgumentError
+    from plast_plugin.llava.integration import check_supervision
+
+    masked = [{"input_ids": torch.ones(5, dtype=torch.long), "labels": torch.full((5,), -100)}] * 3
+    with pytest.raises(PlastArgumentError, match="no supervised token"):
+        check_supervision(masked)
+    check_supervision(masked + [{"labels": torch.tensor([-100, 7])}])  # one supervised sample is enough
+    check_supervision(None)
