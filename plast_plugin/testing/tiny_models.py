@@ -321,11 +321,37 @@ def make_tiny_llava(out_dir, num_layers: int = 4, hidden: int = 64, intermediate
     return out
 
 
-def build_llava_from_llama(llama_dir, vision_tower_dir, out_dir, seed: int = 0, dtype=None):
+def fit_tokenizer_to_llava_v1(tokenizer) -> list[str]:
+    """Make a fast (e.g. GPT-2 BPE) tokenizer behave as LLaVA's ``preprocess_v1`` assumes of
+    LLaMA's: a BOS token first, and ``</s>`` (the vicuna_v1 separator) as one token. Without
+    this LLaVA masks every label ("tokenization mismatch") and training learns nothing.
+    Returns what was changed; may add one token (resize the embeddings after)."""
+    changes = []
+    if len(tokenizer("</s>", add_special_tokens=False).input_ids) != 1:
+        tokenizer.add_special_tokens({"additional_special_tokens": ["</s>"]})
+        changes.append("added </s> as one special token")
+    ids = tokenizer("a").input_ids
+    if tokenizer.bos_token_id is None or not ids or ids[0] != tokenizer.bos_token_id:
+        from tokenizers.processors import TemplateProcessing
+
+        if tokenizer.bos_token is None or not getattr(tokenizer, "is_fast", False):
+            raise ValueError("cannot make this tokenizer add a BOS token (needs a fast tokenizer with bos_token)")
+        bos = tokenizer.bos_token
+        tokenizer._tokenizer.post_processor = TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+        changes.append(f"prepends BOS {bos!r}")
+    return changes
+
+
+def build_llava_from_llama(llama_dir, vision_tower_dir, out_dir, seed: int = 0, dtype=None,
+                           fit_llava_v1_tokenizer: bool = False):
     """Put a LLaMA checkpoint into an official-format LLaVA with a fresh ``mlp2x_gelu`` projector.
 
     The language model's weights are copied unchanged (its text behaviour is the same); the
     projector is random from ``seed``; the vision tower comes from ``vision_tower_dir``.
+    ``fit_llava_v1_tokenizer``: for a non-LLaMA tokenizer (SmolLM2's GPT-2 BPE) that LLaVA's
+    ``train()`` with ``--version v1`` would otherwise fully mask, see ``fit_tokenizer_to_llava_v1``;
+    a token added there gets an embedding row (the mean of the others).
     """
     import torch
     from transformers import CLIPVisionConfig, LlamaForCausalLM
@@ -355,9 +381,29 @@ def build_llava_from_llama(llama_dir, vision_tower_dir, out_dir, seed: int = 0, 
         for name, p in sorted(model.get_model().mm_projector.named_parameters()):
             p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if p.ndim > 1 else 0.0))
     model.to(dtype or torch.float32)
-    _save_llava(model, out, llama_dir)
+    tokenizer_src, changes = llama_dir, []
+    if fit_llava_v1_tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(llama_dir), use_fast=True)
+        changes = fit_tokenizer_to_llava_v1(tokenizer)
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            old = model.get_input_embeddings().weight.shape[0]
+            model.resize_token_embeddings(len(tokenizer))
+            with torch.no_grad():
+                for matrix in {id(m): m for m in (model.get_input_embeddings().weight,
+                                                  model.get_output_embeddings().weight)}.values():
+                    matrix[old:] = matrix[:old].mean(0, keepdim=True)
+        tokenizer_src = out / "_fitted_tokenizer"
+        tokenizer.save_pretrained(str(tokenizer_src))
+    _save_llava(model, out, tokenizer_src)
+    if fit_llava_v1_tokenizer:
+        import shutil
+
+        shutil.rmtree(tokenizer_src, ignore_errors=True)
     (out / "plast_tiny_origin.json").write_text(json.dumps(
-        {"llama": str(Path(llama_dir).resolve()), "vision_tower": str(vt), "seed": seed}, indent=1))
+        {"llama": str(Path(llama_dir).resolve()), "vision_tower": str(vt), "seed": seed,
+         "tokenizer_changes": changes}, indent=1))
     return out
 
 

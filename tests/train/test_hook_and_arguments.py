@@ -85,3 +85,36 @@ def test_conflicts_refused_at_parse_time(args_cls, tmp_path, extra, message):
 def test_plast_off_is_upstream(args_cls, tmp_path):
     args = args_cls(output_dir=str(tmp_path), lora_enable=True, bits=4)  # no --plast_layers: no checks
     assert args.plast_layers is None
+
+
+def test_fit_tokenizer_to_llava_v1_gpt2_style():
+    """A GPT-2 style BPE tokenizer (SmolLM2's kind) gets a BOS and a one-token </s>, so LLaVA's
+    preprocess_v1 supervises the answer instead of masking the whole sample."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from llava import conversation as conversation_lib
+    from llava.train.train import preprocess
+    from plast_plugin.testing.tiny_models import TOKENIZER_TEXT, fit_tokenizer_to_llava_v1
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(TOKENIZER_TEXT, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|im_start|>",
+                                               eos_token="<|im_end|>", unk_token="<|endoftext|>",
+                                               model_max_length=256)
+    tok.pad_token = tok.unk_token
+    conversation_lib.default_conversation = conversation_lib.conv_templates["vicuna_v1"]
+    source = [[{"from": "human", "value": "Translate: Qual é a cor?"}, {"from": "gpt", "value": "What color?"}]]
+    before = preprocess(source, tok, has_image=False)["labels"][0]
+    assert int((before != -100).sum()) == 0  # the failure the function fixes
+    changes = fit_tokenizer_to_llava_v1(tok)
+    assert len(changes) == 2 and len(tok("</s>", add_special_tokens=False).input_ids) == 1
+    after = preprocess(source, tok, has_image=False)["labels"][0]
+    kept = tok.decode([t for t in after.tolist() if t != -100])
+    assert "What color?" in kept and "Qual" not in kept
+    assert fit_tokenizer_to_llava_v1(tok) == []  # idempotent
