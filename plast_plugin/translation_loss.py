@@ -40,9 +40,13 @@ def _labelled(records, tokenizer, conv_version: str):
 
 
 def translation_losses(model, tokenizer, questions: ParallelQuestions, *, template: str = DEFAULT_TEMPLATE,
-                       conv_version: str = "v1", batch_size: int = 8, progress: bool = False) -> dict[str, LanguageLoss]:
+                       conv_version: str = "v1", batch_size: int = 8, model_max_length: int = 2048,
+                       progress: bool = False) -> dict[str, LanguageLoss]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token  # what LLaVA's train() does for v1 templates
+    # As train()'s --model_max_length (some tokenizers say 1e30, which truncation cannot take;
+    # a checkpoint's tokenizer keeps the training run's value, which may truncate held-out text).
+    tokenizer.model_max_length = model_max_length
     data = build_translation_data(questions, template=template, images="off")
     items = list(_labelled(data.records, tokenizer, conv_version))
     device = next(model.parameters()).device

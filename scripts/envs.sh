@@ -47,6 +47,15 @@ _install_package() {
 }
 
 ensure_env() {
+  # One builder at a time per env: a second caller waits instead of deleting a build in progress.
+  mkdir -p "$PLAST_ENVS_DIR"
+  (
+    flock 9
+    _ensure_env_locked "$1"
+  ) 9>"$PLAST_ENVS_DIR/.$1.lock"
+}
+
+_ensure_env_locked() {
   local name="$1" dir="$PLAST_ENVS_DIR/$1" stamp
   stamp="$(_stamp_of "$name")"
   if [[ -f "$dir/.plast_stamp" && "$(cat "$dir/.plast_stamp")" == "$stamp" ]]; then
@@ -64,6 +73,7 @@ ensure_env() {
     read -ra args <<< "$line"   # words only: no globbing of specs such as numpy<2
     (cd "$PLAST_REPO" && "$dir/bin/python" -m "${args[@]}" -q --disable-pip-version-check >&2)
   done < <("_recipe_$name")
+  # The stamp is written last: an interrupted build is rebuilt next time, never trusted.
   echo "$stamp" > "$dir/.plast_stamp"
   _install_package "$dir"
 }
