@@ -13,7 +13,7 @@
 #
 # Environment knobs:
 #   DEMO_OUT=runs/demo            where the outputs go
-#   DEMO_THREADS=N                torch CPU threads (default: 1; raise it on an idle machine)
+#   DEMO_THREADS=N                torch CPU threads (default: all cores; 1 on a busy machine)
 #   DEMO_SELECT_ARGS="..."        extra `plast select` options, e.g. "--statistic rate --no-contiguous-shallow"
 #   DEMO_STEPS=300                training steps (batch 1)
 set -euo pipefail
