@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..translation_data import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
+from .select import DATA_HELP
 
 
 def add_parser(subparsers) -> None:
@@ -16,8 +17,7 @@ def add_parser(subparsers) -> None:
         "so any --image_folder works).",
     )
     parser.add_argument("--data", required=True, nargs="+",
-                        help="parallel questions: a .jsonl (id, lang, question[, image]) or VLMEvalKit .tsv files, "
-                        "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
+help=DATA_HELP)
     parser.add_argument("--out", required=True, help="output .json file")
     parser.add_argument("--languages", default=None,
                         help="comma-separated source languages, e.g. zh,pt,ar,tr,ru (default: all in the data)")

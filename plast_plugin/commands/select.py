@@ -8,8 +8,8 @@ import os
 
 from ..options import SelectionOptions
 
-# Options set elsewhere on the command line (with their own names) or not user-facing here.
-_OWN_FLAGS = {"batch_size"}
+DATA_HELP = ("parallel questions: a .jsonl (id, lang, question[, image]) or VLMEvalKit .tsv files, "
+             "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
 
 
 def add_option_flags(parser: argparse.ArgumentParser, prefix: str = "--") -> None:
@@ -40,8 +40,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--model", required=True, help="model directory or hub name (official LLaVA, llava-hf, or a causal LM)")
     parser.add_argument("--data", required=True, nargs="+",
-                        help="parallel questions: a .jsonl (id, lang, question[, image]) or VLMEvalKit .tsv files, "
-                        "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
+help=DATA_HELP)
     parser.add_argument("--languages", default=None, help="comma-separated codes, e.g. zh,pt,ar,tr,ru (default: all in the data)")
     parser.add_argument("--pivot", default="en", help="the reference language (default: en)")
     parser.add_argument("--out", required=True, help="output directory")

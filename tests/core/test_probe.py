@@ -110,3 +110,15 @@ def test_memory_does_not_grow_with_the_data(tiny_llama, questions):
     layout = find_decoder_layers(model)
     assert result.counts.counts.shape == (len(result.groups), layout.num_layers, layout.ffn_width)
     assert result.counts.counts.dtype == torch.long
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_probe_counts_the_same_tokens(tiny_llama, questions, dtype):
+    """bf16/fp16 (as on GPU) count the same positions; activations agree with fp32 up to sign
+    flips of near-zero gates."""
+    model, tokenizer = tiny_llama
+    full = probe_questions(model, tokenizer, questions, SelectionOptions(), progress=False)
+    half = probe_questions(copy.deepcopy(model).to(dtype), tokenizer, questions, SelectionOptions(), progress=False)
+    assert torch.equal(full.counts.tokens, half.counts.tokens)
+    differing = (full.counts.counts - half.counts.counts).abs().sum().item()
+    assert differing <= 0.02 * full.counts.counts.sum().item()
