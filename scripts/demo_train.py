@@ -114,6 +114,10 @@ def main() -> int:
     parser.add_argument("--gradient-checkpointing", default="False", choices=("True", "False"))
     args = parser.parse_args()
     torch.manual_seed(0)
+    import transformers
+
+    # LLaVA loads its vision tower from its own folder; the "weights not used" list is noise here.
+    transformers.logging.set_verbosity_error()
     out = Path(args.out).resolve()
     bin_dir = Path(sys.executable).parent
 
