@@ -16,7 +16,7 @@ from torch import nn
 
 from .model_layout import DecoderLayout, model_architecture
 from .parallel_data import load_image
-from .probe_inputs import IMAGE, PaddedBatch
+from .probe_inputs import PaddedBatch
 
 LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX

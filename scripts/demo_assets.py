@@ -231,7 +231,6 @@ def build_model(cache: Path, force: bool = False) -> Path:
 def verify_model(model_dir: Path) -> None:
     """Reload the converted checkpoint with the running env's transformers and compare the
     next-token logits with those recorded at conversion time."""
-    import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

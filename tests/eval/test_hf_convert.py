@@ -7,7 +7,6 @@ Needs both environments: the official model runs in ``.envs/train`` through a su
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -90,7 +90,6 @@ def test_plast_off_is_upstream(args_cls, tmp_path):
 def test_fit_tokenizer_to_llava_v1_gpt2_style():
     """A GPT-2 style BPE tokenizer (SmolLM2's kind) gets a BOS and a one-token </s>, so LLaVA's
     preprocess_v1 supervises the answer instead of masking the whole sample."""
-    import torch
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
