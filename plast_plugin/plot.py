@@ -37,12 +37,27 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
         f"- selected {selection.selected_layers} (rule {selection.rule}, shaded)"
     )
     msd = [r["msd"] for r in records]
-    bottom.bar(layers, msd, color=["#e65100" if i in chosen else "#90a4ae" for i in layers], label="MSD")
+    mean_msd = sum(msd) / len(msd)
+    bars = bottom.bar(layers, msd, color=["#e65100" if i in chosen else "#90a4ae" for i in layers], label="MSD")
+    # Above the mean but not chosen (e.g. deep layers outside the shallow block): hatched, so the
+    # user sees what the rule left out rather than only what it took.
+    left_out = False
+    for layer, bar in zip(layers, bars):
+        if layer not in chosen and msd[layer] > mean_msd:
+            bar.set_hatch("//")
+            bar.set_edgecolor("#e65100")
+            left_out = True
+
     bottom.plot(layers, [r["noise_msd"] for r in records], "k--", lw=1.2, label="noise MSD")
-    bottom.axhline(sum(msd) / len(msd), color="#1565c0", lw=1, label="mean MSD")
+    bottom.axhline(mean_msd, color="#1565c0", lw=1, label="mean MSD")
     bottom.set_ylabel(f"MSD ({selection.options.get('statistic', 'rate')})")
     bottom.set_xlabel("decoder layer")
-    bottom.legend(fontsize=8)
+    handles, _ = bottom.get_legend_handles_labels()
+    if left_out:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="#90a4ae", edgecolor="#e65100", hatch="//", label="above mean, not selected"))
+    bottom.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
