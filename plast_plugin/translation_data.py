@@ -13,9 +13,9 @@ there with a message naming the file and the question.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,24 +57,21 @@ class TranslationData:
 
 
 def _image_file(reference: str, image_dir: Path | None, qid: str, written: dict) -> str:
-    """A path LLaVA can open. Paths stay (absolute); base64 images are written once to image_dir."""
-    from .parallel_data import _looks_like_base64
+    """A path LLaVA can open. Files stay (absolute); base64 images are written once to image_dir.
+    Files and base64 are told apart as the loader does (`load_image`), so both read an image the same way."""
+    from .parallel_data import load_image
 
-    if not _looks_like_base64(reference):
+    if os.path.isfile(reference):
         return str(Path(reference).resolve())
     if reference in written:
         return written[reference]
     if image_dir is None:
         raise ValueError("the data has inline (base64) images: pass an image directory to write them to")
-    raw = base64.b64decode(reference, validate=False)
-    from io import BytesIO
-
-    from PIL import Image
-
+    image = load_image(reference)  # decodes, or names the image it cannot decode
     image_dir.mkdir(parents=True, exist_ok=True)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)[:40]
-    name = f"{safe}-{hashlib.sha256(raw).hexdigest()[:10]}.png"
-    Image.open(BytesIO(raw)).convert("RGB").save(image_dir / name)
+    name = f"{safe}-{hashlib.sha256(reference.encode()).hexdigest()[:10]}.png"
+    image.save(image_dir / name)
     written[reference] = str((image_dir / name).resolve())
     return written[reference]
 
