@@ -12,10 +12,10 @@ DATA_HELP = ("parallel questions: a .jsonl (id, lang, question[, image]) or VLME
              "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
 
 
-def add_option_flags(parser: argparse.ArgumentParser, prefix: str = "--") -> None:
-    """One flag per SelectionOptions field, with its help text (shared with other commands)."""
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per SelectionOptions field, with the field's help text and default."""
     for field in dataclasses.fields(SelectionOptions):
-        flag = prefix + field.name.replace("_", "-")
+        flag = "--" + field.name.replace("_", "-")
         help_text = f"{field.metadata['help']} (default: {field.default})"
         if field.type in (bool, "bool"):
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
