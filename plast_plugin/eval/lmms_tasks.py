@@ -20,7 +20,7 @@ from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_docs
 from plast_plugin.eval.prompts import build_prompt
-from plast_plugin.eval.scoring import summarize
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, summarize
 
 __all__ = [
     "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_CIRCULAR = {"mmmb": False, "mmbench_ml": True}
 
 
 def docs_to_dataset(docs: list[dict]):
@@ -130,7 +129,7 @@ def process_results(doc, results):
         "judged": judged,
         "correct": prediction == doc["answer"],
     }
-    if _CIRCULAR.get(doc["benchmark"]):
+    if doc["benchmark"] in CIRCULAR_BENCHMARKS:
         return {"acc": record, "circular_acc": record}
     return {"acc": record}
 
@@ -139,7 +138,7 @@ def _summary(items, args) -> dict:
     first = items[0]
     benchmark, language = first["benchmark"], first["language"]
     summary = {"task": f"{benchmark}_{language}",
-               **summarize(items, circular=_CIRCULAR.get(benchmark, False))}
+               **summarize(items, circular=benchmark in CIRCULAR_BENCHMARKS)}
     summary["unmatched"] = sum(r["prediction"] is None for r in items)
     summary["judged"] = sum(bool(r.get("judged")) for r in items)
     try:

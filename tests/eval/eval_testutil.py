@@ -21,6 +21,18 @@ OFFLINE_ENV = {
 }
 
 
+def install_scripted_model(site: Path) -> Path:
+    """A throw-away distribution whose ``lmms_eval.models`` entry point registers the scripted model."""
+    site = Path(site)
+    dist = site / "plast_scripted_test-0.0.dist-info"
+    if not dist.exists():
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plast-scripted-test\nVersion: 0.0\n")
+        (dist / "entry_points.txt").write_text("[lmms_eval.models]\nplast_scripted = plast_scripted_model:MANIFEST\n")
+        (site / "plast_scripted_model.py").write_text((HERE / "scripted_model.py").read_text())
+    return site
+
+
 def subprocess_env(tmp_path, **extra):
     """The current environment, offline, single-threaded, HF caches under `tmp_path`, no judge."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAST_JUDGE")}

@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
+from eval_testutil import REPO, install_scripted_model, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 from parrot_fixtures import LANGS, MMBENCH_EXPECTED, MMMB_EXPECTED, scripted_answers
 from plast_plugin.eval.prompts import ANSWER_INSTRUCTIONS
 
 pytest.importorskip("lmms_eval")
-
-
-def _install_scripted_model(site: Path) -> None:
-    """A throw-away distribution whose ``lmms_eval.models`` entry point registers the model."""
-    dist = site / "plast_scripted_test-0.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plast-scripted-test\nVersion: 0.0\n")
-    (dist / "entry_points.txt").write_text("[lmms_eval.models]\nplast_scripted = plast_scripted_model:MANIFEST\n")
-    (site / "plast_scripted_model.py").write_text((HERE / "scripted_model.py").read_text())
 
 
 def _results(out: Path) -> dict:
@@ -37,7 +28,7 @@ def _results(out: Path) -> dict:
 def scripted_run(tmp_path_factory, parrot_dir):
     tmp = tmp_path_factory.mktemp("scripted")
     site = tmp / "site"
-    _install_scripted_model(site)
+    install_scripted_model(site)
     answers = tmp / "answers.json"
     answers.write_text(json.dumps(scripted_answers(), ensure_ascii=False))
     log = tmp / "asked.jsonl"
@@ -105,7 +96,7 @@ def test_prompts_images_and_back_references(scripted_run):
 def _plast_eval(tmp, parrot_dir, *extra):
     site = tmp / "site"
     if not site.exists():
-        _install_scripted_model(site)
+        install_scripted_model(site)
     answers = tmp / "answers.json"
     answers.write_text(json.dumps(scripted_answers(), ensure_ascii=False))
     out = tmp / "out"
