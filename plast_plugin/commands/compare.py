@@ -14,10 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from plast_plugin.eval.paired_stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+
 
 def add_parser(subparsers) -> None:
     from plast_plugin.eval.compare import SCORERS
-    from plast_plugin.eval.paired_stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 
     parser = subparsers.add_parser(
         "compare",

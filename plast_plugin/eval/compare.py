@@ -152,6 +152,11 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
                 f"{task}: the runs scored different rows ({len(rows_a)} in A, {len(rows_b)} in B; "
                 f"e.g. index {(only_a or only_b)[0]} only in {'A' if only_a else 'B'}); paired statistics "
                 "need the same questions (same data, no --limit)")
+        md5_a = {str(r.get("source_md5")) for r in rows_a.values() if r.get("source_md5")}
+        md5_b = {str(r.get("source_md5")) for r in rows_b.values() if r.get("source_md5")}
+        if md5_a and md5_b and md5_a != md5_b:
+            raise CompareError(f"{task}: the runs read different data files (md5 {', '.join(sorted(md5_a))} in A, "
+                               f"{', '.join(sorted(md5_b))} in B); paired statistics need the same questions")
         bench, lang = _task_parts(task, rows_a)
         metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
         for m_offset, metric in enumerate(metrics):

@@ -38,7 +38,12 @@ def subprocess_env(tmp_path, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAST_JUDGE")}
     env.update(OFFLINE_ENV)
     env["HF_HOME"] = str(Path(tmp_path) / "hf_home")
-    env.update({k: str(v) for k, v in extra.items()})
+    extra = {k: str(v) for k, v in extra.items()}
+    # This checkout's plast_plugin, not the editable install's: a subprocess runs in tmp_path, and
+    # a PYTHONPATH given here (e.g. the scripted model's folder) comes first, not instead.
+    paths = [extra.pop("PYTHONPATH", ""), str(REPO), os.environ.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(extra)
     return env
 
 try:

@@ -9,7 +9,7 @@ from math import sqrt
 import pytest
 
 from eval_testutil import REPO, install_scripted_model, parrot_dir, subprocess_env  # noqa: F401 (fixture)
-from parrot_fixtures import scripted_answers
+from parrot_fixtures import md5_pins, scripted_answers
 from plast_plugin.eval.compare import CompareError, compare_runs, read_run
 from plast_plugin.eval.paired_stats import (PairedCounts, bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
@@ -96,7 +96,8 @@ def _lmms_run(tmp, parrot_dir, name, answers, tasks="mmmb_en,mmbench_ml_en", ext
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "plast_scripted", "--model_args", f"answers={path}",
            "--tasks", tasks, "--include_path", str(REPO / "eval_tasks"), "--output_path", str(out),
            "--batch_size", "1", "--log_samples", *extra]
-    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir, PYTHONPATH=site),
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir, PYTHONPATH=site,
+                                                      PLAST_PARROT_MD5=md5_pins(parrot_dir)),
                           capture_output=True, text=True, timeout=300)
     assert list(out.rglob("*_samples_*.jsonl")), proc.stdout[-2000:] + proc.stderr[-3000:]
     return out

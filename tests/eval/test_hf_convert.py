@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
+from parrot_fixtures import md5_pins
 
 torch = pytest.importorskip("torch")
 TRAIN_PY = REPO / ".envs" / "train" / "bin" / "python"
@@ -140,7 +141,7 @@ def test_llava_hf_runs_converted_model_in_lmms_eval(converted, parrot_dir, varia
            "--tasks", "mmmb_ar,mmbench_ml_ru", "--include_path", str(REPO / "eval_tasks"),
            "--output_path", str(out), "--batch_size", "1", "--log_samples",
            "--gen_kwargs", "max_new_tokens=4"] + (["--force_simple"] if variant == "simple" else [])
-    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir),
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir, PLAST_PARROT_MD5=md5_pins(parrot_dir)),
                           capture_output=True, text=True, timeout=300)
     files = sorted(out.rglob("*_results.json"))
     log = proc.stdout + proc.stderr
