@@ -199,3 +199,43 @@ def test_sharded_checkpoint(converted, tmp_path):
     a = load_file(str(out / "model.safetensors"))
     b = load_file(str(converted["hf"] / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_plast_eval_baseline_is_the_official_checkpoint_through_the_same_converter(converted, parrot_dir):
+    """--baseline converts the official checkpoint with plast export --to-hf's converter, evaluates
+    both through the same tasks with the real llava_hf model, and compares them."""
+    from safetensors.torch import load_file
+
+    tmp = converted["tmp"]
+    out = tmp / "with_baseline"
+    cmd = [sys.executable, "-m", "plast_plugin.cli", "eval", str(converted["hf"]), "--baseline", str(converted["ckpt"]),
+           "--benchmarks", "mmmb", "--languages", "ar", "--parrot-dir", str(parrot_dir),
+           "--parrot-md5", md5_pins(parrot_dir), "--output", str(out), "--device", "cpu",
+           "--model-args", "dtype=float32", "--lmms-eval-args", "--gen_kwargs max_new_tokens=4"]
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "baseline-hf" / "plast_conversion.json").read_text())
+    assert record["source"] == str(converted["ckpt"].resolve())
+    ours = load_file(str(out / "baseline-hf" / "model.safetensors"))
+    reference = load_file(str(converted["hf"] / "model.safetensors"))
+    assert ours.keys() == reference.keys() and all(torch.equal(ours[k], reference[k]) for k in ours)
+    for run in ("baseline", "model"):
+        assert list((out / run).rglob("*_samples_mmmb_ar.jsonl")), run
+    result = json.loads((out / "compare" / "compare.json").read_text())
+    (row,) = result["rows"]
+    # the same weights answer the same (greedy): no discordant question
+    assert (row["task"], row["n"], row["delta"], row["mcnemar_p"], row["ci95"]) == ("mmmb_ar", 5, 0.0, 1.0, [0.0, 0.0])
+    assert "mmmb_ar" in proc.stdout and "B-A" in proc.stdout
+
+
+def test_baseline_refuses_a_model_from_another_converter(converted, tmp_path):
+    import shutil
+
+    from plast_plugin.eval.baseline import BaselineError, prepare_baseline
+
+    other = tmp_path / "hub_llava_hf"
+    shutil.copytree(converted["hf"], other)
+    (other / "plast_conversion.json").unlink()
+    with pytest.raises(BaselineError, match="converted by another tool .* Pass the official checkpoint"):
+        prepare_baseline(str(other), tmp_path / "out")
+    assert prepare_baseline(str(converted["hf"]), tmp_path / "out") == converted["hf"]  # already ours
