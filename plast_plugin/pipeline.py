@@ -59,7 +59,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
         for position, qid in enumerate(questions.ids):
             group = groups.index(lang) if lang != questions.pivot else len(groups) - 2 + halves[position]
             prompts.append(encode_prompt(
-                tokenizer, questions.question(qid, lang), prompt=options.prompt,
+                tokenizer, questions.question(qid, lang), prompt=options.prompt, conv_template=options.conv_template,
                 max_question_tokens=options.max_question_tokens, image_ids=image_ids, group=group,
                 image=questions.image(qid) if with_images else None,
             ))
