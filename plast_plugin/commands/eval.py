@@ -205,6 +205,8 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict) -> int:
 
 
 def run(args) -> int:
+    if args.baseline and not args.pretrained:
+        raise ValueError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
     _check_model(args.pretrained)
     output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
     env = _task_env(args)
@@ -220,6 +222,13 @@ def run(args) -> int:
         return _evaluate(args, args.pretrained, output, env)
     from plast_plugin.eval.baseline import prepare_baseline
 
+    # a second run into the same folders would leave two sample logs per task, which plast
+    # compare refuses: say so before hours of evaluation, not after
+    used = [str(p) for name in ("baseline", "model") for p in (output / name).glob("**/*_samples_*.jsonl")]
+    used += [str(p) for p in [output / "compare" / "compare.json"] if p.exists()]
+    if used:
+        raise ValueError(f"--output {output} already holds a comparison run ({used[0]}"
+                         f"{' ...' if len(used) > 1 else ''}); choose a new --output")
     baseline_hf = prepare_baseline(args.baseline, output / "baseline-hf", model=args.pretrained,
                                    dry_run=args.dry_run)
     for name, pretrained in (("baseline", str(baseline_hf)), ("model", args.pretrained)):
