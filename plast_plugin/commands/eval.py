@@ -200,6 +200,13 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict) -> int:
         shown = {k.split(",")[0]: v for k, v in metrics.items()
                  if k.split(",")[0] in SHOWN_METRICS and isinstance(v, (int, float))}
         print(f"  {name:16s} " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
+    for path in sorted(output.rglob("*_scores.json")):
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        kind = scores.get("circular_acc_kind")
+        if kind:
+            print(f"  warning: {scores.get('task')}: circular_acc is {kind}")
+        for warning in scores.get("data", {}).get("warnings", []):
+            print(f"  warning: {scores.get('task')}: {warning}")
     print(f"per-category breakdown, data md5 and warnings: {output}/submissions/<task>_scores.json")
     return 0
 

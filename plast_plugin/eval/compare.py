@@ -167,7 +167,8 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
             # each task/metric its own seed stream, so adding a task does not move the others' CIs
             ci = bootstrap_delta_ci(counts, resamples, seed + 1000 * offset + m_offset)
             rows.append(_row(counts, ci, mcnemar_exact_p(counts.only_a, counts.only_b),
-                             task=task, benchmark=bench, language=lang, metric=metric))
+                             task=task, benchmark=bench, language=lang, metric=metric,
+                             data_md5=sorted(md5_a | md5_b)))
             per_bench[(bench, metric)].append((lang, counts))
     means = []
     for (bench, metric), items in sorted(per_bench.items()):

@@ -129,6 +129,7 @@ def process_results(doc, results):
     if not isinstance(response, str):  # chat models may return richer objects
         response = getattr(response, "text", None) or str(response)
     options = _options(doc)
+    answerable = doc["answer"] in doc["options"]  # else its option has no text and was not shown
     prediction = extract_choice(response, options, doc["language"])
     # VLMEvalKit's exact rules, never judged: the gap to `prediction` is what our extractor adds
     prediction_exact = exact_choice(response, options)
@@ -145,16 +146,16 @@ def process_results(doc, results):
         "category": doc["category"],
         "l2_category": doc["l2_category"],
         "answer": doc["answer"],
-        "answerable": bool(doc["answerable"]),
+        "answerable": answerable,
         "prediction": prediction,
         "prediction_exact": prediction_exact,
         "response": response,
         "judged": judged,
         # an unanswerable row (its correct option has no text, so it was not shown) scores wrong
-        "correct": bool(doc["answerable"]) and prediction == doc["answer"],
-        "correct_exact": bool(doc["answerable"]) and prediction_exact == doc["answer"],
-        "protocol": doc["protocol"],
-        "source_md5": doc["source_md5"],
+        "correct": answerable and prediction == doc["answer"],
+        "correct_exact": answerable and prediction_exact == doc["answer"],
+        "protocol": doc.get("protocol"),
+        "source_md5": doc.get("source_md5"),
     }
     metrics = ("acc", "circular_acc", "acc_exact", "circular_acc_exact") if doc["benchmark"] in CIRCULAR_BENCHMARKS \
         else ("acc", "acc_exact")
