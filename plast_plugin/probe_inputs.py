@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+
 @dataclass(frozen=True)
 class ConvTemplate:
     """A LLaVA ``SeparatorStyle.TWO`` conversation: ``system + sep + ROLE: message + sep ...``."""
