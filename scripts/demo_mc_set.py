@@ -18,7 +18,7 @@ four are right) runs on it too. Image: one blank white image for every row (the 
 is random and untrained; the rows reference the first row's image, VLMEvalKit's convention).
 
 The files are served by the plugin's own `mmbench_ml_<lang>` tasks through PLAST_PARROT_DIR with
-their md5s pinned explicitly (`plast eval --parrot-md5 <the pins in mc_set.json>`), so scores of
+their md5s pinned explicitly (`plast eval --parrot-md5 "$(cat OUT/parrot_md5.txt)"`), so scores of
 it carry `md5_check: user pin`, a question count far from the published 1164, `plast compare`'s
 warning that the data are not the published files, and the category
 "plast demo translation choice (not MMBench)". Never report them as MMBench numbers.
@@ -59,6 +59,7 @@ CHANCE = 1 / len(LETTERS)
 BLANK_IMAGE_SIZE = 64
 COLUMNS = ("index", "question", "hint", *LETTERS, "answer", "category", "l2-category", "image")
 MANIFEST = "mc_set.json"
+PIN_FILE = "parrot_md5.txt"  # the pins alone, for `plast eval --parrot-md5 "$(cat .../parrot_md5.txt)"`
 
 
 class MCSetError(ValueError):
@@ -201,9 +202,11 @@ def build_mc_set(heldout_path, exclude: list, languages: list[str], out_dir, see
         "files": files, "md5": pins,
         "parrot_md5_spec": ",".join(f"{task}={md5}" for task, md5 in pins.items()),
     }
-    tmp = out_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / MANIFEST)
+    for name, text in ((PIN_FILE, manifest["parrot_md5_spec"] + "\n"),
+                       (MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")):
+        tmp = out_dir / (name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out_dir / name)
     return manifest
 
 

@@ -51,7 +51,7 @@ def _docs(manifest, lang):
 
 
 def test_files_are_parrot_tsvs_with_four_options_and_the_true_translation(built):
-    _, out, manifest = built
+    _, _, manifest = built
     assert sorted(Path(f).name for f in manifest["files"].values()) == [
         "mmbench_dev_ar.tsv", "mmbench_dev_cn.tsv", "mmbench_dev_en.tsv", "mmbench_dev_ru.tsv"]
     english = {f"q{i}": _question(i, "en") for i in range(N_HELDOUT)}
@@ -100,7 +100,7 @@ def test_languages_share_options_so_they_are_paired(built):
 
 
 def test_answer_positions_are_not_constant_and_the_build_is_deterministic(built, tmp_path):
-    root, out, manifest = built
+    root, _, manifest = built
     answers = [d["answer"] for d in _docs(manifest, "zh") if d["index"] < CIRCULAR_OFFSET]
     assert len(set(answers)) > 1
     again = mc.build_mc_set(root / "heldout.jsonl", [root / "probe.jsonl"], list(LANGS), tmp_path / "again")
@@ -117,7 +117,9 @@ def test_served_only_with_explicit_md5_pins(built, monkeypatch):
     monkeypatch.delenv("PLAST_PARROT_MD5", raising=False)
     with pytest.raises(ParrotDataError, match="differs from the published"):
         load_parrot_task("mmbench_ml", "zh")
-    monkeypatch.setenv("PLAST_PARROT_MD5", manifest["parrot_md5_spec"])
+    pins = (out / mc.PIN_FILE).read_text().strip()
+    assert pins == manifest["parrot_md5_spec"]
+    monkeypatch.setenv("PLAST_PARROT_MD5", pins)
     for lang in LANGS:
         task = load_parrot_task("mmbench_ml", lang)
         assert task.identity.check == "user pin" and task.identity.md5 == manifest["md5"][f"mmbench_ml_{lang}"]
