@@ -21,15 +21,19 @@
 #   DEMO_THREADS=N                torch CPU threads (default: all cores; 1 on a busy machine)
 #   DEMO_SELECT_ARGS="..."        extra `plast select` options, e.g. "--statistic rate --no-contiguous-shallow"
 #   DEMO_STEPS=300                training steps (batch 1)
-#   DEMO_EVAL_QUESTIONS=20        held-out questions in the multiple-choice set (x 4 rotations x 4 languages)
-#   DEMO_EVAL_TOKENS=16           max_new_tokens of the evaluation's answers
+#   DEMO_EVAL_QUESTIONS=12        held-out questions in the multiple-choice set (x 4 rotations x 4 languages
+#                                 x 2 models = 384 generations; all 20 take about 2 more minutes on 2 cores)
+#   DEMO_EVAL_TOKENS=8            max_new_tokens of the evaluation's answers (VLMEvalKit: 2048)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 OUT="${DEMO_OUT:-runs/demo}"
 START=$SECONDS
-step() { echo; echo "== [$(( SECONDS - START ))s] $*"; }
+# CPU seconds (user + sys) of every finished child process so far, from this shell's /proc entry: on a
+# machine shared with other work, wall time overstates what the demo costs on 2 free cores.
+cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%d", ($16 + $17) / tck }' "/proc/$$/stat"; }
+step() { echo; echo "== [$(( SECONDS - START ))s, CPU $(cpu_seconds)s] $*"; }
 
 cat <<'TEXT'
 PLAST demo: the whole pipeline on a real small model, on CPU.
@@ -94,20 +98,20 @@ rm -rf "$EVAL_OUT"  # plast eval --baseline refuses a folder that holds an earli
 PLAST="$(dirname "$PY")/plast"
 "$PY" scripts/demo_mc_set.py --heldout "$OUT/data/questions_heldout.jsonl" \
     --exclude "$PROBE_DATA" --exclude "$OUT/data/questions_train.jsonl" \
-    --languages en,zh,ar,ru --max-questions "${DEMO_EVAL_QUESTIONS:-20}" --out "$EVAL_OUT/mc_set"
+    --languages en,zh,ar,ru --max-questions "${DEMO_EVAL_QUESTIONS:-12}" --out "$EVAL_OUT/mc_set"
 "$PLAST" export "$OUT/train" --to-hf --out "$EVAL_OUT/plast-hf"
 # --baseline converts the untrained LLaVA with the same converter (plast export --to-hf) into
 # $EVAL_OUT/translation-choice/baseline-hf, evaluates both models with the same tasks and prompt,
 # then runs plast compare. The set reaches the plugin's mmbench_ml_<lang> tasks through
 # --parrot-dir with its files' md5s pinned explicitly (it is not Parrot's data; every score and
 # the comparison record and print that). max_new_tokens is cut from VLMEvalKit's 2048 to fit the
-# demo's time: the answer's letter (or option text) comes first.
+# demo's time (prefill dominates: about 200 prompt tokens per row); a letter answer comes first.
 "$PLAST" eval "$EVAL_OUT/plast-hf" --baseline .cache/demo/llava_smollm2 \
     --output "$EVAL_OUT/translation-choice" --benchmarks mmbench_ml --languages en,zh,ar,ru \
     --parrot-dir "$EVAL_OUT/mc_set" --parrot-md5 "$(cat "$EVAL_OUT/mc_set/parrot_md5.txt")" \
-    --device cpu --lmms-eval-args "--gen_kwargs max_new_tokens=${DEMO_EVAL_TOKENS:-16} --verbosity WARNING"
+    --device cpu --lmms-eval-args "--gen_kwargs max_new_tokens=${DEMO_EVAL_TOKENS:-8} --verbosity WARNING"
 
 step "10/10 summary"
 "$PY" scripts/demo_summary.py --out "$OUT" --total-seconds "$(( SECONDS - START ))"
-step "demo finished in $(( SECONDS - START ))s"
+step "demo finished in $(( SECONDS - START ))s (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "plots: $SELECT_OUT/plast_layers.png  $OUT/translation_loss.png  $EVAL_OUT/translation-choice/compare/compare.png"

@@ -73,9 +73,9 @@ def summarize(out: Path, total_seconds: int | None) -> tuple[dict, list[str]]:
     lines = ["held-out English-translation loss (nats/token; lower is better), before -> after PLAST:",
              "  " + ", ".join(f"{lang} {loss['loss_before'][lang]:.3f} -> {loss['loss_after'][lang]:.3f}"
                               for lang in loss["loss_before"]),
-             f"lmms-eval on the demo's translation-choice set ({mc_set['label']}; {n} held-out questions x "
-             f"{mc_set['rotations']} rotations per language; chance: acc 25%, circular_acc 0.4% for a random "
-             "guesser, 0% for a model that always gives the same letter), base -> PLAST, points:"]
+             f"lmms-eval, base -> PLAST (points), on the demo's translation-choice set, NOT MMBench ({n} held-out "
+             f"questions x {mc_set['rotations']} rotations per language; chance: acc 25%, circular_acc 0.4% for a "
+             "random guesser, 0% for a model that always gives the same letter):"]
     for r in sorted(compare["rows"], key=lambda r: (r["metric"], r["language"])):
         lines.append(f"  {r['task']:15s} {r['metric']:13s} {100 * r['acc_a']:6.1f} -> {100 * r['acc_b']:6.1f} "
                      f"({100 * r['delta']:+.1f}, 95% CI [{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}], "
