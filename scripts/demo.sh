@@ -20,9 +20,9 @@
 #   DEMO_OUT=runs/demo            where the outputs go
 #   DEMO_THREADS=N                torch CPU threads (default: all cores; 1 on a busy machine)
 #   DEMO_SELECT_ARGS="..."        extra `plast select` options, e.g. "--statistic rate --no-contiguous-shallow"
-#   DEMO_STEPS=300                training steps (batch 1)
-#   DEMO_EVAL_QUESTIONS=12        held-out questions in the multiple-choice set (x 4 rotations x 4 languages
-#                                 x 2 models = 384 generations; all 20 take about 2 more minutes on 2 cores)
+#   DEMO_STEPS=200                training steps (batch 1)
+#   DEMO_EVAL_QUESTIONS=8         held-out questions in the multiple-choice set (x 4 rotations x 4 languages
+#                                 x 2 models = 256 generations, about 0.6 s each on one core; all 20: +4 min)
 #   DEMO_EVAL_TOKENS=8            max_new_tokens of the evaluation's answers (VLMEvalKit: 2048)
 set -euo pipefail
 
@@ -90,7 +90,7 @@ PY
 step "4-8/10 LLaVA from SmolLM2, build-data, train only the selected layers, held-out loss"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_DISABLED=true TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
 "$(env_python train)" scripts/demo_train.py --selection "$SELECT_OUT/plast_layers.json" --out "$OUT" \
-    --steps "${DEMO_STEPS:-300}"
+    --steps "${DEMO_STEPS:-200}"
 
 step "9/10 evaluation: the same converter for both models, the real lmms-eval CLI, plast compare"
 EVAL_OUT="$OUT/eval"
@@ -98,7 +98,7 @@ rm -rf "$EVAL_OUT"  # plast eval --baseline refuses a folder that holds an earli
 PLAST="$(dirname "$PY")/plast"
 "$PY" scripts/demo_mc_set.py --heldout "$OUT/data/questions_heldout.jsonl" \
     --exclude "$PROBE_DATA" --exclude "$OUT/data/questions_train.jsonl" \
-    --languages en,zh,ar,ru --max-questions "${DEMO_EVAL_QUESTIONS:-12}" --out "$EVAL_OUT/mc_set"
+    --languages en,zh,ar,ru --max-questions "${DEMO_EVAL_QUESTIONS:-8}" --out "$EVAL_OUT/mc_set"
 "$PLAST" export "$OUT/train" --to-hf --out "$EVAL_OUT/plast-hf"
 # --baseline converts the untrained LLaVA with the same converter (plast export --to-hf) into
 # $EVAL_OUT/translation-choice/baseline-hf, evaluates both models with the same tasks and prompt,
