@@ -67,7 +67,7 @@ SELECT_OUT="$OUT/select"
 # training alike, so the evaluation below measures questions neither touched.
 PROBE_DATA=.cache/demo/questions_train.jsonl
 # Text LM: 'plain' prompt (BOS + question; the LLaVA conversation wrapper means nothing to a
-# text LM and costs 30 tokens per question) and question tokens capped at 64 (all 99 questions
+# text LM and costs 30 tokens per question) and question tokens capped at 64 (all 79 questions
 # per language are kept) so the probe fits the demo's time on 2 CPU cores.
 # Threads: all cores by default. On a machine shared with other work set DEMO_THREADS=1: more
 # threads than free cores make torch much slower (measured under load: 2 threads 6.6 min, 1 thread
