@@ -16,7 +16,7 @@
 set -euo pipefail
 
 PLAST_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PLAST_ENVS_DIR="${PLAST_ENVS_DIR:-$PLAST_REPO/.envs}"
+export PLAST_ENVS_DIR="${PLAST_ENVS_DIR:-$PLAST_REPO/.envs}"  # exported: tests find the other env here
 PLAST_PYTHON="${PLAST_PYTHON:-python3.11}"
 PLAST_LOCKS_DIR="$PLAST_REPO/scripts/locks"
 # The CPU wheel of torch 2.13.0 lies on this machine's disk; a bare `torch` pulls a CUDA build.
