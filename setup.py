@@ -15,15 +15,13 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 PTH_NAME = "plast-llava-hook.pth"
 # `site` executes a .pth line that starts with "import" at every interpreter start, and prints a
-# traceback for any exception it raises. So the line checks the off switch with `os` (already
-# loaded by `site`), and wraps the import in try/except, which a one-line statement can only do
-# through exec(): a moved editable checkout or a broken install then costs nothing and prints
-# nothing. See plast_plugin/llava/hook.py for what the hook does.
-PTH_LINE = (
-    "import os; exec(\"if os.environ.get('PLAST_DISABLE_HOOK', '').strip().lower() not in "
-    "('1', 'true', 'yes', 'on'):\\n try:\\n  from plast_plugin.llava.hook import install_from_pth\\n"
-    " except Exception:\\n  pass\\n else:\\n  install_from_pth()\")\n"
-)
+# traceback for any exception it raises. The line runs plast_plugin/llava/pth_bootstrap.py, whose
+# text is embedded here at build time, in a fresh namespace: a few lines of standard library, no
+# import of the plugin until LLaVA's training module is imported (see that file and
+# plast_plugin/llava/hook.py). A moved or deleted plugin therefore costs nothing at start.
+BOOTSTRAP = HERE / "plast_plugin" / "llava" / "pth_bootstrap.py"
+PTH_LINE = ("import sys; exec(" + repr(BOOTSTRAP.read_text(encoding="utf-8"))
+            + ", {'__name__': 'plast_llava_hook_pth'})  # PLAST_DISABLE_HOOK=1 turns it off\n")
 TASKS_SOURCE = HERE / "eval_tasks"
 TASKS_IN_PACKAGE = Path("plast_plugin") / "eval" / "tasks"
 

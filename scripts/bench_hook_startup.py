@@ -5,7 +5,7 @@ its cost is paid everywhere. This bench starts `python -c pass` many times with 
 with PLAST_DISABLE_HOOK=1, alternating the two so machine load hits both alike, for two installs:
 the env's own (editable, `pip install -e .`) and a regular install of the wheel in a fresh venv
 that borrows the env's other packages. It prints the medians, the median of the paired
-differences and its spread, and the hook's own import time from `-X importtime` (immune to the
+differences and its spread, and the import time of `site` (which runs the .pth lines) from `-X importtime` (immune to the
 noise of spawning processes on a loaded machine); the goal is a difference within 5 ms.
 
     .envs/train/bin/python scripts/bench_hook_startup.py [--repeats 40]
@@ -47,16 +47,25 @@ def measure(python: str, repeats: int) -> dict:
             "paired_delta_ms": statistics.median(diffs), "delta_iqr_ms": (q1, q3), "repeats": repeats}
 
 
-def hook_import_us(python: str, repeats: int) -> float:
-    """Median cumulative import time of the hook module at start-up (`-X importtime`, microseconds):
-    the hook's own share of the start, free of process-spawn noise."""
-    times = []
-    for _ in range(repeats):
-        err = subprocess.run([python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if k != "PLAST_DISABLE_HOOK"}).stderr
-        line = next(line for line in err.splitlines() if line.rstrip().endswith("plast_plugin.llava.hook"))
-        times.append(int(line.split("|")[1]))
-    return statistics.median(times)
+def site_import_us(python: str, disabled: bool) -> int:
+    """Cumulative import time of `site` (`-X importtime`, microseconds) in one start: site runs
+    every .pth line, so hook on minus hook off is the hook's own share of the start."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PLAST_DISABLE_HOOK", "PYTHONPATH")}
+    if disabled:
+        env["PLAST_DISABLE_HOOK"] = "1"
+    err = subprocess.run([python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True,
+                         env=env, cwd=tempfile.gettempdir()).stderr
+    line = next(line for line in err.splitlines() if line.rstrip().endswith("| site"))
+    return int(line.split("|")[1])
+
+
+def site_delta_us(python: str, repeats: int) -> tuple[float, float, float]:
+    """Medians of site's import time with the hook on and off, alternating, and of the paired differences."""
+    on, off = [], []
+    for i in range(repeats):
+        for disabled in ((False, True) if i % 2 == 0 else (True, False)):
+            (off if disabled else on).append(site_import_us(python, disabled))
+    return statistics.median(on), statistics.median(off), statistics.median(a - b for a, b in zip(on, off))
 
 
 def main() -> int:
@@ -74,7 +83,9 @@ def main() -> int:
             print(f"startup-ms install={label} hook=on {r['hook_on_ms']:.1f} hook=off {r['hook_off_ms']:.1f} "
                   f"paired-delta {r['paired_delta_ms']:+.1f} (iqr {r['delta_iqr_ms'][0]:+.1f}..{r['delta_iqr_ms'][1]:+.1f}, "
                   f"n={r['repeats']})", flush=True)
-            print(f"hook-import-us install={label} {hook_import_us(python, args.repeats):.0f}", flush=True)
+            on, off, delta = site_delta_us(python, args.repeats)
+            print(f"site-import-us install={label} hook=on {on:.0f} hook=off {off:.0f} paired-delta {delta:+.0f}",
+                  flush=True)
     return 0
 
 

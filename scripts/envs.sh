@@ -65,7 +65,7 @@ RECIPE
 }
 
 _stamp_of() { { _lock_recipe "$1"; cat "$(lock_file "$1")"; } | sha256sum | cut -c1-16; }
-_package_stamp() { cat "$PLAST_REPO/setup.cfg" "$PLAST_REPO/pyproject.toml" "$PLAST_REPO/setup.py" | sha256sum | cut -c1-16; }
+_package_stamp() { cat "$PLAST_REPO/setup.cfg" "$PLAST_REPO/pyproject.toml" "$PLAST_REPO/setup.py" "$PLAST_REPO/plast_plugin/llava/pth_bootstrap.py" | sha256sum | cut -c1-16; }
 
 # The plugin itself is installed editable; re-installed only when its metadata changes.
 _install_package() {

@@ -1,17 +1,17 @@
 """The import hook: patch ``llava.train.train`` right after it is imported.
 
-Installed by the ``plast-llava-hook.pth`` file that the package puts into site-packages, so it
-runs in every interpreter of the environment, including every process the DeepSpeed launcher
-starts. That is why it must cost next to nothing: this module imports only ``os`` and ``sys``
-(both already loaded by ``site``; ``importlib.abc`` alone would add ~10 ms to every start, since
-it pulls in importlib.resources and pathlib), answers one string comparison per import, and
-imports the integration (torch, transformers) only when LLaVA's training module itself is
-imported. It is idempotent, and ``PLAST_DISABLE_HOOK=1`` turns it off.
+The ``plast-llava-hook.pth`` file that the package puts into site-packages runs in every
+interpreter of the environment, including every process the DeepSpeed launcher starts, so it
+must cost next to nothing. It therefore runs only ``pth_bootstrap.py``'s few lines (embedded in the
+.pth by setup.py): a stand-in finder that imports this module when, and only when, LLaVA's
+training module is imported. This module then wraps that module's loader and patches it
+(``integration.patch_llava_train_module``). It imports only ``os`` and ``sys`` itself (no
+``importlib.abc``, which pulls in importlib.resources and pathlib), is idempotent, and
+``PLAST_DISABLE_HOOK=1`` turns it off.
 
-It never breaks an interpreter: the ``.pth`` line swallows a missing or broken plugin silently
-(e.g. a moved editable checkout), and a plugin that fails when LLaVA's training module is
-imported prints one line and leaves LLaVA unpatched, so ``--plast_*`` flags are then refused by
-LLaVA's own argument parser instead of training everything.
+It never breaks an interpreter: a missing or broken plugin prints one line when LLaVA's training
+module is imported and leaves LLaVA unpatched, so ``--plast_*`` flags are then refused by LLaVA's
+own argument parser instead of training everything.
 
 LLaVA-NeXT's training module has the same name and the same seam (``TrainingArguments``,
 ``LLaVATrainer``); it is not on PyPI, so that path is untested here.
@@ -88,6 +88,16 @@ def is_installed() -> bool:
     return any(isinstance(f, LlavaTrainFinder) for f in sys.meta_path)
 
 
+def install_finder() -> LlavaTrainFinder:
+    """The installed finder (inserted first in sys.meta_path once)."""
+    for finder in sys.meta_path:
+        if isinstance(finder, LlavaTrainFinder):
+            return finder
+    finder = LlavaTrainFinder()
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
 def install(force: bool = False) -> bool:
     """Install the finder once. Returns True when PLAST will patch LLaVA's training module.
 
@@ -96,8 +106,7 @@ def install(force: bool = False) -> bool:
     """
     if hook_disabled() and not force:
         return False
-    if not is_installed():
-        sys.meta_path.insert(0, LlavaTrainFinder())
+    install_finder()
     for name in TARGET_MODULES:
         module = sys.modules.get(name)
         if module is not None:
@@ -106,13 +115,12 @@ def install(force: bool = False) -> bool:
 
 
 def install_from_pth() -> None:
-    """Entry point of the ``.pth`` line: nothing printed, nothing raised at interpreter start."""
+    """What the .pth line of plast-plugin 0.1 called at every start; an environment upgraded in
+    place keeps working (and quiet) until its .pth is rewritten by the next install."""
     try:
         install()
     except Exception:  # pragma: no cover - defensive; LLaVA stays unpatched and refuses --plast_*
         pass
 
 
-# The name the .pth line of plast-plugin 0.1 calls: an environment upgraded in place keeps
-# working (and quiet) until its .pth is rewritten by the next install.
 _install_from_pth = install_from_pth

@@ -29,10 +29,10 @@ def test_pth_is_installed_next_to_the_package():
 
 def test_hook_is_cheap_and_can_be_disabled():
     out = _python(PROBE_MODULES)
-    assert "LlavaTrainFinder" in out
+    assert "PlastLlavaHookBootstrap" in out
     assert "torch" not in out and "transformers" not in out and "'llava" not in out
     out = _python(PROBE_MODULES, PLAST_DISABLE_HOOK="1")
-    assert "LlavaTrainFinder" not in out and "plast_plugin" not in out
+    assert "PlastLlavaHookBootstrap" not in out and "plast_plugin" not in out
 
 
 def test_hook_patches_llava_once():
@@ -123,13 +123,11 @@ def test_fit_tokenizer_to_llava_v1_gpt2_style():
 STARTUP_MODULES = "import sys; print(' '.join(sorted(sys.modules)))"
 
 
-def test_hook_adds_only_its_own_three_modules_at_start_up():
+def test_hook_imports_no_module_at_start_up():
     with_hook = set(_python(STARTUP_MODULES).split())
     without = set(_python(STARTUP_MODULES, PLAST_DISABLE_HOOK="1").split())
-    added = with_hook - without
-    # Nothing beyond the plugin's own small modules (no importlib.abc/resources, pathlib, torch ...).
-    assert added <= {"plast_plugin", "plast_plugin.llava", "plast_plugin.llava.hook", "__future__"}, added
-    assert "plast_plugin.llava.hook" in added
+    # The .pth runs a few embedded lines; the plugin loads only when LLaVA's training module does.
+    assert with_hook == without, with_hook ^ without
 
 
 @pytest.fixture(scope="module")
