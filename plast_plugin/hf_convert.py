@@ -14,6 +14,9 @@ import math
 import warnings
 from pathlib import Path
 
+from .atomic import check_new_directory, staged_directory
+from .errors import PlastError
+
 __all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
 
 IMAGE_TOKEN = "<image>"
@@ -51,7 +54,7 @@ _LLAMA_KEYS = (
 )
 
 
-class ConversionError(ValueError):
+class ConversionError(PlastError):
     """The checkpoint cannot be converted; the message says why and what to do."""
 
 
@@ -97,7 +100,7 @@ def _vision_source(tower: str) -> Path:
     except Exception as exc:
         raise ConversionError(
             f"the vision tower {tower!r} named by the checkpoint is neither a local folder nor "
-            f"downloadable here ({exc}); pass vision_tower=<local CLIP folder>") from exc
+            f"downloadable here ({exc}); pass --vision-tower <local CLIP folder> (vision_tower= in Python)") from exc
 
 
 def _vision_weights(state: dict, tower_dir: Path) -> dict:
@@ -195,10 +198,11 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
             "equivalent; only LLaVA-1.5's 'pad' (or 'square') converts")
     if src.resolve() == out.resolve():
         raise ConversionError(f"{out}: write the llava-hf copy to a different folder than the checkpoint")
+    check_new_directory(out)
     proj_map = _projector_keys(cfg)
     tower_name = vision_tower or cfg.get("mm_vision_tower") or cfg.get("vision_tower")
     if not tower_name:
-        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass vision_tower=<CLIP folder>")
+        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass --vision-tower <CLIP folder> (vision_tower= in Python)")
     tower_dir = _vision_source(str(tower_name))
     vision_config = CLIPVisionConfig.from_pretrained(str(tower_dir))
     select = cfg.get("mm_vision_select_feature", "patch")
@@ -298,29 +302,30 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
             if buf.is_meta:
                 module._buffers[bname] = None
     config.dtype = target_dtype
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), state_dict=new_state, safe_serialization=True)
+    # Built beside out_dir and renamed into place: a failed conversion leaves no half folder.
+    with staged_directory(out, "--out") as stage:
+        model.save_pretrained(str(stage), state_dict=new_state, safe_serialization=True)
 
-    processor = LlavaProcessor(
-        image_processor=_image_processor(tower_dir, vision_config.image_size,
-                                         pad=aspect == "pad"),
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
-        num_additional_image_tokens=1,  # CLIP's CLS token
-        chat_template=LLAVA_V1_CHAT_TEMPLATE,
-    )
-    tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
-    processor.save_pretrained(str(out))
-    GenerationConfig(bos_token_id=text_config.bos_token_id, eos_token_id=text_config.eos_token_id,
-                     pad_token_id=text_config.pad_token_id).save_pretrained(str(out))
-    (out / "plast_conversion.json").write_text(json.dumps({
-        "source": str(src.resolve()),
-        "vision_tower": str(tower_dir),
-        "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
-        else str(tower_dir),
-        "original_vocab_size": old_vocab,
-        "vocab_size": new_vocab,
-        "image_token_index": image_token_index,
-    }, indent=1))
+        processor = LlavaProcessor(
+            image_processor=_image_processor(tower_dir, vision_config.image_size,
+                                             pad=aspect == "pad"),
+            tokenizer=tokenizer,
+            patch_size=patch,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+            num_additional_image_tokens=1,  # CLIP's CLS token
+            chat_template=LLAVA_V1_CHAT_TEMPLATE,
+        )
+        tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
+        processor.save_pretrained(str(stage))
+        GenerationConfig(bos_token_id=text_config.bos_token_id, eos_token_id=text_config.eos_token_id,
+                         pad_token_id=text_config.pad_token_id).save_pretrained(str(stage))
+        (stage / "plast_conversion.json").write_text(json.dumps({
+            "source": str(src.resolve()),
+            "vision_tower": str(tower_dir),
+            "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
+            else str(tower_dir),
+            "original_vocab_size": old_vocab,
+            "vocab_size": new_vocab,
+            "image_token_index": image_token_index,
+        }, indent=1))
     return out

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
+
+from .errors import PlastError
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -17,7 +18,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise PlastError(f"--device {device}: no CUDA device is available here; use --device cpu")
     return torch.device(device)
 
 
@@ -25,7 +26,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
+        raise PlastError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
     return DTYPES[dtype]
 
 
@@ -40,7 +41,9 @@ def _dtype_kwarg(torch_dtype) -> dict:
 def _model_type(path: str) -> str | None:
     config = Path(path) / "config.json"
     if config.is_file():
-        return json.loads(config.read_text()).get("model_type")
+        from .json_files import read_json_object
+
+        return read_json_object(config, "model config").get("model_type")
     return None  # a hub name: let transformers resolve it
 
 
@@ -48,6 +51,8 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto"):
     """-> (model, tokenizer, image_processor or None), model in eval mode on `device`."""
     from transformers import AutoTokenizer
 
+    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
+        raise PlastError(f"--model {path} does not exist; give a model folder or a Hugging Face hub name")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     model_type = _model_type(path) or ""
@@ -56,7 +61,7 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto"):
         try:
             from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
         except ImportError as err:
-            raise RuntimeError(
+            raise PlastError(
                 f"{path} is an official LLaVA checkpoint (model_type {model_type!r}); loading it needs "
                 f"the `llava` package (the training environment), or convert it with "
                 f"`plast export --to-hf` ({err})"

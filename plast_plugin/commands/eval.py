@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import PlastError
+
 BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 
 
@@ -59,15 +61,18 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
     unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
     if unknown or not benches:
-        raise ValueError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
+        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
     langs = []
     for item in languages.split(","):
         if item.strip():
-            code = parrot_language(item)
+            try:
+                code = parrot_language(item)
+            except ValueError as err:  # ParrotDataError: an unknown --languages entry
+                raise PlastError(f"--languages: {err}") from None
             if code not in langs:
                 langs.append(code)
     if not langs:
-        raise ValueError("no languages given")
+        raise PlastError("no languages given")
     if set(langs) == set(PARROT_LANGUAGES):
         return benches
     return [f"{b}_{lang}" for b in benches for lang in langs]
@@ -113,7 +118,7 @@ def _check_model(pretrained: str | None) -> None:
     if cfg.is_file():
         model_type = json.loads(cfg.read_text()).get("model_type")
         if model_type == "llava_llama":
-            raise ValueError(
+            raise PlastError(
                 f"{pretrained} is an official LLaVA checkpoint (llava_llama), which transformers 5.x "
                 f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
 
@@ -138,7 +143,7 @@ def run(args) -> int:
     try:
         import lmms_eval  # noqa: F401
     except ImportError:
-        raise RuntimeError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
+        raise PlastError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(cmd, env=env)
