@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
+import warnings
 
 from . import __version__
+from .errors import PlastError
 
 COMMANDS = ("select", "build_data", "export", "eval")
 
@@ -34,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    import os
-    import warnings
-
-    from .errors import PlastError
-
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # A plain `kill` then unwinds like Ctrl-C: staged output folders and temporary files are
+        # removed by their cleanup blocks instead of being left half-written.
+        previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     debug = bool(os.environ.get("PLAST_DEBUG"))
+    previous_format = warnings.formatwarning
     if not debug:
         warnings.formatwarning = _one_line_warning
     try:
@@ -52,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"plast {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = previous_format
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _describe(err: BaseException) -> str:

@@ -143,9 +143,15 @@ def test_row13_questions_are_clipped_to_the_model_positions(tiny_llama_dir, tmp_
     data = write_jsonl(tmp_path / "long.jsonl", rows)
     with pytest.warns(UserWarning, match=r"10 question\(s\) do not fit the model's 160 positions"):
         assert _select(model, data, tmp_path / "out", "--max-question-tokens", "5000", "--no-plot") == 0
+    from transformers import AutoTokenizer
+
+    from plast_plugin.probe_inputs import encode_prompt
+
+    around = len(encode_prompt(AutoTokenizer.from_pretrained(model), "", prompt="llava", max_question_tokens=0,
+                               image_ids=None, group=0))
     saved = json.loads((tmp_path / "out" / "plast_layers.json").read_text())
-    # LLaVA prompt around the question: BOS + system + suffix; every counted question token fits.
-    assert 0 < saved["data"]["tokens_counted"]["zh"] <= 5 * (160 - 119)
+    # Every question was clipped to what fits beside the LLaVA prompt (BOS, system text, suffix).
+    assert saved["data"]["tokens_counted"]["zh"] == 5 * (160 - around)
 
 
 # ----------------------------------------------------------------------------- select tracebacks
