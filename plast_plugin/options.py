@@ -37,7 +37,7 @@ class SelectionOptions:
         default="top:0.1",
         metadata={"help": "Which neurons count as activated for a language: 'top:F' (rate above the "
                   "(1-F) quantile of the rates of all languages pooled, per layer: one threshold shared "
-                  "by all languages) or 'rate:T' (activation rate above T)."},
+                  "by all languages; rates tied at the layer's maximum count when the quantile reaches it) or 'rate:T' (activation rate above T)."},
     )
     overlap_denominator: str = field(
         default="pivot",

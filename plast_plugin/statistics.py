@@ -127,6 +127,14 @@ def compute_statistics(
     pooled = torch.stack([rate[g] for g in [*languages, pivot]])
     thresholds = _thresholds(pooled, options.activated_set)
     active = {g: r > thresholds.view(-1, 1) for g, r in rate.items()}
+    if options.activated_set.startswith("top:"):
+        # Ties at the top: when more than F of the pooled rates share the layer's maximum, the
+        # quantile equals that maximum and "rate > threshold" would leave every set empty
+        # (small probes, neurons active on every token). The top F then holds those tied
+        # neurons. A layer that never activates (maximum 0) stays empty.
+        tied_top = (thresholds >= pooled.amax(dim=(0, 2))) & (thresholds > 0)
+        if bool(tied_top.any()):
+            active = {g: a | (tied_top.view(-1, 1) & (rate[g] >= thresholds.view(-1, 1))) for g, a in active.items()}
 
     overlap = {lang: _overlap(active[lang], active[pivot], options.overlap_denominator) for lang in languages}
     noise_overlap = _overlap(active[half_a], active[half_b], options.overlap_denominator)

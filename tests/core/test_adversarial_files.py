@@ -75,6 +75,7 @@ def test_row6_export_refuses_what_was_not_trained(trained, capsys, flags, messag
 
 
 def test_row6_matching_flags_are_accepted(trained):
+    """(Positive control: export with flags equal to the record still works.)"""
     out = trained["root"] / "delta"
     assert _plast("export", trained["run"], "--out", out, "--layers", "1-2", "--modules", "layer") == 0
     assert json.loads((out / "plast_delta.json").read_text())["layers"] == [1, 2]
@@ -153,7 +154,8 @@ def test_failed_merge_leaves_nothing_and_a_rerun_works(trained):
     lacking.mkdir()
     (lacking / "config.json").write_text("{}")
     (lacking / "tokenizer.json").write_text("{}")
-    save_file({"model.layers.1.mlp.up_proj.weight": torch.zeros(4, 4)}, str(lacking / "model.safetensors"))
+    # One tensor of another shape: refused inside the merge loop, after config and tokenizer were copied.
+    save_file({"model.layers.1.mlp.up_proj.weight": torch.zeros(4, 5)}, str(lacking / "model.safetensors"))
     out = trained["root"] / "merged"
     assert _plast("export", delta, "--merge-into", lacking, "--out", out) == 1
     assert not out.exists()  # 3f87b2b left config and tokenizer there
@@ -234,6 +236,7 @@ def test_build_data_stopping_on_a_bad_image_leaves_no_images(tmp_path, capsys):
 
 
 def test_build_data_good_inline_images_are_written(tmp_path):
+    """(Positive control: validated inline images are still written, once per distinct image.)"""
     rows = question_rows(("en", "zh"), ids={"1", "2"})
     for row in rows:
         row["image"] = _png_base64((0, 0, 200))

@@ -46,17 +46,30 @@ def test_row7_empty_activated_set_is_undefined_not_maximal():
 
 
 def test_row7_select_warns_and_marks_the_file(tiny_llama_dir, questions_jsonl, tmp_path):
-    # The tiny model's last layer activates no neuron above the pooled top-10% threshold.
-    with pytest.warns(UserWarning, match=r"no activated neuron .* layer 3 .*the rule excluded them"):
-        assert _select(tiny_llama_dir, questions_jsonl, tmp_path / "out") == 0
+    # With rate:0.99 the tiny model's layer 0 activates nothing for any group and layer 1
+    # nothing for ar, pt, ru: 3f87b2b read those 0/0 overlaps as 0 (maximal MSD) and chose them.
+    with pytest.warns(UserWarning, match=r"layer 1 for ar, pt, ru.*undefined in layer\(s\) \[0, 1\]: the rule excluded"):
+        assert _select(tiny_llama_dir, questions_jsonl, tmp_path / "out", "--activated-set", "rate:0.99") == 0
     text = (tmp_path / "out" / "plast_layers.json").read_text()
     assert "NaN" not in text  # valid JSON: undefined is null
     saved = json.loads(text)
-    assert saved["data"]["undefined_msd_layers"] == [3]
-    assert saved["layers"][3]["msd"] is None and saved["layers"][3]["msd_defined"] is False
-    assert "zh" in saved["layers"][3]["empty_activated_sets"]
-    assert 3 not in saved["selected_layers"]
+    assert saved["data"]["undefined_msd_layers"] == [0, 1]
+    assert saved["data"]["empty_activated_sets"]["1"] == ["ar", "pt", "ru"]
+    assert saved["layers"][1]["msd"] is None and saved["layers"][1]["msd_defined"] is False
+    assert saved["layers"][1]["overlap"]["ar"] is None and saved["layers"][1]["overlap"]["zh"] is not None
+    assert saved["selected_layers"] == [2]
     SelectionFile.load(tmp_path / "out")  # and it loads again
+
+
+def test_row7_ties_at_the_top_are_activated_not_empty():
+    """top:F when more than F of the rates share the maximum (e.g. 1.0): the tied neurons are
+    the top, not an empty set (which would now make the whole layer undefined)."""
+    rates = [[10, 10, 10, 0], [10, 10, 0, 0], [10, 10, 10, 10]]  # counts of 10 tokens
+    counts = torch.tensor([rates, [[10, 10, 0, 0]] * 3, [[10, 10, 0, 0]] * 3])
+    stats = compute_statistics(counts, torch.tensor([10, 10, 10]), ["zh", "en#a", "en#b"], "en",
+                               SelectionOptions(activated_set="top:0.1"))
+    assert stats.undefined == {} and not torch.isnan(stats.msd).any()
+    assert [int(v) for v in stats.activated_count["en"]] == [2, 2, 2]
 
 
 # ----------------------------------------------------------------------------- row 8
