@@ -58,33 +58,40 @@ class ConversionError(PlastError):
     """The checkpoint cannot be converted; the message says why and what to do."""
 
 
+def _read_weights(path: Path) -> dict:
+    """One weights file; a truncated or foreign file is one PlastError naming it, not a traceback."""
+    from .export import _load
+
+    return _load(path)[0]
+
+
 def _load_state_dict(folder: Path) -> dict:
-    import torch
+    from .json_files import read_json_object
 
     files = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).is_file():  # sharded: exactly the files the index names
-            weight_map = json.loads((folder / index).read_text())["weight_map"]
+            weight_map = read_json_object(folder / index, "weights index").get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ConversionError(f"{folder / index}: no 'weight_map' object; the checkpoint is incomplete")
             files = sorted({folder / name for name in weight_map.values()})
             break
     if files and files[0].suffix == ".bin":
         state = {}
         for f in files:
-            state.update(torch.load(str(f), map_location="cpu", weights_only=True))
+            state.update(_read_weights(f))
         return state
     files = files or sorted(folder.glob("model*.safetensors"))
     if files:
-        from safetensors.torch import load_file
-
         state = {}
         for f in files:
-            state.update(load_file(str(f)))
+            state.update(_read_weights(f))
         return state
     files = sorted(folder.glob("pytorch_model*.bin"))
     if files:
         state = {}
         for f in files:
-            state.update(torch.load(str(f), map_location="cpu", weights_only=True))
+            state.update(_read_weights(f))
         return state
     raise ConversionError(f"{folder}: no *.safetensors or pytorch_model*.bin weight files")
 
@@ -184,7 +191,9 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
         raise ConversionError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
-    cfg = json.loads(cfg_path.read_text())
+    from .json_files import read_json_object
+
+    cfg = read_json_object(cfg_path, "checkpoint config")
     if cfg.get("model_type") not in ("llava_llama", "llava") or "mm_hidden_size" not in cfg:
         raise ConversionError(
             f"{cfg_path}: model_type {cfg.get('model_type')!r} is not an official LLaVA-LLaMA "
