@@ -8,8 +8,10 @@ Files get the mode a plain ``open(path, "w")`` would give (0666 minus the umask)
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -73,13 +75,36 @@ def check_new_directory(out: str | os.PathLike, what: str = "--out") -> Path:
     return out
 
 
+def _stage_prefix(out: Path, pid: int | None = None) -> str:
+    """Stage folders carry host and pid, so a later run can tell a dead run's leftovers."""
+    return f"{TEMP_PREFIX}{out.name}.{socket.gethostname()}.{os.getpid() if pid is None else pid}."
+
+
+def _remove_dead_stages(out: Path) -> None:
+    """Delete stage folders of ``out`` left by a killed run (SIGKILL skips every cleanup): same
+    host, process gone. Another host's or a live process's stage is never touched."""
+    mine = f"{TEMP_PREFIX}{out.name}.{socket.gethostname()}."
+    for stage in out.parent.glob(glob.escape(mine) + "*"):
+        pid_text = stage.name[len(mine):].split(".", 1)[0]
+        if not stage.is_dir() or not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 @contextlib.contextmanager
 def staged_directory(out: str | os.PathLike, what: str = "--out"):
     """Yield an empty folder beside ``out``; on success it becomes ``out`` (which must not exist
-    or be empty), on failure (or Ctrl-C) it is deleted, so nothing partial is left behind."""
+    or be empty), on failure (or Ctrl-C, or SIGTERM through the CLI) it is deleted, so nothing
+    partial is left behind; what a SIGKILLed run left is removed by the next run."""
     out = check_new_directory(out, what)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=TEMP_PREFIX + out.name + "."))
+    _remove_dead_stages(out)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=_stage_prefix(out)))
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage

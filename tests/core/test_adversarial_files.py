@@ -259,3 +259,21 @@ def test_build_data_bad_template_is_one_line(questions_jsonl, tmp_path, capsys, 
 def test_build_data_out_is_a_folder(questions_jsonl, tmp_path, capsys):
     assert _plast("build-data", "--data", questions_jsonl, "--out", tmp_path, "--quiet") == 1
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_killed_runs_stage_is_removed_by_the_next_run(trained):
+    """SIGKILL skips every cleanup: the stage of a dead process (same host) goes on the next run;
+    a live process's stage stays."""
+    import subprocess
+    import sys
+
+    from plast_plugin.atomic import _stage_prefix
+
+    out = trained["root"] / "delta"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = trained["root"] / (_stage_prefix(out, int(dead.stdout)) + "abc")
+    (stale / "half").mkdir(parents=True)
+    live = trained["root"] / (_stage_prefix(out, os.getppid()) + "xyz")
+    live.mkdir()
+    assert _plast("export", trained["run"], "--out", out) == 0
+    assert not stale.exists() and live.exists() and (out / "plast_delta.json").exists()
