@@ -162,6 +162,7 @@ def prepare_plast(model, args, tokenizer=None):
     # the same shapes would otherwise be mixed with this delta without a word).
     fingerprint = base_fingerprint(model, sorted(plast_parameter_names(model, recorded_layers, recorded_modules)))
     if _rank() == 0:
+        from ..atomic import write_text_atomic
         from ..selection_file import SELECTION_FILENAME
 
         out = Path(args.output_dir)
@@ -265,12 +266,6 @@ def base_fingerprint(model, names: list[str]) -> dict:
         tensors = {n: {"dtype": str(params[n].dtype).replace("torch.", ""), "sha256": tensor_sha256(params[n].data)}
                    for n in names} if _rank() == 0 else {}
     return {"method": "sha256 of each trained tensor in the base model, before training", "tensors": tensors}
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    from ..atomic import write_text_atomic as write
-
-    write(path, text)
 
 
 def resolve_selection(model, args, tokenizer=None):
