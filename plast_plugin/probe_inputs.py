@@ -28,6 +28,7 @@ class EncodedPrompt:
     input_ids: list[int]
     kinds: list[str]  # one per input id
     image: str | None = None
+    question_tokens: int = 0  # of the question before clipping to max_question_tokens
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -48,7 +49,8 @@ def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens:
     if image_ids is not None:
         segments.append((IMAGE, list(image_ids)))
         segments.append((SYSTEM, _tokens(tokenizer, "\n")))
-    segments.append((QUESTION, _tokens(tokenizer, question)[:max_question_tokens]))
+    question_ids = _tokens(tokenizer, question)
+    segments.append((QUESTION, question_ids[:max_question_tokens]))
     if prompt == "llava":
         segments.append((SUFFIX, _tokens(tokenizer, " ASSISTANT:")))
     ids: list[int] = []
@@ -56,7 +58,7 @@ def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens:
     for kind, seg in segments:
         ids += seg
         kinds += [kind] * len(seg)
-    return EncodedPrompt(group, ids, kinds, image)
+    return EncodedPrompt(group, ids, kinds, image, len(question_ids))
 
 
 def count_flags(kinds: list[str], positions: str) -> list[bool]:

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import PlastError
 from .model_layout import DecoderLayout, model_architecture
 from .parallel_data import load_image
 from .probe_inputs import PaddedBatch
@@ -22,7 +23,7 @@ LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
 
 
-class ProbeInputError(ValueError):
+class ProbeInputError(PlastError):
     pass
 
 

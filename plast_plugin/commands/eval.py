@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import PlastError
+
 BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 
 
@@ -59,15 +61,18 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
     unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
     if unknown or not benches:
-        raise ValueError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
+        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
     langs = []
     for item in languages.split(","):
         if item.strip():
-            code = parrot_language(item)
+            try:
+                code = parrot_language(item)
+            except ValueError as err:  # ParrotDataError: an unknown --languages entry
+                raise PlastError(f"--languages: {err}") from None
             if code not in langs:
                 langs.append(code)
     if not langs:
-        raise ValueError("no languages given")
+        raise PlastError("no languages given")
     if set(langs) == set(PARROT_LANGUAGES):
         return benches
     return [f"{b}_{lang}" for b in benches for lang in langs]
@@ -113,7 +118,7 @@ def _check_model(pretrained: str | None) -> None:
 
     config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
     if checkpoint_kind(config) == "official-llava":
-        raise ValueError(
+        raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
 
@@ -125,11 +130,22 @@ def summarize_results(output: Path, since: float) -> dict | None:
     return json.loads(max(files, key=lambda f: f.stat().st_mtime).read_text())
 
 
+JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
+
+
 def run(args) -> int:
+    from plast_plugin.eval.judge import JudgeConfig
+
     _check_model(args.pretrained)
+    judge = JudgeConfig.from_env()  # a bad or unsafe PLAST_JUDGE_* setting stops here, not mid-run
     output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
+    if output.exists() and not output.is_dir():
+        raise PlastError(f"--output {output} is an existing file; give a folder")
     cmd = build_command(args, output)
     env = dict(os.environ)
+    failure_log = output / JUDGE_FAILURE_LOG
+    if judge is not None:
+        env["PLAST_JUDGE_FAILURE_LOG"] = str(failure_log.resolve())
     if args.parrot_dir:
         env["PLAST_PARROT_DIR"] = str(Path(args.parrot_dir).resolve())
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
@@ -138,10 +154,16 @@ def run(args) -> int:
     try:
         import lmms_eval  # noqa: F401
     except ImportError:
-        raise RuntimeError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
+        raise PlastError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
+    if failure_log.exists():
+        failure_log.unlink()  # count this run's failures only
     proc = subprocess.run(cmd, env=env)
+    failures = len(failure_log.read_text(encoding="utf-8").splitlines()) if failure_log.exists() else 0
+    if failures:
+        print(f"plast eval: warning: the LLM judge failed on {failures} answer(s), which count as unmatched "
+              f"(wrong); reasons in {failure_log}", file=sys.stderr)
     data = summarize_results(output, started)
     if data is None:
         print(f"plast eval: lmms-eval wrote no results under {output} (exit code {proc.returncode}); "
@@ -153,4 +175,6 @@ def run(args) -> int:
                  if k.split(",")[0] in ("acc", "circular_acc") and isinstance(v, (int, float))}
         print(f"  {name:16s} " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
     print(f"per-category breakdown: {output}/submissions/<task>_scores.json")
+    if judge is not None:
+        print(f"LLM judge failures: {failures}" + (f" (answers scored as unmatched; see {failure_log})" if failures else ""))
     return 0
