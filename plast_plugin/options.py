@@ -64,8 +64,14 @@ class SelectionOptions:
     )
     prompt: str = field(
         default="llava",
-        metadata={"help": "'llava': the LLaVA-1.5 (vicuna_v1) conversation around the question; 'plain': "
+        metadata={"help": "'llava': the LLaVA conversation (--conv-template) around the question; 'plain': "
                   "BOS + question."},
+    )
+    conv_template: str = field(
+        default="v1",
+        metadata={"help": "LLaVA conversation template of prompt='llava', named as in llava.conversation: "
+                  "'v1' (= 'vicuna_v1', \"curious user\"; LLaVA-1.5's --version v1, what training and "
+                  "`plast export --to-hf` use) or 'llava_v1' (\"curious human\")."},
     )
     modules: str = field(
         default="layer",
@@ -97,6 +103,7 @@ class SelectionOptions:
             "positions": ("question", "all", "image"),
             "images": ("auto", "on", "off"),
             "prompt": ("llava", "plain"),
+            "conv_template": ("v1", "vicuna_v1", "llava_v1"),
             "modules": ("layer", "mlp", "attn"),
         }
         for name, allowed in choices.items():

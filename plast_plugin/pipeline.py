@@ -62,8 +62,8 @@ def _question_token_budget(model, tokenizer, options: SelectionOptions, image_id
     limit = max_positions(model)
     if limit is None:
         return options.max_question_tokens, None
-    around = len(encode_prompt(tokenizer, "", prompt=options.prompt, max_question_tokens=0,
-                               image_ids=image_ids, group=0))
+    around = len(encode_prompt(tokenizer, "", prompt=options.prompt, conv_template=options.conv_template,
+                               max_question_tokens=0, image_ids=image_ids, group=0))
     if image_ids is not None and family.name == "llava":
         # The official LLaVA's one image id becomes the vision tower's patch features.
         tower = model.get_vision_tower()
@@ -101,7 +101,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
         for position, qid in enumerate(questions.ids):
             group = groups.index(lang) if lang != questions.pivot else len(groups) - 2 + halves[position]
             prompts.append(encode_prompt(
-                tokenizer, questions.question(qid, lang), prompt=options.prompt,
+                tokenizer, questions.question(qid, lang), prompt=options.prompt, conv_template=options.conv_template,
                 max_question_tokens=question_limit, image_ids=image_ids, group=group,
                 image=questions.image(qid) if with_images else None,
             ))
