@@ -117,6 +117,7 @@ def _is_zero3(model) -> bool:
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
     from ..freeze import freeze_for_plast
+    from .short_backward import shorten_backward
 
     check_plast_arguments(args)
     check_trainer_arguments(args)
@@ -133,6 +134,7 @@ def prepare_plast(model, args, tokenizer=None):
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
     _log("training only decoder layers %s (%s)\n%s" % (layers, args.plast_modules, report.format_table()))
+    _log(shorten_backward(model, args).describe())
     selection.trainable = report.to_dict()
     if _rank() == 0:
         from ..selection_file import SELECTION_FILENAME
