@@ -61,7 +61,8 @@ def parse_args(argv=None):
                    help="PLAST layer specs for --count and --shape llava* (default: 0-4 16-20)")
     p.add_argument("--gpus", nargs="+", type=int, default=[1, 8], help="--count: GPU counts of the memory model")
     p.add_argument("--gc", default="on,off", help="--count / --shape llava*: checkpointing settings to run")
-    p.add_argument("--batches", default="4,16", help="--shape llava*: batch sizes to time (comma-separated)")
+    p.add_argument("--batches", default="4,16",
+                   help="--shape llava*: batch sizes to time; --count: batch sizes of the activation estimate")
     p.add_argument("--time-budget", type=float, default=None,
                    help="--shape llava*: seconds after which no new configuration is started")
     p.add_argument("--layers", default="1-5", help="--llama/--tiny: PLAST layers (spec, default 1-5)")
@@ -242,7 +243,7 @@ def run_count(args) -> int:
     """Counted FLOPs per method on the meta device + the static memory model; one line per figure."""
     import torch
 
-    from plast_plugin.llava.cost_model import ZERO_STAGES, Setup, count_step_flops, static_memory
+    from plast_plugin.llava.cost_model import ZERO_STAGES, Setup, activation_profile, count_step_flops, static_memory
     from plast_plugin.llava.shapes import get_shape
 
     shape = get_shape(args.shape)
@@ -273,6 +274,19 @@ def run_count(args) -> int:
                 ratios[key] = counts[(method, spec, gc)].flops / counts[(ref, None, gc)].flops
                 print(f"flops-ratio {key} {ratios[key]:.3f}")
 
+    activations = []
+    for method, spec in [("full", None), ("lora", None)] + [(m, s) for s in args.selections for m in ("plast", "plast-upstream")]:
+        layers = _selection_layers(spec, shape.layers) if spec else ()
+        setup = Setup("plast" if spec else method, layers, short_backward=method == "plast", **lora)
+        one = activation_profile(shape, setup, 1, args.seq)
+        label = f"{method}{f' layers={spec}' if spec else ''}"
+        for batch in args.batch_sizes:
+            profile = one.scaled(batch)
+            for gc, value in ((True, profile.with_checkpointing), (False, profile.without_checkpointing)):
+                if gc in args.gc_settings:
+                    activations.append(dict(method=method, layers=spec, gc=gc, batch=batch, bytes=value))
+                    print(f"activations-gb {label} gc={_gc_tag(gc)} batch={batch} {value / 1e9:.1f}")
+
     memory = []
     gc0 = args.gc_settings[0]
     methods = [("full", None), ("lora", None)] + [("plast", spec) for spec in args.selections]
@@ -292,7 +306,7 @@ def run_count(args) -> int:
                       date=datetime.datetime.now().isoformat(timespec="seconds"), flops=flops, ratios=ratios,
                       params={f"{m}{f' layers={s}' if s else ''}": [counts[(m, s, gc0)].trainable_params,
                                                                    counts[(m, s, gc0)].total_params] for m, s in methods},
-                      memory=memory)
+                      memory=memory, activations=activations)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -23,8 +23,10 @@ fp32 master weights + Adam moments = 12 bytes per trainable parameter):
     gradients = 2 bytes x trainable parameters   (/ N under ZeRO-2 and ZeRO-3)
     optimizer = 12 bytes x trainable parameters  (/ N under ZeRO-1, -2, -3)
 
-"plain" is data parallelism without partitioning. Activations are not in this model; the GPU
-benchmark measures each method's peak.
+"plain" is data parallelism without partitioning. Activations come from ``activation_profile``:
+the bytes autograd saves in a forward pass, measured on the meta device, and from them an
+estimate with checkpointing (kept layer inputs + one recomputed layer + the loss part). It is an
+estimate, not a peak (no allocator, no temporary buffers): the GPU benchmark measures peaks.
 """
 from __future__ import annotations
 
@@ -163,3 +165,91 @@ def static_memory(total_params: int, trainable_params: int, stage: str, gpus: in
     gradients = GRAD_BYTES * trainable_params / (gpus if stage in ("zero2", "zero3") else 1)
     optimizer = OPTIMIZER_BYTES * trainable_params / (gpus if stage != "plain" else 1)
     return StaticMemory(weights, gradients, optimizer)
+
+
+@dataclass
+class ActivationProfile:
+    """Bytes autograd saves for backward during one forward *without* checkpointing, per decoder
+    layer and outside them (embeddings, vision features, final norm, LM head, loss), measured on
+    the meta device by a ``saved_tensors_hooks`` pack hook, each storage counted once, parameters
+    and [S x S] attention matrices left out (FlashAttention-2, which LLaVA trains with, saves none)."""
+
+    per_layer: list
+    outside: int
+    hidden_state: int  # one layer input [batch, seq, d]: what checkpointing keeps per layer
+    checkpointed: tuple  # which layers the setup checkpoints when gradient checkpointing is on
+    # Under checkpointing, what a layer without a graph of its own saves when LLaVA's input grads
+    # give it one anyway (PLAST through LLaVA's path: the layers below the selection); 0 otherwise.
+    input_grad_fill: int = 0
+
+    @property
+    def without_checkpointing(self) -> int:
+        return sum(self.per_layer) + self.outside
+
+    @property
+    def with_checkpointing(self) -> int:
+        """Estimate: the kept inputs of the checkpointed layers that have a graph, the outside
+        part, and the larger of the unchecked (last) layer's saved tensors, which backward frees
+        first, and one checkpointed layer recomputed at a time."""
+        per_layer = [b or self.input_grad_fill for b in self.per_layer]
+        kept = sum(self.hidden_state for i in self.checkpointed if per_layer[i] > 0)
+        unchecked = sum(b for i, b in enumerate(per_layer) if i not in self.checkpointed)
+        recompute = max((per_layer[i] for i in self.checkpointed), default=0)
+        return kept + self.outside + max(unchecked, recompute)
+
+    def scaled(self, factor: int) -> "ActivationProfile":
+        """The profile at ``factor`` times the batch (saved bytes grow linearly with it)."""
+        return ActivationProfile([b * factor for b in self.per_layer], self.outside * factor,
+                                 self.hidden_state * factor, self.checkpointed, self.input_grad_fill * factor)
+
+
+def activation_profile(shape, setup: Setup, batch: int = 1, seq: int = 2048) -> ActivationProfile:
+    """Measure ``ActivationProfile`` for ``setup`` (see there); seconds on a CPU, no memory."""
+    import dataclasses
+
+    import torch
+    from torch.autograd.graph import saved_tensors_hooks
+
+    from .shapes import build_llava, embed, multimodal_inputs
+
+    model = build_llava(shape, device="meta", dtype=torch.bfloat16, attn_implementation="eager")
+    # Without checkpointing every layer with a graph saves what its backward needs; LLaVA adds
+    # input grads only under checkpointing, so the layers below PLAST's lowest save nothing here.
+    model = prepare_for_training(model, dataclasses.replace(setup, gradient_checkpointing=False))
+    llava = base_llava(model)
+    layers = llava.get_model().layers  # LLaVA's LLaMA decoder layers (peft-wrapped projections for LoRA)
+    images, input_ids, labels = multimodal_inputs(llava, batch, seq, device="meta")
+    per_layer, outside, current, seen = [0] * len(layers), [0], [None], set()
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        square = tensor.dim() == 4 and tensor.shape[-1] == tensor.shape[-2] == seq
+        if storage._cdata not in seen and storage._cdata not in params and not square:
+            seen.add(storage._cdata)
+            if current[0] is None:
+                outside[0] += storage.nbytes()
+            else:
+                per_layer[current[0]] += storage.nbytes()
+        return tensor
+
+    handles = []
+    for index, layer in enumerate(layers):
+        handles.append(layer.register_forward_pre_hook(lambda m, a, i=index: current.__setitem__(0, i)))
+        handles.append(layer.register_forward_hook(lambda m, a, o: current.__setitem__(0, None)))
+    try:
+        with saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(inputs_embeds=embed(llava, images, input_ids), labels=labels)
+    finally:
+        for handle in handles:
+            handle.remove()
+    last = len(layers) - 1
+    unchecked = {last} if setup.method == "plast" and setup.short_backward else set()
+    checkpointed = tuple(i for i in range(len(layers)) if i not in unchecked)
+    hidden = batch * seq * llava.config.hidden_size * 2
+    fill = 0
+    if setup.method == "plast" and not setup.short_backward:
+        # LLaVA's path: input grads give every layer a graph under checkpointing; a recomputed
+        # layer below the selection then saves what a frozen layer above it saves.
+        fill = max(b for i, b in enumerate(per_layer) if i not in setup.layers)
+    return ActivationProfile(per_layer, outside[0], hidden, checkpointed, fill)

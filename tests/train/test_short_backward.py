@@ -108,6 +108,23 @@ def test_counted_flop_goals_at_llava7b_shape():
     assert shallow.total_params == 7_062_902_784  # LLaVA-1.5-7B: LLaMA 6.74 B + CLIP-L 0.30 B + projector
 
 
+def test_activation_profile_at_llava7b_shape():
+    """Saved activations (meta device): checkpointing keeps one hidden state per layer with a
+    graph; without it PLAST's layers below the selection save nothing and frozen layers less."""
+    from plast_plugin.llava.cost_model import Setup, activation_profile
+
+    full = activation_profile("llava7b", Setup("full"), 1, 2048)
+    deep = activation_profile("llava7b", Setup("plast", tuple(range(16, 21))), 1, 2048)
+    assert full.hidden_state == 2048 * 4096 * 2
+    assert all(b == full.per_layer[0] for b in full.per_layer)
+    assert deep.per_layer[:16] == [0] * 16 and 0 < deep.per_layer[21] < deep.per_layer[16] <= full.per_layer[16]
+    assert deep.without_checkpointing < full.without_checkpointing
+    assert full.with_checkpointing < full.without_checkpointing / 5
+    upstream = activation_profile("llava7b", Setup("plast", tuple(range(16, 21)), short_backward=False), 1, 2048)
+    assert upstream.without_checkpointing == deep.without_checkpointing  # no input grads without checkpointing
+    assert deep.with_checkpointing < upstream.with_checkpointing
+
+
 def test_meta_construction_reads_no_weights_and_no_hub(monkeypatch):
     import huggingface_hub
     import transformers
@@ -132,7 +149,7 @@ def test_count_cli_prints_parseable_lines(tmp_path):
     """scripts/bench_train.py --count in a reduced configuration (tiny shape, one selection)."""
     out = tmp_path / "count.json"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_train.py"), "--shape", "tiny", "--count",
-                           "--seq", "128", "--selections", "0-4", "--gpus", "8", "--json", str(out)],
+                           "--seq", "128", "--selections", "0-4", "--gpus", "8", "--batches", "16", "--json", str(out)],
                           env=base_env(PYTHONPATH=REPO), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -140,6 +157,7 @@ def test_count_cli_prints_parseable_lines(tmp_path):
     ratios = [line for line in lines if line.startswith("flops-ratio ")]
     assert len(ratios) == 8 and all(ratio.match(line) for line in ratios), ratios
     assert any(line.startswith("memory-gb plast layers=0-4 stage=zero2 gpus=8 ") for line in lines)
+    assert any(re.match(r"^activations-gb plast layers=0-4 gc=on batch=16 \d+\.\d$", line) for line in lines)
     report = json.loads(out.read_text())
     assert report["ratios"]["plast/full layers=0-4 gc=on"] < report["ratios"]["plast-upstream/full layers=0-4 gc=on"]
 
