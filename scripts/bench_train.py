@@ -421,11 +421,10 @@ def run_isolated(args) -> int:
     for mode, spec, layers, gc, batch in _isolated_configs(args, shape.layers):
         label = f"{mode}{f' layers={spec}' if spec else ''} gc={_gc_tag(gc)} batch={batch}"
         if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
-            report["results"].append(dict(method=mode, layers=spec, gc=gc, batch=batch, seq=args.seq,
-                                          error="not run: --time-budget spent"))
-            print(f"{label}: skipped (time budget)", flush=True)
-            continue
-        entry = measure_isolated(args, shape, mode, spec, layers, gc, batch)
+            entry = dict(method=mode, layers=spec, gc=gc, batch=batch, seq=args.seq,
+                         error="not run: --time-budget spent")
+        else:
+            entry = measure_isolated(args, shape, mode, spec, layers, gc, batch)
         report["results"].append(entry)
         report["ratios"] = _isolated_ratios(report["results"])
         report["elapsed_s"] = time.perf_counter() - start
