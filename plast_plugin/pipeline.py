@@ -36,6 +36,15 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
     return complete and family.supports_images
 
 
+# Questions per probe forward when the options leave it open (batch_size 0): a GPU has room for
+# far more than a CPU thread can use well.
+CPU_BATCH_SIZE, GPU_BATCH_SIZE = 8, 32
+
+
+def default_batch_size(device) -> int:
+    return GPU_BATCH_SIZE if getattr(device, "type", str(device)).startswith("cuda") else CPU_BATCH_SIZE
+
+
 @dataclass
 class ProbeResult:
     counts: ProbeCounts
@@ -61,11 +70,12 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
             prompts.append(encode_prompt(
                 tokenizer, questions.question(qid, lang), prompt=options.prompt,
                 max_question_tokens=options.max_question_tokens, image_ids=image_ids, group=group,
-                image=questions.image(qid) if with_images else None,
+                image=questions.image(qid) if with_images else None, question_index=position,
             ))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    batch_size = options.batch_size or default_batch_size(family.device)
     batches = [pad_batch(chunk, options.positions, pad_id, padding_side)
-               for chunk in make_batches(prompts, options.batch_size)]
+               for chunk in make_batches(prompts, batch_size)]
     counts = run_probe(family, layout, batches, len(groups), positions=options.positions, progress=progress)
     return ProbeResult(counts, groups, with_images)
 
