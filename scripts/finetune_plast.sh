@@ -16,14 +16,17 @@
 # weights, so what ZeRO-3 would partition is mostly frozen weights, and it pays for that by
 # all-gathering every weight in the forward pass, again in the checkpointing recomputation and in
 # backward, each step. Static memory per GPU on 8 GPUs (bf16 weights + grads, fp32 Adam; memory
-# model of `scripts/bench_train.py --shape llava7b --count`, docs/benchmarks.md):
-#   7B,  layers 0-4: ZeRO-2 15.9 GB (weights 14.1, grads 0.25, optimizer 1.5) vs ZeRO-3 3.5 GB
-#   13B, layers 0-5: ZeRO-2 30.0 GB (weights 26.7, grads 0.48, optimizer 2.9) vs ZeRO-3 6.7 GB
-# Both leave most of an 80 GB GPU to activations. ZERO=scripts/zero3.json when memory is short
-# (fewer GPUs, a larger selection, longer sequences).
-# Gradient checkpointing stays on (LLaVA's default); GRAD_CKPT=False turns it off: about 25% fewer
-# FLOPs per step for layers 0-4 (counted, 7B), but every layer's activations are kept, so it pays
-# only at small per-GPU batches (see docs/benchmarks.md, "When checkpointing off pays").
+# model of `scripts/bench_train.py --shape llava7b --count`, docs/benchmarks.md), and the estimated
+# activations at batch 16 x 2048 tokens with checkpointing:
+#   7B,  layers 0-4: ZeRO-2 15.9 GB (weights 14.1, grads 0.25, optimizer 1.5) + ~23.5 GB activations
+#                    (ZeRO-3: 3.5 GB static)
+#   13B, layers 0-5: ZeRO-2 30.0 GB (weights 26.7, grads 0.48, optimizer 2.9) + ~31 GB activations
+#                    (ZeRO-3: 6.7 GB static)
+# Both fit an 80 GB GPU. ZERO=scripts/zero3.json when memory is short (fewer GPUs, a larger
+# selection, longer sequences).
+# Gradient checkpointing stays on (LLaVA's default); GRAD_CKPT=False turns it off: 25% fewer FLOPs
+# per step for layers 0-4 (counted, 7B), but ~17.6 GB of activations per 2048-token sample, so on
+# 80 GB use it with BATCH=2 GRAD_ACC=8 (docs/benchmarks.md, "When checkpointing off pays").
 set -euo pipefail
 
 SIZE="${SIZE:-7b}"
