@@ -14,6 +14,8 @@ import math
 import warnings
 from pathlib import Path
 
+from .model_source import checkpoint_kind
+
 __all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
 
 IMAGE_TOKEN = "<image>"
@@ -182,7 +184,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     if not cfg_path.is_file():
         raise ConversionError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
     cfg = json.loads(cfg_path.read_text())
-    if cfg.get("model_type") not in ("llava_llama", "llava") or "mm_hidden_size" not in cfg:
+    if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:
         raise ConversionError(
             f"{cfg_path}: model_type {cfg.get('model_type')!r} is not an official LLaVA-LLaMA "
             "checkpoint (model_type llava_llama with mm_* fields)")

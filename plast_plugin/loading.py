@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
+
+from .model_source import checkpoint_kind, read_config
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -37,22 +36,25 @@ def _dtype_kwarg(torch_dtype) -> dict:
     return {"dtype": torch_dtype} if major >= 5 else {"torch_dtype": torch_dtype}
 
 
-def _model_type(path: str) -> str | None:
-    config = Path(path) / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text()).get("model_type")
-    return None  # a hub name: let transformers resolve it
+def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):
+    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`.
 
-
-def load_for_probe(path: str, device: str = "auto", dtype: str = "auto"):
-    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`."""
+    ``path`` is a local folder or a hub id (``revision`` pins it); the model class follows the
+    checkpoint's own ``model_type``, read through the same resolution transformers uses."""
     from transformers import AutoTokenizer
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    model_type = _model_type(path) or ""
+    config = read_config(path, revision)
+    model_type = str(config.get("model_type") or "")
+    kind = checkpoint_kind(config)
+    hub = {"revision": revision} if revision else {}
     image_processor = None
-    if model_type.startswith("llava") and model_type != "llava":
+    if kind == "llava-next-hf":
+        raise ValueError(f"{path}: model_type {model_type!r} (transformers' LLaVA-NeXT) is not supported by "
+                         "plast select yet; supported: official LLaVA (llava_llama), llava-hf (llava), "
+                         "LLaMA / Qwen2 / Gemma3 causal LMs")
+    if kind == "official-llava":
         try:
             from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
         except ImportError as err:
@@ -63,24 +65,24 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto"):
             ) from None
         from llava.model import LlavaLlamaForCausalLM
 
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
-        model = LlavaLlamaForCausalLM.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False, **hub)
+        model = LlavaLlamaForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
         tower = model.get_vision_tower()
         if tower is not None:
             if not tower.is_loaded:
                 tower.load_model()
             tower.to(dtype=torch_dtype)
             image_processor = tower.image_processor
-    elif model_type == "llava":
+    elif kind == "llava-hf":
         from transformers import AutoImageProcessor, LlavaForConditionalGeneration
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = LlavaForConditionalGeneration.from_pretrained(path, **_dtype_kwarg(torch_dtype))
-        image_processor = AutoImageProcessor.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+        model = LlavaForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
+        image_processor = AutoImageProcessor.from_pretrained(path, **hub)
     else:
         from transformers import AutoModelForCausalLM
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+        model = AutoModelForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
     model.to(torch_device).eval()
     return model, tokenizer, image_processor

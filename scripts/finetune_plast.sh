@@ -58,6 +58,9 @@ else
   TRAIN_MEM="$(python -c 'import llava, os; print(os.path.join(os.path.dirname(llava.__file__), "train", "train_mem.py"))')"
 fi
 LAUNCHER="${LAUNCHER:-deepspeed}"
+# No experiment tracker unless asked (REPORT_TO=wandb): LLaVA installed without its [train] extra
+# has no wandb, and the Trainer would fail only after an `auto` probe had already run.
+REPORT_TO="${REPORT_TO:-none}"
 
 PROBE_ARGS=()
 if [[ "$PLAST_LAYERS" == "auto" ]]; then
@@ -97,7 +100,7 @@ exec $LAUNCHER "$TRAIN_MEM" \
     --gradient_checkpointing "$GRAD_CKPT" \
     --dataloader_num_workers 4 \
     --lazy_preprocess True \
-    --report_to "${REPORT_TO:-wandb}" \
+    --report_to "$REPORT_TO" \
     --plast_layers "$PLAST_LAYERS" \
     --plast_modules "$PLAST_MODULES" \
     "${PROBE_ARGS[@]}" \

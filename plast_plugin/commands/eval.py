@@ -109,13 +109,13 @@ def build_command(args, output: Path) -> list[str]:
 def _check_model(pretrained: str | None) -> None:
     if not pretrained:
         return
-    cfg = Path(pretrained) / "config.json"
-    if cfg.is_file():
-        model_type = json.loads(cfg.read_text()).get("model_type")
-        if model_type == "llava_llama":
-            raise ValueError(
-                f"{pretrained} is an official LLaVA checkpoint (llava_llama), which transformers 5.x "
-                f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
+    from ..model_source import checkpoint_kind, read_config
+
+    config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
+    if checkpoint_kind(config) == "official-llava":
+        raise ValueError(
+            f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
+            f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
 
 
 def summarize_results(output: Path, since: float) -> dict | None:

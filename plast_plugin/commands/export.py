@@ -14,11 +14,13 @@ def add_parser(subparsers) -> None:
         "trained checkpoint. (3) `plast export CHECKPOINT --to-hf --out DIR`: official LLaVA -> llava-hf "
         "(LlavaForConditionalGeneration) for lmms-eval's llava_hf.",
     )
-    parser.add_argument("checkpoint", help="a PLAST training output (modes 1, 3) or a delta directory (mode 2)")
+    parser.add_argument("checkpoint", help="a PLAST training output (mode 1), a delta directory (mode 2), an official LLaVA folder or hub id (mode 3)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--merge-into", metavar="BASE", default=None,
-                        help="merge the delta CHECKPOINT into this base checkpoint directory")
+                        help="merge the delta CHECKPOINT into this base checkpoint (folder or hub id)")
     parser.add_argument("--to-hf", action="store_true", help="convert CHECKPOINT to the llava-hf format")
+    parser.add_argument("--revision", default=None,
+                        help="hub branch, tag or commit when CHECKPOINT (--to-hf) or BASE is a hub id")
     parser.add_argument("--layers", default=None,
                         help="layer spec ('0-4', '1,3') overriding the run's record (mode 1)")
     parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
@@ -43,16 +45,19 @@ def _parse_layers(spec: str) -> list[int]:
 def run(args) -> int:
     if args.to_hf and args.merge_into:
         raise ValueError("--to-hf and --merge-into are separate modes; run them one after the other")
+    from ..model_source import local_dir
+
     if args.to_hf:
         from ..hf_convert import convert_to_hf
 
-        convert_to_hf(args.checkpoint, args.out)
+        # A hub id (e.g. liuhaotian/llava-v1.5-7b) converts from its snapshot in the HF cache.
+        convert_to_hf(local_dir(args.checkpoint, args.revision), args.out)
         print(f"converted {args.checkpoint} to llava-hf format in {args.out}")
         return 0
     from .. import export
 
     if args.merge_into:
-        out = export.merge_delta(args.merge_into, args.checkpoint, args.out)
+        out = export.merge_delta(local_dir(args.merge_into, args.revision), args.checkpoint, args.out)
         _, manifest = export.load_delta(args.checkpoint)
         print(f"merged {len(manifest['tensors'])} tensors of layers {manifest['layers']} into a copy of "
               f"{args.merge_into}: {out}")

@@ -39,6 +39,8 @@ def add_parser(subparsers) -> None:
         "a shard and the counts are summed.",
     )
     parser.add_argument("--model", required=True, help="model directory or hub name (official LLaVA, llava-hf, or a causal LM)")
+    parser.add_argument("--revision", default=None,
+                        help="hub branch, tag or commit of --model (default: main); ignored for a local folder")
     parser.add_argument("--data", required=True, nargs="+",
 help=DATA_HELP)
     parser.add_argument("--languages", default=None, help="comma-separated codes, e.g. zh,pt,ar,tr,ru (default: all in the data)")
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     # Data errors surface before the model is loaded.
     questions = load_parallel_questions(args.data, languages, args.pivot, args.max_samples)
     rank, device = _init_distributed(args.device)
-    model, tokenizer, image_processor = load_for_probe(args.model, device, args.dtype)
+    model, tokenizer, image_processor = load_for_probe(args.model, device, args.dtype, revision=args.revision)
     selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
                               name_or_path=args.model, progress=not args.quiet)
     if rank != 0:

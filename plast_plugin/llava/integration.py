@@ -177,6 +177,7 @@ def resolve_selection(model, args, tokenizer=None):
     if os.path.exists(value):
         selection = SelectionFile.load(value)
         selection.check_model(model)
+        warn_if_other_model(selection.model.name_or_path, name, value)
         _log(f"layers {selection.selected_layers} from selection file {value}")
     elif is_layer_spec(value):
         layers = parse_layer_spec(value, find_decoder_layers(model).num_layers, seed=args.plast_seed)
@@ -188,6 +189,20 @@ def resolve_selection(model, args, tokenizer=None):
             f"'last:K', 'random:K') nor an existing selection file"
         )
     return selection
+
+
+def warn_if_other_model(selected_on: str | None, training: str | None, selection_path: str) -> None:
+    """The shape check cannot tell vicuna-7b from llava-v1.5-7b (same shapes): say so when the
+    names differ. PLAST selects and tunes the same model (the released LLaVA-1.5 checkpoint)."""
+    def short(name):
+        return Path(str(name).rstrip("/")).name if name else None
+
+    if short(selected_on) and short(training) and short(selected_on) != short(training):
+        msg = (f"WARNING: {selection_path} was selected on {selected_on!r} but this run trains "
+               f"{training!r}; the shapes match, but the layers are only meaningful for the model they "
+               f"were selected on (PLAST tunes the released LLaVA checkpoint it probed, e.g. "
+               f"liuhaotian/llava-v1.5-7b, not the base LLM)")
+        _log(msg)
 
 
 def run_auto_selection(model, args, tokenizer):

@@ -5,15 +5,17 @@ Needs both environments: the official model runs in ``.envs/train`` through a su
 """
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 
 torch = pytest.importorskip("torch")
-TRAIN_PY = REPO / ".envs" / "train" / "bin" / "python"
+TRAIN_PY = Path(os.environ.get("PLAST_ENVS_DIR", REPO / ".envs")) / "train" / "bin" / "python"
 pytestmark = pytest.mark.skipif(not TRAIN_PY.exists(), reason="the training env (.envs/train) is not built")
 
 
@@ -198,6 +200,26 @@ def test_sharded_checkpoint(converted, tmp_path):
     a = load_file(str(out / "model.safetensors"))
     b = load_file(str(converted["hf"] / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_to_hf_takes_a_hub_id_from_the_cache(converted, tmp_path):
+    """`plast export liuhaotian/llava-v1.5-7b --to-hf` (README §4) converts the cached snapshot,
+    identically to converting the folder."""
+    from safetensors.torch import load_file
+
+    from plast_plugin.testing.hub_cache import add_to_hub_cache, offline_hub_env
+
+    cache = tmp_path / "cache"
+    add_to_hub_cache(cache, "liuhaotian/llava-v1.5-7b", converted["ckpt"])
+    plast = Path(sys.executable).parent / "plast"
+    proc = subprocess.run([str(plast), "export", "liuhaotian/llava-v1.5-7b", "--to-hf", "--out", str(tmp_path / "hf")],
+                          env=offline_hub_env(cache, tmp_path / "home"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours, reference = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(converted["hf"] / "model.safetensors"))
+    assert ours.keys() == reference.keys() and all(torch.equal(ours[k], reference[k]) for k in ours)
+    missing = subprocess.run([str(plast), "export", "liuhaotian/no-such", "--to-hf", "--out", str(tmp_path / "x")],
+                             env=offline_hub_env(cache, tmp_path / "home"), capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1 and "'liuhaotian/no-such'" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_probe_llava_hf_with_images_decodes_each_image_once(converted, tmp_path, monkeypatch):
