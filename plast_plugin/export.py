@@ -18,6 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model_source import local_dir
+
 DELTA_WEIGHTS = "plast_delta.safetensors"
 DELTA_MANIFEST = "plast_delta.json"
 DELTA_FORMAT = "plast-delta/1"
@@ -189,9 +191,9 @@ def load_delta(delta_dir) -> tuple[dict, dict]:
     return tensors, manifest
 
 
-def merge_delta(base_dir, delta_dir, out_dir) -> Path:
+def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Path:
     """Copy ``base_dir`` to ``out_dir`` and overwrite the delta's tensors (same dtype and shape)."""
-    base, out = Path(base_dir), Path(out_dir)
+    base, out = local_dir(str(base_dir), revision), Path(out_dir)  # a folder or a hub id (HF cache)
     if out.resolve() == base.resolve():
         raise ExportError("merge writes a new checkpoint: --out must differ from the base checkpoint")
     delta, manifest = load_delta(delta_dir)

@@ -14,7 +14,7 @@ import math
 import warnings
 from pathlib import Path
 
-from .model_source import checkpoint_kind
+from .model_source import checkpoint_kind, local_dir
 
 __all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
 
@@ -145,7 +145,7 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
 
 
 def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, dtype: str | None = None,
-                  pad_vocab_to: int = 64) -> Path:
+                  pad_vocab_to: int = 64, revision: str | None = None) -> Path:
     """Write the llava-hf (``LlavaForConditionalGeneration``) form of an official LLaVA checkpoint.
 
     Args:
@@ -178,7 +178,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     from transformers import (AutoTokenizer, CLIPVisionConfig, GenerationConfig, LlamaConfig,
                               LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor)
 
-    src = Path(checkpoint_dir)
+    src = local_dir(str(checkpoint_dir), revision)  # a folder, or a hub id's snapshot in the HF cache
     out = Path(out_dir)
     cfg_path = src / "config.json"
     if not cfg_path.is_file():

@@ -55,10 +55,12 @@ lock_file() { echo "$PLAST_LOCKS_DIR/$1.txt"; }
 _lock_recipe() {
   local lock
   lock="$(lock_file "$1")"
+  # The -r path is relative to the checkout (recipes run there), so the stamp does not depend on
+  # where the checkout lives.
   cat <<RECIPE
 pip install $(grep -E '^(pip|setuptools|wheel)==' "$lock" | tr '\n' ' ')
 pip install --no-deps $(grep -E '^torch==' "$lock")
-pip install --no-deps --no-build-isolation --ignore-requires-python -r $lock
+pip install --no-deps --no-build-isolation --ignore-requires-python -r ${lock#"$PLAST_REPO/"}
 RECIPE
 }
 

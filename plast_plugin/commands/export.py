@@ -45,19 +45,18 @@ def _parse_layers(spec: str) -> list[int]:
 def run(args) -> int:
     if args.to_hf and args.merge_into:
         raise ValueError("--to-hf and --merge-into are separate modes; run them one after the other")
-    from ..model_source import local_dir
-
+    revision = {"revision": args.revision} if args.revision else {}
     if args.to_hf:
         from ..hf_convert import convert_to_hf
 
         # A hub id (e.g. liuhaotian/llava-v1.5-7b) converts from its snapshot in the HF cache.
-        convert_to_hf(local_dir(args.checkpoint, args.revision), args.out)
+        convert_to_hf(args.checkpoint, args.out, **revision)
         print(f"converted {args.checkpoint} to llava-hf format in {args.out}")
         return 0
     from .. import export
 
     if args.merge_into:
-        out = export.merge_delta(local_dir(args.merge_into, args.revision), args.checkpoint, args.out)
+        out = export.merge_delta(args.merge_into, args.checkpoint, args.out, **revision)
         _, manifest = export.load_delta(args.checkpoint)
         print(f"merged {len(manifest['tensors'])} tensors of layers {manifest['layers']} into a copy of "
               f"{args.merge_into}: {out}")

@@ -129,34 +129,39 @@ def test_plast_command_parses(where, kind, env, argv):
         options_from_args(args)  # the rule, statistic, ... values validate
 
 
-@pytest.fixture(scope="module")
-def llava_parser():
-    import transformers
-
-    import llava.train.train as module
-    from plast_plugin.llava.integration import patch_llava_train_module
-
-    patch_llava_train_module(module)
-    return module, transformers.HfArgumentParser((module.ModelArguments, module.DataArguments,
-                                                  module.TrainingArguments))
+# Parsing LLaVA's TrainingArguments has side effects on the process (with --deepspeed it sets
+# ACCELERATE_USE_DEEPSPEED in os.environ and a global DeepSpeed config, which every later test
+# and subprocess would inherit), so each command is parsed in a fresh interpreter.
+PARSE_TRAINING_ARGS = """
+import json, sys
+import transformers
+import llava.train.train as module
+from plast_plugin.llava.integration import patch_llava_train_module
+from plast_plugin.llava.arguments import check_plast_arguments
+patch_llava_train_module(module)
+parser = transformers.HfArgumentParser((module.ModelArguments, module.DataArguments, module.TrainingArguments))
+model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
+    args=json.loads(sys.argv[1]), return_remaining_strings=True)
+check_plast_arguments(training_args)
+print(json.dumps({"unknown": unknown}))
+"""
 
 
 @pytest.mark.parametrize("where, kind, env, argv", [c for c in COMMANDS if c[1] == "train"],
                          ids=[c[0] for c in COMMANDS if c[1] == "train"])
-def test_training_command_parses(where, kind, env, argv, llava_parser, tmp_path, monkeypatch):
-    from plast_plugin.llava.arguments import check_plast_arguments
-
-    _, parser = llava_parser
+def test_training_command_parses(where, kind, env, argv, tmp_path):
     if "--output_dir" not in argv:
         argv = [*argv, "--output_dir", str(tmp_path / "out")]
-    monkeypatch.chdir(REPO)  # the printed paths (scripts/zero3.json) are relative to the checkout
-    model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True)
-    assert unknown == [], f"{where}: flags LLaVA's parser does not know: {unknown}"
-    check_plast_arguments(training_args)
+    # The printed paths (scripts/zero3.json) are relative to the checkout.
+    proc = subprocess.run([sys.executable, "-c", PARSE_TRAINING_ARGS, json.dumps(argv)], cwd=REPO,
+                          env=base_env(**env), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{where}: {proc.stderr[-2000:]}"
+    assert json.loads(proc.stdout.splitlines()[-1])["unknown"] == [], f"{where}: flags LLaVA's parser does not know"
     # PLAST probes and tunes the released LLaVA checkpoint; a base LLM (vicuna) would get a random
     # projector that PLAST then freezes.
-    assert model_args.model_name_or_path is None or "llava" in model_args.model_name_or_path.lower(), where
+    if "--model_name_or_path" in argv:
+        model = argv[argv.index("--model_name_or_path") + 1]
+        assert "llava" in model.lower(), f"{where}: trains {model}, not a LLaVA checkpoint"
 
 
 FAKE_LAUNCHER = """#!{python}
