@@ -24,7 +24,7 @@
    machine noise hits all alike.
 
 All methods use LLaVA's setup (plast_plugin.llava.cost_model.prepare_for_training in 1 and 2;
-gradient checkpointing with input grads in 3) and AdamW. Reported: step time (median),
+in 3 checkpointing with input grads, and PLAST's short backward unless ``--llava-path``) and AdamW. Reported: step time (median),
 trainable parameters, optimizer-state bytes, peak memory (GPU), and PLAST / full, PLAST / LoRA.
 
     python scripts/bench_train.py --shape llava7b --count
@@ -76,6 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--lora-r", type=int, default=128)
     p.add_argument("--lora-alpha", type=int, default=256)
     p.add_argument("--no-gc", action="store_true", help="--llama/--tiny: no gradient checkpointing")
+    p.add_argument("--llava-path", action="store_true",
+                   help="--llama/--tiny: PLAST through LLaVA's own checkpointing path (--plast_short_backward False)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, choices=("fp32", "bf16"), help="default: bf16 on CUDA, else fp32")
@@ -195,9 +197,15 @@ def prepare(mode, base, args):
             p.requires_grad_(True)
     else:
         raise SystemExit(f"unknown mode {mode}")
-    if not args.no_gc:
-        model.gradient_checkpointing_enable()
+    if not args.no_gc:  # as LLaVA's train(), then the Trainer; PLAST through its training integration
         model.enable_input_require_grads()
+        if mode == "plast" and not args.llava_path:
+            from types import SimpleNamespace
+
+            from plast_plugin.llava.short_backward import shorten_backward
+
+            shorten_backward(model, SimpleNamespace(gradient_checkpointing=True, gradient_checkpointing_kwargs=None))
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     model.to(args.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
