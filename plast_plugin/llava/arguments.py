@@ -61,6 +61,7 @@ class PlastArgumentsBase:
                   "modules than the run it resumes. Off (default): that is refused, since the checkpoint "
                   "already holds the earlier layers' updates. On: plast_training.json keeps the union of "
                   "the layers and the history of selections, so `plast export` writes every trained tensor."},
+    )
     plast_short_backward: bool = field(
         default=True,
         metadata={"help": "PLAST, with --gradient_checkpointing: stop backward at the lowest selected layer "
