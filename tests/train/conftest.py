@@ -42,12 +42,16 @@ def base_env(**extra) -> dict:
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory):
     """tiny LLaVA + CLIP, 8 training conversations (half with images), parallel probe JSONL."""
+    return build_assets(tmp_path_factory.mktemp("llava_assets"))
+
+
+def build_assets(root: Path) -> dict:
+    """The ``assets`` fixture's files under ``root`` (also used by scripts/stress_two_rank_exit.py)."""
     import numpy as np
     from PIL import Image
 
     from plast_plugin.testing.tiny_models import make_tiny_llava
 
-    root = tmp_path_factory.mktemp("llava_assets")
     model = make_tiny_llava(root / "llava")
     images = root / "images"
     images.mkdir()
