@@ -8,8 +8,8 @@ which needs the GIL. If the main thread starts interpreter finalization while th
 for the GIL, CPython 3.11 ends the worker with ``pthread_exit``; the forced unwind runs into a
 ``noexcept`` destructor (``~AsyncWork`` -> ``~Tensor``) and libstdc++ calls ``std::terminate``:
 the rank prints ``terminate called without an active exception`` and dies of SIGABRT (launcher
-rc 250). It is a race between the last collective of ``train()`` (under ZeRO-3 the parameter
-all-gathers of the final save) and the end of the process. Upstream: torch 2.13 (gloo worker
+rc 250). It is a race between the last collective of ``train()`` (under ZeRO-3 presumably the
+parameter all-gathers of the final save) and the end of the process. Upstream: torch 2.13 (gloo worker
 releases the work, ``ConcretePyInterpreterVTable::decref`` takes the GIL) with CPython 3.11's
 ``take_gil``/``PyThread_exit_thread`` at finalization (CPython gh-87135 / bpo-42969; CPython 3.14
 hangs such threads instead of unwinding them, PR #105805). ``destroy_process_group()`` does not
