@@ -181,3 +181,29 @@ def run_train_ranks(args, *, world: int = 2, deepspeed=None, timeout=300):
         out, _ = proc.communicate(timeout=timeout)
         outputs.append((proc.returncode, out))
     return outputs
+
+
+# A stand-in for the deepspeed launcher: parses what it would launch with LLaVA's own (patched)
+# HfArgumentParser and records the result instead of training.
+_FAKE_LAUNCHER = """#!{python}
+import json, sys
+import llava.train.train as t
+import transformers
+parser = transformers.HfArgumentParser((t.ModelArguments, t.DataArguments, t.TrainingArguments))
+namespace, unknown = parser.parse_known_args(sys.argv[2:])
+json.dump({{"script": sys.argv[1], "unknown": unknown, "args": vars(namespace)}}, open({record!r}, "w"), default=str)
+"""
+
+
+def run_finetune_script(tmp_path, args=(), cwd=None, **env):
+    """scripts/finetune_plast.sh with the stand-in launcher. Returns (process, launched) where
+    launched is {"script", "unknown", "args"} of the command it would run (None if it ran none)."""
+    record = Path(tmp_path) / "launch.json"
+    launcher = Path(tmp_path) / "fake_deepspeed"
+    launcher.write_text(_FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
+    launcher.chmod(0o755)
+    run_env = base_env(**env, LAUNCHER=str(launcher), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    script = HERE.parents[1] / "scripts" / "finetune_plast.sh"
+    proc = subprocess.run(["bash", str(script), *args], env=run_env, cwd=cwd or tmp_path, capture_output=True,
+                          text=True)
+    return proc, (json.loads(record.read_text()) if record.exists() else None)
