@@ -312,10 +312,13 @@ def resolve_selection(model, args, tokenizer=None):
 def warn_if_other_model(selected_on: str | None, training: str | None, selection_path: str) -> None:
     """The shape check cannot tell vicuna-7b from llava-v1.5-7b (same shapes): say so when the
     names differ. PLAST selects and tunes the same model (the released LLaVA-1.5 checkpoint)."""
-    def short(name):
-        return Path(str(name).rstrip("/")).name if name else None
+    def short(name):  # "liuhaotian/llava-v1.5-7b/" -> "llavav157b": compare names, not spellings
+        return "".join(ch for ch in Path(str(name).rstrip("/")).name.lower() if ch.isalnum()) if name else ""
 
-    if short(selected_on) and short(training) and short(selected_on) != short(training):
+    a, b = short(selected_on), short(training)
+    # One name inside the other is the same model under a local name (a copy, or an LLM that
+    # was built into a LLaVA as "llava_<name>"); vicuna-7b-v1.5 vs llava-v1.5-7b is not.
+    if a and b and a not in b and b not in a:
         msg = (f"WARNING: {selection_path} was selected on {selected_on!r} but this run trains "
                f"{training!r}; the shapes match, but the layers are only meaningful for the model they "
                f"were selected on (PLAST tunes the released LLaVA checkpoint it probed, e.g. "
