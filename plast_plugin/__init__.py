@@ -1,2 +1,2 @@
 """PLAST: Precise LAnguage-Specific layer Tuning for LLaVA-style models."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

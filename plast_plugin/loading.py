@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
+
+from .errors import PlastError
+from .model_source import checkpoint_kind, read_config
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -17,7 +19,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise PlastError(f"--device {device}: no CUDA device is available here; use --device cpu")
     return torch.device(device)
 
 
@@ -25,7 +27,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
+        raise PlastError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
     return DTYPES[dtype]
 
 
@@ -37,50 +39,55 @@ def _dtype_kwarg(torch_dtype) -> dict:
     return {"dtype": torch_dtype} if major >= 5 else {"torch_dtype": torch_dtype}
 
 
-def _model_type(path: str) -> str | None:
-    config = Path(path) / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text()).get("model_type")
-    return None  # a hub name: let transformers resolve it
+def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):
+    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`.
 
-
-def load_for_probe(path: str, device: str = "auto", dtype: str = "auto"):
-    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`."""
+    ``path`` is a local folder or a hub id (``revision`` pins it); the model class follows the
+    checkpoint's own ``model_type``, read through the same resolution transformers uses."""
     from transformers import AutoTokenizer
 
+    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
+        raise PlastError(f"--model {path} does not exist; give a model folder or a Hugging Face hub name")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    model_type = _model_type(path) or ""
+    config = read_config(path, revision)
+    model_type = str(config.get("model_type") or "")
+    kind = checkpoint_kind(config)
+    hub = {"revision": revision} if revision else {}
     image_processor = None
-    if model_type.startswith("llava") and model_type != "llava":
+    if kind == "llava-next-hf":
+        raise PlastError(f"{path}: model_type {model_type!r} (transformers' LLaVA-NeXT) is not supported by "
+                         "plast select yet; supported: official LLaVA (llava_llama), llava-hf (llava), "
+                         "LLaMA / Qwen2 / Gemma3 causal LMs")
+    if kind == "official-llava":
         try:
             from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
         except ImportError as err:
-            raise RuntimeError(
+            raise PlastError(
                 f"{path} is an official LLaVA checkpoint (model_type {model_type!r}); loading it needs "
                 f"the `llava` package (the training environment), or convert it with "
                 f"`plast export --to-hf` ({err})"
             ) from None
         from llava.model import LlavaLlamaForCausalLM
 
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
-        model = LlavaLlamaForCausalLM.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False, **hub)
+        model = LlavaLlamaForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
         tower = model.get_vision_tower()
         if tower is not None:
             if not tower.is_loaded:
                 tower.load_model()
             tower.to(dtype=torch_dtype)
             image_processor = tower.image_processor
-    elif model_type == "llava":
+    elif kind == "llava-hf":
         from transformers import AutoImageProcessor, LlavaForConditionalGeneration
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = LlavaForConditionalGeneration.from_pretrained(path, **_dtype_kwarg(torch_dtype))
-        image_processor = AutoImageProcessor.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+        model = LlavaForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
+        image_processor = AutoImageProcessor.from_pretrained(path, **hub)
     else:
         from transformers import AutoModelForCausalLM
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, **_dtype_kwarg(torch_dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+        model = AutoModelForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
     model.to(torch_device).eval()
     return model, tokenizer, image_processor

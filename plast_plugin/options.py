@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .errors import PlastError
+
 RULE_HELP = (
     "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
     "all layers; then the shallow block, see contiguous_shallow); 'msd-above:X' (fixed MSD threshold); 'msd-top:K' (the K layers of largest MSD); "
@@ -35,7 +37,7 @@ class SelectionOptions:
         default="top:0.1",
         metadata={"help": "Which neurons count as activated for a language: 'top:F' (rate above the "
                   "(1-F) quantile of the rates of all languages pooled, per layer: one threshold shared "
-                  "by all languages) or 'rate:T' (activation rate above T)."},
+                  "by all languages; rates tied at the layer's maximum count when the quantile reaches it) or 'rate:T' (activation rate above T)."},
     )
     overlap_denominator: str = field(
         default="pivot",
@@ -77,7 +79,10 @@ class SelectionOptions:
                   "'mlp' (FFN only, SLAM style), 'attn' (attention only)."},
     )
     seed: int = field(default=0, metadata={"help": "Seed for 'random:K' and the pivot split."})
-    batch_size: int = field(default=8, metadata={"help": "Questions per forward pass while probing."})
+    batch_size: int = field(
+        default=0,
+        metadata={"help": "Questions per forward pass while probing; 0: 8 on a CPU, 32 on a GPU."},
+    )
     max_question_tokens: int = field(
         default=256, metadata={"help": "Longer questions are truncated to this many tokens."}
     )
@@ -90,7 +95,7 @@ class SelectionOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown selection options {unknown}; known: {sorted(known)}")
+            raise PlastError(f"unknown selection options {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     def validate(self) -> "SelectionOptions":
@@ -107,16 +112,19 @@ class SelectionOptions:
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"option {name}={value!r} is not one of: {', '.join(allowed)}")
+                raise PlastError(f"option {name}={value!r} is not one of: {', '.join(allowed)}")
         kind, _, value = self.activated_set.partition(":")
         try:
             number = float(value)
         except ValueError:
             number = -1.0
         if kind not in ("top", "rate") or not 0.0 < number < 1.0:
-            raise ValueError(f"option activated_set={self.activated_set!r}: use 'top:F' or 'rate:T' with 0 < F, T < 1")
-        if self.batch_size < 1 or self.max_question_tokens < 1:
-            raise ValueError("batch_size and max_question_tokens must be positive")
+            raise PlastError(f"option activated_set={self.activated_set!r}: use 'top:F' or 'rate:T' with 0 < F, T < 1")
+        if self.batch_size < 0 or self.max_question_tokens < 1:
+            raise PlastError("batch_size must be >= 0 (0: by device) and max_question_tokens positive")
         if self.positions == "image" and self.images == "off":
-            raise ValueError("positions='image' counts image tokens, but images='off'")
+            raise PlastError("positions='image' counts image tokens, but images='off'")
+        from .selection import check_rule
+
+        check_rule(self.rule, None, self.seed)  # its shape and numbers now; the layer range once a model is known
         return self

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from plast_plugin.errors import PlastError
 from plast_plugin.eval.paired_stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 
 
@@ -63,12 +64,12 @@ def run(args) -> int:
     from plast_plugin.eval.compare import compare_runs, format_table, plot_comparison, read_run
 
     if args.resamples < 100:
-        raise ValueError(f"--resamples {args.resamples}: use at least 100 (default 10000)")
+        raise PlastError(f"--resamples {args.resamples}: use at least 100 (default 10000)")
     out = Path(args.out or Path("runs") / "compare" / time.strftime("%Y%m%d-%H%M%S"))
     targets = [out / "compare.json", out / "compare.png"]
     existing = [str(t) for t in targets if t.exists()]
     if existing:
-        raise ValueError(f"--out {out}: {', '.join(existing)} already exist(s); choose another --out")
+        raise PlastError(f"--out {out}: {', '.join(existing)} already exist(s); choose another --out")
     result = compare_runs(read_run(args.run_a), read_run(args.run_b), scorer=args.scorer,
                           resamples=args.resamples, seed=args.seed)
     print(format_table(result))

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import PlastError
+
 BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
 
@@ -83,15 +85,18 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
     unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
     if unknown or not benches:
-        raise ValueError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
+        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
     langs = []
     for item in languages.split(","):
         if item.strip():
-            code = parrot_language(item)
+            try:
+                code = parrot_language(item)
+            except ValueError as err:  # ParrotDataError: an unknown --languages entry
+                raise PlastError(f"--languages: {err}") from None
             if code not in langs:
                 langs.append(code)
     if not langs:
-        raise ValueError("no languages given")
+        raise PlastError("no languages given")
     if set(langs) == set(PARROT_LANGUAGES):
         return benches
     return [f"{b}_{lang}" for b in benches for lang in langs]
@@ -134,13 +139,13 @@ def build_command(args, output: Path, pretrained: str | None = None) -> list[str
 def _check_model(pretrained: str | None) -> None:
     if not pretrained:
         return
-    cfg = Path(pretrained) / "config.json"
-    if cfg.is_file():
-        model_type = json.loads(cfg.read_text()).get("model_type")
-        if model_type == "llava_llama":
-            raise ValueError(
-                f"{pretrained} is an official LLaVA checkpoint (llava_llama), which transformers 5.x "
-                f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
+    from ..model_source import checkpoint_kind, read_config
+
+    config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
+    if checkpoint_kind(config) == "official-llava":
+        raise PlastError(
+            f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
+            f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
 
 
 def summarize_results(output: Path, since: float) -> dict | None:
@@ -148,6 +153,9 @@ def summarize_results(output: Path, since: float) -> dict | None:
     if not files:
         return None
     return json.loads(max(files, key=lambda f: f.stat().st_mtime).read_text())
+
+
+JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
 
 
 def _task_env(args) -> dict:
@@ -180,15 +188,24 @@ def _check_data(args, env: dict) -> None:
         os.environ.update(saved)
 
 
-def _evaluate(args, pretrained: str | None, output: Path, env: dict) -> int:
+def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> int:
     """One lmms-eval run; prints the scores; 1 when lmms-eval wrote none."""
     cmd = build_command(args, output, pretrained)
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
+    failure_log = output / JUDGE_FAILURE_LOG
+    if judge is not None:
+        env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
+    if failure_log.exists():
+        failure_log.unlink()  # count this run's failures only
     proc = subprocess.run(cmd, env=env)
+    failures = len(failure_log.read_text(encoding="utf-8").splitlines()) if failure_log.exists() else 0
+    if failures:
+        print(f"plast eval: warning: the LLM judge failed on {failures} answer(s), which count as unmatched "
+              f"(wrong); reasons in {failure_log}", file=sys.stderr)
     data = summarize_results(output, started)
     if data is None:
         print(f"plast eval: lmms-eval wrote no results under {output} (exit code {proc.returncode}); "
@@ -208,25 +225,32 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict) -> int:
         for warning in scores.get("data", {}).get("warnings", []):
             print(f"  warning: {scores.get('task')}: {warning}")
     print(f"per-category breakdown, data md5 and warnings: {output}/submissions/<task>_scores.json")
+    if judge is not None:
+        print(f"LLM judge failures: {failures}" + (f" (answers scored as unmatched; see {failure_log})" if failures else ""))
     return 0
 
 
 def run(args) -> int:
+    from plast_plugin.eval.judge import JudgeConfig
+
     if args.baseline and not args.pretrained:
-        raise ValueError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
+        raise PlastError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
     _check_model(args.pretrained)
+    judge = JudgeConfig.from_env()  # a bad or unsafe PLAST_JUDGE_* setting stops here, not mid-run
     output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
+    if output.exists() and not output.is_dir():
+        raise PlastError(f"--output {output} is an existing file; give a folder")
     env = _task_env(args)
     if not args.dry_run:
         try:
             import lmms_eval  # noqa: F401
         except ImportError:
-            raise RuntimeError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
+            raise PlastError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
     task_list(args.benchmarks, args.languages)  # checks the names
     if not args.dry_run:
         _check_data(args, env)
     if not args.baseline:
-        return _evaluate(args, args.pretrained, output, env)
+        return _evaluate(args, args.pretrained, output, env, judge)
     from plast_plugin.eval.baseline import prepare_baseline
 
     # a second run into the same folders would leave two sample logs per task, which plast
@@ -234,12 +258,12 @@ def run(args) -> int:
     used = [str(p) for name in ("baseline", "model") for p in (output / name).glob("**/*_samples_*.jsonl")]
     used += [str(p) for p in [output / "compare" / "compare.json"] if p.exists()]
     if used:
-        raise ValueError(f"--output {output} already holds a comparison run ({used[0]}"
+        raise PlastError(f"--output {output} already holds a comparison run ({used[0]}"
                          f"{' ...' if len(used) > 1 else ''}); choose a new --output")
     baseline_hf = prepare_baseline(args.baseline, output / "baseline-hf", model=args.pretrained,
                                    dry_run=args.dry_run)
     for name, pretrained in (("baseline", str(baseline_hf)), ("model", args.pretrained)):
-        if _evaluate(args, pretrained, output / name, env):
+        if _evaluate(args, pretrained, output / name, env, judge):
             return 1
     if args.dry_run:
         return 0

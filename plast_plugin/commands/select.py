@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from pathlib import Path
 
 from ..options import SelectionOptions
 
@@ -39,6 +40,8 @@ def add_parser(subparsers) -> None:
         "a shard and the counts are summed.",
     )
     parser.add_argument("--model", required=True, help="model directory or hub name (official LLaVA, llava-hf, or a causal LM)")
+    parser.add_argument("--revision", default=None,
+                        help="hub branch, tag or commit of --model (default: main); ignored for a local folder")
     parser.add_argument("--data", required=True, nargs="+",
 help=DATA_HELP)
     parser.add_argument("--languages", default=None, help="comma-separated codes, e.g. zh,pt,ar,tr,ru (default: all in the data)")
@@ -84,17 +87,21 @@ def format_table(selection) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import PlastError
     from ..languages import parse_language_list
     from ..loading import load_for_probe
     from ..parallel_data import load_parallel_questions
     from ..pipeline import run_selection, write_selection
 
     options = options_from_args(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before the probe, not after it
+        raise PlastError(f"--out {out} is an existing file; give a folder for plast_layers.json and the plot")
     languages = parse_language_list(args.languages) if args.languages else None
     # Data errors surface before the model is loaded.
     questions = load_parallel_questions(args.data, languages, args.pivot, args.max_samples)
     rank, device = _init_distributed(args.device)
-    model, tokenizer, image_processor = load_for_probe(args.model, device, args.dtype)
+    model, tokenizer, image_processor = load_for_probe(args.model, device, args.dtype, revision=args.revision)
     selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
                               name_or_path=args.model, progress=not args.quiet)
     if rank != 0:

@@ -27,19 +27,22 @@ TASK_NAMES = tuple(f"{g}_{lang}" for g in GROUP_NAMES for lang in ("en", "zh", "
 
 
 def tasks_dir() -> Path:
-    """The ``eval_tasks`` folder with the lmms-eval task YAMLs.
+    """The folder with the lmms-eval task YAMLs, to pass as ``--include_path``.
 
-    ``$PLAST_EVAL_TASKS_DIR`` if set; else the ``eval_tasks/`` folder next to the package in
-    the source checkout (the plugin is installed editable, ``pip install -e .``, so the
-    installed package resolves to the checkout).
+    ``$PLAST_EVAL_TASKS_DIR`` if set; else the copy a regular install (wheel, ``pip install .``)
+    ships inside the package, ``plast_plugin/eval/tasks/``; else the source checkout's top-level
+    ``eval_tasks/`` (an editable install, ``pip install -e .``, reads it in place).
     """
     override = os.environ.get(TASKS_DIR_ENV)
-    candidates = [Path(override).expanduser()] if override else []
-    candidates.append(Path(__file__).resolve().parents[2] / "eval_tasks")
+    if override:
+        candidates = [Path(override).expanduser()]
+    else:
+        here = Path(__file__).resolve().parent
+        candidates = [here / "tasks", here.parents[1] / "eval_tasks"]
     for path in candidates:
         if (path / "mmmb" / "mmmb.yaml").is_file():
             return path
     raise FileNotFoundError(
-        "the lmms-eval task folder eval_tasks/ was not found at "
-        + " or ".join(str(p) for p in candidates)
-        + f"; install the plugin from its source checkout (pip install -e .) or set {TASKS_DIR_ENV}")
+        "the lmms-eval task folder was not found at " + " or ".join(str(p) for p in candidates)
+        + f"; reinstall plast-plugin (a wheel ships the tasks inside the package), or set {TASKS_DIR_ENV} "
+        "to a folder holding mmmb/ and mmbench_ml/")

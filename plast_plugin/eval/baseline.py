@@ -14,12 +14,14 @@ import json
 import sys
 from pathlib import Path
 
+from plast_plugin.errors import PlastError
+
 __all__ = ["BaselineError", "prepare_baseline", "CONVERSION_RECORD"]
 
 CONVERSION_RECORD = "plast_conversion.json"  # written by hf_convert.convert_to_hf
 
 
-class BaselineError(ValueError):
+class BaselineError(PlastError):
     """The baseline cannot be made like-for-like; the message names the checkpoint and the fix."""
 
 

@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plast_plugin.errors import PlastError
 from plast_plugin.eval.paired_stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, PairedCounts,
                                             bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
@@ -36,7 +37,7 @@ _SAMPLES_FILE = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
 _LANG_ORDER = ("en", "zh", "pt", "ar", "tr", "ru")
 
 
-class CompareError(ValueError):
+class CompareError(PlastError):
     """The two runs cannot be compared; the message names the folder, file or task."""
 
 

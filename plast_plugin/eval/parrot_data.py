@@ -36,6 +36,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from plast_plugin.errors import PlastError
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.languages import UnknownLanguageError, normalize_language
 
@@ -98,7 +99,7 @@ PUBLISHED_MD5 = {
 PUBLISHED_QUESTIONS = {"mmmb": 1710, "mmbench_ml": 1164}
 
 
-class ParrotDataError(ValueError):
+class ParrotDataError(PlastError):
     """A Parrot TSV (or the way to it) is unusable; the message names the file and row."""
 
 

@@ -21,6 +21,7 @@ import os
 import re
 from typing import Mapping
 
+from plast_plugin.errors import PlastError
 from plast_plugin.eval.parrot_data import parrot_language
 
 __all__ = ["ANSWER_INSTRUCTIONS", "PROTOCOLS", "DEFAULT_PROTOCOL", "PROTOCOL_ENV", "VLMEVALKIT_INSTRUCTION_CJK",
@@ -46,7 +47,7 @@ def resolve_protocol(value: str | None = None) -> str:
     chosen = (value if value is not None else os.environ.get(PROTOCOL_ENV, "")).strip().lower() or DEFAULT_PROTOCOL
     if chosen not in PROTOCOLS:
         source = "protocol" if value is not None else PROTOCOL_ENV
-        raise ValueError(f"{source}={chosen!r}: unknown evaluation protocol; use one of {', '.join(PROTOCOLS)} "
+        raise PlastError(f"{source}={chosen!r}: unknown evaluation protocol; use one of {', '.join(PROTOCOLS)} "
                          f"(vlmevalkit reproduces the published LLaVA-1.5 rows)")
     return chosen
 

@@ -1,16 +1,23 @@
 """The import hook: patch ``llava.train.train`` right after it is imported.
 
-Installed by the ``plast-llava-hook.pth`` file that the package puts into site-packages, so it
-runs in every interpreter of the environment, including every process the DeepSpeed launcher
-starts. It is cheap (one string comparison per import, nothing heavy imported until LLaVA's
-training module itself is), idempotent, and ``PLAST_DISABLE_HOOK=1`` turns it off.
+The ``plast-llava-hook.pth`` file that the package puts into site-packages runs in every
+interpreter of the environment, including every process the DeepSpeed launcher starts, so it
+must cost next to nothing. It therefore runs only ``pth_bootstrap.py``'s few lines (embedded in the
+.pth by setup.py): a stand-in finder that imports this module when, and only when, LLaVA's
+training module is imported. This module then wraps that module's loader and patches it
+(``integration.patch_llava_train_module``). It imports only ``os`` and ``sys`` itself (no
+``importlib.abc``, which pulls in importlib.resources and pathlib), is idempotent, and
+``PLAST_DISABLE_HOOK=1`` turns it off.
+
+It never breaks an interpreter: a missing or broken plugin prints one line when LLaVA's training
+module is imported and leaves LLaVA unpatched, so ``--plast_*`` flags are then refused by LLaVA's
+own argument parser instead of training everything.
 
 LLaVA-NeXT's training module has the same name and the same seam (``TrainingArguments``,
 ``LLaVATrainer``); it is not on PyPI, so that path is untested here.
 """
 from __future__ import annotations
 
-import importlib.abc
 import os
 import sys
 
@@ -22,8 +29,21 @@ def hook_disabled() -> bool:
     return os.environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    """Delegates to the real loader, then patches the freshly executed module."""
+def _patch(module) -> None:
+    """Add PLAST to LLaVA's freshly imported training module; one line, not a traceback, if the
+    plugin itself is broken (LLaVA then runs as upstream and refuses ``--plast_*`` flags)."""
+    try:
+        from .integration import patch_llava_train_module
+    except Exception as err:
+        sys.stderr.write(f"plast-plugin: PLAST not added to {module.__name__} ({type(err).__name__}: {err}); "
+                         f"--plast_* flags will be refused. Reinstall plast-plugin or set {ENV_DISABLE}=1\n")
+        return
+    patch_llava_train_module(module)
+
+
+class _PatchingLoader:
+    """Delegates to the real loader, then patches the freshly executed module. (A plain class:
+    the import system only needs ``create_module`` and ``exec_module``.)"""
 
     def __init__(self, loader):
         self._loader = loader
@@ -33,15 +53,13 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        from .integration import patch_llava_train_module
-
-        patch_llava_train_module(module)
+        _patch(module)
 
     def __getattr__(self, name):  # get_source, get_code, is_package, ... for tracebacks
         return getattr(self._loader, name)
 
 
-class LlavaTrainFinder(importlib.abc.MetaPathFinder):
+class LlavaTrainFinder:
     """A meta-path finder that only ever answers for ``llava.train.train``."""
 
     _busy = False
@@ -70,6 +88,16 @@ def is_installed() -> bool:
     return any(isinstance(f, LlavaTrainFinder) for f in sys.meta_path)
 
 
+def install_finder() -> LlavaTrainFinder:
+    """The installed finder (inserted first in sys.meta_path once)."""
+    for finder in sys.meta_path:
+        if isinstance(finder, LlavaTrainFinder):
+            return finder
+    finder = LlavaTrainFinder()
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
 def install(force: bool = False) -> bool:
     """Install the finder once. Returns True when PLAST will patch LLaVA's training module.
 
@@ -78,20 +106,21 @@ def install(force: bool = False) -> bool:
     """
     if hook_disabled() and not force:
         return False
-    if not is_installed():
-        sys.meta_path.insert(0, LlavaTrainFinder())
+    install_finder()
     for name in TARGET_MODULES:
         module = sys.modules.get(name)
         if module is not None:
-            from .integration import patch_llava_train_module
-
-            patch_llava_train_module(module)
+            _patch(module)
     return True
 
 
-def _install_from_pth() -> None:
-    """Entry point of the ``.pth`` line: never let a hook problem break an interpreter."""
+def install_from_pth() -> None:
+    """What the .pth line of plast-plugin 0.1 called at every start; an environment upgraded in
+    place keeps working (and quiet) until its .pth is rewritten by the next install."""
     try:
         install()
-    except Exception as err:  # pragma: no cover - defensive
-        sys.stderr.write(f"plast-plugin: LLaVA import hook not installed: {err}\n")
+    except Exception:  # pragma: no cover - defensive; LLaVA stays unpatched and refuses --plast_*
+        pass
+
+
+_install_from_pth = install_from_pth

@@ -9,6 +9,8 @@ Everything here is built from a seed in a few seconds on CPU:
   ``CLIPImageProcessor``.
 - ``make_tiny_llava``: an *official-format* LLaVA checkpoint (``model_type llava_llama``) that
   LLaVA's ``train()`` and ``load_pretrained_model`` accept.
+- ``make_tiny_llava_hf``: transformers' own ``LlavaForConditionalGeneration`` (llava-hf format)
+  with tokenizer and image processor, in either transformers line.
 - ``build_llava_from_llama``: puts an existing LLaMA checkpoint (e.g. SmolLM2) into such a
   LLaVA with a given vision tower and a fresh projector.
 
@@ -28,6 +30,7 @@ __all__ = [
     "make_tiny_llama",
     "make_tiny_clip_vision",
     "make_tiny_llava",
+    "make_tiny_llava_hf",
     "build_llava_from_llama",
 ]
 
@@ -295,6 +298,32 @@ def _save_llava(model, out: Path, tokenizer_src) -> None:
             continue
     if not saved:
         raise RuntimeError(f"cannot load a tokenizer from {tokenizer_src}")
+
+
+def make_tiny_llava_hf(out_dir, num_layers: int = 3, hidden: int = 64, intermediate: int = 128,
+                       seed: int = 0):
+    """Save a random llava-hf ``LlavaForConditionalGeneration`` with its tokenizer (``<image>``
+    added) and a CLIP image processor into ``out_dir`` (what ``llava-hf/...`` hub ids hold)."""
+    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlamaConfig,
+                              LlavaConfig, LlavaForConditionalGeneration)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_tiny_sentencepiece(out)
+    tok = AutoTokenizer.from_pretrained(str(out))
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.save_pretrained(str(out))
+    text = LlamaConfig(**_llama_config_kwargs(num_layers, hidden, intermediate, 4, 4, len(tok), 512))
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=28, patch_size=14, projection_dim=32)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tok.convert_tokens_to_ids("<image>"))
+    _seeded(seed)
+    model = LlavaForConditionalGeneration(config)
+    _random_init_(model, seed)
+    model.save_pretrained(str(out), safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(str(out))
+    return out
 
 
 def make_tiny_llava(out_dir, num_layers: int = 4, hidden: int = 64, intermediate: int = 128,

@@ -5,8 +5,10 @@ Needs both environments: the official model runs in ``.envs/train`` through a su
 """
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,7 @@ from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (
 from parrot_fixtures import md5_pins
 
 torch = pytest.importorskip("torch")
-TRAIN_PY = REPO / ".envs" / "train" / "bin" / "python"
+TRAIN_PY = Path(os.environ.get("PLAST_ENVS_DIR", REPO / ".envs")) / "train" / "bin" / "python"
 pytestmark = pytest.mark.skipif(not TRAIN_PY.exists(), reason="the training env (.envs/train) is not built")
 
 
@@ -201,6 +203,26 @@ def test_sharded_checkpoint(converted, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_export_to_hf_takes_a_hub_id_from_the_cache(converted, tmp_path):
+    """`plast export liuhaotian/llava-v1.5-7b --to-hf` (README §4) converts the cached snapshot,
+    identically to converting the folder."""
+    from safetensors.torch import load_file
+
+    from plast_plugin.testing.hub_cache import add_to_hub_cache, offline_hub_env
+
+    cache = tmp_path / "cache"
+    add_to_hub_cache(cache, "liuhaotian/llava-v1.5-7b", converted["ckpt"])
+    plast = Path(sys.executable).parent / "plast"
+    proc = subprocess.run([str(plast), "export", "liuhaotian/llava-v1.5-7b", "--to-hf", "--out", str(tmp_path / "hf")],
+                          env=offline_hub_env(cache, tmp_path / "home"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours, reference = load_file(str(tmp_path / "hf" / "model.safetensors")), load_file(str(converted["hf"] / "model.safetensors"))
+    assert ours.keys() == reference.keys() and all(torch.equal(ours[k], reference[k]) for k in ours)
+    missing = subprocess.run([str(plast), "export", "liuhaotian/no-such", "--to-hf", "--out", str(tmp_path / "x")],
+                             env=offline_hub_env(cache, tmp_path / "home"), capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1 and "'liuhaotian/no-such'" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_plast_eval_baseline_is_the_official_checkpoint_through_the_same_converter(converted, parrot_dir):
     """--baseline converts the official checkpoint with plast export --to-hf's converter, evaluates
     both through the same tasks with the real llava_hf model, and compares them."""
@@ -239,3 +261,38 @@ def test_baseline_refuses_a_model_from_another_converter(converted, tmp_path):
     with pytest.raises(BaselineError, match="converted by another tool .* Pass the official checkpoint"):
         prepare_baseline(str(other), tmp_path / "out")
     assert prepare_baseline(str(converted["hf"]), tmp_path / "out") == converted["hf"]  # already ours
+
+
+def test_probe_llava_hf_with_images_decodes_each_image_once(converted, tmp_path, monkeypatch):
+    """The llava-hf probe path with images: each image decoded and preprocessed once for all
+    languages (question blocks + PixelCache), image features not counted."""
+    import json as _json
+
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    import plast_plugin.probe_models as probe_models
+    from plast_plugin.options import SelectionOptions
+    from plast_plugin.parallel_data import load_parallel_questions
+    from plast_plugin.pipeline import probe_questions
+
+    model = LlavaForConditionalGeneration.from_pretrained(str(converted["hf"]), dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(str(converted["hf"]))
+    texts = {"en": "What is in the picture?", "zh": "图片里有什么？", "ru": "Что на картинке?"}
+    rows = []
+    for qid in range(4):
+        image = tmp_path / f"{qid}.png"
+        Image.new("RGB", (30 + qid, 40), (60 * qid, 90, 200)).save(image)
+        rows += [{"id": str(qid), "lang": lang, "question": text, "image": str(image)} for lang, text in texts.items()]
+    data = tmp_path / "q.jsonl"
+    data.write_text("\n".join(_json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    questions = load_parallel_questions([str(data)], None, "en")
+    decoded = []
+    real_load = probe_models.load_image
+    monkeypatch.setattr(probe_models, "load_image", lambda ref: decoded.append(ref) or real_load(ref))
+    result = probe_questions(model, processor.tokenizer, questions, SelectionOptions(batch_size=2, prompt="plain"),
+                             image_processor=processor.image_processor, progress=False)
+    assert result.images_used
+    assert len(decoded) == 4  # 4 images x 3 languages: 12 decodes before
+    question_tokens = {lang: len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) for lang, text in texts.items()}
+    assert result.counts.tokens[:2].tolist() == [4 * question_tokens[lang] for lang in result.groups[:2]]

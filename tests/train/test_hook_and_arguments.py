@@ -29,10 +29,10 @@ def test_pth_is_installed_next_to_the_package():
 
 def test_hook_is_cheap_and_can_be_disabled():
     out = _python(PROBE_MODULES)
-    assert "LlavaTrainFinder" in out
+    assert "PlastLlavaHookBootstrap" in out
     assert "torch" not in out and "transformers" not in out and "'llava" not in out
     out = _python(PROBE_MODULES, PLAST_DISABLE_HOOK="1")
-    assert "LlavaTrainFinder" not in out and "plast_plugin" not in out
+    assert "PlastLlavaHookBootstrap" not in out and "plast_plugin" not in out
 
 
 def test_hook_patches_llava_once():
@@ -117,3 +117,67 @@ def test_fit_tokenizer_to_llava_v1_gpt2_style():
     kept = tok.decode([t for t in after.tolist() if t != -100])
     assert "What color?" in kept and "Qual" not in kept
     assert fit_tokenizer_to_llava_v1(tok) == []  # idempotent
+
+
+# ----------------------------------------------------------------------------- a cheap, quiet hook
+STARTUP_MODULES = "import sys; print(' '.join(sorted(sys.modules)))"
+
+
+def test_hook_imports_no_module_at_start_up():
+    with_hook = set(_python(STARTUP_MODULES).split())
+    without = set(_python(STARTUP_MODULES, PLAST_DISABLE_HOOK="1").split())
+    # The .pth runs a few embedded lines; the plugin loads only when LLaVA's training module does.
+    assert with_hook == without, with_hook ^ without
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory):
+    """The plugin installed from its wheel (a regular install) into a fresh venv."""
+    from plast_plugin.testing.wheel_install import build_wheel, purelib, venv_with_wheel
+
+    root = tmp_path_factory.mktemp("hook_wheel")
+    python = venv_with_wheel(build_wheel(Path(__file__).resolve().parents[2], root), root / "venv")
+    return {"python": python, "site": purelib(str(python)), "root": root}
+
+
+def _venv_run(venv, code, **env):
+    return subprocess.run([str(venv["python"]), "-c", code], env=base_env(**env), capture_output=True, text=True,
+                          cwd=venv["root"], timeout=300)
+
+
+def test_regular_install_patches_llava(wheel_venv):
+    proc = _venv_run(wheel_venv, "import llava.train.train as t; print(getattr(t.TrainingArguments, '__plast__', None))")
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr[-2000:]
+
+
+def test_a_broken_plugin_is_silent_at_start_and_one_line_when_llava_trains(wheel_venv, tmp_path):
+    import shutil
+
+    site = wheel_venv["site"]
+    backup = tmp_path / "integration.py"
+    integration = site / "plast_plugin" / "llava" / "integration.py"
+    shutil.copy2(integration, backup)
+    integration.write_text("raise ImportError('simulated broken install')\n")
+    try:
+        start = _venv_run(wheel_venv, "pass")
+        assert start.returncode == 0 and start.stderr == ""
+        train = _venv_run(wheel_venv, "import llava.train.train as t; print(hasattr(t.TrainingArguments, '__plast__'))")
+        assert train.returncode == 0 and train.stdout.strip() == "False"
+        lines = [line for line in train.stderr.splitlines() if "plast" in line.lower()]
+        assert len(lines) == 1 and "simulated broken install" in lines[0] and "Traceback" not in train.stderr, train.stderr
+    finally:
+        shutil.copy2(backup, integration)
+
+
+def test_a_moved_or_deleted_plugin_prints_nothing(wheel_venv, tmp_path):
+    import shutil
+
+    package = wheel_venv["site"] / "plast_plugin"
+    moved = tmp_path / "plast_plugin_moved"
+    shutil.move(str(package), str(moved))
+    try:
+        start = _venv_run(wheel_venv, "pass")
+        assert start.returncode == 0 and start.stderr == "", start.stderr
+        assert (wheel_venv["site"] / "plast-llava-hook.pth").exists()
+    finally:
+        shutil.move(str(moved), str(package))

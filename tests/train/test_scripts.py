@@ -2,41 +2,36 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import base_env
+from conftest import run_finetune_script
 
 REPO = Path(__file__).resolve().parents[2]
 
-FAKE_LAUNCHER = """#!{python}
-import json, sys
-import llava.train.train as t
-import transformers
-parser = transformers.HfArgumentParser((t.ModelArguments, t.DataArguments, t.TrainingArguments))
-namespace, unknown = parser.parse_known_args(sys.argv[2:])
-json.dump({{"script": sys.argv[1], "unknown": unknown, "args": vars(namespace)}}, open({record!r}, "w"), default=str)
-"""
-
 
 def test_finetune_script_flags_parse(tmp_path):
-    record = tmp_path / "launch.json"
-    launcher = tmp_path / "fake_deepspeed"
-    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
-    launcher.chmod(0o755)
-    env = base_env(LAUNCHER=str(launcher), SIZE="13b", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    subprocess.run(["bash", str(REPO / "scripts" / "finetune_plast.sh"), "--max_steps", "5"], env=env, check=True,
-                   cwd=tmp_path)
-    launched = json.loads(record.read_text())
+    proc, launched = run_finetune_script(tmp_path, ["--max_steps", "5"], SIZE="13b")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert launched["unknown"] == []
     assert launched["script"].endswith("llava/train/train_mem.py")
     args = launched["args"]
     assert args["model_name_or_path"] == "liuhaotian/llava-v1.5-13b" and float(args["learning_rate"]) == 2e-5
     assert args["plast_layers"] == "auto" and args["plast_languages"] == "zh,pt,ar,tr,ru"
+    # Unset: a selection file's modules win (issue 10, row 5), so the script must not pass 'layer'.
+    assert args["plast_modules"] in (None, "None")
     assert args["lr_scheduler_type"] == "cosine" and str(args["bf16"]) == "True"
-    assert args["deepspeed"].endswith("zero3.json") and int(args["max_steps"]) == 5
+    # ZeRO-2 by default for PLAST (the weights it would partition are mostly frozen); checkpointing on.
+    assert args["deepspeed"].endswith("zero2.json") and int(args["max_steps"]) == 5
+    assert str(args["gradient_checkpointing"]) == "True"
+
+
+def test_finetune_script_zero3_and_checkpointing_off_on_request(tmp_path):
+    proc, launched = run_finetune_script(tmp_path, SIZE="7b", ZERO=str(REPO / "scripts" / "zero3.json"),
+                                         GRAD_CKPT="False")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert launched["unknown"] == []
+    assert launched["args"]["deepspeed"].endswith("zero3.json")
+    assert str(launched["args"]["gradient_checkpointing"]) == "False"
 
 
 def test_deepspeed_configs_have_no_auto_prefetch():

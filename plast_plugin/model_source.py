@@ -1,0 +1,103 @@
+"""Where a model lives: a local folder or a Hugging Face hub id (``liuhaotian/llava-v1.5-7b``,
+``llava-hf/llava-1.5-7b-hf``), resolved the way transformers resolves it: a local folder first,
+else the hub cache (``HF_HUB_CACHE``), downloading only when the hub is reachable and
+``HF_HUB_OFFLINE`` is not set. ``revision`` pins a hub branch, tag or commit.
+
+Every command that reads a model's config or files asks here, so a hub id works wherever a folder
+does, and a missing id gets one clear error instead of a fall-back to the wrong model class.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name that is neither a local folder nor a resolvable hub id (one clear line)."""
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _not_found(name: str, revision: str | None, err: Exception) -> ModelNotFoundError:
+    at = f" at revision {revision}" if revision else ""
+    if _offline():
+        how = ("the hub is off (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and the Hugging Face cache "
+               f"({_cache_dir()}) has no copy; download it where the hub is reachable "
+               f"(`huggingface-cli download {name}`) and copy the cache here, or pass a local folder")
+    else:
+        how = ("check the spelling, pass a local folder, or log in (`huggingface-cli login`) for a "
+               "gated or private model")
+    return ModelNotFoundError(f"model {name!r}{at}: not a local folder and not found on the hub: {how} "
+                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+
+
+def _cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover - very old huggingface_hub
+        return os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
+
+
+def read_config(name_or_path: str, revision: str | None = None) -> dict:
+    """The model's ``config.json`` as a dict, for a folder or a hub id (any model type, including
+    ``llava_llama``, which transformers' AutoConfig does not know without the ``llava`` package)."""
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        config = local / "config.json"
+        if not config.is_file():
+            raise ModelNotFoundError(f"{name_or_path}: the folder has no config.json; pass a model folder "
+                                     "(the one holding config.json and the weights)")
+        from .json_files import read_json_object
+
+        return read_json_object(config, "model config")
+    import warnings
+
+    from transformers import PretrainedConfig
+
+    try:
+        with warnings.catch_warnings():
+            # transformers 4.37 passes huggingface_hub a deprecated argument; not the user's concern.
+            warnings.simplefilter("ignore", FutureWarning)
+            config, _ = PretrainedConfig.get_config_dict(name_or_path, revision=revision)
+    except (OSError, ValueError) as err:
+        raise _not_found(name_or_path, revision, err) from None
+    return config
+
+
+def model_type(name_or_path: str, revision: str | None = None) -> str:
+    return str(read_config(name_or_path, revision).get("model_type") or "")
+
+
+def local_dir(name_or_path: str, revision: str | None = None) -> Path:
+    """A local folder holding the model's files: the folder itself, or the hub snapshot (from the
+    cache; downloaded only when the hub is reachable and not switched off)."""
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        return local
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=_offline()))
+    except Exception as err:  # huggingface_hub raises several types for "not there"
+        raise _not_found(name_or_path, revision, err) from None
+
+
+# transformers' own LLaVA ports; every other ``llava*`` model_type (llava_llama, llava_mistral,
+# llava_qwen, ...) is the official LLaVA / LLaVA-NeXT code's format, which needs the `llava` package.
+HF_LLAVA_MODEL_TYPES = {"llava": "llava-hf", "llava_next": "llava-next-hf"}
+
+
+def checkpoint_kind(config: dict) -> str:
+    """The one test of what a checkpoint is: ``official-llava`` (LLaVA's own code, model_type
+    ``llava_*``), ``llava-hf`` / ``llava-next-hf`` (transformers' ports) or ``causal-lm``."""
+    kind = str(config.get("model_type") or "")
+    if kind in HF_LLAVA_MODEL_TYPES:
+        return HF_LLAVA_MODEL_TYPES[kind]
+    if kind.startswith("llava"):
+        return "official-llava"
+    return "causal-lm"
