@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from plast_plugin.errors import PlastError  # noqa: E402
 from plast_plugin.eval.parrot_data import ParrotDataError, parrot_filename, parrot_language  # noqa: E402
 from plast_plugin.eval.scoring import CIRCULAR_OFFSET  # noqa: E402
 from plast_plugin.parallel_data import load_parallel_questions  # noqa: E402
@@ -62,7 +63,7 @@ MANIFEST = "mc_set.json"
 PIN_FILE = "parrot_md5.txt"  # the pins alone, for `plast eval --parrot-md5 "$(cat .../parrot_md5.txt)"`
 
 
-class MCSetError(ValueError):
+class MCSetError(PlastError):
     """The set cannot be built honestly; the message names the file and the fix."""
 
 
