@@ -9,7 +9,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ("select", "build_data", "export", "eval")
+COMMANDS = ("select", "build_data", "export", "eval", "export_config")
 
 
 def build_parser() -> argparse.ArgumentParser:
