@@ -124,6 +124,8 @@ class PlastCallback(TrainerCallback):
             raise PlastOptimizerError("PLAST: the Trainer passed no optimizer to check; refusing to train unchecked")
         check_optimizer(model, optimizer, self.report.trainable_names)
         if state.is_world_process_zero:
+            print(f"[plast] checked: the optimizer holds exactly the {len(self.report.trainable_names)} selected "
+                  f"parameters", flush=True)
             self._write_records(Path(args.output_dir), model)
 
     def on_save(self, args, state, control, **kwargs):

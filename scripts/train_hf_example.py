@@ -68,6 +68,10 @@ def load_model_and_processor(name: str, bf16: bool):
     major = int(transformers.__version__.split(".")[0])
     model = getattr(transformers, classes[kind]).from_pretrained(
         name, **({"dtype": dtype} if major >= 5 else {"torch_dtype": dtype}))
+    if getattr(model.config, "hidden_size", None) is None:
+        # The Trainer fills DeepSpeed's "auto" bucket sizes from config.hidden_size, which the LLaVA
+        # configs keep in text_config only ("has neither `hidden_size` nor `hidden_sizes`").
+        model.config.hidden_size = model.config.text_config.hidden_size
     return model, AutoProcessor.from_pretrained(name)
 
 
