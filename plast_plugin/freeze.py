@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 from torch import nn
 
+from .errors import PlastError
 from .model_layout import find_decoder_layers
 
 MODULE_CHOICES = ("layer", "mlp", "attn")
@@ -36,7 +37,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def _check_modules(modules: str) -> str:
     if modules not in MODULE_CHOICES:
-        raise ValueError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
+        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
     return modules
 
 
@@ -47,16 +48,16 @@ def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str 
     wanted = sorted(set(layers))
     out_of_range = [i for i in wanted if not 0 <= i < layout.num_layers]
     if out_of_range:
-        raise ValueError(
+        raise PlastError(
             f"layers {out_of_range} do not exist: the model has {layout.num_layers} decoder layers "
             f"(valid: 0-{layout.num_layers - 1})"
         )
     if not wanted:
-        raise ValueError("no layers selected: refusing to freeze the whole model")
+        raise PlastError("no layers selected: refusing to freeze the whole model")
     prefixes = [layout.parameter_prefix(i) + (f"{submodule}." if submodule else "") for i in wanted]
     names = {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
     if not names:
-        raise ValueError(f"no parameters found under {prefixes}")
+        raise PlastError(f"no parameters found under {prefixes}")
     return names
 
 

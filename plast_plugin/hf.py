@@ -34,6 +34,8 @@ from typing import Union
 
 from transformers import TrainerCallback
 
+from .atomic import write_text_atomic
+from .errors import PlastError
 from .freeze import TrainableReport, freeze_for_plast
 from .llava.integration import TRAINING_RECORD
 from .selection_file import SELECTION_FILENAME, SelectionFile
@@ -43,7 +45,7 @@ logger = logging.getLogger("plast_plugin.hf")
 SelectionLike = Union[SelectionFile, str, os.PathLike]
 
 
-class PlastOptimizerError(RuntimeError):
+class PlastOptimizerError(PlastError):
     """The optimizer does not hold exactly the selected parameters."""
 
 
@@ -92,6 +94,66 @@ def check_optimizer(model, optimizer, expected_names) -> None:
         )
 
 
+def _checkpoint_tensor_names(model) -> list[str] | None:
+    """Every tensor name in the files of the model's base checkpoint (``config._name_or_path``),
+    read from the safetensors headers or index (no weights); None when they cannot be read."""
+    from .export import _weight_files
+    from .model_source import local_dir
+
+    name = getattr(getattr(model, "config", None), "_name_or_path", None)
+    try:
+        files = _weight_files(local_dir(str(name))) if name else []
+    except (OSError, PlastError):
+        return None
+    if not files or any(f.suffix != ".safetensors" for f in files):
+        return None  # pytorch_model.bin: reading the names means loading the weights
+    from safetensors import safe_open
+
+    names = []
+    for file in files:
+        with safe_open(str(file), "pt") as f:
+            names += list(f.keys())
+    return names
+
+
+def checkpoint_names(model, names) -> dict[str, str] | None:
+    """In-memory parameter name -> the same tensor's name in the base checkpoint's files.
+
+    transformers >= 4.52 names llava-hf / LLaVA-NeXT parameters ``model.language_model.layers.N.``
+    in memory but still saves (and ships) them as ``language_model.model.layers.N.``; ``plast
+    export`` works on the files, so the training record's fingerprint is keyed by file names.
+    None when the base files cannot be read or do not hold every tensor."""
+    from .export import ExportError, _layers_path
+    from .model_layout import find_decoder_layers
+
+    file_names = _checkpoint_tensor_names(model)
+    if not file_names:
+        return None
+    try:
+        file_path = _layers_path(file_names, None)
+    except ExportError:
+        return None
+    memory_path = find_decoder_layers(model).path
+    mapping = {n: file_path + n[len(memory_path):] for n in names if n.startswith(memory_path + ".")}
+    present = set(file_names)
+    if len(mapping) != len(list(names)) or not all(v in present for v in mapping.values()):
+        return None
+    return mapping
+
+
+def base_fingerprint(model, names) -> dict | None:
+    """SHA-256 of each trained tensor as loaded (the base's values), keyed by checkpoint file names,
+    the record `plast export --merge-into` checks a base against; None when the names are unknown."""
+    from .llava.integration import base_fingerprint as fingerprint_by_parameter_name
+
+    mapping = checkpoint_names(model, names)
+    if mapping is None:
+        return None
+    fingerprint = fingerprint_by_parameter_name(model, sorted(names))
+    fingerprint["tensors"] = {mapping[n]: value for n, value in fingerprint["tensors"].items()}
+    return fingerprint
+
+
 class PlastCallback(TrainerCallback):
     """Freeze all but the selected layers when the Trainer is built, check the optimizer before the
     first step, and record the selection next to the checkpoints (see the module docstring)."""
@@ -101,11 +163,14 @@ class PlastCallback(TrainerCallback):
         self.source = None if isinstance(selection, SelectionFile) else str(selection)
         self.modules = modules or self.selection.options.get("modules") or "layer"
         self.report: TrainableReport | None = None
+        self.fingerprint: dict | None = None
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
         if model is None:
-            raise RuntimeError("PlastCallback: the Trainer was built without a model")
+            raise PlastError("PlastCallback: the Trainer was built without a model")
         self.report = apply_selection(model, self.selection, self.modules)
+        # Hashed now, before any step (and before a resumed run loads its checkpoint's weights).
+        self.fingerprint = base_fingerprint(model, self.report.trainable_names)
         if state.is_world_process_zero:
             print(f"[plast] training only decoder layers {self.report.layers} ({self.modules})\n"
                   f"{self.report.format_table()}", flush=True)
@@ -155,4 +220,9 @@ class PlastCallback(TrainerCallback):
             "trainable_names": self.report.trainable_names,
             "trainer": "transformers.Trainer + plast_plugin.hf.PlastCallback",
         }
-        (out / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if self.fingerprint is not None:
+            record["base_fingerprint"] = self.fingerprint
+        else:
+            print("[plast] note: the base model's checkpoint files were not readable here, so the record has no "
+                  "base fingerprint; `plast export --merge-into` cannot check the base it merges into", flush=True)
+        write_text_atomic(out / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")

@@ -14,6 +14,8 @@ import math
 import warnings
 from pathlib import Path
 
+from .atomic import check_new_directory, staged_directory
+from .errors import PlastError
 from .model_source import checkpoint_kind, local_dir
 
 __all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
@@ -53,37 +55,44 @@ _LLAMA_KEYS = (
 )
 
 
-class ConversionError(ValueError):
+class ConversionError(PlastError):
     """The checkpoint cannot be converted; the message says why and what to do."""
 
 
+def _read_weights(path: Path) -> dict:
+    """One weights file; a truncated or foreign file is one PlastError naming it, not a traceback."""
+    from .export import _load
+
+    return _load(path)[0]
+
+
 def _load_state_dict(folder: Path) -> dict:
-    import torch
+    from .json_files import read_json_object
 
     files = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).is_file():  # sharded: exactly the files the index names
-            weight_map = json.loads((folder / index).read_text())["weight_map"]
+            weight_map = read_json_object(folder / index, "weights index").get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ConversionError(f"{folder / index}: no 'weight_map' object; the checkpoint is incomplete")
             files = sorted({folder / name for name in weight_map.values()})
             break
     if files and files[0].suffix == ".bin":
         state = {}
         for f in files:
-            state.update(torch.load(str(f), map_location="cpu", weights_only=True))
+            state.update(_read_weights(f))
         return state
     files = files or sorted(folder.glob("model*.safetensors"))
     if files:
-        from safetensors.torch import load_file
-
         state = {}
         for f in files:
-            state.update(load_file(str(f)))
+            state.update(_read_weights(f))
         return state
     files = sorted(folder.glob("pytorch_model*.bin"))
     if files:
         state = {}
         for f in files:
-            state.update(torch.load(str(f), map_location="cpu", weights_only=True))
+            state.update(_read_weights(f))
         return state
     raise ConversionError(f"{folder}: no *.safetensors or pytorch_model*.bin weight files")
 
@@ -99,7 +108,7 @@ def _vision_source(tower: str) -> Path:
     except Exception as exc:
         raise ConversionError(
             f"the vision tower {tower!r} named by the checkpoint is neither a local folder nor "
-            f"downloadable here ({exc}); pass vision_tower=<local CLIP folder>") from exc
+            f"downloadable here ({exc}); pass --vision-tower <local CLIP folder> (vision_tower= in Python)") from exc
 
 
 def _vision_weights(state: dict, tower_dir: Path) -> dict:
@@ -183,7 +192,9 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
         raise ConversionError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
-    cfg = json.loads(cfg_path.read_text())
+    from .json_files import read_json_object
+
+    cfg = read_json_object(cfg_path, "checkpoint config")
     if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:
         raise ConversionError(
             f"{cfg_path}: model_type {cfg.get('model_type')!r} is not an official LLaVA-LLaMA "
@@ -197,10 +208,11 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
             "equivalent; only LLaVA-1.5's 'pad' (or 'square') converts")
     if src.resolve() == out.resolve():
         raise ConversionError(f"{out}: write the llava-hf copy to a different folder than the checkpoint")
+    check_new_directory(out)
     proj_map = _projector_keys(cfg)
     tower_name = vision_tower or cfg.get("mm_vision_tower") or cfg.get("vision_tower")
     if not tower_name:
-        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass vision_tower=<CLIP folder>")
+        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass --vision-tower <CLIP folder> (vision_tower= in Python)")
     tower_dir = _vision_source(str(tower_name))
     vision_config = CLIPVisionConfig.from_pretrained(str(tower_dir))
     select = cfg.get("mm_vision_select_feature", "patch")
@@ -300,29 +312,30 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
             if buf.is_meta:
                 module._buffers[bname] = None
     config.dtype = target_dtype
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), state_dict=new_state, safe_serialization=True)
+    # Built beside out_dir and renamed into place: a failed conversion leaves no half folder.
+    with staged_directory(out, "--out") as stage:
+        model.save_pretrained(str(stage), state_dict=new_state, safe_serialization=True)
 
-    processor = LlavaProcessor(
-        image_processor=_image_processor(tower_dir, vision_config.image_size,
-                                         pad=aspect == "pad"),
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
-        num_additional_image_tokens=1,  # CLIP's CLS token
-        chat_template=LLAVA_V1_CHAT_TEMPLATE,
-    )
-    tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
-    processor.save_pretrained(str(out))
-    GenerationConfig(bos_token_id=text_config.bos_token_id, eos_token_id=text_config.eos_token_id,
-                     pad_token_id=text_config.pad_token_id).save_pretrained(str(out))
-    (out / "plast_conversion.json").write_text(json.dumps({
-        "source": str(src.resolve()),
-        "vision_tower": str(tower_dir),
-        "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
-        else str(tower_dir),
-        "original_vocab_size": old_vocab,
-        "vocab_size": new_vocab,
-        "image_token_index": image_token_index,
-    }, indent=1))
+        processor = LlavaProcessor(
+            image_processor=_image_processor(tower_dir, vision_config.image_size,
+                                             pad=aspect == "pad"),
+            tokenizer=tokenizer,
+            patch_size=patch,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+            num_additional_image_tokens=1,  # CLIP's CLS token
+            chat_template=LLAVA_V1_CHAT_TEMPLATE,
+        )
+        tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
+        processor.save_pretrained(str(stage))
+        GenerationConfig(bos_token_id=text_config.bos_token_id, eos_token_id=text_config.eos_token_id,
+                         pad_token_id=text_config.pad_token_id).save_pretrained(str(stage))
+        (stage / "plast_conversion.json").write_text(json.dumps({
+            "source": str(src.resolve()),
+            "vision_tower": str(tower_dir),
+            "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
+            else str(tower_dir),
+            "original_vocab_size": old_vocab,
+            "vocab_size": new_vocab,
+            "image_token_index": image_token_index,
+        }, indent=1))
     return out

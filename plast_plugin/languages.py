@@ -7,6 +7,8 @@ through `normalize_language` once.
 
 from __future__ import annotations
 
+from .errors import PlastError
+
 LANGUAGES: dict[str, str] = {
     "en": "English", "zh": "Chinese", "pt": "Portuguese", "ar": "Arabic", "tr": "Turkish",
     "ru": "Russian", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
@@ -24,7 +26,7 @@ _ALIASES: dict[str, str] = {
 }
 
 
-class UnknownLanguageError(ValueError):
+class UnknownLanguageError(PlastError):
     pass
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import random
 import re
 
+from .errors import PlastError
 
-class LayerSpecError(ValueError):
+
+class LayerSpecError(PlastError):
     pass
 
 

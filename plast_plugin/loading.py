@@ -4,8 +4,11 @@ or any causal LM."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from .errors import PlastError
 from .model_source import checkpoint_kind, read_config
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
@@ -17,7 +20,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise PlastError(f"--device {device}: no CUDA device is available here; use --device cpu")
     return torch.device(device)
 
 
@@ -25,7 +28,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
+        raise PlastError(f"--dtype {dtype}: use one of auto, {', '.join(sorted(DTYPES))}")
     return DTYPES[dtype]
 
 
@@ -44,6 +47,8 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     checkpoint's own ``model_type``, read through the same resolution transformers uses."""
     from transformers import AutoTokenizer
 
+    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
+        raise PlastError(f"--model {path} does not exist; give a model folder or a Hugging Face hub name")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     config = read_config(path, revision)
@@ -55,7 +60,7 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
         try:
             from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
         except ImportError as err:
-            raise RuntimeError(
+            raise PlastError(
                 f"{path} is an official LLaVA checkpoint (model_type {model_type!r}); loading it needs "
                 f"the `llava` package (the training environment), or convert it with "
                 f"`plast export --to-hf` ({err})"
@@ -80,7 +85,7 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
         import transformers
 
         if not hasattr(transformers, "LlavaNextForConditionalGeneration"):
-            raise RuntimeError(
+            raise PlastError(
                 f"{path} is a LLaVA-NeXT checkpoint (model_type {model_type!r}); transformers "
                 f"{transformers.__version__} has no LlavaNextForConditionalGeneration (added in 4.39): run "
                 f"`plast select` in an environment with a newer transformers (the evaluation env)"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .errors import PlastError
+
 # Path to the decoder layer list, and the families that use it.
 KNOWN_LAYER_PATHS: tuple[tuple[str, str], ...] = (
     ("model.layers", "LLaMA/Qwen2/Gemma3 causal LMs and the official LLaVA LlavaLlamaForCausalLM"),
@@ -22,7 +24,7 @@ KNOWN_LAYER_PATHS: tuple[tuple[str, str], ...] = (
 )
 
 
-class UnsupportedModelError(TypeError):
+class UnsupportedModelError(PlastError, TypeError):
     pass
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .errors import PlastError
+
 RULE_HELP = (
     "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
     "all layers; then the shallow block, see contiguous_shallow); 'msd-above:X' (fixed MSD threshold); 'msd-top:K' (the K layers of largest MSD); "
@@ -35,7 +37,7 @@ class SelectionOptions:
         default="top:0.1",
         metadata={"help": "Which neurons count as activated for a language: 'top:F' (rate above the "
                   "(1-F) quantile of the rates of all languages pooled, per layer: one threshold shared "
-                  "by all languages) or 'rate:T' (activation rate above T)."},
+                  "by all languages; rates tied at the layer's maximum count when the quantile reaches it) or 'rate:T' (activation rate above T)."},
     )
     overlap_denominator: str = field(
         default="pivot",
@@ -62,8 +64,14 @@ class SelectionOptions:
     )
     prompt: str = field(
         default="llava",
-        metadata={"help": "'llava': the LLaVA-1.5 (vicuna_v1) conversation around the question; 'plain': "
+        metadata={"help": "'llava': the LLaVA conversation (--conv-template) around the question; 'plain': "
                   "BOS + question."},
+    )
+    conv_template: str = field(
+        default="v1",
+        metadata={"help": "LLaVA conversation template of prompt='llava', named as in llava.conversation: "
+                  "'v1' (= 'vicuna_v1', \"curious user\"; LLaVA-1.5's --version v1, what training and "
+                  "`plast export --to-hf` use) or 'llava_v1' (\"curious human\")."},
     )
     modules: str = field(
         default="layer",
@@ -84,7 +92,7 @@ class SelectionOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown selection options {unknown}; known: {sorted(known)}")
+            raise PlastError(f"unknown selection options {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     def validate(self) -> "SelectionOptions":
@@ -95,21 +103,25 @@ class SelectionOptions:
             "positions": ("question", "all", "image"),
             "images": ("auto", "on", "off"),
             "prompt": ("llava", "plain"),
+            "conv_template": ("v1", "vicuna_v1", "llava_v1"),
             "modules": ("layer", "mlp", "attn"),
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"option {name}={value!r} is not one of: {', '.join(allowed)}")
+                raise PlastError(f"option {name}={value!r} is not one of: {', '.join(allowed)}")
         kind, _, value = self.activated_set.partition(":")
         try:
             number = float(value)
         except ValueError:
             number = -1.0
         if kind not in ("top", "rate") or not 0.0 < number < 1.0:
-            raise ValueError(f"option activated_set={self.activated_set!r}: use 'top:F' or 'rate:T' with 0 < F, T < 1")
+            raise PlastError(f"option activated_set={self.activated_set!r}: use 'top:F' or 'rate:T' with 0 < F, T < 1")
         if self.batch_size < 1 or self.max_question_tokens < 1:
-            raise ValueError("batch_size and max_question_tokens must be positive")
+            raise PlastError("batch_size and max_question_tokens must be positive")
         if self.positions == "image" and self.images == "off":
-            raise ValueError("positions='image' counts image tokens, but images='off'")
+            raise PlastError("positions='image' counts image tokens, but images='off'")
+        from .selection import check_rule
+
+        check_rule(self.rule, None, self.seed)  # its shape and numbers now; the layer range once a model is known
         return self

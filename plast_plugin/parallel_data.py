@@ -24,12 +24,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import PlastError
 from .languages import UnknownLanguageError, normalize_language
 
 IMAGE_REFERENCE_MAX_CHARS = 64
 
 
-class ParallelDataError(ValueError):
+class ParallelDataError(PlastError):
     pass
 
 
@@ -80,28 +81,62 @@ class ParallelQuestions:
 Row = tuple[str, str, str, str | None, str]  # id, lang, question, image, where (file:line)
 
 
+def _text_field(obj: dict, key: str, where: str) -> str:
+    """A JSONL field that must be text (ids may be JSON numbers): never the string 'None'."""
+    value = obj[key]
+    if key == "id" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        shown = "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
+        raise ParallelDataError(f"{where}: field {key!r} must be a string, got {shown}; fix that line")
+    _check_unicode(value, f"{where}: field {key!r}")
+    return value
+
+
+def _check_unicode(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ParallelDataError(
+            f"{where} holds an invalid character {text[err.start:err.end]!r} at position {err.start} (a lone "
+            f"surrogate, e.g. a JSON escape like \\ud800 without its pair); fix the text"
+        ) from None
+
+
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ParallelDataError(f"{where}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ParallelDataError(f"{where}: not valid JSON ({err.msg})") from None
+            if not isinstance(obj, dict):
+                raise ParallelDataError(
+                    f"{where}: a JSON {type(obj).__name__}, not an object; each line needs "
+                    f'{{"id": ..., "lang": ..., "question": ...}}'
+                )
             missing = [key for key in ("id", "lang", "question") if key not in obj]
-            if not isinstance(obj, dict) or missing:
+            if missing:
                 raise ParallelDataError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
+            qid, lang, question = (_text_field(obj, key, where) for key in ("id", "lang", "question"))
             image = obj.get("image")
+            if image is not None and not isinstance(image, str):
+                raise ParallelDataError(f"{where}: field 'image' must be a path or base64 string, got {type(image).__name__}")
             if image:
                 image_path = Path(image) if os.path.isabs(image) else path.parent / image
                 if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
                     image = str(image_path)
                 elif not _looks_like_base64(image):
                     raise ParallelDataError(f"{where}: image {image!r} not found (looked at {image_path})")
-            rows.append((str(obj["id"]), str(obj["lang"]), str(obj["question"]), image or None, where))
+            rows.append((qid, lang, question, image or None, where))
     return rows
 
 
@@ -141,13 +176,16 @@ def _read_tsv(spec: str) -> list[Row]:
         handle = path.open(encoding="utf-8", newline="")
     except FileNotFoundError:
         raise ParallelDataError(f"data file {path} does not exist") from None
-    with handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        header = reader.fieldnames or []
-        missing = [col for col in ("index", "question") if col not in header]
-        if missing:
-            raise ParallelDataError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
-        table = list(reader)
+    try:
+        with handle:
+            reader = csv.DictReader(handle, delimiter="\t")
+            header = reader.fieldnames or []
+            missing = [col for col in ("index", "question") if col not in header]
+            if missing:
+                raise ParallelDataError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
+            table = list(reader)
+    except UnicodeDecodeError as err:
+        raise ParallelDataError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
     images_by_index = {row["index"]: row.get("image") for row in table}
     for number, row in enumerate(table, start=2):
         image = row.get("image") or None
@@ -155,6 +193,9 @@ def _read_tsv(spec: str) -> list[Row]:
             if image not in images_by_index or not images_by_index[image]:
                 raise ParallelDataError(f"{path}:{number}: image refers to row index {image!r}, which has no image")
             image = images_by_index[image]
+        if row["question"] is None:
+            raise ParallelDataError(f"{path}:{number}: the row has no 'question' cell; fix the TSV")
+        _check_unicode(row["question"], f"{path}:{number}: question")
         rows.append((row["index"], lang_text, row["question"], image, f"{path}:{number}"))
     return rows
 

@@ -3,11 +3,13 @@ family adapters are duck-typed, so this works for LLaVA and plain LMs alike."""
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import PlastError
 from .freeze import trainable_fraction
 from .model_layout import find_decoder_layers
 from .options import SelectionOptions
@@ -36,6 +38,45 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
     return complete and family.supports_images
 
 
+class UndefinedStatisticWarning(UserWarning):
+    """Some layer statistic had nothing to compare (e.g. an empty activated set)."""
+
+
+class QuestionClippedWarning(UserWarning):
+    """Questions were clipped to fit the model's position limit."""
+
+
+def max_positions(model) -> int | None:
+    """The longest sequence the model's positions cover (None when the config does not say)."""
+    config = getattr(model, "config", None)
+    for candidate in (config, getattr(config, "text_config", None)):
+        value = getattr(candidate, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _question_token_budget(model, tokenizer, options: SelectionOptions, image_ids, family) -> tuple[int, int | None]:
+    """(question tokens allowed, the model's position limit): max_question_tokens, lowered so that
+    the whole prompt (system text, image features, suffix) fits the model's positions."""
+    limit = max_positions(model)
+    if limit is None:
+        return options.max_question_tokens, None
+    around = len(encode_prompt(tokenizer, "", prompt=options.prompt, conv_template=options.conv_template,
+                               max_question_tokens=0, image_ids=image_ids, group=0))
+    if image_ids is not None and family.name == "llava":
+        # The official LLaVA's one image id becomes the vision tower's patch features.
+        tower = model.get_vision_tower()
+        around += int(getattr(tower, "num_patches", 0) or 0) - 1
+    budget = limit - around
+    if budget < 1:
+        raise ProbeInputError(
+            f"the prompt around the question ({around} positions with options prompt={options.prompt!r}) "
+            f"already fills the model's {limit} positions; use prompt='plain' or images='off'"
+        )
+    return min(options.max_question_tokens, budget), limit
+
+
 @dataclass
 class ProbeResult:
     counts: ProbeCounts
@@ -54,15 +95,23 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
     half_a, half_b = pivot_halves(questions.pivot)
     groups = [*questions.other_languages, half_a, half_b]
     halves = split_pivot(len(questions.ids), options.seed)
+    question_limit, positions_limit = _question_token_budget(model, tokenizer, options, image_ids, family)
     prompts = []
     for lang in [*questions.other_languages, questions.pivot]:
         for position, qid in enumerate(questions.ids):
             group = groups.index(lang) if lang != questions.pivot else len(groups) - 2 + halves[position]
             prompts.append(encode_prompt(
-                tokenizer, questions.question(qid, lang), prompt=options.prompt,
-                max_question_tokens=options.max_question_tokens, image_ids=image_ids, group=group,
+                tokenizer, questions.question(qid, lang), prompt=options.prompt, conv_template=options.conv_template,
+                max_question_tokens=question_limit, image_ids=image_ids, group=group,
                 image=questions.image(qid) if with_images else None,
             ))
+    if question_limit < options.max_question_tokens:
+        clipped = sum(1 for p in prompts if p.question_tokens > question_limit)
+        if clipped:
+            warnings.warn(
+                f"{clipped} question(s) do not fit the model's {positions_limit} positions together with the "
+                f"prompt around them: clipped to {question_limit} question tokens (max_question_tokens is "
+                f"{options.max_question_tokens})", QuestionClippedWarning, stacklevel=2)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     batches = [pad_batch(chunk, options.positions, pad_id, padding_side)
                for chunk in make_batches(prompts, options.batch_size)]
@@ -85,6 +134,17 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
                              layout.num_layers, seed=options.seed, contiguous_shallow=options.contiguous_shallow)
     trainable = trainable_fraction(model, selected, options.modules)
     data = questions.describe()
+    if stats.undefined:
+        excluded = [layer for layer in stats.undefined if math.isnan(float(stats.msd[layer]))]
+        data["empty_activated_sets"] = {str(layer): groups for layer, groups in stats.undefined.items()}
+        data["undefined_msd_layers"] = excluded
+        if is_statistic_rule(options.rule):
+            warnings.warn(
+                "no activated neuron (empty activated set, overlap undefined) in " + "; ".join(
+                    f"layer {layer} for {', '.join(groups)}" for layer, groups in stats.undefined.items())
+                + (f". MSD ({options.statistic}) is undefined in layer(s) {excluded}: the rule excluded them"
+                   if excluded else f". MSD ({options.statistic}) stays defined there")
+                + " (marked in the selection file)", UndefinedStatisticWarning, stacklevel=2)
     data["images_used"] = with_images
     data["tokens_counted"] = {g: int(t) for g, t in zip(groups, counts.tokens.tolist())}
     return SelectionFile(
@@ -101,17 +161,14 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
 def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plot: bool = True) -> Path:
     """Write `plast_layers.json` (and the plot) into `out_dir`. The plot is rendered first, so a
     failure leaves no selection file behind."""
+    from .atomic import atomic_output_file
     from .plot import plot_selection
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PlastError(f"--out {out_dir} is an existing file; give a folder for {SELECTION_FILENAME} and the plot")
     out_dir.mkdir(parents=True, exist_ok=True)
     if plot:
-        with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".png", delete=False) as tmp:
-            pass
-        try:
-            plot_selection(selection, tmp.name)
-            os.replace(tmp.name, out_dir / PLOT_FILENAME)
-        finally:
-            if os.path.exists(tmp.name):
-                os.unlink(tmp.name)
+        with atomic_output_file(out_dir / PLOT_FILENAME) as tmp:
+            plot_selection(selection, tmp)
     return selection.save(out_dir / SELECTION_FILENAME)

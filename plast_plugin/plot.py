@@ -3,8 +3,10 @@ each language against the pivot-vs-pivot noise floor, and MSD with the selected 
 
 from __future__ import annotations
 
+import math
 import os
 
+from .errors import PlastError
 from .selection_file import SelectionFile
 
 
@@ -16,7 +18,7 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
 
     records = selection.layers
     if not records:
-        raise ValueError("the selection has no per-layer statistics to plot")
+        raise PlastError("the selection has no per-layer statistics to plot")
     layers = [r["layer"] for r in records]
     languages = list(records[0]["overlap"])
     pivot = selection.data.get("pivot", "en")
@@ -36,8 +38,10 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
         f"PLAST layer statistics: {selection.model.name_or_path or selection.model.architecture} "
         f"- selected {selection.selected_layers} (rule {selection.rule}, shaded)"
     )
-    msd = [r["msd"] for r in records]
-    mean_msd = sum(msd) / len(msd)
+    # Undefined MSD (NaN in memory, null in a file) draws no bar and stays out of the mean.
+    msd = [float("nan") if r["msd"] is None else r["msd"] for r in records]
+    defined = [v for v in msd if not math.isnan(v)]
+    mean_msd = sum(defined) / len(defined) if defined else float("nan")
     bars = bottom.bar(layers, msd, color=["#e65100" if i in chosen else "#90a4ae" for i in layers], label="MSD")
     # Above the mean but not chosen (e.g. deep layers outside the shallow block): hatched, so the
     # user sees what the rule left out rather than only what it took.

@@ -1,8 +1,13 @@
 """From parallel questions to model inputs with a per-token "count here" mask.
 
 The probe counts activations only at the positions the options select (the question's text
-tokens by default). Each prompt is tokenized segment by segment, so the mask is exact for
-the ids actually fed. Image tokens are expanded by the model family adapter (`probe_models`).
+tokens by default). Image tokens are expanded by the model family adapter (`probe_models`).
+
+With ``prompt="llava"`` the ids are the ones LLaVA itself feeds for the question
+(``conv_templates[...]`` + ``tokenizer_image_token``): the conversation text is cut at the
+image, each chunk is tokenized whole, and the question's tokens are found inside its chunk as
+the tokens that appear when the question is added to the text before it and stay when the
+text after it is added (so a token merged across a boundary is never counted as question).
 """
 
 from __future__ import annotations
@@ -12,11 +17,42 @@ from dataclasses import dataclass
 
 import torch
 
-# LLaVA-1.5's conversation (vicuna_v1): the system prompt and roles around the question.
-LLAVA_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
+
+@dataclass(frozen=True)
+class ConvTemplate:
+    """A LLaVA ``SeparatorStyle.TWO`` conversation: ``system + sep + ROLE: message + sep ...``."""
+
+    system: str
+    roles: tuple[str, str] = ("USER", "ASSISTANT")
+    sep: str = " "
+
+
+# llava.conversation: conv_vicuna_v1 ("v1", "vicuna_v1"; LLaVA-1.5's --version v1, used by its
+# training and by hf_convert's chat template) and conv_llava_v1 ("llava_v1").
+CONV_TEMPLATES: dict[str, ConvTemplate] = {
+    "v1": ConvTemplate(
+        "A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions."),
+    "llava_v1": ConvTemplate(
+        "A chat between a curious human and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the human's questions."),
+}
+CONV_TEMPLATES["vicuna_v1"] = CONV_TEMPLATES["v1"]
+IMAGE_PLACEHOLDER = "<image>"  # llava.constants.DEFAULT_IMAGE_TOKEN
+
+
+def _conversation_parts(conv_template: str, with_image: bool) -> tuple[str, str, str]:
+    """(text before the question, between image and question, after the question)."""
+    conv = CONV_TEMPLATES[conv_template]
+    user, assistant = conv.roles
+    return f"{conv.system}{conv.sep}{user}: ", "\n" if with_image else "", f"{conv.sep}{assistant}:"
+
+
+def conversation_text(question: str, conv_template: str = "v1", with_image: bool = False) -> str:
+    """The prompt LLaVA builds for one question awaiting the answer (``conv.get_prompt()``)."""
+    head, between, tail = _conversation_parts(conv_template, with_image)
+    return head + (IMAGE_PLACEHOLDER if with_image else "") + between + question + tail
+
 
 # Token kinds in an encoded prompt.
 SYSTEM, IMAGE, QUESTION, SUFFIX = "system", "image", "question", "suffix"
@@ -28,6 +64,7 @@ class EncodedPrompt:
     input_ids: list[int]
     kinds: list[str]  # one per input id
     image: str | None = None
+    question_tokens: int = 0  # of the question before clipping to max_question_tokens
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -37,26 +74,58 @@ def _tokens(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _chunk_with_question(tokenizer, before: str, question: str, after: str) -> list[tuple[str, list[int]]]:
+    """`before + question + after` tokenized whole, split into (kind, ids) around the question."""
+    ids_before = _tokens(tokenizer, before)
+    ids_with_question = _tokens(tokenizer, before + question)
+    ids_all = _tokens(tokenizer, before + question + after)
+    start = _common_prefix(ids_before, ids_with_question)
+    end = max(start, _common_prefix(ids_with_question, ids_all))
+    return [(SYSTEM, ids_all[:start]), (QUESTION, ids_all[start:end]), (SUFFIX, ids_all[end:])]
+
+
 def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens: int,
-                  image_ids: list[int] | None, group: int, image: str | None = None) -> EncodedPrompt:
-    """`image_ids`: the ids that stand for the image in the text (None: no image)."""
+                  image_ids: list[int] | None, group: int, image: str | None = None,
+                  conv_template: str = "v1") -> EncodedPrompt:
+    """`image_ids`: the ids that stand for the image in the text (None: no image).
+
+    A question longer than `max_question_tokens` keeps its first tokens (the rest of the
+    conversation is unchanged)."""
     segments: list[tuple[str, list[int]]] = []
     if tokenizer.bos_token_id is not None:
         segments.append((SYSTEM, [tokenizer.bos_token_id]))
     if prompt == "llava":
-        segments.append((SYSTEM, _tokens(tokenizer, LLAVA_SYSTEM + " USER:")))
-    if image_ids is not None:
-        segments.append((IMAGE, list(image_ids)))
-        segments.append((SYSTEM, _tokens(tokenizer, "\n")))
-    segments.append((QUESTION, _tokens(tokenizer, question)[:max_question_tokens]))
-    if prompt == "llava":
-        segments.append((SUFFIX, _tokens(tokenizer, " ASSISTANT:")))
+        head, between, tail = _conversation_parts(conv_template, with_image=image_ids is not None)
+        if image_ids is None:  # one chunk: system, question, suffix
+            segments += _chunk_with_question(tokenizer, head, question, tail)
+        else:  # LLaVA tokenizes the text before and after the image separately
+            segments.append((SYSTEM, _tokens(tokenizer, head)))
+            segments.append((IMAGE, list(image_ids)))
+            segments += _chunk_with_question(tokenizer, between, question, tail)
+    else:
+        if image_ids is not None:
+            segments.append((IMAGE, list(image_ids)))
+            segments.append((SYSTEM, _tokens(tokenizer, "\n")))
+        segments.append((QUESTION, _tokens(tokenizer, question)))
     ids: list[int] = []
     kinds: list[str] = []
+    question_tokens = 0  # before clipping, so callers can say how many questions were clipped
     for kind, seg in segments:
+        if kind == QUESTION:
+            question_tokens += len(seg)
+            seg = seg[:max_question_tokens]
         ids += seg
         kinds += [kind] * len(seg)
-    return EncodedPrompt(group, ids, kinds, image)
+    return EncodedPrompt(group, ids, kinds, image, question_tokens)
 
 
 def count_flags(kinds: list[str], positions: str) -> list[bool]:

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import PlastError
 from .model_layout import DecoderLayout, model_architecture
 from .parallel_data import load_image
 from .probe_inputs import PaddedBatch
@@ -22,8 +23,38 @@ LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
 
 
-class ProbeInputError(ValueError):
+class ProbeInputError(PlastError):
     pass
+
+
+def expand2square(image, background: tuple[int, ...]):
+    """LLaVA-1.5's padding to a square (``llava.mm_utils.expand2square``): the image centred on
+    a canvas of the background colour, nothing cropped."""
+    from PIL import Image
+
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def llava_pixel_values(images: list, image_processor, image_aspect_ratio: str | None) -> torch.Tensor:
+    """Pixel values as LLaVA's ``process_images`` makes them for the model's
+    ``image_aspect_ratio``: ``pad`` (LLaVA-1.5) pads each image to a square with the processor's
+    mean colour before the CLIP processor (whose centre crop then removes nothing); otherwise
+    the processor alone (resize + centre crop)."""
+    if image_aspect_ratio == "pad":
+        background = tuple(int(x * 255) for x in image_processor.image_mean)
+        return torch.stack([image_processor.preprocess(expand2square(img, background), return_tensors="pt")
+                            ["pixel_values"][0] for img in images])
+    if image_aspect_ratio not in (None, "", "square"):
+        raise ProbeInputError(
+            f"image_aspect_ratio {image_aspect_ratio!r} (e.g. LLaVA-NeXT's anyres) is not supported by the "
+            "probe; use images='off'")
+    return image_processor.preprocess(images, return_tensors="pt")["pixel_values"]
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -77,7 +108,7 @@ class LlavaOfficialFamily(TextFamily):
         if any(image is None for image in batch.images):
             raise ProbeInputError("a batch mixes questions with and without images")
         images = [load_image(ref) for ref in batch.images]
-        pixels = self.image_processor.preprocess(images, return_tensors="pt")["pixel_values"]
+        pixels = llava_pixel_values(images, self.image_processor, getattr(self.model.config, "image_aspect_ratio", None))
         # The text positions to count ride through LLaVA's expansion as labels (1 = count,
         # 0 = do not); image features and padding come back as IGNORE_INDEX.
         is_image = batch.input_ids == LLAVA_IMAGE_TOKEN_INDEX

@@ -4,13 +4,14 @@ and plots. Versioned; loading it for a model of another shape is an error."""
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import PlastError
 from .model_layout import find_decoder_layers, model_architecture
 
 SCHEMA = "plast-layers/1"
@@ -18,11 +19,11 @@ SELECTION_FILENAME = "plast_layers.json"
 PLOT_FILENAME = "plast_layers.png"
 
 
-class SelectionMismatchError(ValueError):
+class SelectionMismatchError(PlastError):
     pass
 
 
-class SelectionFileError(ValueError):
+class SelectionFileError(PlastError):
     pass
 
 
@@ -65,47 +66,80 @@ class SelectionFile:
         return {key: out[key] for key in order}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically: a reader never sees a half-written file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-            tmp.write(text)
-        os.replace(tmp.name, path)
-        return path
+        """Write atomically (a reader never sees a half-written file), with the user's umask.
+        Undefined statistics (NaN) are written as null: JSON has no NaN."""
+        from .atomic import write_text_atomic
+
+        text = json.dumps(_nan_to_none(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return write_text_atomic(path, text)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SelectionFile":
+        """Load and validate strictly: types, ranges and duplicates, each error naming the field."""
+        from .json_files import read_json
+
         path = Path(path)
         if path.is_dir():
             path = path / SELECTION_FILENAME
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SelectionFileError(f"selection file {path} does not exist; create it with `plast select`") from None
-        except json.JSONDecodeError as err:
-            raise SelectionFileError(f"selection file {path} is not valid JSON: {err}") from None
+            raw = read_json(path, "selection file", "create it with `plast select`")
+        except PlastError as err:
+            raise SelectionFileError(str(err)) from None
         if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
             found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
             raise SelectionFileError(
                 f"{path} is not a PLAST selection file of schema {SCHEMA!r} (found {found!r})"
             )
-        try:
-            model = ModelIdentity(**raw["model"])
-            layers = [int(i) for i in raw["selected_layers"]]
-            selection = cls(
-                selected_layers=layers, model=model, rule=raw["rule"], options=raw.get("options", {}),
-                data=raw.get("data", {}), layers=raw.get("layers", []), trainable=raw.get("trainable", {}),
-                schema=raw["schema"], created_by=raw.get("created_by", "unknown"),
+
+        def bad(field_name: str, problem: str) -> SelectionFileError:
+            return SelectionFileError(
+                f"selection file {path} is malformed: field {field_name!r} {problem}; fix the file or write it "
+                f"again with `plast select`"
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise SelectionFileError(f"selection file {path} is malformed: {err!r}") from None
-        bad = [i for i in layers if not 0 <= i < model.num_layers]
-        if not layers or bad:
-            raise SelectionFileError(
-                f"selection file {path} selects {layers}, not a non-empty subset of 0-{model.num_layers - 1}"
-            )
-        return selection
+
+        model_raw = raw.get("model")
+        if not isinstance(model_raw, dict):
+            raise bad("model", f"must be an object, got {_shown(model_raw)}")
+        known = {f.name for f in fields(ModelIdentity)}
+        unknown = sorted(set(model_raw) - known)
+        if unknown:
+            raise bad("model", f"has unknown key(s) {unknown}")
+        if not isinstance(model_raw.get("architecture"), str):
+            raise bad("model.architecture", f"must be a string, got {_shown(model_raw.get('architecture'))}")
+        for key in ("num_layers", "ffn_width", "hidden_size"):
+            if not _is_int(model_raw.get(key)) or model_raw[key] < 1:
+                raise bad(f"model.{key}", f"must be a positive integer, got {_shown(model_raw.get(key))}")
+        if model_raw.get("name_or_path") is not None and not isinstance(model_raw["name_or_path"], str):
+            raise bad("model.name_or_path", f"must be a string or null, got {_shown(model_raw['name_or_path'])}")
+        model = ModelIdentity(**model_raw)
+
+        layers = raw.get("selected_layers")
+        if not isinstance(layers, list) or not layers or not all(_is_int(i) for i in layers):
+            raise bad("selected_layers", f"must be a non-empty list of integer layer indices, got {_shown(layers)}")
+        out_of_range = [i for i in layers if not 0 <= i < model.num_layers]
+        if out_of_range:
+            raise bad("selected_layers", f"selects {layers}, not a non-empty subset of 0-{model.num_layers - 1} "
+                      f"(layer(s) {out_of_range} do not exist; model.num_layers is {model.num_layers})")
+        duplicates = sorted({i for i in layers if layers.count(i) > 1})
+        if duplicates:
+            raise bad("selected_layers", f"lists layer(s) {duplicates} more than once")
+        if not isinstance(raw.get("rule"), str):
+            raise bad("rule", f"must be a string, got {_shown(raw.get('rule'))}")
+        for key in ("options", "data", "trainable"):
+            if not isinstance(raw.get(key, {}), dict):
+                raise bad(key, f"must be an object, got {_shown(raw.get(key))}")
+        modules = raw.get("options", {}).get("modules", "layer")
+        if modules not in ("layer", "mlp", "attn"):
+            raise bad("options.modules", f"must be 'layer', 'mlp' or 'attn', got {_shown(modules)}")
+        records = raw.get("layers", [])
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise bad("layers", "must be a list of per-layer objects")
+        created_by = raw.get("created_by", "unknown")
+        return cls(
+            selected_layers=sorted(layers), model=model, rule=raw["rule"], options=raw.get("options", {}),
+            data=raw.get("data", {}), layers=records, trainable=raw.get("trainable", {}),
+            schema=raw["schema"], created_by=created_by if isinstance(created_by, str) else str(created_by),
+        )
 
     def check_model(self, model_or_identity) -> None:
         """Raise if the file was made for a model of another shape."""
@@ -118,6 +152,24 @@ class SelectionFile:
                 f"{other.num_layers} layers, FFN width {other.ffn_width}, hidden size {other.hidden_size}. "
                 f"Run `plast select` on this model."
             )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no layer index
+
+
+def _shown(value) -> str:
+    return f"{value!r} ({type(value).__name__})" if value is not None else "nothing (null or missing)"
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 def load_selected_layers(path: str | os.PathLike, model) -> list[int]:

@@ -8,10 +8,12 @@ language differ, which a language-specific difference has to exceed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 
+from .errors import PlastError
 from .options import SelectionOptions
 
 HALF_A, HALF_B = "#a", "#b"
@@ -32,6 +34,8 @@ class LayerStatistics:
     noise_overlap: torch.Tensor  # [layers] pivot half a vs half b
     noise_msd: torch.Tensor  # [layers]
     thresholds: torch.Tensor  # [layers] activation-rate threshold of the activated sets
+    # layer -> groups whose activated set is empty there: overlaps with them are undefined (NaN)
+    undefined: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def num_layers(self) -> int:
@@ -50,13 +54,16 @@ class LayerStatistics:
                 "activated_neurons": {g: int(v[layer]) for g, v in self.activated_count.items()},
                 "mean_activation_rate": {g: float(v[layer]) for g, v in self.activation_rate.items()},
             })
+            if layer in self.undefined:
+                records[-1]["empty_activated_sets"] = list(self.undefined[layer])
+                records[-1]["msd_defined"] = not math.isnan(records[-1]["msd"])
         return records
 
 
 def activation_rates(counts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """[groups, layers, neurons] counts / [groups] tokens -> rates in [0, 1] (float64)."""
     if (tokens <= 0).any():
-        raise ValueError("a group has no counted tokens: every language needs at least one question token")
+        raise PlastError("a group has no counted tokens: every language needs at least one question token")
     return counts.double() / tokens.double().view(-1, 1, 1)
 
 
@@ -80,7 +87,10 @@ def _overlap(a: torch.Tensor, b: torch.Tensor, denominator: str) -> torch.Tensor
         base = a.sum(-1).double()
     else:
         base = (a | b).sum(-1).double()
-    return torch.where(base > 0, inter / base.clamp(min=1), torch.zeros_like(inter))
+    # An empty activated set on either side leaves nothing to compare: the overlap is undefined
+    # (NaN), not 0, which would read as "completely different" and top the MSD ranking.
+    empty = (a.sum(-1) == 0) | (b.sum(-1) == 0)
+    return torch.where(empty, torch.full_like(inter, float("nan")), inter / base.clamp(min=1))
 
 
 def _msd(x: dict[str, torch.Tensor], languages: list[str], reference: str, pivot_key: str) -> torch.Tensor:
@@ -117,6 +127,14 @@ def compute_statistics(
     pooled = torch.stack([rate[g] for g in [*languages, pivot]])
     thresholds = _thresholds(pooled, options.activated_set)
     active = {g: r > thresholds.view(-1, 1) for g, r in rate.items()}
+    if options.activated_set.startswith("top:"):
+        # Ties at the top: when more than F of the pooled rates share the layer's maximum, the
+        # quantile equals that maximum and "rate > threshold" would leave every set empty
+        # (small probes, neurons active on every token). The top F then holds those tied
+        # neurons. A layer that never activates (maximum 0) stays empty.
+        tied_top = (thresholds >= pooled.amax(dim=(0, 2))) & (thresholds > 0)
+        if bool(tied_top.any()):
+            active = {g: a | (tied_top.view(-1, 1) & (rate[g] >= thresholds.view(-1, 1))) for g, a in active.items()}
 
     overlap = {lang: _overlap(active[lang], active[pivot], options.overlap_denominator) for lang in languages}
     noise_overlap = _overlap(active[half_a], active[half_b], options.overlap_denominator)
@@ -134,6 +152,11 @@ def compute_statistics(
     msd = _msd(stat, languages, options.msd_reference, pivot)
     noise_msd = _msd(stat, [half_a], "pivot", half_b)
 
+    undefined: dict[int, list[str]] = {}
+    for g in [*languages, pivot, half_a, half_b]:
+        for layer in torch.nonzero(active[g].sum(-1) == 0).view(-1).tolist():
+            undefined.setdefault(layer, []).append(g)
+
     return LayerStatistics(
         languages=languages,
         pivot=pivot,
@@ -144,4 +167,5 @@ def compute_statistics(
         noise_overlap=noise_overlap,
         noise_msd=noise_msd,
         thresholds=thresholds,
+        undefined=dict(sorted(undefined.items())),
     )

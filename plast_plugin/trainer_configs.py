@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .errors import PlastError
 from .freeze import _SUBMODULE_OF_CHOICE, plast_parameter_names
 from .model_layout import find_decoder_layers, model_architecture
 from .selection_file import SelectionFile
@@ -37,7 +38,7 @@ _LLAMAFACTORY_MODULES = {"layer": "all", "mlp": "mlp", "attn": "self_attn"}
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
-class ExportConfigError(ValueError):
+class ExportConfigError(PlastError):
     """A selection that the requested tool cannot express (or a model it cannot name)."""
 
 

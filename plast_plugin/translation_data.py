@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import PlastError
 from .languages import language_name
 from .parallel_data import ParallelQuestions
 
@@ -32,10 +33,20 @@ def check_template(template: str) -> str:
     """The template must contain {question}; only the documented placeholders are allowed."""
     import string
 
-    names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:  # e.g. "expected '}' before end of string"
+        raise PlastError(f"--template {template!r} is not a valid template ({err}); write literal braces "
+                         f"as {{{{ and }}}}") from None
     unknown = sorted(names - set(TEMPLATE_FIELDS))
+    if not unknown:
+        try:
+            template.format(**{name: "x" for name in TEMPLATE_FIELDS})
+        except (ValueError, IndexError, KeyError) as err:  # a bad conversion or format spec
+            raise PlastError(f"--template {template!r} cannot be filled in ({err}); use plain "
+                             f"placeholders such as {{question}}") from None
     if unknown or "question" not in names:
-        raise ValueError(
+        raise PlastError(
             f"template {template!r}: placeholders must be among {{{'}, {'.join(TEMPLATE_FIELDS)}}} "
             f"and include {{question}}" + (f"; unknown: {unknown}" if unknown else "")
         )
@@ -47,48 +58,77 @@ class TranslationData:
     records: list[dict]
     counts: dict[str, int]  # per source language
     with_images: int = 0
-    image_files: list[str] = field(default_factory=list)
+    image_files: list[str] = field(default_factory=list)  # inline images, written by save()
+    inline_images: dict[str, str] = field(default_factory=dict, repr=False)  # file path -> base64 reference
 
     def save(self, path) -> Path:
+        """Write the inline images, then the JSON, each file atomically; if anything fails, the
+        images this call created are removed and an existing JSON is left as it was."""
+        from .atomic import atomic_output_file, write_text_atomic
+        from .parallel_data import load_image
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        if path.is_dir():
+            raise PlastError(f"--out {path} is a folder; give the path of the .json file to write")
+        text = json.dumps(self.records, ensure_ascii=False, indent=1) + "\n"
+        text.encode("utf-8")  # fails here, before any file is touched, on invalid text
+        created: list[Path] = []
+        try:
+            for target, reference in self.inline_images.items():
+                target = Path(target)
+                if not target.exists():
+                    created.append(target)
+                with atomic_output_file(target) as tmp:
+                    load_image(reference).save(tmp, format="PNG")
+            write_text_atomic(path, text)
+        except BaseException:
+            for target in created:
+                target.unlink(missing_ok=True)
+            raise
         return path
 
 
-def _image_file(reference: str, image_dir: Path | None, qid: str, written: dict) -> str:
-    """A path LLaVA can open. Files stay (absolute); base64 images are written once to image_dir.
-    Files and base64 are told apart as the loader does (`load_image`), so both read an image the same way."""
-    from .parallel_data import load_image
+def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict, checked: set) -> str:
+    """The path LLaVA will open. Files stay (absolute); base64 images get a file in image_dir,
+    written by ``TranslationData.save``. Every image is decoded here, so nothing unreadable (a
+    text file, ``../../etc/passwd``) reaches the training data."""
+    from .parallel_data import ParallelDataError, load_image
 
+    if reference not in checked:
+        try:
+            load_image(reference)  # decodes, or names the image it cannot decode
+        except ParallelDataError as err:
+            raise ParallelDataError(f"question {qid!r}: {err}; only readable images can be trained on") from None
+        checked.add(reference)
     if os.path.isfile(reference):
         return str(Path(reference).resolve())
-    if reference in written:
-        return written[reference]
+    for target, known in planned.items():
+        if known == reference:
+            return target
     if image_dir is None:
-        raise ValueError("the data has inline (base64) images: pass an image directory to write them to")
-    image = load_image(reference)  # decodes, or names the image it cannot decode
-    image_dir.mkdir(parents=True, exist_ok=True)
+        raise PlastError("the data has inline (base64) images: pass an image directory to write them to")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)[:40]
     name = f"{safe}-{hashlib.sha256(reference.encode()).hexdigest()[:10]}.png"
-    image.save(image_dir / name)
-    written[reference] = str((image_dir / name).resolve())
-    return written[reference]
+    target = str((image_dir / name).resolve())
+    planned[target] = reference
+    return target
 
 
 def build_translation_data(questions: ParallelQuestions, *, template: str = DEFAULT_TEMPLATE,
                            images: str = "auto", image_dir=None, progress: bool = False) -> TranslationData:
     """Conversations for every (question, non-pivot language). ``images``: 'auto' (use them when the
-    data has them), 'on' (require them), 'off' (text only)."""
+    data has them), 'on' (require them), 'off' (text only). Writes nothing: ``save`` does."""
     check_template(template)
     if images not in ("auto", "on", "off"):
-        raise ValueError(f"images={images!r}: use auto, on or off")
+        raise PlastError(f"images={images!r}: use auto, on or off")
     if images == "on" and len(questions.images) < len(questions.ids):
-        raise ValueError(f"images='on' but only {len(questions.images)} of {len(questions.ids)} questions have one")
+        raise PlastError(f"images='on' but only {len(questions.images)} of {len(questions.ids)} questions have one")
     use_images = images != "off"
     image_dir = Path(image_dir) if image_dir else None
+    if image_dir is not None and image_dir.exists() and not image_dir.is_dir():
+        raise PlastError(f"image directory {image_dir} is an existing file; give a folder")
     target = language_name(questions.pivot)
-    records, counts, written = [], Counter(), {}
+    records, counts, planned, checked = [], Counter(), {}, set()
     items = [(qid, lang) for qid in questions.ids for lang in questions.other_languages]
     if progress:
         from tqdm import tqdm
@@ -101,7 +141,7 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
         record = {"id": f"{qid}-{lang}"}
         reference = questions.image(qid) if use_images else None
         if reference:
-            record["image"] = _image_file(reference, image_dir, qid, written)
+            record["image"] = _image_file(reference, image_dir, qid, planned, checked)
             prompt = f"{IMAGE_TOKEN}\n{prompt}"
             with_images += 1
         record["conversations"] = [
@@ -111,4 +151,4 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
         records.append(record)
         counts[lang] += 1
     return TranslationData(records, {lang: counts[lang] for lang in questions.other_languages}, with_images,
-                           sorted(set(written.values())))
+                           sorted(planned), dict(planned))

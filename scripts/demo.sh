@@ -71,7 +71,7 @@ print(f"chosen layers ({s['rule']}, statistic={s['options']['statistic']}): {s['
 PY
 
 step "4-8/8 LLaVA from SmolLM2, build-data, train only the selected layers, held-out loss"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_DISABLED=true TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_DISABLED=true
 "$(env_python train)" scripts/demo_train.py --selection "$SELECT_OUT/plast_layers.json" --out "$OUT" \
     --steps "${DEMO_STEPS:-300}"
 step "demo finished in $(( SECONDS - START ))s"

@@ -28,7 +28,8 @@ IMAGE_FOLDER="${IMAGE_FOLDER:-./playground/data}"
 PROBE_DATA="${PROBE_DATA:-./playground/data/plast_probe.jsonl}"
 LANGUAGES="${LANGUAGES:-zh,pt,ar,tr,ru}"
 PLAST_LAYERS="${PLAST_LAYERS:-auto}"
-PLAST_MODULES="${PLAST_MODULES:-layer}"
+# Unset: the selection file's modules (PLAST_LAYERS=file), else 'layer'. Set (layer/mlp/attn): overrides.
+PLAST_MODULES="${PLAST_MODULES:-}"
 OUT="${OUT:-./checkpoints/llava-v1.5-$SIZE-plast}"
 ZERO="${ZERO:-$HERE/$DEFAULT_ZERO.json}"
 EPOCHS="${EPOCHS:-1}"
@@ -47,6 +48,10 @@ LAUNCHER="${LAUNCHER:-deepspeed}"
 REPORT_TO="${REPORT_TO:-none}"
 
 PROBE_ARGS=()
+MODULE_ARGS=()
+if [[ -n "$PLAST_MODULES" ]]; then
+  MODULE_ARGS=(--plast_modules "$PLAST_MODULES")
+fi
 if [[ "$PLAST_LAYERS" == "auto" ]]; then
   PROBE_ARGS=(--plast_probe_data "$PROBE_DATA" --plast_languages "$LANGUAGES")
 fi
@@ -86,6 +91,6 @@ exec $LAUNCHER "$TRAIN_MEM" \
     --lazy_preprocess True \
     --report_to "$REPORT_TO" \
     --plast_layers "$PLAST_LAYERS" \
-    --plast_modules "$PLAST_MODULES" \
+    "${MODULE_ARGS[@]}" \
     "${PROBE_ARGS[@]}" \
     "$@"

@@ -14,7 +14,7 @@ ensure_env eval || exit 1
 
 # Offline by design: tests build tiny models locally and must never reach a hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_DISABLED=true \
-       TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+       TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
 reports="$(mktemp -d)"
 status=0
 for suite in "train:tests/core tests/train" "eval:tests/core tests/eval"; do

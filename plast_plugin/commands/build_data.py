@@ -35,14 +35,18 @@ help=DATA_HELP)
 
 
 def run(args) -> int:
+    from ..errors import PlastError
     from ..languages import parse_language_list
     from ..parallel_data import load_parallel_questions
-    from ..translation_data import build_translation_data
+    from ..translation_data import build_translation_data, check_template
 
+    out = Path(args.out)
+    if out.is_dir():  # checked before any work, not after
+        raise PlastError(f"--out {out} is a folder; give the path of the .json file to write")
+    check_template(args.template)
     languages = parse_language_list(args.languages) if args.languages else None
     questions = load_parallel_questions(args.data, languages=languages, pivot=args.pivot,
                                         max_samples=args.max_samples)
-    out = Path(args.out)
     image_dir = Path(args.image_dir) if args.image_dir else out.with_name(out.stem + "_images")
     data = build_translation_data(questions, template=args.template, images=args.images,
                                   image_dir=image_dir, progress=not args.quiet)

@@ -6,10 +6,19 @@ CLI exits 0 even when an evaluation failed. This command adds the plugin's ``eva
 folder, sets ``PLAST_PARROT_DIR`` when ``--parrot-dir`` is given, runs ``python -m lmms_eval``
 in the current interpreter (the eval env), and then reads the results file: it prints the
 scores and returns 1 when lmms-eval produced none.
+
+Settings reach the tasks as environment variables (a task YAML cannot take run-time options):
+``--protocol`` -> ``PLAST_EVAL_PROTOCOL``, ``--parrot-dir`` -> ``PLAST_PARROT_DIR``,
+``--parrot-md5`` -> ``PLAST_PARROT_MD5``, ``--parrot-revision`` -> ``PLAST_PARROT_REVISION``.
+
+``--baseline CKPT`` makes the comparison like-for-like: the official LLaVA checkpoint is
+converted by the same converter (``plast export --to-hf``) as the tuned model, both are
+evaluated by the same tasks under the same protocol, and ``plast compare`` runs on the two.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -18,7 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import PlastError
+
 BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
+SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
 
 
 def add_parser(subparsers) -> None:
@@ -39,6 +51,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--parrot-dir", default=None,
                         help="local folder with Parrot's TSVs (sets PLAST_PARROT_DIR; default: that "
                         "variable, else download from the HF dataset AIDC-AI/Parrot-dataset)")
+    parser.add_argument("--protocol", choices=("vlmevalkit", "parrot"), default=None,
+                        help="prompt protocol: 'vlmevalkit' (default; VLMEvalKit's LLaVA prompt, English "
+                        "instruction except a Chinese one for CJK prompts, as behind the published "
+                        "LLaVA-1.5 rows) or 'parrot' (Parrot's per-language instruction); sets "
+                        "PLAST_EVAL_PROTOCOL (default: that variable, else vlmevalkit)")
+    parser.add_argument("--parrot-md5", default=None, metavar="SPEC",
+                        help="accept data other than the published files: '<task>=<md5>,...' pins other "
+                        "files, 'any' checks nothing (recorded either way); sets PLAST_PARROT_MD5")
+    parser.add_argument("--parrot-revision", default=None,
+                        help="revision of AIDC-AI/Parrot-dataset to download (sets PLAST_PARROT_REVISION)")
+    parser.add_argument("--baseline", default=None, metavar="CKPT",
+                        help="also evaluate this official LLaVA checkpoint (folder or hub id, e.g. "
+                        "liuhaotian/llava-v1.5-7b), converted with the same converter as the model, and "
+                        "compare: OUTPUT/baseline, OUTPUT/model, OUTPUT/compare")
     parser.add_argument("--output", default=None, help="lmms-eval --output_path (default: runs/eval/<time>)")
     parser.add_argument("--model", default="llava_hf", help="lmms-eval model name (default: llava_hf)")
     parser.add_argument("--model-args", default="",
@@ -59,15 +85,18 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
     unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
     if unknown or not benches:
-        raise ValueError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
+        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
     langs = []
     for item in languages.split(","):
         if item.strip():
-            code = parrot_language(item)
+            try:
+                code = parrot_language(item)
+            except ValueError as err:  # ParrotDataError: an unknown --languages entry
+                raise PlastError(f"--languages: {err}") from None
             if code not in langs:
                 langs.append(code)
     if not langs:
-        raise ValueError("no languages given")
+        raise PlastError("no languages given")
     if set(langs) == set(PARROT_LANGUAGES):
         return benches
     return [f"{b}_{lang}" for b in benches for lang in langs]
@@ -84,12 +113,13 @@ def _device(requested: str | None) -> str:
         return "cpu"
 
 
-def build_command(args, output: Path) -> list[str]:
+def build_command(args, output: Path, pretrained: str | None = None) -> list[str]:
     from plast_plugin.eval import tasks_dir
 
+    pretrained = pretrained if pretrained is not None else args.pretrained
     model_args = []
-    if args.pretrained:
-        model_args.append(f"pretrained={args.pretrained}")
+    if pretrained:
+        model_args.append(f"pretrained={pretrained}")
     if args.model == "llava_hf":
         device = _device(args.device)
         model_args += [f"device_map={device}", f"device={device}"]
@@ -113,7 +143,7 @@ def _check_model(pretrained: str | None) -> None:
 
     config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
     if checkpoint_kind(config) == "official-llava":
-        raise ValueError(
+        raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
 
@@ -125,32 +155,120 @@ def summarize_results(output: Path, since: float) -> dict | None:
     return json.loads(max(files, key=lambda f: f.stat().st_mtime).read_text())
 
 
-def run(args) -> int:
-    _check_model(args.pretrained)
-    output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
-    cmd = build_command(args, output)
+JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
+
+
+def _task_env(args) -> dict:
+    from plast_plugin.eval.prompts import PROTOCOL_ENV, resolve_protocol
+
     env = dict(os.environ)
     if args.parrot_dir:
         env["PLAST_PARROT_DIR"] = str(Path(args.parrot_dir).resolve())
+    env[PROTOCOL_ENV] = resolve_protocol(args.protocol)  # checks a bad PLAST_EVAL_PROTOCOL up front
+    if args.parrot_md5 is not None:
+        env["PLAST_PARROT_MD5"] = args.parrot_md5
+    if args.parrot_revision is not None:
+        env["PLAST_PARROT_REVISION"] = args.parrot_revision
+    return env
+
+
+def _check_data(args, env: dict) -> None:
+    """Refuse unpinned data before lmms-eval starts (it would retry each task five times and
+    then report only the exception's type)."""
+    from plast_plugin.eval.parrot_data import check_identity, parrot_language, resolve_parrot_file
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        for bench in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
+            for lang in dict.fromkeys(parrot_language(x) for x in args.languages.split(",") if x.strip()):
+                check_identity(resolve_parrot_file(bench, lang), bench, lang)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> int:
+    """One lmms-eval run; prints the scores; 1 when lmms-eval wrote none."""
+    cmd = build_command(args, output, pretrained)
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
-    try:
-        import lmms_eval  # noqa: F401
-    except ImportError:
-        raise RuntimeError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
+    failure_log = output / JUDGE_FAILURE_LOG
+    if judge is not None:
+        env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
+    if failure_log.exists():
+        failure_log.unlink()  # count this run's failures only
     proc = subprocess.run(cmd, env=env)
+    failures = len(failure_log.read_text(encoding="utf-8").splitlines()) if failure_log.exists() else 0
+    if failures:
+        print(f"plast eval: warning: the LLM judge failed on {failures} answer(s), which count as unmatched "
+              f"(wrong); reasons in {failure_log}", file=sys.stderr)
     data = summarize_results(output, started)
     if data is None:
         print(f"plast eval: lmms-eval wrote no results under {output} (exit code {proc.returncode}); "
               "see its log above", file=sys.stderr)
         return 1
-    print(f"\nscores (0-1) in {output}:")
+    print(f"\nscores (0-1) in {output}, protocol {env['PLAST_EVAL_PROTOCOL']} "
+          "(*_exact: VLMEvalKit's exact matcher instead of the multilingual extractor):")
     for name, metrics in sorted(data.get("results", {}).items()):
         shown = {k.split(",")[0]: v for k, v in metrics.items()
-                 if k.split(",")[0] in ("acc", "circular_acc") and isinstance(v, (int, float))}
+                 if k.split(",")[0] in SHOWN_METRICS and isinstance(v, (int, float))}
         print(f"  {name:16s} " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
-    print(f"per-category breakdown: {output}/submissions/<task>_scores.json")
+    for path in sorted(output.rglob("*_scores.json")):
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        kind = scores.get("circular_acc_kind")
+        if kind:
+            print(f"  warning: {scores.get('task')}: circular_acc is {kind}")
+        for warning in scores.get("data", {}).get("warnings", []):
+            print(f"  warning: {scores.get('task')}: {warning}")
+    print(f"per-category breakdown, data md5 and warnings: {output}/submissions/<task>_scores.json")
+    if judge is not None:
+        print(f"LLM judge failures: {failures}" + (f" (answers scored as unmatched; see {failure_log})" if failures else ""))
     return 0
+
+
+def run(args) -> int:
+    from plast_plugin.eval.judge import JudgeConfig
+
+    if args.baseline and not args.pretrained:
+        raise PlastError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
+    _check_model(args.pretrained)
+    judge = JudgeConfig.from_env()  # a bad or unsafe PLAST_JUDGE_* setting stops here, not mid-run
+    output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
+    if output.exists() and not output.is_dir():
+        raise PlastError(f"--output {output} is an existing file; give a folder")
+    env = _task_env(args)
+    if not args.dry_run:
+        try:
+            import lmms_eval  # noqa: F401
+        except ImportError:
+            raise PlastError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
+    task_list(args.benchmarks, args.languages)  # checks the names
+    if not args.dry_run:
+        _check_data(args, env)
+    if not args.baseline:
+        return _evaluate(args, args.pretrained, output, env, judge)
+    from plast_plugin.eval.baseline import prepare_baseline
+
+    # a second run into the same folders would leave two sample logs per task, which plast
+    # compare refuses: say so before hours of evaluation, not after
+    used = [str(p) for name in ("baseline", "model") for p in (output / name).glob("**/*_samples_*.jsonl")]
+    used += [str(p) for p in [output / "compare" / "compare.json"] if p.exists()]
+    if used:
+        raise PlastError(f"--output {output} already holds a comparison run ({used[0]}"
+                         f"{' ...' if len(used) > 1 else ''}); choose a new --output")
+    baseline_hf = prepare_baseline(args.baseline, output / "baseline-hf", model=args.pretrained,
+                                   dry_run=args.dry_run)
+    for name, pretrained in (("baseline", str(baseline_hf)), ("model", args.pretrained)):
+        if _evaluate(args, pretrained, output / name, env, judge):
+            return 1
+    if args.dry_run:
+        return 0
+    from plast_plugin.commands import compare
+
+    return compare.run(argparse.Namespace(run_a=str(output / "baseline"), run_b=str(output / "model"),
+                                          out=str(output / "compare"), scorer="extractor",
+                                          resamples=compare.DEFAULT_RESAMPLES, seed=compare.DEFAULT_SEED))

@@ -43,7 +43,9 @@ def run(args) -> int:
     from ..trainer_configs import build_target_model, export_config
 
     if args.approximate and args.tool != "llamafactory":
-        raise ValueError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
+        from ..errors import PlastError
+
+        raise PlastError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
     selection = SelectionFile.load(args.selection)
     target = build_target_model(args.model, args.revision)
     exported = export_config(selection, target, args.tool, modules=args.modules, approximate=args.approximate)

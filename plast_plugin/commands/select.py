@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from pathlib import Path
 
 from ..options import SelectionOptions
 
@@ -86,12 +87,16 @@ def format_table(selection) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import PlastError
     from ..languages import parse_language_list
     from ..loading import load_for_probe
     from ..parallel_data import load_parallel_questions
     from ..pipeline import run_selection, write_selection
 
     options = options_from_args(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before the probe, not after it
+        raise PlastError(f"--out {out} is an existing file; give a folder for plast_layers.json and the plot")
     languages = parse_language_list(args.languages) if args.languages else None
     # Data errors surface before the model is loaded.
     questions = load_parallel_questions(args.data, languages, args.pivot, args.max_samples)

@@ -1,11 +1,15 @@
 """Evaluation on Parrot's MMMB and multilingual MMBench through lmms-eval.
 
-- :mod:`.parrot_data` reads and checks the benchmark TSVs (``PLAST_PARROT_DIR`` or the hub).
-- :mod:`.prompts` builds the question prompt with Parrot's per-language instruction.
-- :mod:`.extract` reads the chosen option from a free-text answer in any of the six scripts.
+- :mod:`.parrot_data` reads and checks the benchmark TSVs (``PLAST_PARROT_DIR`` or the hub; md5,
+  counts, answer cells).
+- :mod:`.prompts` builds the question prompt of a protocol (``vlmevalkit`` or ``parrot``).
+- :mod:`.extract` reads the chosen option from a free-text answer in any of the six scripts;
+  :mod:`.exact_match` is VLMEvalKit's exact rules, reported beside it.
 - :mod:`.scoring` computes plain, circular and per-category accuracy like VLMEvalKit.
 - :mod:`.judge` is the optional LLM judge (OpenAI-compatible endpoint, off by default).
 - :mod:`.lmms_tasks` holds the functions the YAMLs in ``eval_tasks/`` call.
+- :mod:`.compare` and :mod:`.paired_stats`: two runs question by question (``plast compare``).
+- :mod:`.baseline`: the official checkpoint through the same converter (``plast eval --baseline``).
 
 :func:`tasks_dir` is the folder to give lmms-eval as ``--include_path``.
 """

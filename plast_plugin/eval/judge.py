@@ -9,25 +9,43 @@ variables so that they reach the lmms-eval tasks unchanged:
 - ``PLAST_JUDGE_URL``: base URL ending before ``/chat/completions``, e.g.
   ``http://127.0.0.1:8000/v1``. Unset or empty: no judge.
 - ``PLAST_JUDGE_MODEL``: model name sent in the request (default ``gpt-4o-mini``).
-- ``PLAST_JUDGE_API_KEY``: bearer token (falls back to ``OPENAI_API_KEY``; may be empty).
+- ``PLAST_JUDGE_API_KEY``: bearer token (may be empty). Only this variable: an
+  ``OPENAI_API_KEY`` meant for another service is never sent to the judge.
 - ``PLAST_JUDGE_TIMEOUT``: seconds per request (default 60).
+- ``PLAST_JUDGE_RETRIES``: retries of a failed request, with exponential backoff (default 2).
+- ``PLAST_JUDGE_TOTAL_TIMEOUT``: seconds all judge requests of one process may take together
+  (default 1800); past it, answers are no longer sent to the judge.
+- ``PLAST_JUDGE_FAILURE_LOG``: a JSONL file to which every judge failure is appended
+  (``plast eval`` sets it to ``<output>/plast_judge_failures.jsonl`` and reports the count).
 
-A judge failure (network, HTTP error, unreadable reply) leaves the answer unmatched (wrong)
-and is logged; it never stops an evaluation.
+Security: a key is never sent over plain http except to localhost (refused otherwise), no
+redirect is ever followed (urllib would forward the ``Authorization`` header to the new host),
+and ``user:password@`` is redacted from every URL that is logged.
+
+A judge failure (network, HTTP error, redirect, unreadable reply, time budget spent) leaves the
+answer unmatched (wrong); it is counted (:func:`failure_count`), logged with the reason and
+appended to ``PLAST_JUDGE_FAILURE_LOG``; it never stops an evaluation. A bad configuration
+(``JudgeConfigError``) does stop it, before any request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import threading
+import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Mapping
 
+from plast_plugin.errors import PlastError
 from plast_plugin.eval.extract import extract_choice
 
-__all__ = ["JudgeConfig", "judge_choice", "JUDGE_PROMPT"]
+__all__ = ["JudgeConfig", "JudgeConfigError", "judge_choice", "failure_count", "redact_url", "JUDGE_PROMPT"]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +57,61 @@ JUDGE_PROMPT = (
 )
 
 
+class JudgeConfigError(PlastError):
+    """A PLAST_JUDGE_* setting is unusable or unsafe; the message names the variable."""
+
+
+def redact_url(url: str) -> str:
+    """``https://user:secret@host/v1`` -> ``https://***@host/v1``, for logs and messages."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _is_local(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind=float, minimum: float = 0.0):
+    text = env.get(name, "").strip()
+    if not text:
+        return kind(default)
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or value != value:
+        raise JudgeConfigError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number >= {minimum:g}; "
+                               f"unset it for the default {default}")
+    return value
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     url: str
     model: str = "gpt-4o-mini"
     api_key: str = ""
     timeout: float = 60.0
+    retries: int = 2
+    total_timeout: float = 1800.0
+
+    def __post_init__(self):
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise JudgeConfigError(f"PLAST_JUDGE_URL {redact_url(self.url)!r}: use http(s)://host[:port]/path, "
+                                   f"e.g. http://127.0.0.1:8000/v1")
+        if self.api_key and parts.scheme == "http" and not _is_local(parts.hostname):
+            raise JudgeConfigError(
+                f"PLAST_JUDGE_API_KEY would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "
+                f"{redact_url(self.url)}): use an https:// URL (plain http only for localhost)")
+        if self.timeout <= 0:
+            raise JudgeConfigError(f"PLAST_JUDGE_TIMEOUT={self.timeout}: must be positive")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "JudgeConfig | None":
@@ -55,9 +122,81 @@ class JudgeConfig:
         return cls(
             url=url.rstrip("/"),
             model=env.get("PLAST_JUDGE_MODEL", "").strip() or cls.model,
-            api_key=env.get("PLAST_JUDGE_API_KEY", env.get("OPENAI_API_KEY", "")),
-            timeout=float(env.get("PLAST_JUDGE_TIMEOUT", "60") or 60),
+            api_key=env.get("PLAST_JUDGE_API_KEY", ""),
+            timeout=_number(env, "PLAST_JUDGE_TIMEOUT", 60.0, minimum=0.001),
+            retries=_number(env, "PLAST_JUDGE_RETRIES", 2, kind=int),
+            total_timeout=_number(env, "PLAST_JUDGE_TOTAL_TIMEOUT", 1800.0),
         )
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would send the Authorization header to the new host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(
+            req.full_url, code, f"redirect to {redact_url(newurl)} not followed (credentials are never "
+            f"forwarded; set PLAST_JUDGE_URL to the final address)", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+_LOCK = threading.Lock()
+_STATE = {"spent": 0.0, "requests": 0, "failures": 0}
+
+
+def failure_count() -> int:
+    """Judge failures (answers left unmatched because the judge could not answer) in this process."""
+    return _STATE["failures"]
+
+
+def _record_failure(config: JudgeConfig, reason: str, answer: str) -> None:
+    with _LOCK:
+        _STATE["failures"] += 1
+    log.warning("LLM judge at %s failed (%s); the answer counts as unmatched", redact_url(config.url), reason)
+    path = os.environ.get("PLAST_JUDGE_FAILURE_LOG")
+    if path:
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"url": redact_url(config.url), "reason": reason,
+                                         "answer": answer[:200]}, ensure_ascii=False) + "\n")
+        except OSError as err:  # the count and the log line above still report it
+            log.warning("could not append to PLAST_JUDGE_FAILURE_LOG %s: %s", path, err)
+
+
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def _post(config: JudgeConfig, body: bytes, headers: dict) -> str:
+    """The reply's content; retries transient failures with backoff within the time budget."""
+    url = f"{config.url}/chat/completions"
+    delay = 1.0
+    for attempt in range(config.retries + 1):
+        left = config.total_timeout - _STATE["spent"]
+        if left <= 0:
+            raise TimeoutError(f"judge time budget of {config.total_timeout:g} s (PLAST_JUDGE_TOTAL_TIMEOUT) spent")
+        started = time.monotonic()
+        try:
+            request = urllib.request.Request(url, data=body, headers=headers)
+            with _OPENER.open(request, timeout=min(config.timeout, left)) as reply:
+                payload = json.loads(reply.read().decode("utf-8"))
+            return str(payload["choices"][0]["message"]["content"])
+        except urllib.error.HTTPError as err:
+            if err.code not in _RETRY_STATUS or attempt == config.retries:
+                raise
+            error = err
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            if attempt == config.retries:
+                raise
+            error = err
+        finally:
+            with _LOCK:
+                _STATE["spent"] += time.monotonic() - started
+        log.info("LLM judge: attempt %d failed (%s); retrying in %.0f s", attempt + 1, error, delay)
+        pause = min(delay, max(0.0, config.total_timeout - _STATE["spent"]))
+        time.sleep(pause)
+        with _LOCK:
+            _STATE["spent"] += pause
+        delay *= 2
+    raise AssertionError("unreachable")
 
 
 def judge_choice(question: str, options: Mapping[str, str | None], answer: str,
@@ -76,12 +215,11 @@ def judge_choice(question: str, options: Mapping[str, str | None], answer: str,
     headers = {"Content-Type": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
-    request = urllib.request.Request(f"{config.url}/chat/completions", data=body, headers=headers)
+    with _LOCK:
+        _STATE["requests"] += 1
     try:
-        with urllib.request.urlopen(request, timeout=config.timeout) as reply:
-            payload = json.loads(reply.read().decode("utf-8"))
-        content = payload["choices"][0]["message"]["content"]
-    except Exception as exc:
-        log.warning("LLM judge at %s failed (%s); the answer counts as unmatched", config.url, exc)
+        content = _post(config, body, headers)
+    except Exception as exc:  # never stop an evaluation: count, log, score as unmatched
+        _record_failure(config, f"{type(exc).__name__}: {exc}", answer)
         return None
-    return extract_choice(str(content), present)
+    return extract_choice(content, present)

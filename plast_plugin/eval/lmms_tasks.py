@@ -5,8 +5,7 @@ json`` loader, a one-line *source* file (``eval_tasks/<bench>/sources/<task>.jso
 the benchmark and language; ``process_docs`` replaces that line by the rows of the Parrot TSV,
 read and checked by :mod:`plast_plugin.eval.parrot_data` from ``$PLAST_PARROT_DIR`` or the
 Hugging Face hub. This keeps one setting for the data location (a YAML cannot read an
-environment variable), pandas' reading of the TSVs (as VLMEvalKit), and errors that name the
-file and row; a ``class:`` task would not work with lmms-eval's chat models (such as
+environment variable), the md5 check of the file, and errors that name the file and row; a ``class:`` task would not work with lmms-eval's chat models (such as
 ``llava_hf``), which need ``ConfigurableMessagesTask`` objects.
 """
 
@@ -16,19 +15,23 @@ import io
 import json
 import logging
 
+from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
-from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_docs
-from plast_plugin.eval.prompts import build_prompt
-from plast_plugin.eval.scoring import summarize
+from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task
+from plast_plugin.eval.prompts import build_prompt, resolve_protocol
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, summarize
 
 __all__ = [
     "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
-    "aggregate_acc", "aggregate_circular_acc", "docs_to_dataset",
+    "aggregate_acc", "aggregate_circular_acc", "aggregate_acc_exact", "aggregate_circular_acc_exact",
+    "docs_to_dataset",
 ]
 
 log = logging.getLogger(__name__)
-_CIRCULAR = {"mmmb": False, "mmbench_ml": True}
+# What process_docs read for each task (file, md5, counts, warnings), reported with the scores.
+# Aggregation runs in the process (rank 0) that also ran process_docs.
+_TASK_DATA: dict[str, dict] = {}
 
 
 def docs_to_dataset(docs: list[dict]):
@@ -43,6 +46,7 @@ def docs_to_dataset(docs: list[dict]):
         **{c: datasets.Value("string") for c in letters},
         "options": datasets.Value("string"),
         "answer": datasets.Value("string"),
+        "answerable": datasets.Value("bool"),
         "category": datasets.Value("string"),
         "l2_category": datasets.Value("string"),
         "image": datasets.Image(),
@@ -50,18 +54,25 @@ def docs_to_dataset(docs: list[dict]):
         "benchmark": datasets.Value("string"),
         "source": datasets.Value("string"),
         "row": datasets.Value("int64"),
+        "protocol": datasets.Value("string"),
+        "source_md5": datasets.Value("string"),
     })
     rows = [{**{c: None for c in letters}, **d, "image": {"bytes": d["image"], "path": None}} for d in docs]
     return datasets.Dataset.from_list(rows, features=features)
 
 
-def _loguru_error(message: str) -> None:
+def _loguru(level: str, message: str) -> None:
+    """lmms-eval logs through loguru: messages sent there reach its console."""
     try:
         from loguru import logger
 
-        logger.error(message)
+        getattr(logger, level)(message)
     except ImportError:  # pragma: no cover
-        log.error(message)
+        getattr(log, level)(message)
+
+
+def _loguru_error(message: str) -> None:
+    _loguru("error", message)
 
 
 def process_docs(dataset):
@@ -69,14 +80,20 @@ def process_docs(dataset):
     if len(dataset) != 1 or "benchmark" not in dataset.column_names:
         raise ValueError("a Parrot task's data_files must be its one-line sources/<task>.jsonl")
     source = dataset[0]
+    task = f"{source['benchmark']}_{source['language']}"
     try:
-        docs = load_parrot_docs(source["benchmark"], source["language"])
-    except ParrotDataError as exc:
+        protocol = resolve_protocol()
+        data = load_parrot_task(source["benchmark"], source["language"])
+    except (ParrotDataError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
-        _loguru_error(f"{source['benchmark']}_{source['language']}: {exc}")
+        _loguru_error(f"{task}: {exc}")
         raise
-    log.info("%s %s: %d rows from %s", source["benchmark"], source["language"], len(docs), docs[0]["source"])
-    return docs_to_dataset(docs)
+    for warning in data.warnings:
+        _loguru("warning", f"{task}: {warning}")
+    _TASK_DATA[task] = {"protocol": protocol, **data.as_dict()}
+    _loguru("info", f"{task}: {len(data.docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
+                    f"{data.identity.check}), protocol {protocol}")
+    return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in data.docs])
 
 
 def doc_to_visual(doc):
@@ -92,7 +109,8 @@ def doc_to_visual(doc):
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    """Prompt; ``lmms_eval_specific_kwargs: {instruction: ...}`` overrides Parrot's instruction."""
+    """Prompt of the doc's protocol; ``lmms_eval_specific_kwargs: {instruction: ...}`` overrides
+    the protocol's instruction line."""
     kwargs = lmms_eval_specific_kwargs or {}
     text = build_prompt(doc, kwargs.get("instruction"))
     return f"{kwargs.get('pre_prompt', '')}{text}{kwargs.get('post_prompt', '')}"
@@ -111,7 +129,10 @@ def process_results(doc, results):
     if not isinstance(response, str):  # chat models may return richer objects
         response = getattr(response, "text", None) or str(response)
     options = _options(doc)
+    answerable = doc["answer"] in doc["options"]  # else its option has no text and was not shown
     prediction = extract_choice(response, options, doc["language"])
+    # VLMEvalKit's exact rules, never judged: the gap to `prediction` is what our extractor adds
+    prediction_exact = exact_choice(response, options)
     judged = False
     if prediction is None:
         judge = JudgeConfig.from_env()
@@ -125,30 +146,47 @@ def process_results(doc, results):
         "category": doc["category"],
         "l2_category": doc["l2_category"],
         "answer": doc["answer"],
+        "answerable": answerable,
         "prediction": prediction,
+        "prediction_exact": prediction_exact,
         "response": response,
         "judged": judged,
-        "correct": prediction == doc["answer"],
+        # an unanswerable row (its correct option has no text, so it was not shown) scores wrong
+        "correct": answerable and prediction == doc["answer"],
+        "correct_exact": answerable and prediction_exact == doc["answer"],
+        "protocol": doc.get("protocol"),
+        "source_md5": doc.get("source_md5"),
     }
-    if _CIRCULAR.get(doc["benchmark"]):
-        return {"acc": record, "circular_acc": record}
-    return {"acc": record}
+    metrics = ("acc", "circular_acc", "acc_exact", "circular_acc_exact") if doc["benchmark"] in CIRCULAR_BENCHMARKS \
+        else ("acc", "acc_exact")
+    return {metric: record for metric in metrics}
+
+
+def _exact(items) -> list[dict]:
+    return [{**r, "correct": r["correct_exact"], "prediction": r["prediction_exact"]} for r in items]
 
 
 def _summary(items, args) -> dict:
     first = items[0]
     benchmark, language = first["benchmark"], first["language"]
-    summary = {"task": f"{benchmark}_{language}",
-               **summarize(items, circular=_CIRCULAR.get(benchmark, False))}
+    task = f"{benchmark}_{language}"
+    circular = benchmark in CIRCULAR_BENCHMARKS
+    summary = {"task": task, "protocol": first.get("protocol"), **summarize(items, circular=circular)}
     summary["unmatched"] = sum(r["prediction"] is None for r in items)
     summary["judged"] = sum(bool(r.get("judged")) for r in items)
+    exact = summarize(_exact(items), circular=circular)
+    summary["exact_match"] = {k: exact[k] for k in ("acc", "circular_acc") if k in exact}
+    summary["exact_match"]["unmatched"] = sum(r["prediction_exact"] is None for r in items)
+    summary["data"] = _TASK_DATA.get(task, {"md5": first.get("source_md5")})
+    if circular and summary["data"].get("single_pass"):
+        summary["circular_acc_kind"] = "single-pass (the file has no rotated copies)"
     try:
         from lmms_eval.tasks._task_utils.file_utils import generate_submission_file
 
-        path = generate_submission_file(f"{summary['task']}_scores.json", args)
+        path = generate_submission_file(f"{task}_scores.json", args)
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=1, ensure_ascii=False)
-        log.info("%s: scores with per-category breakdown in %s", summary["task"], path)
+        log.info("%s: scores with per-category breakdown in %s", task, path)
     except Exception as exc:  # never lose the score because the breakdown could not be written
         log.warning("could not write the per-category scores: %s", exc)
     return summary
@@ -160,5 +198,15 @@ def aggregate_acc(items, args=None):
 
 
 def aggregate_circular_acc(items, args=None):
-    """MMBench circular accuracy, in [0, 1]."""
+    """MMBench circular accuracy, in [0, 1] (single-pass when the file has no rotated copies)."""
     return _summary(items, args)["circular_acc"]
+
+
+def aggregate_acc_exact(items, args=None):
+    """``acc`` with VLMEvalKit's exact matcher instead of the multilingual extractor."""
+    return summarize(_exact(items), circular=items[0]["benchmark"] in CIRCULAR_BENCHMARKS)["acc"]
+
+
+def aggregate_circular_acc_exact(items, args=None):
+    """``circular_acc`` with VLMEvalKit's exact matcher."""
+    return summarize(_exact(items), circular=True)["circular_acc"]

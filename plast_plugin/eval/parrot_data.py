@@ -9,8 +9,19 @@ offline; otherwise they are fetched once through ``huggingface_hub`` into its ca
 Columns (VLMEvalKit): ``index``, ``question``, ``hint`` (optional), one column per option
 letter ``A``, ``B``, ... (empty where a question has fewer options), ``answer`` (a letter),
 ``category`` and ``l2-category`` (optional), ``image`` (base64; a value of at most 64
-characters is the ``index`` of the row whose image it reuses). The file is read with pandas'
-defaults, as VLMEvalKit does, so option texts such as ``None`` or ``NA`` become empty options.
+characters is the ``index`` of the row whose image it reuses).
+
+Cells are read as text, never as missing values: an option whose text is ``None`` or ``NA`` is
+an option with that text (pandas' defaults, which VLMEvalKit uses, turn such texts into NaN and
+drop the option). Only an empty cell is an absent option.
+
+Data identity (the published LLaVA-1.5 rows were computed on specific files): a download is
+taken from revision :data:`PARROT_REVISION` (``$PLAST_PARROT_REVISION`` overrides), and every
+file, downloaded or from ``$PLAST_PARROT_DIR``, must have the md5 VLMEvalKit lists for it
+(:data:`PUBLISHED_MD5`); a mismatch is refused unless ``$PLAST_PARROT_MD5`` says otherwise
+(``any``, or ``<task>=<md5>,...`` to pin other files). Row counts are checked against the
+published 1710 (MMMB) and 1164 questions (MMBench-dev) with a warning.
+
 Every problem is reported as a :class:`ParrotDataError` naming the file and the row.
 """
 
@@ -18,11 +29,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
-import math
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from plast_plugin.errors import PlastError
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.languages import UnknownLanguageError, normalize_language
 
 __all__ = [
@@ -35,8 +50,17 @@ __all__ = [
     "resolve_parrot_file",
     "read_parrot_tsv",
     "load_parrot_docs",
+    "load_parrot_task",
+    "ParrotTask",
     "parrot_language",
+    "PUBLISHED_MD5",
+    "PARROT_REVISION",
+    "DataIdentity",
+    "check_identity",
+    "file_md5",
 ]
+
+log = logging.getLogger(__name__)
 
 PARROT_REPO = "AIDC-AI/Parrot-dataset"
 PARROT_DIR_ENV = "PLAST_PARROT_DIR"
@@ -51,8 +75,31 @@ BENCHMARKS = {
 REQUIRED_COLUMNS = ("index", "question", "answer", "image", "A", "B")
 _BACKREF_MAX_LEN = 64
 
+# The revision downloads come from. The dataset's `main` has moved ("updata mmmb/mmbench"
+# commits); the md5 check below is what pins the content, whatever the revision.
+PARROT_REVISION = "main"
+PARROT_REVISION_ENV = "PLAST_PARROT_REVISION"
+PARROT_MD5_ENV = "PLAST_PARROT_MD5"
+# VLMEvalKit's md5 of each file (its dataset table for MMMB / MTL_MMBench_DEV).
+PUBLISHED_MD5 = {
+    "mmmb_ar": "f3a18b6385f1d9701840aa42de27aead",
+    "mmmb_zh": "13ed82fa89730037292fcaa27f08f430",
+    "mmmb_en": "1cd781a71ec5a2983c090b84105d6a01",
+    "mmmb_pt": "548ea2b3bb2da991790386f0015d30d1",
+    "mmmb_ru": "ce1cc8a0533425ab0d86b326ebfc2984",
+    "mmmb_tr": "0733739d43090327975294292bc5cd67",
+    "mmbench_ml_ar": "4271b4a0d0200e1a86380a878e0d64a4",
+    "mmbench_ml_zh": "2ed5135326fed02c8e51ea50dda8222f",
+    "mmbench_ml_en": "d9ab776fc018b3d45785e9a5c23431c2",
+    "mmbench_ml_pt": "4ddfbcd27ef12444b908c03831cd0295",
+    "mmbench_ml_tr": "4fab39d501389d3d6cc90264bb708f11",
+    "mmbench_ml_ru": "5ba1171ff2e68f80637bf78349e402a5",
+}
+# Questions per language the published percentages fit: MMMB rows, MMBench-dev circular groups.
+PUBLISHED_QUESTIONS = {"mmmb": 1710, "mmbench_ml": 1164}
 
-class ParrotDataError(ValueError):
+
+class ParrotDataError(PlastError):
     """A Parrot TSV (or the way to it) is unusable; the message names the file and row."""
 
 
@@ -80,6 +127,72 @@ def parrot_filename(benchmark: str, language: str) -> str:
     return f"{folder}/{prefix}{_FILE_CODE[parrot_language(language)]}.tsv"
 
 
+def parrot_revision() -> str:
+    return os.environ.get(PARROT_REVISION_ENV, "").strip() or PARROT_REVISION
+
+
+def file_md5(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DataIdentity:
+    """What was evaluated: recorded with the scores."""
+
+    task: str
+    file: str
+    md5: str
+    check: str  # "published" (VLMEvalKit's md5), "user pin" (PLAST_PARROT_MD5) or "unchecked" (any)
+    expected_md5: str | None
+
+    def as_dict(self) -> dict:
+        return {"task": self.task, "file": self.file, "md5": self.md5, "md5_check": self.check,
+                "expected_md5": self.expected_md5}
+
+
+def _md5_setting(environ=None) -> tuple[bool, dict[str, str]]:
+    """(accept any file, {task: md5} user pins) from ``$PLAST_PARROT_MD5``."""
+    raw = (os.environ if environ is None else environ).get(PARROT_MD5_ENV, "").strip()
+    if not raw:
+        return False, {}
+    if raw.lower() == "any":
+        return True, {}
+    pins = {}
+    for item in raw.split(","):
+        task, sep, md5 = item.strip().partition("=")
+        task, md5 = task.strip(), md5.strip().lower()
+        if not sep or task not in PUBLISHED_MD5 or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
+            raise ParrotDataError(
+                f"{PARROT_MD5_ENV}={raw!r}: {item.strip()!r} is not <task>=<32 hex md5> with task one of "
+                f"{', '.join(PUBLISHED_MD5)}; or set it to 'any' to accept any file (recorded, not checked)")
+        pins[task] = md5
+    return False, pins
+
+
+def check_identity(path, benchmark: str, language: str, environ=None) -> DataIdentity:
+    """The file's md5 against VLMEvalKit's (or the user's pin); a mismatch is refused."""
+    task = f"{benchmark}_{parrot_language(language)}"
+    accept_any, pins = _md5_setting(environ)
+    md5 = file_md5(path)
+    if accept_any:
+        log.warning("%s: %s md5 %s is not checked (%s=any); scores may not be comparable with published ones",
+                    task, path, md5, PARROT_MD5_ENV)
+        return DataIdentity(task, str(path), md5, "unchecked", PUBLISHED_MD5.get(task))
+    expected, check = (pins[task], "user pin") if task in pins else (PUBLISHED_MD5[task], "published")
+    if md5 != expected:
+        raise ParrotDataError(
+            f"{path}: md5 {md5} differs from the {'pinned' if check == 'user pin' else 'published (VLMEvalKit)'} "
+            f"md5 {expected} of {task}: this is not the file the published scores were computed on (the "
+            f"dataset's main branch has changed, or the copy is damaged). Download it again, or accept this "
+            f"file explicitly: {PARROT_MD5_ENV}={task}={md5} (plast eval --parrot-md5 ...), or "
+            f"{PARROT_MD5_ENV}=any")
+    return DataIdentity(task, str(path), md5, check, expected)
+
+
 def resolve_parrot_file(benchmark: str, language: str) -> Path:
     """Local path of the TSV: from ``$PLAST_PARROT_DIR`` if set, else the Hugging Face hub."""
     rel = parrot_filename(benchmark, language)
@@ -95,7 +208,7 @@ def resolve_parrot_file(benchmark: str, language: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(PARROT_REPO, rel, repo_type="dataset"))
+        return Path(hf_hub_download(PARROT_REPO, rel, repo_type="dataset", revision=parrot_revision()))
     except Exception as exc:  # network, offline mode, gated repo ...
         raise ParrotDataError(
             f"could not fetch {rel} from the Hugging Face dataset {PARROT_REPO} ({exc}); "
@@ -103,18 +216,12 @@ def resolve_parrot_file(benchmark: str, language: str) -> Path:
 
 
 def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+    """An empty cell (cells are read as text: "None" and "NA" are texts, not missing)."""
+    return value is None or str(value).strip() == ""
 
 
 def _text(value) -> str:
-    return "" if _is_missing(value) else str(value)
+    return "" if value is None else str(value)
 
 
 def _decode_image(b64: str, where: str) -> bytes:
@@ -137,8 +244,10 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
 
     Each doc: ``index`` (int), ``question``, ``hint`` ("" if none), one key per option letter
     column (text, or None where the row has no such option), ``options`` (the letters present,
-    e.g. ``"ABC"``), ``answer``, ``category``, ``l2_category``, ``image`` (raw image bytes),
-    ``language``, ``benchmark``, ``source`` (the file) and ``row`` (1-based data row).
+    e.g. ``"ABC"``), ``answer``, ``answerable`` (False when the answer's option cell is empty:
+    the row is kept and scored wrong, as VLMEvalKit does), ``category``, ``l2_category``,
+    ``image`` (raw image bytes), ``language``, ``benchmark``, ``source`` (the file) and ``row``
+    (1-based data row).
     """
     import pandas as pd
 
@@ -146,7 +255,8 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
     language = parrot_language(language)
     _benchmark(benchmark)
     try:
-        frame = pd.read_csv(path, sep="\t")
+        # every cell as text: "None" / "NA" option texts stay texts (pandas' defaults make them NaN)
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
     except FileNotFoundError:
         raise ParrotDataError(f"{path}: no such file") from None
     except Exception as exc:
@@ -168,13 +278,7 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
         try:
             idx = int(str(raw).strip())
         except ValueError:
-            try:  # "12.0" (a column pandas read as float)
-                as_float = float(str(raw).strip())
-            except ValueError:
-                as_float = math.nan
-            if not as_float.is_integer():
-                raise ParrotDataError(f"{path}: row {n}: index {raw!r} is not an integer") from None
-            idx = int(as_float)
+            raise ParrotDataError(f"{path}: row {n}: index {raw!r} is not an integer") from None
         if idx in by_index:
             raise ParrotDataError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
         by_index[idx] = n - 1
@@ -216,12 +320,18 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
         present = "".join(c for c in letters if options[c] is not None and options[c].strip() != "")
         if len(present) < 2:
             raise ParrotDataError(f"{where}: fewer than two options ({present or 'none'})")
-        answer = _text(rec["answer"]).strip()
-        if len(answer) == 1:
-            answer = answer.upper()
-        if answer not in present:
+        answer = _text(rec["answer"]).strip().upper()
+        if len(answer) != 1 or answer not in letters:
+            what = "is empty" if not answer else f"{_text(rec['answer']).strip()!r} is not one option letter"
             raise ParrotDataError(
-                f"{where}: answer {answer!r} is not one of the row's options {', '.join(present)}")
+                f"{where}: answer {what}; the answer cell must hold exactly one of the option letters "
+                f"{', '.join(letters)} (the row's options: {', '.join(present)}); fix or drop the row")
+        answerable = answer in present
+        if not answerable:
+            # VLMEvalKit keeps such a row (no model can pick an option that is not shown) and scores
+            # it wrong; dropping it would change the denominator of the published percentages.
+            log.warning("%s: the correct option %s has no text; the row is kept and scores wrong "
+                        "(as in VLMEvalKit)", where, answer)
         doc = {
             "index": indices[pos],
             "question": question,
@@ -229,6 +339,7 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
             **options,
             "options": present,
             "answer": answer,
+            "answerable": answerable,
             "category": _text(rec.get("category")),
             "l2_category": _text(rec.get("l2-category", rec.get("l2_category"))),
             "image": image_of(pos),
@@ -243,6 +354,59 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
     return docs
 
 
+@dataclass
+class ParrotTask:
+    """One benchmark language, read and checked: its docs, data identity and count checks."""
+
+    docs: list[dict]
+    identity: DataIdentity
+    revision: str | None  # the hub revision asked for; None for a local copy
+    questions: int  # MMMB rows, or MMBench circular groups
+    expected_questions: int
+    rotated_copies: int  # MMBench rows with index >= 1,000,000
+    warnings: list[str]
+
+    @property
+    def single_pass(self) -> bool:
+        """A circular benchmark whose file has no rotated copies: circular_acc is plain accuracy."""
+        return self.docs[0]["benchmark"] in CIRCULAR_BENCHMARKS and self.rotated_copies == 0
+
+    def as_dict(self) -> dict:
+        return {**self.identity.as_dict(), "revision": self.revision, "rows": len(self.docs),
+                "questions": self.questions, "expected_questions": self.expected_questions,
+                "rotated_copies": self.rotated_copies, "single_pass": self.single_pass,
+                "unanswerable_rows": [d["row"] for d in self.docs if not d["answerable"]],
+                "warnings": list(self.warnings)}
+
+
+def load_parrot_task(benchmark: str, language: str) -> ParrotTask:
+    """Resolve (``$PLAST_PARROT_DIR`` or the hub), check the md5, read and count one TSV."""
+    path = resolve_parrot_file(benchmark, language)
+    identity = check_identity(path, benchmark, language)
+    docs = read_parrot_tsv(path, language, benchmark)
+    circular = benchmark in CIRCULAR_BENCHMARKS
+    copies = sum(d["index"] >= CIRCULAR_OFFSET for d in docs) if circular else 0
+    questions = len({d["index"] % CIRCULAR_OFFSET for d in docs}) if circular else len(docs)
+    expected = PUBLISHED_QUESTIONS[benchmark]
+    warnings = []
+    if identity.check == "unchecked":
+        warnings.append(f"md5 {identity.md5} not checked ({PARROT_MD5_ENV}=any): the data may differ from the "
+                        "published benchmark")
+    if questions != expected:
+        warnings.append(f"{path} has {questions} {'questions (circular groups)' if circular else 'rows'}, the "
+                        f"published scores are over {expected}: percentages are not comparable with them")
+    if circular and copies == 0:
+        warnings.append(f"{path} holds no rotated copies (index >= {CIRCULAR_OFFSET}): circular_acc is "
+                        "SINGLE-PASS here (equal to acc), not MMBench's circular evaluation")
+    unanswerable = [d["row"] for d in docs if not d["answerable"]]
+    if unanswerable:
+        warnings.append(f"{path}: {len(unanswerable)} row(s) whose correct option has no text, kept and scored "
+                        f"wrong as in VLMEvalKit: rows {', '.join(map(str, unanswerable[:20]))}"
+                        + (" ..." if len(unanswerable) > 20 else ""))
+    revision = None if os.environ.get(PARROT_DIR_ENV) else parrot_revision()
+    return ParrotTask(docs, identity, revision, questions, expected, copies, warnings)
+
+
 def load_parrot_docs(benchmark: str, language: str) -> list[dict]:
-    """Resolve (``$PLAST_PARROT_DIR`` or the hub) and read one benchmark's TSV for `language`."""
-    return read_parrot_tsv(resolve_parrot_file(benchmark, language), language, benchmark)
+    """The checked docs of :func:`load_parrot_task`."""
+    return load_parrot_task(benchmark, language).docs

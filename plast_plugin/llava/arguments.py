@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..errors import PlastError
 from ..options import SelectionOptions
 
 LAYERS_HELP = (
@@ -54,6 +55,13 @@ class PlastArgumentsBase:
         default=None,
         metadata={"help": "PLAST (auto): use at most this many questions per language. Default: all."},
     )
+    plast_allow_selection_change: bool = field(
+        default=False,
+        metadata={"help": "PLAST: let a resumed run (output_dir has checkpoint-*) train other layers or "
+                  "modules than the run it resumes. Off (default): that is refused, since the checkpoint "
+                  "already holds the earlier layers' updates. On: plast_training.json keeps the union of "
+                  "the layers and the history of selections, so `plast export` writes every trained tensor."},
+    )
 
 
 def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
@@ -63,10 +71,13 @@ def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
         name = _RENAMED.get(f.name, "plast_" + f.name)
         help_text = f.metadata.get("help", "")
         if f.name == "modules":
-            prefix = "PLAST: "
-        else:
-            prefix = "PLAST (auto): "
-        out.append((name, hints[f.name], field(default=f.default, metadata={"help": prefix + help_text})))
+            # Unset (None) means "the selection file's modules, else 'layer'": a file made with
+            # --modules mlp must not silently train whole layers.
+            out.append((name, Optional[str], field(default=None, metadata={
+                "help": "PLAST: " + help_text + " Default: the modules recorded in the selection file "
+                "(--plast_layers FILE, or a resumed auto run), else 'layer'; given explicitly, it overrides the file."})))
+            continue
+        out.append((name, hints[f.name], field(default=f.default, metadata={"help": "PLAST (auto): " + help_text})))
     return out
 
 
@@ -83,19 +94,23 @@ PlastArguments.__doc__ = "Every PLAST flag of LLaVA training (mixin for LLaVA's 
 PLAST_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(PlastArguments))
 
 
-class PlastArgumentError(ValueError):
+class PlastArgumentError(PlastError):
     """A flag combination PLAST refuses; the message names the flag and the fix."""
 
 
 def plast_enabled(args) -> bool:
-    return bool(getattr(args, "plast_layers", None))
+    # `is not None`, not truthiness: `--plast_layers ""` (an unset shell variable) must be refused,
+    # not read as "PLAST off", which would silently fine-tune the whole model.
+    return getattr(args, "plast_layers", None) is not None
 
 
 def selection_options(args) -> SelectionOptions:
-    """The ``SelectionOptions`` that ``--plast_*`` flags describe."""
+    """The ``SelectionOptions`` that ``--plast_*`` flags describe (unset --plast_modules: 'layer')."""
     values = {}
     for f in dataclasses.fields(SelectionOptions):
         values[f.name] = getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
+    if values["modules"] is None:
+        values["modules"] = "layer"
     return SelectionOptions(**values)
 
 
@@ -104,6 +119,11 @@ def check_plast_arguments(args) -> None:
     if not plast_enabled(args):
         return
     layers = str(args.plast_layers).strip()
+    if not layers:
+        raise PlastArgumentError(
+            f"--plast_layers is empty ({args.plast_layers!r}; an unset shell variable?): give 'auto', a layer "
+            f"spec such as '0-4', or a selection file; drop the flag only to fine-tune without PLAST"
+        )
     if layers == "auto" and not args.plast_probe_data:
         raise PlastArgumentError(
             "--plast_layers auto needs --plast_probe_data (parallel questions, e.g. a .jsonl with "

@@ -49,8 +49,28 @@ def patch_llava_train_module(module) -> None:
         return
     new_args = make_training_arguments(base_args)
     wrap_trainer_init(trainer_cls)
+    allow_rng_state_loading()
     module.TrainingArguments = new_args
     setattr(module, _PATCHED, True)
+
+
+def allow_rng_state_loading() -> None:
+    """Let a resumed run load ``checkpoint-*/rng_state.pth`` with torch's weights-only unpickler.
+
+    transformers 4.37 loads that file with ``torch.load``'s default, which is weights-only since
+    torch 2.6, and the file holds numpy's RNG state (a uint32 ndarray), which that unpickler
+    refuses. Allow-listing exactly the four numpy globals that array needs makes resume work
+    without ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which would turn on full unpickling (and so
+    code execution from a crafted checkpoint) for every file a run loads.
+    """
+    import numpy as np
+    import torch
+
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is None:  # torch < 2.4: nothing is weights-only by default
+        return
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy.core (1.x) / numpy._core (2.x) .multiarray._reconstruct
+    add_safe_globals([reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))])
 
 
 def wrap_trainer_init(trainer_cls) -> None:
@@ -116,7 +136,7 @@ def _is_zero3(model) -> bool:
 # ----------------------------------------------------------------------------- main step
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
-    from ..freeze import freeze_for_plast
+    from ..freeze import freeze_for_plast, plast_parameter_names
 
     check_plast_arguments(args)
     check_trainer_arguments(args)
@@ -124,17 +144,25 @@ def prepare_plast(model, args, tokenizer=None):
         raise PlastArgumentError("--plast_layers: LLaVATrainer was built without a model")
     selection = resolve_selection(model, args, tokenizer)
     layers = list(selection.selected_layers)
-    report = freeze_for_plast(model, layers, args.plast_modules)
+    modules = resolve_modules(selection, args)
+    selection.options["modules"] = modules
+    recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
+    report = freeze_for_plast(model, layers, modules)
     if report.trainable_params == 0:
         raise PlastArgumentError(
-            f"--plast_layers {args.plast_layers} with --plast_modules {args.plast_modules} leaves no "
+            f"--plast_layers {args.plast_layers} with --plast_modules {modules} leaves no "
             f"trainable parameter; refusing to train nothing"
         )
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
-    _log("training only decoder layers %s (%s)\n%s" % (layers, args.plast_modules, report.format_table()))
+    _log("training only decoder layers %s (%s)\n%s" % (layers, modules, report.format_table()))
     selection.trainable = report.to_dict()
+    # The base's values of every tensor the record says was trained, hashed now, before any
+    # step: `plast export --merge-into` refuses a base whose tensors differ (another model of
+    # the same shapes would otherwise be mixed with this delta without a word).
+    fingerprint = base_fingerprint(model, sorted(plast_parameter_names(model, recorded_layers, recorded_modules)))
     if _rank() == 0:
+        from ..atomic import write_text_atomic
         from ..selection_file import SELECTION_FILENAME
 
         out = Path(args.output_dir)
@@ -143,16 +171,101 @@ def prepare_plast(model, args, tokenizer=None):
         # (--plast_layers auto) and `plast export` read it.
         selection.save(out / SELECTION_FILENAME)
         record = {
-            "layers": layers,
-            "modules": args.plast_modules,
+            "layers": recorded_layers,
+            "modules": recorded_modules,
             "plast_layers": str(args.plast_layers),
             "base_model": getattr(getattr(model, "config", None), "_name_or_path", None),
+            "base_fingerprint": fingerprint,
             "trainable": report.to_dict(),
             "trainable_names": report.trainable_names,
+            "history": history,
         }
-        (out / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(out / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
     _barrier()
     return report
+
+
+def resolve_modules(selection, args) -> str:
+    """What of each layer is trained: --plast_modules when given, else the selection file's."""
+    explicit = getattr(args, "plast_modules", None)
+    recorded = (selection.options or {}).get("modules")
+    if explicit is None:
+        return recorded or "layer"
+    if recorded and recorded != explicit:
+        _log(f"--plast_modules {explicit} overrides the selection file's modules {recorded!r}")
+    return explicit
+
+
+def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str, list[dict]]:
+    """(layers, modules) the training record must name, and the history of selections.
+
+    LLaVA's train() resumes whenever output_dir holds checkpoint-*; the checkpoint then already
+    carries the earlier run's updates. Training other layers on top is refused unless
+    --plast_allow_selection_change is set; then the record names the union (all layers that
+    differ from the base), so an export holds every trained tensor.
+    """
+    out = Path(args.output_dir)
+    this_run = {"layers": list(layers), "modules": modules, "plast_layers": str(args.plast_layers)}
+    checkpoints = sorted(p.name for p in out.glob("checkpoint-*")) if out.is_dir() else []
+    if not checkpoints:
+        return list(layers), modules, [this_run]
+    allow = bool(getattr(args, "plast_allow_selection_change", False))
+    record_path = out / TRAINING_RECORD
+    if not record_path.is_file():
+        if not allow:
+            raise PlastArgumentError(
+                f"output_dir {out} holds {checkpoints[-1]}, which LLaVA's train() resumes from, but no "
+                f"{TRAINING_RECORD}: it is not a PLAST run, so what it trained is unknown. Use a new "
+                f"--output_dir (or pass --plast_allow_selection_change True to resume anyway)"
+            )
+        return list(layers), modules, [this_run]
+    from ..errors import PlastError
+    from ..json_files import read_json_object
+
+    try:
+        previous = read_json_object(record_path)
+        before_layers = sorted(int(i) for i in previous["layers"])
+        before_modules = str(previous["modules"])
+    except PlastError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:
+        raise PlastArgumentError(f"{record_path}: malformed training record ({err!r}); use a new --output_dir") from None
+    history = previous.get("history") or [{"layers": before_layers, "modules": before_modules,
+                                           "plast_layers": previous.get("plast_layers")}]
+    if before_layers == sorted(layers) and before_modules == modules:
+        return list(layers), modules, [*history, this_run]
+    if not allow:
+        raise PlastArgumentError(
+            f"output_dir {out} holds {checkpoints[-1]} of a run that trained layers {before_layers} "
+            f"({before_modules}), which train() would resume from; this run selects {sorted(layers)} "
+            f"({modules}). Resume with the same selection (--plast_layers {previous.get('plast_layers')}), "
+            f"use a new --output_dir, or pass --plast_allow_selection_change True to train both "
+            f"(the record then keeps the union)"
+        )
+    union = sorted(set(before_layers) | set(layers))
+    union_modules = modules if modules == before_modules else "layer"
+    _log(f"--plast_allow_selection_change: resuming a run that trained {before_layers} ({before_modules}) "
+         f"with {sorted(layers)} ({modules}); the record names the union {union} ({union_modules})")
+    return union, union_modules, [*history, this_run]
+
+
+def base_fingerprint(model, names: list[str]) -> dict:
+    """SHA-256 (and dtype) of each named parameter as loaded, i.e. the base's values."""
+    import contextlib
+
+    from ..export import tensor_sha256
+
+    params = dict(model.named_parameters())
+    chosen = [params[n] for n in names]
+    gather = contextlib.nullcontext()
+    if any(hasattr(p, "ds_id") for p in chosen):
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(chosen, modifier_rank=None)  # collective: every rank
+    with gather:
+        tensors = {n: {"dtype": str(params[n].dtype).replace("torch.", ""), "sha256": tensor_sha256(params[n].data)}
+                   for n in names} if _rank() == 0 else {}
+    return {"method": "sha256 of each trained tensor in the base model, before training", "tensors": tensors}
 
 
 def resolve_selection(model, args, tokenizer=None):
@@ -176,11 +289,12 @@ def resolve_selection(model, args, tokenizer=None):
         selection = SelectionFile.load(value)
         selection.check_model(model)
         warn_if_other_model(selection.model.name_or_path, name, value)
-        _log(f"layers {selection.selected_layers} from selection file {value}")
+        _log(f"layers {selection.selected_layers} from selection file {value}"
+             f" (modules {selection.options.get('modules', 'layer')!r})")
     elif is_layer_spec(value):
         layers = parse_layer_spec(value, find_decoder_layers(model).num_layers, seed=args.plast_seed)
         selection = SelectionFile(selected_layers=layers, model=ModelIdentity.of(model, name), rule=value,
-                                  options={"modules": args.plast_modules})
+                                  options={"modules": getattr(args, "plast_modules", None) or "layer"})
     else:
         raise PlastArgumentError(
             f"--plast_layers {value!r} is neither 'auto', a layer spec ('0-4', '1,3', 'first:K', "

@@ -78,7 +78,7 @@ def _changed(base: dict, trained: dict) -> set:
     return {name for name in base if not torch.equal(base[name], trained[name]) or base[name].dtype != trained[name].dtype}
 
 
-def test_example_script_changes_exactly_the_selected_layer(setup, tmp_path):
+def test_example_script_changes_exactly_the_selected_layer(setup, tmp_path, capsys):
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), "--model", str(setup["model"]), "--data", str(setup["data"]),
            "--selection", str(setup["selection"]), "--output-dir", str(out), "--max-steps", "3",
@@ -104,6 +104,16 @@ def test_example_script_changes_exactly_the_selected_layer(setup, tmp_path):
                   "--out", str(tmp_path / "merged")]) == 0
     merged = _tensors(tmp_path / "merged")
     assert not _changed(trained, merged)
+    # The record fingerprints the base under the files' names, so a same-shaped other model is refused.
+    assert set(record["base_fingerprint"]["tensors"]) == selected
+    from plast_plugin.testing import tiny_models
+
+    build = tiny_models.make_tiny_llava_hf if setup["kind"] == "llava-hf" else tiny_models.make_tiny_llava_next_hf
+    other = build(tmp_path / "other_seed", seed=1)
+    capsys.readouterr()
+    assert plast(["export", str(tmp_path / "delta"), "--merge-into", str(other), "--out", str(tmp_path / "bad")]) == 1
+    assert "is not the model this delta was trained from" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_gradient_checkpointing_still_trains_the_selected_layer(setup, tmp_path):

@@ -167,5 +167,7 @@ def test_llava_next_without_support_is_one_clear_error(tmp_path):
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_next",
                                                       "architectures": ["LlavaNextForConditionalGeneration"]}))
-    with pytest.raises(RuntimeError, match="LLaVA-NeXT checkpoint.*added in 4.39.*evaluation env"):
+    from plast_plugin.errors import PlastError
+
+    with pytest.raises(PlastError, match="LLaVA-NeXT checkpoint.*added in 4.39.*evaluation env"):
         load_for_probe(str(tmp_path), "cpu", "fp32")

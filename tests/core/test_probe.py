@@ -82,15 +82,27 @@ def test_float64_counts_identical_across_batching_and_padding(llama64, questions
     assert torch.equal(base.counts.tokens, other.counts.tokens)
 
 
-def test_padding_and_prompt_positions_are_not_counted(tiny_llama, questions):
+@pytest.mark.parametrize("prompt", ["plain", "llava"])
+def test_padding_and_prompt_positions_are_not_counted(tiny_llama, questions, prompt):
     model, tokenizer = tiny_llama
-    question_only = probe_questions(model, tokenizer, questions, SelectionOptions(batch_size=5), progress=False)
-    every_token = probe_questions(model, tokenizer, questions, SelectionOptions(batch_size=5, positions="all"),
-                                  progress=False)
-    # Exactly the question tokens are counted: the count equals the tokenized question lengths.
+    question_only = probe_questions(model, tokenizer, questions, SelectionOptions(batch_size=5, prompt=prompt),
+                                    progress=False)
+    every_token = probe_questions(model, tokenizer, questions,
+                                  SelectionOptions(batch_size=5, positions="all", prompt=prompt), progress=False)
+    # Exactly the question tokens are counted. 'plain': the question tokenized alone. 'llava': the
+    # question's tokens inside LLaVA's conversation text (tokenized whole, as LLaVA does), which
+    # decode back to the question; the space before it is the conversation's.
     for group, lang in enumerate(questions.other_languages):
-        expected = sum(len(tokenizer(questions.question(q, lang), add_special_tokens=False)["input_ids"])
-                       for q in questions.ids)
+        expected = 0
+        for q in questions.ids:
+            text = questions.question(q, lang)
+            if prompt == "plain":
+                expected += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                continue
+            encoded = encode_prompt(tokenizer, text, prompt="llava", max_question_tokens=10_000, image_ids=None, group=0)
+            ids = [i for i, k in zip(encoded.input_ids, encoded.kinds) if k == QUESTION]
+            assert tokenizer.decode(ids).strip() == text.strip()
+            expected += len(ids)
         assert int(question_only.counts.tokens[group]) == expected
     assert (every_token.counts.tokens > question_only.counts.tokens).all()
 

@@ -21,12 +21,29 @@ OFFLINE_ENV = {
 }
 
 
+def install_scripted_model(site: Path) -> Path:
+    """A throw-away distribution whose ``lmms_eval.models`` entry point registers the scripted model."""
+    site = Path(site)
+    dist = site / "plast_scripted_test-0.0.dist-info"
+    if not dist.exists():
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plast-scripted-test\nVersion: 0.0\n")
+        (dist / "entry_points.txt").write_text("[lmms_eval.models]\nplast_scripted = plast_scripted_model:MANIFEST\n")
+        (site / "plast_scripted_model.py").write_text((HERE / "scripted_model.py").read_text())
+    return site
+
+
 def subprocess_env(tmp_path, **extra):
     """The current environment, offline, single-threaded, HF caches under `tmp_path`, no judge."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAST_JUDGE")}
     env.update(OFFLINE_ENV)
     env["HF_HOME"] = str(Path(tmp_path) / "hf_home")
-    env.update({k: str(v) for k, v in extra.items()})
+    extra = {k: str(v) for k, v in extra.items()}
+    # This checkout's plast_plugin, not the editable install's: a subprocess runs in tmp_path, and
+    # a PYTHONPATH given here (e.g. the scripted model's folder) comes first, not instead.
+    paths = [extra.pop("PYTHONPATH", ""), str(REPO), os.environ.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(extra)
     return env
 
 try:

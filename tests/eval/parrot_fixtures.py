@@ -2,7 +2,7 @@
 
 ``write_parrot_dir(root)`` writes ``mmmb/mmmb_<code>.tsv`` and ``mmbench/mmbench_dev_<code>.tsv``
 (``cn`` for Chinese) like the published ``AIDC-AI/Parrot-dataset``: base64 PNG images, images
-reused by index back-reference, option texts ``None``/``NA`` (which pandas reads as empty),
+reused by index back-reference, option texts ``None``/``NA`` (texts, not missing values),
 rows with two or three options, and for MMBench rotated copies at ``index + k * 1,000,000``.
 
 ``scripted_answers()`` gives, per task and row index, a model answer written the way models
@@ -21,7 +21,7 @@ LANGS = ("en", "zh", "pt", "ar", "tr", "ru")
 FILE_CODE = {"zh": "cn"}
 COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "image"]
 
-# (index, options A-D ("" = absent; "None"/"NA" read as absent), answer, category, image)
+# (index, options A-D ("" = absent; "None"/"NA" are option texts), answer, category, image)
 # image: an RGB colour (a fresh picture) or an int (the index whose picture it reuses)
 MMMB_ROWS = [
     (0, ("red", "green", "blue", "yellow"), "A", "culture", (255, 0, 0)),
@@ -57,6 +57,19 @@ MMBENCH_EXPECTED = {
                     "circular_acc": {"attribute": 1 / 2, "relation": 0.0}},
 }
 
+# VLMEvalKit's exact matcher (letter token after splitting on punctuation and spaces, else a unique
+# option text) on the same answers, by hand. MMMB (answers A C D B A): en and tr read rows 0 1 3;
+# pt reads "A resposta é A" (only token A) and "C", but "A resposta é B" has two letter tokens;
+# zh ("答案是A", full-width), ar (Arabic letters) and ru (Cyrillic) read nothing right.
+# MMBench originals (A B A): en, pt, tr right on 0 and 1. Circular: en group 0 (its copies "(B)",
+# "C. That one.", option text "cube"); pt group 0 fails on "... é a letra C." (tokens A and C),
+# tr on "C'dir" (no token C).
+EXACT_EXPECTED = {
+    "mmmb": {"en": 3 / 5, "zh": 0.0, "pt": 2 / 5, "ar": 0.0, "tr": 3 / 5, "ru": 0.0},
+    "mmbench_ml": {"en": (2 / 3, 1 / 3), "zh": (0.0, 0.0), "pt": (2 / 3, 0.0), "ar": (0.0, 0.0),
+                   "tr": (2 / 3, 0.0), "ru": (0.0, 0.0)},
+}
+
 ARABIC = {"A": "أ", "B": "ب", "C": "ج", "D": "د"}
 CYRILLIC = {"A": "А", "B": "В", "C": "С", "D": "Д"}
 FULLWIDTH = {c: chr(ord(c) + 0xFEE0) for c in "ABCD"}
@@ -83,12 +96,13 @@ def _png(rgb) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _tsv_rows(rows, lang: str, hint_every: int = 3):
+def tsv_rows(rows, lang: str, hint_every: int = 3):
     out = []
     for n, (index, options, answer, category, image) in enumerate(rows):
         out.append({
             "index": index,
-            "question": f"[{lang}] question {index % 1000000}?",
+            # Chinese questions carry CJK ideographs (VLMEvalKit's protocol switches its instruction on them)
+            "question": f"[{lang}] {'问题' if lang == 'zh' else 'question'} {index % 1000000}?",
             "hint": f"[{lang}] hint {index}" if n % hint_every == 2 else "",
             "A": options[0], "B": options[1], "C": options[2], "D": options[3],
             "answer": answer,
@@ -108,12 +122,25 @@ def write_tsv(path: Path, rows: list[dict], columns=COLUMNS) -> Path:
     return path
 
 
+def md5_pins(root, langs=LANGS) -> str:
+    """``PLAST_PARROT_MD5`` value pinning the fixture files of `root` (they are not the published ones)."""
+    from plast_plugin.eval.parrot_data import file_md5
+
+    root = Path(root)
+    pins = []
+    for lang in langs:
+        code = FILE_CODE.get(lang, lang)
+        pins.append(f"mmmb_{lang}={file_md5(root / 'mmmb' / f'mmmb_{code}.tsv')}")
+        pins.append(f"mmbench_ml_{lang}={file_md5(root / 'mmbench' / f'mmbench_dev_{code}.tsv')}")
+    return ",".join(pins)
+
+
 def write_parrot_dir(root, langs=LANGS) -> Path:
     root = Path(root)
     for lang in langs:
         code = FILE_CODE.get(lang, lang)
-        write_tsv(root / "mmmb" / f"mmmb_{code}.tsv", _tsv_rows(MMMB_ROWS, lang))
-        write_tsv(root / "mmbench" / f"mmbench_dev_{code}.tsv", _tsv_rows(MMBENCH_ROWS, lang))
+        write_tsv(root / "mmmb" / f"mmmb_{code}.tsv", tsv_rows(MMMB_ROWS, lang))
+        write_tsv(root / "mmbench" / f"mmbench_dev_{code}.tsv", tsv_rows(MMBENCH_ROWS, lang))
     return root
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
+from parrot_fixtures import md5_pins
 
 torch = pytest.importorskip("torch")
 TRAIN_PY = Path(os.environ.get("PLAST_ENVS_DIR", REPO / ".envs")) / "train" / "bin" / "python"
@@ -142,7 +143,7 @@ def test_llava_hf_runs_converted_model_in_lmms_eval(converted, parrot_dir, varia
            "--tasks", "mmmb_ar,mmbench_ml_ru", "--include_path", str(REPO / "eval_tasks"),
            "--output_path", str(out), "--batch_size", "1", "--log_samples",
            "--gen_kwargs", "max_new_tokens=4"] + (["--force_simple"] if variant == "simple" else [])
-    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir),
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp, PLAST_PARROT_DIR=parrot_dir, PLAST_PARROT_MD5=md5_pins(parrot_dir)),
                           capture_output=True, text=True, timeout=300)
     files = sorted(out.rglob("*_results.json"))
     log = proc.stdout + proc.stderr
@@ -220,3 +221,43 @@ def test_export_to_hf_takes_a_hub_id_from_the_cache(converted, tmp_path):
     missing = subprocess.run([str(plast), "export", "liuhaotian/no-such", "--to-hf", "--out", str(tmp_path / "x")],
                              env=offline_hub_env(cache, tmp_path / "home"), capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "'liuhaotian/no-such'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_plast_eval_baseline_is_the_official_checkpoint_through_the_same_converter(converted, parrot_dir):
+    """--baseline converts the official checkpoint with plast export --to-hf's converter, evaluates
+    both through the same tasks with the real llava_hf model, and compares them."""
+    from safetensors.torch import load_file
+
+    tmp = converted["tmp"]
+    out = tmp / "with_baseline"
+    cmd = [sys.executable, "-m", "plast_plugin.cli", "eval", str(converted["hf"]), "--baseline", str(converted["ckpt"]),
+           "--benchmarks", "mmmb", "--languages", "ar", "--parrot-dir", str(parrot_dir),
+           "--parrot-md5", md5_pins(parrot_dir), "--output", str(out), "--device", "cpu",
+           "--model-args", "dtype=float32", "--lmms-eval-args", "--gen_kwargs max_new_tokens=4"]
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(tmp), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "baseline-hf" / "plast_conversion.json").read_text())
+    assert record["source"] == str(converted["ckpt"].resolve())
+    ours = load_file(str(out / "baseline-hf" / "model.safetensors"))
+    reference = load_file(str(converted["hf"] / "model.safetensors"))
+    assert ours.keys() == reference.keys() and all(torch.equal(ours[k], reference[k]) for k in ours)
+    for run in ("baseline", "model"):
+        assert list((out / run).rglob("*_samples_mmmb_ar.jsonl")), run
+    result = json.loads((out / "compare" / "compare.json").read_text())
+    (row,) = result["rows"]
+    # the same weights answer the same (greedy): no discordant question
+    assert (row["task"], row["n"], row["delta"], row["mcnemar_p"], row["ci95"]) == ("mmmb_ar", 5, 0.0, 1.0, [0.0, 0.0])
+    assert "mmmb_ar" in proc.stdout and "B-A" in proc.stdout
+
+
+def test_baseline_refuses_a_model_from_another_converter(converted, tmp_path):
+    import shutil
+
+    from plast_plugin.eval.baseline import BaselineError, prepare_baseline
+
+    other = tmp_path / "hub_llava_hf"
+    shutil.copytree(converted["hf"], other)
+    (other / "plast_conversion.json").unlink()
+    with pytest.raises(BaselineError, match="converted by another tool .* Pass the official checkpoint"):
+        prepare_baseline(str(other), tmp_path / "out")
+    assert prepare_baseline(str(converted["hf"]), tmp_path / "out") == converted["hf"]  # already ours

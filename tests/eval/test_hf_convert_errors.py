@@ -33,7 +33,7 @@ def test_linear_projector(tmp_path):
 
 def test_missing_vision_tower_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConversionError, match="pass vision_tower="):
+    with pytest.raises(ConversionError, match="pass --vision-tower"):
         convert_to_hf(_ckpt(tmp_path, mm_vision_tower="openai/clip-vit-large-patch14-336"), tmp_path / "out")
 
 

@@ -19,8 +19,10 @@ def installed(tmp_path_factory):
 
 
 def _run(installed, *args):
+    env = subprocess_env(installed["root"])
+    env.pop("PYTHONPATH", None)  # no source checkout on the path: only what the wheel installed
     return subprocess.run([str(installed["python"]), *args], cwd=installed["root"], capture_output=True, text=True,
-                          env=subprocess_env(installed["root"]), timeout=600)
+                          env=env, timeout=600)
 
 
 def test_tasks_ship_inside_the_installed_package(installed):

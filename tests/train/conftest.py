@@ -26,9 +26,12 @@ PROBE = [
 def base_env(**extra) -> dict:
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_DISABLED="true",
-               TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                PYTHONWARNINGS="ignore")
     env.pop("PLAST_DISABLE_HOOK", None)
+    # Resume must work with torch's weights-only loading (the integration allow-lists numpy's
+    # RNG state); never with the override that unpickles anything.
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     # DeepSpeed JIT-builds a CPU comm op (~60 s on 2 cores); keep our build apart from other
     # processes' so it is built once and reused.
     # processes' so it is built once and reused. The same `ninja` for every run (the env's own,

@@ -1,0 +1,117 @@
+"""Writes that never leave half a result: a file or folder is built beside its target and renamed
+into place only when complete, so a failed or killed run leaves the old output (or nothing) and
+a re-run never trips over debris.
+
+Files get the mode a plain ``open(path, "w")`` would give (0666 minus the umask), not the 0600 of
+``tempfile``: selection files and plots are meant to be shared.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from .errors import PlastError
+
+TEMP_PREFIX = ".plast-tmp-"
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` all at once: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """UTF-8 text; encoding errors (e.g. a lone surrogate) happen before the target is touched."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_output_file(path: str | os.PathLike):
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (e.g. savefig);
+    it replaces ``path`` when the block succeeds and is removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def check_new_directory(out: str | os.PathLike, what: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that is a file or already has content."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PlastError(f"{what} {out} is an existing file; give a folder path that does not exist yet")
+    if out.is_dir() and any(out.iterdir()):
+        raise PlastError(f"{what} {out} exists and is not empty; give a new folder (or remove that one)")
+    return out
+
+
+def _stage_prefix(out: Path, pid: int | None = None) -> str:
+    """Stage folders carry host and pid, so a later run can tell a dead run's leftovers."""
+    return f"{TEMP_PREFIX}{out.name}.{socket.gethostname()}.{os.getpid() if pid is None else pid}."
+
+
+def _remove_dead_stages(out: Path) -> None:
+    """Delete stage folders of ``out`` left by a killed run (SIGKILL skips every cleanup): same
+    host, process gone. Another host's or a live process's stage is never touched."""
+    mine = f"{TEMP_PREFIX}{out.name}.{socket.gethostname()}."
+    for stage in out.parent.glob(glob.escape(mine) + "*"):
+        pid_text = stage.name[len(mine):].split(".", 1)[0]
+        if not stage.is_dir() or not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
+@contextlib.contextmanager
+def staged_directory(out: str | os.PathLike, what: str = "--out"):
+    """Yield an empty folder beside ``out``; on success it becomes ``out`` (which must not exist
+    or be empty), on failure (or Ctrl-C, or SIGTERM through the CLI) it is deleted, so nothing
+    partial is left behind; what a SIGKILLed run left is removed by the next run."""
+    out = check_new_directory(out, what)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_stages(out)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=_stage_prefix(out)))
+    os.chmod(stage, 0o777 & ~_umask())
+    try:
+        yield stage
+        check_new_directory(out, what)  # another process may have filled it meanwhile
+        if out.is_dir():
+            out.rmdir()
+        os.replace(stage, out)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,34 @@
+"""Reading the JSON files a user hands to PLAST: every failure is one PlastError naming the file."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import PlastError
+
+
+def read_json(path: str | os.PathLike, what: str = "file", fix: str = "") -> object:
+    """The parsed JSON of ``path``; missing, unreadable, non-UTF-8 or invalid JSON -> PlastError."""
+    path = Path(path)
+    hint = f"; {fix}" if fix else ""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise PlastError(f"{what} {path} does not exist{hint}") from None
+    except IsADirectoryError:
+        raise PlastError(f"{what} {path} is a folder, not a JSON file{hint}") from None
+    except UnicodeDecodeError as err:
+        raise PlastError(f"{what} {path} is not UTF-8 text (byte {err.start}){hint}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PlastError(f"{what} {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}){hint}") from None
+
+
+def read_json_object(path: str | os.PathLike, what: str = "file", fix: str = "") -> dict:
+    value = read_json(path, what, fix)
+    if not isinstance(value, dict):
+        hint = f"; {fix}" if fix else ""
+        raise PlastError(f"{what} {path} holds a JSON {type(value).__name__}, not an object{hint}")
+    return value
