@@ -63,7 +63,9 @@ def setup(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(kind)
     build = tiny_models.make_tiny_llava_hf if kind == "llava-hf" else tiny_models.make_tiny_llava_next_hf
     model = build(root / "model")
-    rows = [dict(row, image=_png((60, 30) if int(row["id"]) % 2 else (30, 60), (50 * int(row["id"]), 9, 9)))
+    # Three aspect ratios: LLaVA-NeXT tiles them into 3, 3 and 5 crops, so batches mix tile counts.
+    sizes = [(60, 30), (30, 60), (60, 60)]
+    rows = [dict(row, image=_png(sizes[int(row["id"]) % 3], (50 * int(row["id"]), 9, 9)))
             for row in question_rows(("en", "zh", "ru"))]
     questions = write_jsonl(root / "q.jsonl", rows)
     assert plast(["build-data", "--data", str(questions), "--out", str(root / "train.json"), "--quiet"]) == 0
@@ -158,6 +160,9 @@ def test_callback_refuses_an_optimizer_over_every_parameter(setup, tmp_path):
 
 def test_trainer_freezes_on_construction_and_its_optimizer_passes(setup, tmp_path):
     model, trainer = _trainer(setup, tmp_path)
+    if setup["kind"] == "llava-next-hf":  # the collator pads crops: batches mix 3 and 5 tiles per image
+        data = trainer.train_dataset
+        assert {data[i]["pixel_values"].shape[1] for i in range(len(data))} == {3, 5}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     layout_prefix = ("model.language_model.layers." if int(transformers.__version__.split(".")[0]) >= 5
                      else "language_model.model.layers.")
