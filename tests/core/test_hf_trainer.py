@@ -183,3 +183,22 @@ def test_apply_selection_refuses_a_model_of_another_shape(setup, tmp_path):
     with pytest.raises(SelectionMismatchError, match="3 layers.*4 layers"):
         apply_selection(other, setup["selection"])
     assert all(p.requires_grad for p in other.parameters())  # refused before touching anything
+
+
+def test_the_loss_is_on_the_answer_only(setup):
+    """Supervised tokens decode to exactly the English question plus the template's end token; the
+    prompt (chat template, instruction, image tokens) is all -100."""
+    example = _example_module()
+    _, processor = example.load_model_and_processor(str(setup["model"]), bf16=False)
+    data = example.ConversationDataset(str(setup["data"]), processor, None, 512)
+    records = json.loads(Path(setup["data"]).read_text())
+    tokenizer = processor.tokenizer
+    for index in (0, len(data) - 1):
+        item = data[index]
+        supervised = item["input_ids"][item["labels"] != -100]
+        assert torch.equal(item["labels"][item["labels"] != -100], supervised)
+        answer = records[index]["conversations"][1]["value"]
+        assert tokenizer.decode(supervised, skip_special_tokens=True).strip() == answer
+        assert supervised[-1].item() == tokenizer.eos_token_id
+        prompt = item["input_ids"][item["labels"] == -100]
+        assert (prompt == tokenizer.convert_tokens_to_ids("<image>")).any()  # the image is in the prompt
