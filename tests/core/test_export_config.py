@@ -174,3 +174,26 @@ def test_an_official_llava_checkpoint_is_refused_with_the_conversion_command(tmp
     selection = _selection(tmp_path, tiny_llama[0], [0])
     code, _ = _export(tmp_path, selection, "regex", folder)
     assert code == 1 and f"plast export {folder} --to-hf" in capsys.readouterr().err
+
+
+def test_a_hub_id_resolves_through_the_offline_cache(tmp_path):
+    """The README's command: `--model llava-hf/llava-1.5-7b-hf`, here from an offline HF cache."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from plast_plugin.testing.hub_cache import add_to_hub_cache, offline_hub_env
+    from plast_plugin.testing.tiny_models import make_tiny_llava_hf
+
+    model_dir = make_tiny_llava_hf(tmp_path / "llava_hf", num_layers=LAYERS)
+    add_to_hub_cache(tmp_path / "cache", "llava-hf/llava-1.5-7b-hf", model_dir)
+    model = transformers.LlavaForConditionalGeneration.from_pretrained(str(model_dir))
+    selection = _selection(tmp_path, model, [0, 1])
+    plast_cli = Path(sys.executable).parent / "plast"
+    proc = subprocess.run([str(plast_cli), "export-config", str(selection), "--for", "swift", "--model",
+                           "llava-hf/llava-1.5-7b-hf"], env=offline_hub_env(tmp_path / "cache", tmp_path / "home"),
+                          capture_output=True, text=True, timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = [n for n, _ in model.named_parameters()]
+    assert swift_trains(proc.stdout.strip(), names) == plast_parameter_names(model, [0, 1])
+    assert "llava-hf/llava-1.5-7b-hf" not in proc.stdout  # stdout is the regex alone: "$(...)" works
