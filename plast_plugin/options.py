@@ -79,7 +79,10 @@ class SelectionOptions:
                   "'mlp' (FFN only, SLAM style), 'attn' (attention only)."},
     )
     seed: int = field(default=0, metadata={"help": "Seed for 'random:K' and the pivot split."})
-    batch_size: int = field(default=8, metadata={"help": "Questions per forward pass while probing."})
+    batch_size: int = field(
+        default=0,
+        metadata={"help": "Questions per forward pass while probing; 0: 8 on a CPU, 32 on a GPU."},
+    )
     max_question_tokens: int = field(
         default=256, metadata={"help": "Longer questions are truncated to this many tokens."}
     )
@@ -117,8 +120,8 @@ class SelectionOptions:
             number = -1.0
         if kind not in ("top", "rate") or not 0.0 < number < 1.0:
             raise PlastError(f"option activated_set={self.activated_set!r}: use 'top:F' or 'rate:T' with 0 < F, T < 1")
-        if self.batch_size < 1 or self.max_question_tokens < 1:
-            raise PlastError("batch_size and max_question_tokens must be positive")
+        if self.batch_size < 0 or self.max_question_tokens < 1:
+            raise PlastError("batch_size must be >= 0 (0: by device) and max_question_tokens positive")
         if self.positions == "image" and self.images == "off":
             raise PlastError("positions='image' counts image tokens, but images='off'")
         from .selection import check_rule

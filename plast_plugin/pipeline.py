@@ -77,6 +77,15 @@ def _question_token_budget(model, tokenizer, options: SelectionOptions, image_id
     return min(options.max_question_tokens, budget), limit
 
 
+# Questions per probe forward when the options leave it open (batch_size 0): a GPU has room for
+# far more than a CPU thread can use well.
+CPU_BATCH_SIZE, GPU_BATCH_SIZE = 8, 32
+
+
+def default_batch_size(device) -> int:
+    return GPU_BATCH_SIZE if getattr(device, "type", str(device)).startswith("cuda") else CPU_BATCH_SIZE
+
+
 @dataclass
 class ProbeResult:
     counts: ProbeCounts
@@ -103,7 +112,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
             prompts.append(encode_prompt(
                 tokenizer, questions.question(qid, lang), prompt=options.prompt, conv_template=options.conv_template,
                 max_question_tokens=question_limit, image_ids=image_ids, group=group,
-                image=questions.image(qid) if with_images else None,
+                image=questions.image(qid) if with_images else None, question_index=position,
             ))
     if question_limit < options.max_question_tokens:
         clipped = sum(1 for p in prompts if p.question_tokens > question_limit)
@@ -113,8 +122,9 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
                 f"prompt around them: clipped to {question_limit} question tokens (max_question_tokens is "
                 f"{options.max_question_tokens})", QuestionClippedWarning, stacklevel=2)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    batch_size = options.batch_size or default_batch_size(family.device)
     batches = [pad_batch(chunk, options.positions, pad_id, padding_side)
-               for chunk in make_batches(prompts, options.batch_size)]
+               for chunk in make_batches(prompts, batch_size)]
     counts = run_probe(family, layout, batches, len(groups), positions=options.positions, progress=progress)
     return ProbeResult(counts, groups, with_images)
 

@@ -65,6 +65,7 @@ class EncodedPrompt:
     kinds: list[str]  # one per input id
     image: str | None = None
     question_tokens: int = 0  # of the question before clipping to max_question_tokens
+    question: int = -1  # index of the parallel question (the same in every language); -1: unknown
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -95,7 +96,7 @@ def _chunk_with_question(tokenizer, before: str, question: str, after: str) -> l
 
 def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens: int,
                   image_ids: list[int] | None, group: int, image: str | None = None,
-                  conv_template: str = "v1") -> EncodedPrompt:
+                  conv_template: str = "v1", question_index: int = -1) -> EncodedPrompt:
     """`image_ids`: the ids that stand for the image in the text (None: no image).
 
     A question longer than `max_question_tokens` keeps its first tokens (the rest of the
@@ -125,7 +126,7 @@ def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens:
             seg = seg[:max_question_tokens]
         ids += seg
         kinds += [kind] * len(seg)
-    return EncodedPrompt(group, ids, kinds, image, question_tokens)
+    return EncodedPrompt(group, ids, kinds, image, question_tokens=question_tokens, question=question_index)
 
 
 def count_flags(kinds: list[str], positions: str) -> list[bool]:
@@ -177,9 +178,34 @@ def split_pivot(num_questions: int, seed: int) -> list[int]:
 
 
 def make_batches(prompts: list[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
-    """One group per batch, similar lengths together (less padding); deterministic order."""
+    """One group per batch, similar lengths together (less padding); deterministic order.
+
+    Prompts with images go question block by question block: ``batch_size`` questions, then
+    their batch in every group, so the batches that share images run one after the other and
+    each image is decoded and preprocessed once for all languages (``probe_models.PixelCache``
+    keeps only the last blocks' pixels, so memory stays flat). The counts are sums over
+    batches, so the order changes nothing in the result."""
+    if prompts and all(p.image is not None and p.question >= 0 for p in prompts):
+        return _batches_by_question_block(prompts, batch_size)
     batches: list[list[EncodedPrompt]] = []
     for group in sorted({p.group for p in prompts}):
         members = sorted((p for p in prompts if p.group == group), key=len)
         batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return batches
+
+
+def _batches_by_question_block(prompts: list[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
+    longest: dict[int, int] = {}
+    for p in prompts:
+        longest[p.question] = max(longest.get(p.question, 0), len(p))
+    order = sorted(longest, key=lambda q: (longest[q], q))  # similar lengths in one block
+    groups = sorted({p.group for p in prompts})
+    batches: list[list[EncodedPrompt]] = []
+    for start in range(0, len(order), batch_size):
+        block = set(order[start : start + batch_size])
+        for group in groups:
+            members = sorted((p for p in prompts if p.group == group and p.question in block),
+                             key=lambda p: (len(p), p.question))
+            if members:
+                batches.append(members)
     return batches

@@ -1,24 +1,35 @@
 #!/usr/bin/env python
-"""Training-step benchmark: PLAST vs full fine-tuning vs LoRA, side by side on one model.
+"""Training-step benchmark: PLAST vs full fine-tuning vs LoRA, in three ways.
 
-One LLaVA is built from a LLaMA checkpoint (``--llama PATH``, e.g. the demo's SmolLM2-135M at
-.cache/demo/smollm2) with a tiny random vision tower, or from a random LLaMA of SmolLM2's shape
-(``--tiny``: 30 layers, d 576, FFN 1536, 9 heads, 3 KV heads, vocab 49152). Three copies are
-trained on the *same* batches, their steps interleaved round by round so that machine noise
-hits all three alike:
+1. ``--count`` (CPU, seconds): counted FLOPs of one training step at the LLaVA-1.5-7B shape
+   (``--shape llava7b``; 32 layers, d 4096, FFN 11008, vocab 32000, CLIP-L/336 with 576 image
+   tokens), built by LLaVA's own classes on the meta device (no weights, no hub), for full,
+   LoRA r128 and PLAST with each of ``--count-layers`` (default 0-4 and 16-20), checkpointing on
+   and off; plus the static memory model (weights, gradients, optimizer state) per GPU for plain
+   data parallelism, ZeRO-2 and ZeRO-3 on ``--gpus`` GPUs. One line per figure, e.g.
+   ``flops-ratio plast/full layers=0-4 gc=on 0.747``. ``plast-upstream`` is PLAST through LLaVA's
+   own checkpointing path (``--plast_short_backward False``). See plast_plugin/llava/cost_model.py.
 
-- full: LLaVA-1.5 finetuning (language model + projector; vision tower frozen),
-- plast: only the selected decoder layers (``--layers``, default 1-5: five layers),
-- lora: LLaVA's finetune_lora.sh recipe (r 128, alpha 256 on every linear layer of the LM, +
-  projector).
+2. ``--shape llava7b|llava13b|tiny`` (GPU): times each method in isolation on random weights
+   built directly on the device in bf16 (``--dtype``; default bf16 on CUDA): per configuration
+   (method x ``--gc on,off`` x ``--batches``) a fresh model, ``torch.cuda.reset_peak_memory_stats``,
+   ``--warmup`` + ``--steps`` steps, the peak, then everything freed. Results go to ``--json``
+   after every configuration, so a run cut short keeps what it measured; ``--time-budget`` stops
+   starting new configurations. ``scripts/bench_gpu.sh`` is the prepared 10-minute run.
+   ``--shape tiny --device cpu`` runs the same code on a CPU (the tests do).
 
-All use gradient checkpointing with input grads enabled, as LLaVA's ``train()`` does, and
-``torch.optim.AdamW``. Reported: median step time (forward + backward + optimizer step),
-trainable parameters, optimizer-state bytes, and the ratios PLAST / full and PLAST / LoRA.
+3. ``--llama PATH`` / ``--tiny`` (CPU): one LLaVA from a LLaMA checkpoint (e.g. the demo's
+   SmolLM2-135M at .cache/demo/smollm2) with a tiny vision tower, or a random LLaMA of SmolLM2's
+   shape; the three methods' steps interleaved round by round on the same batches, so that
+   machine noise hits all alike.
 
-    python scripts/bench_train.py --tiny --json bench.json
+All methods use LLaVA's setup (plast_plugin.llava.cost_model.prepare_for_training in 1 and 2;
+in 3 checkpointing with input grads, and PLAST's short backward unless ``--llava-path``) and AdamW. Reported: step time (median),
+trainable parameters, optimizer-state bytes, peak memory (GPU), and PLAST / full, PLAST / LoRA.
+
+    python scripts/bench_train.py --shape llava7b --count
+    python scripts/bench_train.py --shape llava7b --device cuda --json runs/bench/gpu.json
     python scripts/bench_train.py --llama .cache/demo/smollm2 --steps 5
-    python scripts/bench_train.py --shape llava7b --device cuda --modes plast,lora   # on a GPU
 """
 from __future__ import annotations
 
@@ -34,7 +45,7 @@ import time
 from pathlib import Path
 
 SMOLLM2_SHAPE = dict(num_layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3, vocab=49152, tie=True)
-LLAVA7B_SHAPE = dict(num_layers=32, hidden=4096, intermediate=11008, heads=32, kv_heads=32, vocab=32000, tie=False)
+LLAVA_SHAPES = ("llava7b", "llava13b", "tiny")  # plast_plugin.llava.shapes, built directly on the device
 
 
 def parse_args(argv=None):
@@ -42,24 +53,62 @@ def parse_args(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--llama", help="a LLaMA checkpoint directory (safetensors + tokenizer)")
     src.add_argument("--tiny", action="store_true", help="a random LLaMA of SmolLM2-135M's shape")
-    src.add_argument("--shape", choices=("smollm2", "llava7b"), help="random weights of this shape")
-    p.add_argument("--layers", default="1-5", help="PLAST layers (spec, default 1-5)")
+    src.add_argument("--shape", choices=("smollm2", *LLAVA_SHAPES),
+                     help="random weights of this shape (llava7b/llava13b/tiny: LLaVA-1.5 built on --device)")
+    p.add_argument("--count", action="store_true",
+                   help="count FLOPs on the meta device and print the memory model (no timing; --shape llava*/tiny)")
+    p.add_argument("--selections", nargs="+", default=["0-4", "16-20"],
+                   help="PLAST layer specs for --count and --shape llava* (default: 0-4 16-20)")
+    p.add_argument("--gpus", nargs="+", type=int, default=[1, 8], help="--count: GPU counts of the memory model")
+    p.add_argument("--gc", default="on,off", help="--count / --shape llava*: checkpointing settings to run")
+    p.add_argument("--batches", default="4,16",
+                   help="--shape llava*: batch sizes to time; --count: batch sizes of the activation estimate")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="--shape llava*: seconds after which no new configuration is started")
+    p.add_argument("--layers", default="1-5", help="--llama/--tiny: PLAST layers (spec, default 1-5)")
     p.add_argument("--modules", default="layer", choices=("layer", "mlp", "attn"))
     p.add_argument("--modes", default="full,plast,lora", help="comma-separated subset of full,plast,lora")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--seq", type=int, default=128, help="tokens per sequence (incl. image tokens)")
+    p.add_argument("--batch", type=int, default=2, help="--llama/--tiny: batch size")
+    p.add_argument("--seq", type=int, default=None,
+                   help="tokens per sequence incl. image tokens (default 2048 for llava shapes, else 128)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per mode")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--lora-r", type=int, default=128)
     p.add_argument("--lora-alpha", type=int, default=256)
-    p.add_argument("--no-gc", action="store_true", help="no gradient checkpointing")
+    p.add_argument("--no-gc", action="store_true", help="--llama/--tiny: no gradient checkpointing")
+    p.add_argument("--llava-path", action="store_true",
+                   help="--llama/--tiny: PLAST through LLaVA's own checkpointing path (--plast_short_backward False)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--dtype", default=None, choices=("fp32", "bf16"), help="default: bf16 on CUDA, else fp32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", default=None, help="where the LLaVA is built (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the numbers here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    llava_shape = args.shape in LLAVA_SHAPES
+    if args.count and not llava_shape:
+        p.error(f"--count needs --shape {' or '.join(LLAVA_SHAPES)}")
+    if args.seq is None:
+        args.seq = 2048 if llava_shape else 128
+    if args.dtype is None:
+        args.dtype = "bf16" if args.device.startswith("cuda") else "fp32"
+    args.gc_settings = [_on_off(v, "--gc") for v in args.gc.split(",") if v.strip()]
+    try:
+        args.batch_sizes = [int(v) for v in args.batches.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--batches {args.batches!r}: comma-separated integers, e.g. 4,16")
+    args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(args.mode_list) - {"full", "plast", "lora"})
+    if unknown:
+        p.error(f"--modes: unknown {unknown}; choose from full, plast, lora")
+    return args
+
+
+def _on_off(value: str, flag: str) -> bool:
+    value = value.strip().lower()
+    if value not in ("on", "off"):
+        raise SystemExit(f"{flag}: {value!r} is neither 'on' nor 'off'")
+    return value == "on"
 
 
 def _random_llama(out: Path, shape: dict, seed: int) -> Path:
@@ -87,8 +136,7 @@ def build_model(args, work: Path):
         llama = Path(args.llama)
         name = str(llama)
     else:
-        shape = LLAVA7B_SHAPE if args.shape == "llava7b" else SMOLLM2_SHAPE
-        llama = _random_llama(work / "llama", shape, args.seed)
+        llama = _random_llama(work / "llama", SMOLLM2_SHAPE, args.seed)
         name = f"random {args.shape or 'smollm2'}-shaped LLaMA"
     clip = make_tiny_clip_vision(work / "clip", seed=args.seed)
     llava_dir = build_llava_from_llama(llama, clip, work / "llava", seed=args.seed)
@@ -123,16 +171,6 @@ def make_batches(model, args, n):
     return batches
 
 
-def _lm_linear_names(model):
-    import torch
-
-    names = set()
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not any(k in name for k in ("mm_projector", "vision_tower", "lm_head")):
-            names.add(name.split(".")[-1])
-    return sorted(names)
-
-
 def prepare(mode, base, args):
     import torch
 
@@ -150,16 +188,24 @@ def prepare(mode, base, args):
     elif mode == "lora":
         from peft import LoraConfig, get_peft_model
 
+        from plast_plugin.llava.cost_model import LORA_TARGETS
+
         config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05, bias="none",
-                            target_modules=_lm_linear_names(model), task_type="CAUSAL_LM")
+                            target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
         for p in model.get_model().mm_projector.parameters():  # LLaVA's LoRA recipe also trains it
             p.requires_grad_(True)
     else:
         raise SystemExit(f"unknown mode {mode}")
-    if not args.no_gc:
-        model.gradient_checkpointing_enable()
+    if not args.no_gc:  # as LLaVA's train(), then the Trainer; PLAST through its training integration
         model.enable_input_require_grads()
+        if mode == "plast" and not args.llava_path:
+            from types import SimpleNamespace
+
+            from plast_plugin.llava.short_backward import shorten_backward
+
+            shorten_backward(model, SimpleNamespace(gradient_checkpointing=True, gradient_checkpointing_kwargs=None))
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     model.to(args.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -191,13 +237,230 @@ def optimizer_state_bytes(optimizer) -> int:
                if isinstance(v, torch.Tensor))
 
 
+def _selection_layers(spec: str, num_layers: int) -> tuple[int, ...]:
+    from plast_plugin.layer_spec import parse_layer_spec
+
+    return tuple(parse_layer_spec(spec, num_layers))
+
+
+def _gc_tag(gc: bool) -> str:
+    return "on" if gc else "off"
+
+
+def run_count(args) -> int:
+    """Counted FLOPs per method on the meta device + the static memory model; one line per figure."""
+    import torch
+
+    from plast_plugin.llava.cost_model import ZERO_STAGES, Setup, activation_profile, count_step_flops, static_memory
+    from plast_plugin.llava.shapes import get_shape
+
+    shape = get_shape(args.shape)
+    lora = dict(lora_r=args.lora_r, lora_alpha=args.lora_alpha)
+    counts = {}
+    for gc in args.gc_settings:
+        counts[("full", None, gc)] = count_step_flops(shape, Setup("full", gradient_checkpointing=gc), 1, args.seq)
+        counts[("lora", None, gc)] = count_step_flops(shape, Setup("lora", gradient_checkpointing=gc, **lora), 1, args.seq)
+        for spec in args.selections:
+            layers = _selection_layers(spec, shape.layers)
+            counts[("plast", spec, gc)] = count_step_flops(shape, Setup("plast", layers, gc), 1, args.seq)
+            counts[("plast-upstream", spec, gc)] = count_step_flops(
+                shape, Setup("plast", layers, gc, short_backward=False), 1, args.seq)
+
+    print(f"# {shape.name}: {shape.layers} layers, d {shape.hidden}, FFN {shape.ffn}, vocab {shape.vocab}, "
+          f"{shape.image_tokens} image tokens; one sample of {args.seq} tokens; eager attention; "
+          f"FLOPs of forward + backward (+ recomputation) counted by torch.utils.flop_counter on the meta device; "
+          f"torch {torch.__version__}")
+    flops, ratios = {}, {}
+    for (method, spec, gc), c in counts.items():
+        key = f"{method}{f' layers={spec}' if spec else ''} gc={_gc_tag(gc)}"
+        flops[key] = c.flops
+        print(f"flops {key} {c.flops / 1e12:.3f} TFLOP")
+    for gc in args.gc_settings:
+        for spec in args.selections:
+            for method, ref in (("plast", "full"), ("plast", "lora"), ("plast-upstream", "full"), ("plast-upstream", "lora")):
+                key = f"{method}/{ref} layers={spec} gc={_gc_tag(gc)}"
+                ratios[key] = counts[(method, spec, gc)].flops / counts[(ref, None, gc)].flops
+                print(f"flops-ratio {key} {ratios[key]:.3f}")
+
+    activations = []
+    for method, spec in [("full", None), ("lora", None)] + [(m, s) for s in args.selections for m in ("plast", "plast-upstream")]:
+        layers = _selection_layers(spec, shape.layers) if spec else ()
+        setup = Setup("plast" if spec else method, layers, short_backward=method == "plast", **lora)
+        one = activation_profile(shape, setup, 1, args.seq)
+        label = f"{method}{f' layers={spec}' if spec else ''}"
+        for batch in args.batch_sizes:
+            profile = one.scaled(batch)
+            for gc, value in ((True, profile.with_checkpointing), (False, profile.without_checkpointing)):
+                if gc in args.gc_settings:
+                    activations.append(dict(method=method, layers=spec, gc=gc, batch=batch, bytes=value))
+                    print(f"activations-gb {label} gc={_gc_tag(gc)} batch={batch} {value / 1e9:.1f}")
+
+    memory = []
+    gc0 = args.gc_settings[0]
+    methods = [("full", None), ("lora", None)] + [("plast", spec) for spec in args.selections]
+    for method, spec in methods:
+        c = counts[(method, spec, gc0)]
+        label = f"{method}{f' layers={spec}' if spec else ''}"
+        print(f"params {label} trainable={c.trainable_params} total={c.total_params}")
+        for stage in ZERO_STAGES:
+            for gpus in args.gpus:
+                m = static_memory(c.total_params, c.trainable_params, stage, gpus)
+                memory.append(dict(method=method, layers=spec, stage=stage, gpus=gpus, weights=m.weights,
+                                   gradients=m.gradients, optimizer=m.optimizer, total=m.total))
+                print(f"memory-gb {label} stage={stage} gpus={gpus} weights={m.weights / 1e9:.2f} "
+                      f"grads={m.gradients / 1e9:.2f} optimizer={m.optimizer / 1e9:.2f} total={m.total / 1e9:.2f}")
+    if args.json:
+        report = dict(shape=shape.name, seq=args.seq, batch=1, torch=torch.__version__,
+                      date=datetime.datetime.now().isoformat(timespec="seconds"), flops=flops, ratios=ratios,
+                      params={f"{m}{f' layers={s}' if s else ''}": [counts[(m, s, gc0)].trainable_params,
+                                                                   counts[(m, s, gc0)].total_params] for m, s in methods},
+                      memory=memory, activations=activations)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _isolated_configs(args, num_layers):
+    configs = []
+    for gc in args.gc_settings:
+        for batch in args.batch_sizes:
+            for mode in args.mode_list:
+                for spec in (args.selections if mode == "plast" else [None]):
+                    layers = _selection_layers(spec, num_layers) if spec else ()
+                    configs.append((mode, spec, layers, gc, batch))
+    return configs
+
+
+def measure_isolated(args, shape, mode, spec, layers, gc, batch) -> dict:
+    """One configuration on a fresh model: build on the device, set up as LLaVA would, time
+    ``--warmup`` + ``--steps`` steps; the peak memory is this configuration's alone."""
+    import gc as garbage
+    import torch
+
+    from plast_plugin.llava.cost_model import Setup, base_llava, prepare_for_training, training_step
+    from plast_plugin.llava.shapes import build_llava, multimodal_inputs
+
+    cuda = args.device.startswith("cuda")
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    entry = dict(method=mode, layers=spec, gc=gc, batch=batch, seq=args.seq)
+    model = optimizer = None
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        start = time.perf_counter()
+        torch.manual_seed(args.seed)
+        model = build_llava(shape, device=args.device, dtype=dtype, attn_implementation="sdpa")
+        model = prepare_for_training(model, Setup(mode, layers, gc, lora_r=args.lora_r, lora_alpha=args.lora_alpha))
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
+        sync()
+        entry["build_s"] = time.perf_counter() - start
+        if cuda:
+            entry["model_bytes"] = torch.cuda.memory_allocated()
+        images, input_ids, labels = multimodal_inputs(base_llava(model), batch, args.seq, device=args.device,
+                                                      seed=args.seed)
+        times, losses = [], []
+        for i in range(args.warmup + args.steps):
+            sync()
+            t = time.perf_counter()
+            loss = training_step(model, images, input_ids, labels)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            sync()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+            losses.append(loss.item())
+        entry.update(step_s=times, step_s_median=statistics.median(times), losses=losses,
+                     tokens_per_s=batch * args.seq / statistics.median(times),
+                     trainable_params=sum(p.numel() for p in params),
+                     total_params=sum(p.numel() for p in model.parameters()),
+                     optimizer_state_bytes=optimizer_state_bytes(optimizer))
+        if cuda:
+            entry["peak_bytes"] = torch.cuda.max_memory_allocated()
+    except torch.cuda.OutOfMemoryError as err:  # a result too: this method does not fit at this batch
+        entry["error"] = f"out of memory: {str(err).splitlines()[0]}"
+    finally:
+        del model, optimizer
+        garbage.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    return entry
+
+
+def _isolated_ratios(results) -> dict:
+    done = {(r["method"], r["layers"], r["gc"], r["batch"]): r for r in results if "step_s_median" in r}
+    ratios = {}
+    for (method, spec, gc, batch), r in done.items():
+        if method != "plast":
+            continue
+        for ref in ("full", "lora"):
+            other = done.get((ref, None, gc, batch))
+            if other:
+                key = f"plast/{ref} layers={spec} gc={_gc_tag(gc)} batch={batch}"
+                ratios[key] = {"step_time": r["step_s_median"] / other["step_s_median"]}
+                if "peak_bytes" in r and "peak_bytes" in other:
+                    ratios[key]["peak_memory"] = r["peak_bytes"] / other["peak_bytes"]
+    return ratios
+
+
+def run_isolated(args) -> int:
+    import torch
+
+    from plast_plugin.llava.shapes import get_shape
+
+    shape = get_shape(args.shape)
+    cuda = args.device.startswith("cuda")
+    report = {
+        "shape": shape.name, "device": torch.cuda.get_device_name() if cuda else args.device, "dtype": args.dtype,
+        "seq": args.seq, "steps": args.steps, "warmup": args.warmup, "selections": args.selections,
+        "attention": "sdpa (LLaMA), eager (CLIP)", "optimizer": "torch AdamW on the trainable parameters",
+        "torch": torch.__version__, "python": sys.version.split()[0], "machine": platform.machine(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "results": [], "ratios": {},
+    }
+    if cuda:
+        report["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
+    start = time.perf_counter()
+    for mode, spec, layers, gc, batch in _isolated_configs(args, shape.layers):
+        label = f"{mode}{f' layers={spec}' if spec else ''} gc={_gc_tag(gc)} batch={batch}"
+        if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
+            entry = dict(method=mode, layers=spec, gc=gc, batch=batch, seq=args.seq,
+                         error="not run: --time-budget spent")
+        else:
+            entry = measure_isolated(args, shape, mode, spec, layers, gc, batch)
+        report["results"].append(entry)
+        report["ratios"] = _isolated_ratios(report["results"])
+        report["elapsed_s"] = time.perf_counter() - start
+        if args.json:  # after every configuration: a run cut short keeps what it measured
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        if "error" in entry:
+            print(f"{label}: {entry['error']}", flush=True)
+        else:
+            peak = f", peak {entry['peak_bytes'] / 2**30:.1f} GiB" if "peak_bytes" in entry else ""
+            print(f"{label}: step {entry['step_s_median']:.3f} s ({entry['tokens_per_s']:.0f} tokens/s){peak}, "
+                  f"build {entry['build_s']:.1f} s, loss {entry['losses'][-1]:.3f}", flush=True)
+    for key, r in report["ratios"].items():
+        print(f"time-ratio {key} {r['step_time']:.3f}" + (f" peak-ratio {r['peak_memory']:.3f}" if "peak_memory" in r else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.count:
+        return run_count(args)
+    if args.shape in LLAVA_SHAPES:
+        return run_isolated(args)
+    modes = args.mode_list
     with tempfile.TemporaryDirectory(prefix="plast_bench_") as tmp:
         work = Path(args.work_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -11,13 +11,28 @@
 # Training data: `plast build-data --data probe.jsonl --out $DATA` (question-translation pairs).
 # PLAST_LAYERS=auto probes the model on $PROBE_DATA first and writes $OUT/plast_layers.json (+ plot);
 # a rerun into the same $OUT reuses that file. Extra arguments are passed on to train_mem.py.
-# ZeRO-3 as in the official script; ZERO=scripts/zero2.json is enough for 7B (only ~14% is trained).
+#
+# ZeRO-2 by default (the official full fine-tuning script uses ZeRO-3): PLAST trains ~14% of the
+# weights, so what ZeRO-3 would partition is mostly frozen weights, and it pays for that by
+# all-gathering every weight in the forward pass, again in the checkpointing recomputation and in
+# backward, each step. Static memory per GPU on 8 GPUs (bf16 weights + grads, fp32 Adam; memory
+# model of `scripts/bench_train.py --shape llava7b --count`, docs/benchmarks.md), and the estimated
+# activations at batch 16 x 2048 tokens with checkpointing:
+#   7B,  layers 0-4: ZeRO-2 15.9 GB (weights 14.1, grads 0.25, optimizer 1.5) + ~23.5 GB activations
+#                    (ZeRO-3: 3.5 GB static)
+#   13B, layers 0-5: ZeRO-2 30.0 GB (weights 26.7, grads 0.48, optimizer 2.9) + ~31 GB activations
+#                    (ZeRO-3: 6.7 GB static)
+# Both fit an 80 GB GPU. ZERO=scripts/zero3.json when memory is short (fewer GPUs, a larger
+# selection, longer sequences).
+# Gradient checkpointing stays on (LLaVA's default); GRAD_CKPT=False turns it off: 25% fewer FLOPs
+# per step for layers 0-4 (counted, 7B), but ~17.6 GB of activations per 2048-token sample, so on
+# 80 GB use it with BATCH=2 GRAD_ACC=8 (docs/benchmarks.md, "When checkpointing off pays").
 set -euo pipefail
 
 SIZE="${SIZE:-7b}"
 case "$SIZE" in
-  7b)  DEFAULT_MODEL=liuhaotian/llava-v1.5-7b;  DEFAULT_ZERO=zero3 ;;
-  13b) DEFAULT_MODEL=liuhaotian/llava-v1.5-13b; DEFAULT_ZERO=zero3 ;;
+  7b)  DEFAULT_MODEL=liuhaotian/llava-v1.5-7b;  DEFAULT_ZERO=zero2 ;;
+  13b) DEFAULT_MODEL=liuhaotian/llava-v1.5-13b; DEFAULT_ZERO=zero2 ;;
   *) echo "SIZE must be 7b or 13b (or set MODEL yourself)" >&2; exit 2 ;;
 esac
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,6 +51,7 @@ EPOCHS="${EPOCHS:-1}"
 BATCH="${BATCH:-16}"
 GRAD_ACC="${GRAD_ACC:-1}"
 LR="${LR:-2e-5}"
+GRAD_CKPT="${GRAD_CKPT:-True}"
 # The official script; LLAVA_DIR = a LLaVA checkout, else the installed llava package.
 if [[ -n "${LLAVA_DIR:-}" ]]; then
   TRAIN_MEM="$LLAVA_DIR/llava/train/train_mem.py"
@@ -86,7 +102,7 @@ exec $LAUNCHER "$TRAIN_MEM" \
     --logging_steps 1 \
     --tf32 True \
     --model_max_length 2048 \
-    --gradient_checkpointing True \
+    --gradient_checkpointing "$GRAD_CKPT" \
     --dataloader_num_workers 4 \
     --lazy_preprocess True \
     --report_to "$REPORT_TO" \

@@ -137,6 +137,7 @@ def _is_zero3(model) -> bool:
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
     from ..freeze import freeze_for_plast, plast_parameter_names
+    from .short_backward import shorten_backward
 
     check_plast_arguments(args)
     check_trainer_arguments(args)
@@ -156,6 +157,7 @@ def prepare_plast(model, args, tokenizer=None):
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
     _log("training only decoder layers %s (%s)\n%s" % (layers, modules, report.format_table()))
+    _log(shorten_backward(model, args).describe())
     selection.trainable = report.to_dict()
     # The base's values of every tensor the record says was trained, hashed now, before any
     # step: `plast export --merge-into` refuses a base whose tensors differ (another model of

@@ -261,3 +261,38 @@ def test_baseline_refuses_a_model_from_another_converter(converted, tmp_path):
     with pytest.raises(BaselineError, match="converted by another tool .* Pass the official checkpoint"):
         prepare_baseline(str(other), tmp_path / "out")
     assert prepare_baseline(str(converted["hf"]), tmp_path / "out") == converted["hf"]  # already ours
+
+
+def test_probe_llava_hf_with_images_decodes_each_image_once(converted, tmp_path, monkeypatch):
+    """The llava-hf probe path with images: each image decoded and preprocessed once for all
+    languages (question blocks + PixelCache), image features not counted."""
+    import json as _json
+
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    import plast_plugin.probe_models as probe_models
+    from plast_plugin.options import SelectionOptions
+    from plast_plugin.parallel_data import load_parallel_questions
+    from plast_plugin.pipeline import probe_questions
+
+    model = LlavaForConditionalGeneration.from_pretrained(str(converted["hf"]), dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(str(converted["hf"]))
+    texts = {"en": "What is in the picture?", "zh": "图片里有什么？", "ru": "Что на картинке?"}
+    rows = []
+    for qid in range(4):
+        image = tmp_path / f"{qid}.png"
+        Image.new("RGB", (30 + qid, 40), (60 * qid, 90, 200)).save(image)
+        rows += [{"id": str(qid), "lang": lang, "question": text, "image": str(image)} for lang, text in texts.items()]
+    data = tmp_path / "q.jsonl"
+    data.write_text("\n".join(_json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    questions = load_parallel_questions([str(data)], None, "en")
+    decoded = []
+    real_load = probe_models.load_image
+    monkeypatch.setattr(probe_models, "load_image", lambda ref: decoded.append(ref) or real_load(ref))
+    result = probe_questions(model, processor.tokenizer, questions, SelectionOptions(batch_size=2, prompt="plain"),
+                             image_processor=processor.image_processor, progress=False)
+    assert result.images_used
+    assert len(decoded) == 4  # 4 images x 3 languages: 12 decodes before
+    question_tokens = {lang: len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) for lang, text in texts.items()}
+    assert result.counts.tokens[:2].tolist() == [4 * question_tokens[lang] for lang in result.groups[:2]]

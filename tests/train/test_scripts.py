@@ -38,7 +38,23 @@ def test_finetune_script_flags_parse(tmp_path):
     # Unset: a selection file's modules win (issue 10, row 5), so the script must not pass 'layer'.
     assert args["plast_modules"] in (None, "None")
     assert args["lr_scheduler_type"] == "cosine" and str(args["bf16"]) == "True"
-    assert args["deepspeed"].endswith("zero3.json") and int(args["max_steps"]) == 5
+    # ZeRO-2 by default for PLAST (the weights it would partition are mostly frozen); checkpointing on.
+    assert args["deepspeed"].endswith("zero2.json") and int(args["max_steps"]) == 5
+    assert str(args["gradient_checkpointing"]) == "True"
+
+
+def test_finetune_script_zero3_and_checkpointing_off_on_request(tmp_path):
+    record = tmp_path / "launch.json"
+    launcher = tmp_path / "fake_deepspeed"
+    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
+    launcher.chmod(0o755)
+    env = base_env(LAUNCHER=str(launcher), SIZE="7b", ZERO=str(REPO / "scripts" / "zero3.json"), GRAD_CKPT="False",
+                   PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    subprocess.run(["bash", str(REPO / "scripts" / "finetune_plast.sh")], env=env, check=True, cwd=tmp_path)
+    launched = json.loads(record.read_text())
+    assert launched["unknown"] == []
+    assert launched["args"]["deepspeed"].endswith("zero3.json")
+    assert str(launched["args"]["gradient_checkpointing"]) == "False"
 
 
 def test_deepspeed_configs_have_no_auto_prefetch():

@@ -1,0 +1,255 @@
+"""What a LLaVA training step costs per method: counted FLOPs and a static memory model.
+
+One setup function, ``prepare_for_training``, puts a LLaVA (from ``shapes.build_llava``) into the
+state LLaVA's ``train()`` and the HF Trainer leave it in for each method, so that the counted
+FLOPs (meta device, ``count_step_flops``) and the timed GPU steps (``scripts/bench_train.py
+--shape llava7b --device cuda``) run the same code path:
+
+- ``full``: LLaVA-1.5 fine-tuning (language model + projector train; the vision tower is frozen);
+- ``plast``: ``freeze_for_plast`` on the selected layers, then PLAST's training integration
+  (``short_backward.shorten_backward``) unless ``short_backward=False``, which keeps LLaVA's path;
+- ``lora``: LLaVA's finetune_lora.sh recipe (r 128, alpha 256) on the language model's linear
+  layers only (``model.layers.N.{self_attn,mlp}.*_proj``; LLaVA's own short-name list would also
+  hit CLIP's ``q/k/v_proj``), plus the projector.
+
+With checkpointing on, every method first gets LLaVA's ``enable_input_require_grads()`` and then
+the Trainer's ``gradient_checkpointing_enable`` (reentrant: the default of transformers 4.37.2
+with torch's default ``use_reentrant``).
+
+Static memory per GPU (mixed precision as in LLaVA's DeepSpeed runs: bf16 weights and gradients,
+fp32 master weights + Adam moments = 12 bytes per trainable parameter):
+
+    weights   = 2 bytes x all parameters         (/ N GPUs under ZeRO-3)
+    gradients = 2 bytes x trainable parameters   (/ N under ZeRO-2 and ZeRO-3)
+    optimizer = 12 bytes x trainable parameters  (/ N under ZeRO-1, -2, -3)
+
+"plain" is data parallelism without partitioning. Activations come from ``activation_profile``:
+the bytes autograd saves in a forward pass, measured on the meta device, and from them an
+estimate with checkpointing (kept layer inputs + one recomputed layer + the loss part). It is an
+estimate, not a peak (no allocator, no temporary buffers): the GPU benchmark measures peaks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+METHODS = ("full", "plast", "lora")
+ZERO_STAGES = ("plain", "zero2", "zero3")
+WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
+LORA_TARGETS = r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One method at one setting."""
+
+    method: str
+    layers: tuple[int, ...] = ()
+    gradient_checkpointing: bool = True
+    short_backward: bool = True  # PLAST only: the integration's path (False: LLaVA's own)
+    lora_r: int = 128
+    lora_alpha: int = 256
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.method == "plast" and not self.layers:
+            raise ValueError("method 'plast' needs layers")
+
+
+def prepare_for_training(model, setup: Setup, checkpoint_kwargs: dict | None = None):
+    """Set ``requires_grad`` and checkpointing as LLaVA's ``train()`` + the Trainer do for ``setup``.
+
+    Returns the model to train (a peft wrapper for LoRA). ``checkpoint_kwargs`` are passed on
+    to ``torch.utils.checkpoint`` (e.g. ``preserve_rng_state=False`` on the meta device)."""
+    extra = dict(checkpoint_kwargs or {})
+    if setup.method == "full":
+        model.requires_grad_(True)
+        model.get_model().get_vision_tower().requires_grad_(False)
+    elif setup.method == "plast":
+        from ..freeze import freeze_for_plast
+
+        freeze_for_plast(model, list(setup.layers), "layer")
+    else:
+        model = _add_lora(model, setup)
+    if setup.gradient_checkpointing:
+        model.enable_input_require_grads()  # what LLaVA's train() does under checkpointing
+        if setup.method == "plast":
+            from .short_backward import shorten_backward
+
+            args = SimpleNamespace(gradient_checkpointing=True, gradient_checkpointing_kwargs=None,
+                                   plast_short_backward=setup.short_backward)
+            shorten_backward(model, args)
+        # the HF Trainer at the start of train(); an empty kwargs dict means reentrant in torch 2.13
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True, **extra})
+    return model
+
+
+def _add_lora(model, setup: Setup):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=setup.lora_r, lora_alpha=setup.lora_alpha, lora_dropout=0.05, bias="none",
+                        target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    weight = model.get_model().embed_tokens.weight
+    with torch.device(weight.device):  # adapters created where the model lives (meta: no memory)
+        model = get_peft_model(model, config)
+    model.to(weight.dtype)
+    for param in model.get_base_model().get_model().mm_projector.parameters():  # as LLaVA's recipe
+        param.requires_grad_(True)
+    return model
+
+
+def base_llava(model):
+    """The LlavaLlamaForCausalLM inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def training_step(model, images, input_ids, labels):
+    """Forward + backward of one LLaVA-1.5 batch; returns the loss tensor."""
+    from .shapes import embed
+
+    loss = model(inputs_embeds=embed(base_llava(model), images, input_ids), labels=labels).loss
+    loss.backward()
+    return loss
+
+
+@dataclass
+class StepCount:
+    setup: Setup
+    flops: int  # forward + backward (+ recomputation) of one step
+    trainable_params: int
+    total_params: int
+    per_module: dict = field(default_factory=dict, repr=False)
+
+
+def count_step_flops(shape, setup: Setup, batch: int = 1, seq: int = 2048) -> StepCount:
+    """Count one training step's FLOPs for ``setup`` at ``shape`` on the meta device (no memory,
+    no weights; seconds on a CPU). Attention is eager (two batched matmuls per layer, counted)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .shapes import build_llava, multimodal_inputs
+
+    model = build_llava(shape, device="meta", dtype=torch.bfloat16, attn_implementation="eager")
+    model = prepare_for_training(model, setup, checkpoint_kwargs={"preserve_rng_state": False})
+    images, input_ids, labels = multimodal_inputs(base_llava(model), batch, seq, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        training_step(model, images, input_ids, labels)
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    if missing:  # a trained parameter without gradient: the path under test is broken (pitfall 3)
+        raise RuntimeError(f"{setup}: {len(missing)} trainable parameters got no gradient, e.g. {missing[:3]}")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return StepCount(setup, counter.get_total_flops(), trainable, total)
+
+
+@dataclass(frozen=True)
+class StaticMemory:
+    weights: float
+    gradients: float
+    optimizer: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer
+
+
+def static_memory(total_params: int, trainable_params: int, stage: str, gpus: int) -> StaticMemory:
+    """Bytes per GPU of weights, gradients and optimizer state (see the module docstring)."""
+    if stage not in ZERO_STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {', '.join(ZERO_STAGES)}")
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1, got {gpus}")
+    weights = WEIGHT_BYTES * total_params / (gpus if stage == "zero3" else 1)
+    gradients = GRAD_BYTES * trainable_params / (gpus if stage in ("zero2", "zero3") else 1)
+    optimizer = OPTIMIZER_BYTES * trainable_params / (gpus if stage != "plain" else 1)
+    return StaticMemory(weights, gradients, optimizer)
+
+
+@dataclass
+class ActivationProfile:
+    """Bytes autograd saves for backward during one forward *without* checkpointing, per decoder
+    layer and outside them (embeddings, vision features, final norm, LM head, loss), measured on
+    the meta device by a ``saved_tensors_hooks`` pack hook, each storage counted once, parameters
+    and [S x S] attention matrices left out (FlashAttention-2, which LLaVA trains with, saves none)."""
+
+    per_layer: list
+    outside: int
+    hidden_state: int  # one layer input [batch, seq, d]: what checkpointing keeps per layer
+    checkpointed: tuple  # which layers the setup checkpoints when gradient checkpointing is on
+    # Under checkpointing, what a layer without a graph of its own saves when LLaVA's input grads
+    # give it one anyway (PLAST through LLaVA's path: the layers below the selection); 0 otherwise.
+    input_grad_fill: int = 0
+
+    @property
+    def without_checkpointing(self) -> int:
+        return sum(self.per_layer) + self.outside
+
+    @property
+    def with_checkpointing(self) -> int:
+        """Estimate: the kept inputs of the checkpointed layers that have a graph, the outside
+        part, and the larger of the unchecked (last) layer's saved tensors, which backward frees
+        first, and one checkpointed layer recomputed at a time."""
+        per_layer = [b or self.input_grad_fill for b in self.per_layer]
+        kept = sum(self.hidden_state for i in self.checkpointed if per_layer[i] > 0)
+        unchecked = sum(b for i, b in enumerate(per_layer) if i not in self.checkpointed)
+        recompute = max((per_layer[i] for i in self.checkpointed), default=0)
+        return kept + self.outside + max(unchecked, recompute)
+
+    def scaled(self, factor: int) -> "ActivationProfile":
+        """The profile at ``factor`` times the batch (saved bytes grow linearly with it)."""
+        return ActivationProfile([b * factor for b in self.per_layer], self.outside * factor,
+                                 self.hidden_state * factor, self.checkpointed, self.input_grad_fill * factor)
+
+
+def activation_profile(shape, setup: Setup, batch: int = 1, seq: int = 2048) -> ActivationProfile:
+    """Measure ``ActivationProfile`` for ``setup`` (see there); seconds on a CPU, no memory."""
+    import dataclasses
+
+    import torch
+    from torch.autograd.graph import saved_tensors_hooks
+
+    from .shapes import build_llava, embed, multimodal_inputs
+
+    model = build_llava(shape, device="meta", dtype=torch.bfloat16, attn_implementation="eager")
+    # Without checkpointing every layer with a graph saves what its backward needs; LLaVA adds
+    # input grads only under checkpointing, so the layers below PLAST's lowest save nothing here.
+    model = prepare_for_training(model, dataclasses.replace(setup, gradient_checkpointing=False))
+    llava = base_llava(model)
+    layers = llava.get_model().layers  # LLaVA's LLaMA decoder layers (peft-wrapped projections for LoRA)
+    images, input_ids, labels = multimodal_inputs(llava, batch, seq, device="meta")
+    per_layer, outside, current, seen = [0] * len(layers), [0], [None], set()
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        square = tensor.dim() == 4 and tensor.shape[-1] == tensor.shape[-2] == seq
+        if storage._cdata not in seen and storage._cdata not in params and not square:
+            seen.add(storage._cdata)
+            if current[0] is None:
+                outside[0] += storage.nbytes()
+            else:
+                per_layer[current[0]] += storage.nbytes()
+        return tensor
+
+    handles = []
+    for index, layer in enumerate(layers):
+        handles.append(layer.register_forward_pre_hook(lambda m, a, i=index: current.__setitem__(0, i)))
+        handles.append(layer.register_forward_hook(lambda m, a, o: current.__setitem__(0, None)))
+    try:
+        with saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(inputs_embeds=embed(llava, images, input_ids), labels=labels)
+    finally:
+        for handle in handles:
+            handle.remove()
+    last = len(layers) - 1
+    unchecked = {last} if setup.method == "plast" and setup.short_backward else set()
+    checkpointed = tuple(i for i in range(len(layers)) if i not in unchecked)
+    hidden = batch * seq * llava.config.hidden_size * 2
+    fill = 0
+    if setup.method == "plast" and not setup.short_backward:
+        # LLaVA's path: input grads give every layer a graph under checkpointing; a recomputed
+        # layer below the selection then saves what a frozen layer above it saves.
+        fill = max(b for i, b in enumerate(per_layer) if i not in setup.layers)
+    return ActivationProfile(per_layer, outside[0], hidden, checkpointed, fill)
