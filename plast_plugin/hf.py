@@ -98,12 +98,22 @@ def _checkpoint_tensor_names(model) -> list[str] | None:
     """Every tensor name in the files of the model's base checkpoint (``config._name_or_path``),
     read from the safetensors headers or index (no weights); None when they cannot be read."""
     from .export import _weight_files
-    from .model_source import local_dir
 
-    name = getattr(getattr(model, "config", None), "_name_or_path", None)
+    config = getattr(model, "config", None)
+    name = getattr(config, "_name_or_path", None)
+    if not name:
+        return None
+    folder = Path(str(name)).expanduser()
     try:
-        files = _weight_files(local_dir(str(name))) if name else []
-    except (OSError, PlastError):
+        if not folder.is_dir():
+            # The snapshot from_pretrained just read; never a download (a hub repo may hold more
+            # than the model needs).
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(name), revision=getattr(config, "_commit_hash", None),
+                                            local_files_only=True))
+        files = _weight_files(folder)
+    except Exception:  # not cached, not a repo id, an incomplete checkpoint: no fingerprint
         return None
     if not files or any(f.suffix != ".safetensors" for f in files):
         return None  # pytorch_model.bin: reading the names means loading the weights

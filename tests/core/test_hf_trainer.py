@@ -202,3 +202,23 @@ def test_the_loss_is_on_the_answer_only(setup):
         assert supervised[-1].item() == tokenizer.eos_token_id
         prompt = item["input_ids"][item["labels"] == -100]
         assert (prompt == tokenizer.convert_tokens_to_ids("<image>")).any()  # the image is in the prompt
+
+
+def test_a_hub_id_base_gets_its_fingerprint_from_the_cached_snapshot(setup, tmp_path):
+    """`--model llava-hf/...` (the README's command): the base's files are read from the HF cache
+    the model was loaded from (never downloaded), so the record carries the fingerprint."""
+    from plast_plugin.testing.hub_cache import add_to_hub_cache, offline_hub_env
+
+    if setup["kind"] != "llava-hf":
+        pytest.skip("one model is enough for this")
+    add_to_hub_cache(tmp_path / "cache", "llava-hf/llava-1.5-7b-hf", setup["model"])
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), "--model", "llava-hf/llava-1.5-7b-hf", "--data", str(setup["data"]),
+           "--selection", str(setup["selection"]), "--output-dir", str(out), "--max-steps", "1", "--batch-size", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=offline_hub_env(tmp_path / "cache", tmp_path / "home"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "plast_training.json").read_text())
+    assert record["base_model"] == "llava-hf/llava-1.5-7b-hf"
+    assert set(record["base_fingerprint"]["tensors"]) == {
+        n for n in _tensors(setup["model"]) if n.startswith(f"language_model.model.layers.{TRAINED_LAYER}.")}
