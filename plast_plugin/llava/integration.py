@@ -1,6 +1,6 @@
 """Patch LLaVA's training module in place: PLAST arguments + freezing when ``LLaVATrainer`` is built.
 
-Two changes to the module object ``llava.train.train`` (official LLaVA or LLaVA-NeXT):
+Three changes to the module object ``llava.train.train`` (official LLaVA or LLaVA-NeXT):
 
 1. ``TrainingArguments`` becomes a subclass with the ``--plast_*`` fields; ``train()`` looks the
    name up when it is called, so ``HfArgumentParser`` accepts the flags.
@@ -9,8 +9,10 @@ Two changes to the module object ``llava.train.train`` (official LLaVA or LLaVA-
    every ``requires_grad`` change of ``train()`` is done and no optimizer or DeepSpeed engine
    exists yet: it resolves the layers (``auto`` probes the model now), freezes all but them,
    logs the table of trainable parameters, then builds the trainer.
+3. ``train`` is wrapped so that, on a rank of a multi-rank gloo run, it waits until the gloo worker
+   threads are idle before the interpreter exits (``clean_exit``: otherwise a rank can abort at exit).
 
-Without ``--plast_layers`` everything behaves exactly as upstream.
+Without ``--plast_layers`` training behaves exactly as upstream (3. still applies: it changes no result).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .arguments import (
     plast_enabled,
     selection_options,
 )
+from .clean_exit import wrap_train
 
 logger = logging.getLogger("plast_plugin.llava")
 
@@ -50,6 +53,7 @@ def patch_llava_train_module(module) -> None:
     new_args = make_training_arguments(base_args)
     wrap_trainer_init(trainer_cls)
     allow_rng_state_loading()
+    wrap_train(module)  # with or without --plast_layers: multi-rank runs exit cleanly
     module.TrainingArguments = new_args
     setattr(module, _PATCHED, True)
 

@@ -33,7 +33,6 @@ def base_env(**extra) -> dict:
     # RNG state); never with the override that unpickles anything.
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     # DeepSpeed JIT-builds a CPU comm op (~60 s on 2 cores); keep our build apart from other
-    # processes' so it is built once and reused.
     # processes' so it is built once and reused. The same `ninja` for every run (the env's own,
     # as the deepspeed launcher's PATH finds it), or each switch of ninja rebuilds the op.
     env.setdefault("TORCH_EXTENSIONS_DIR", str(HERE.parents[1] / ".cache" / "torch_extensions_train"))
@@ -45,12 +44,16 @@ def base_env(**extra) -> dict:
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory):
     """tiny LLaVA + CLIP, 8 training conversations (half with images), parallel probe JSONL."""
+    return build_assets(tmp_path_factory.mktemp("llava_assets"))
+
+
+def build_assets(root: Path) -> dict:
+    """The ``assets`` fixture's files under ``root`` (also used by scripts/stress_two_rank_exit.py)."""
     import numpy as np
     from PIL import Image
 
     from plast_plugin.testing.tiny_models import make_tiny_llava
 
-    root = tmp_path_factory.mktemp("llava_assets")
     model = make_tiny_llava(root / "llava")
     images = root / "images"
     images.mkdir()
@@ -94,7 +97,15 @@ def llava_args(assets, output_dir, *extra, steps: int = 3) -> list[str]:
     ]
 
 
-_PORT = [29700]
+def free_port() -> int:
+    """A TCP port nobody listens on now: the OS picks it. Fixed ports collide with any other test
+    run on the machine (EADDRINUSE); a port the OS just handed out is free unless taken in the
+    moment before the rendezvous binds it."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run_train(args, *, mode="hook", deepspeed=None, launcher=False, env=None, script=None, cwd=None, timeout=300):
@@ -105,14 +116,14 @@ def run_train(args, *, mode="hook", deepspeed=None, launcher=False, env=None, sc
     extra_env = dict(env or {})
     prefix = [sys.executable]
     if deepspeed:
-        _PORT[0] += 1
+        port = free_port()
         args = ["--deepspeed", str(deepspeed), *args]
         if launcher:
             prefix = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "1",
-                      "--master_port", str(_PORT[0])]
+                      "--master_port", str(port)]
         else:
             extra_env.update(RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, LOCAL_WORLD_SIZE=1,
-                             MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
+                             MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     cmd = [*prefix, str(script), *args] if script else [*prefix, str(DRIVER), mode, *args]
     return subprocess.run(cmd, env=base_env(**extra_env), cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
@@ -157,12 +168,12 @@ def spec_run(assets, tmp_path_factory):
 
 def run_train_ranks(args, *, world: int = 2, deepspeed=None, timeout=300):
     """``world`` local processes with the environment the deepspeed launcher sets (CPU, gloo)."""
-    _PORT[0] += 1
+    port = free_port()
     args = ["--deepspeed", str(deepspeed), *args] if deepspeed else list(args)
     procs = []
     for rank in range(world):
         env = base_env(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=world, LOCAL_WORLD_SIZE=world,
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=_PORT[0])
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         procs.append(subprocess.Popen([sys.executable, str(DRIVER), "hook", *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
@@ -170,3 +181,29 @@ def run_train_ranks(args, *, world: int = 2, deepspeed=None, timeout=300):
         out, _ = proc.communicate(timeout=timeout)
         outputs.append((proc.returncode, out))
     return outputs
+
+
+# A stand-in for the deepspeed launcher: parses what it would launch with LLaVA's own (patched)
+# HfArgumentParser and records the result instead of training.
+_FAKE_LAUNCHER = """#!{python}
+import json, sys
+import llava.train.train as t
+import transformers
+parser = transformers.HfArgumentParser((t.ModelArguments, t.DataArguments, t.TrainingArguments))
+namespace, unknown = parser.parse_known_args(sys.argv[2:])
+json.dump({{"script": sys.argv[1], "unknown": unknown, "args": vars(namespace)}}, open({record!r}, "w"), default=str)
+"""
+
+
+def run_finetune_script(tmp_path, args=(), cwd=None, **env):
+    """scripts/finetune_plast.sh with the stand-in launcher. Returns (process, launched) where
+    launched is {"script", "unknown", "args"} of the command it would run (None if it ran none)."""
+    record = Path(tmp_path) / "launch.json"
+    launcher = Path(tmp_path) / "fake_deepspeed"
+    launcher.write_text(_FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
+    launcher.chmod(0o755)
+    run_env = base_env(**env, LAUNCHER=str(launcher), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    script = HERE.parents[1] / "scripts" / "finetune_plast.sh"
+    proc = subprocess.run(["bash", str(script), *args], env=run_env, cwd=cwd or tmp_path, capture_output=True,
+                          text=True)
+    return proc, (json.loads(record.read_text()) if record.exists() else None)

@@ -12,7 +12,6 @@ cannot drift from the code: a renamed flag or a bad value fails here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env
+from conftest import base_env, run_finetune_script
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "patches" / "README.md",
@@ -182,27 +181,10 @@ def test_training_command_parses(where, kind, env, argv, tmp_path):
         assert "llava" in model.lower(), f"{where}: trains {model}, not a LLaVA checkpoint"
 
 
-FAKE_LAUNCHER = """#!{python}
-import json, sys
-import llava.train.train as t
-import transformers
-parser = transformers.HfArgumentParser((t.ModelArguments, t.DataArguments, t.TrainingArguments))
-namespace, unknown = parser.parse_known_args(sys.argv[2:])
-json.dump({{"unknown": unknown, "args": vars(namespace)}}, open({record!r}, "w"), default=str)
-"""
-
-
 @pytest.mark.parametrize("where, kind, env, argv", [c for c in COMMANDS if c[1] == "finetune"],
                          ids=[c[0] for c in COMMANDS if c[1] == "finetune"])
 def test_finetune_script_command_parses(where, kind, env, argv, tmp_path):
-    record = tmp_path / "launch.json"
-    launcher = tmp_path / "fake_deepspeed"
-    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
-    launcher.chmod(0o755)
-    run_env = base_env(**env, LAUNCHER=str(launcher), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "finetune_plast.sh"), *argv], env=run_env, cwd=REPO,
-                          capture_output=True, text=True)
+    proc, launched = run_finetune_script(tmp_path, argv, cwd=REPO, **env)
     assert proc.returncode == 0, f"{where}: {proc.stderr[-2000:]}"
-    launched = json.loads(record.read_text())
     assert launched["unknown"] == [], f"{where}: {launched['unknown']}"
     assert "llava" in launched["args"]["output_dir"], "LLaVA's loader takes the multimodal path only for 'llava' names"

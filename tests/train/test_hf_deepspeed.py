@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import base_env
+from conftest import base_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # DeepSpeed's save calls torch.cuda.synchronize(), which fails without CUDA (pitfall 8).
 RUN_EXAMPLE = ("import torch; torch.cuda.synchronize = lambda *a, **k: None; import runpy; "
                "runpy.run_path('scripts/train_hf_example.py', run_name='__main__')")
-_PORT = [29750]
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +52,9 @@ def hf_assets(tmp_path_factory):
 def test_deepspeed_trains_exactly_the_selected_layer(hf_assets, tmp_path, stage):
     from safetensors.torch import load_file
 
-    _PORT[0] += 1
     out = tmp_path / "out"
     env = base_env(RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, LOCAL_WORLD_SIZE=1, MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=_PORT[0])
+                   MASTER_PORT=free_port())
     cmd = [sys.executable, "-c", RUN_EXAMPLE, "--model", str(hf_assets["model"]), "--data", str(hf_assets["data"]),
            "--selection", str(hf_assets["selection"]), "--output-dir", str(out), "--max-steps", "2",
            "--batch-size", "2", "--lr", "1e-2", "--deepspeed", str(REPO / "scripts" / f"{stage}.json")]

@@ -2,34 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import base_env
+from conftest import run_finetune_script
 
 REPO = Path(__file__).resolve().parents[2]
 
-FAKE_LAUNCHER = """#!{python}
-import json, sys
-import llava.train.train as t
-import transformers
-parser = transformers.HfArgumentParser((t.ModelArguments, t.DataArguments, t.TrainingArguments))
-namespace, unknown = parser.parse_known_args(sys.argv[2:])
-json.dump({{"script": sys.argv[1], "unknown": unknown, "args": vars(namespace)}}, open({record!r}, "w"), default=str)
-"""
-
 
 def test_finetune_script_flags_parse(tmp_path):
-    record = tmp_path / "launch.json"
-    launcher = tmp_path / "fake_deepspeed"
-    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
-    launcher.chmod(0o755)
-    env = base_env(LAUNCHER=str(launcher), SIZE="13b", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    subprocess.run(["bash", str(REPO / "scripts" / "finetune_plast.sh"), "--max_steps", "5"], env=env, check=True,
-                   cwd=tmp_path)
-    launched = json.loads(record.read_text())
+    proc, launched = run_finetune_script(tmp_path, ["--max_steps", "5"], SIZE="13b")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert launched["unknown"] == []
     assert launched["script"].endswith("llava/train/train_mem.py")
     args = launched["args"]
@@ -44,14 +26,9 @@ def test_finetune_script_flags_parse(tmp_path):
 
 
 def test_finetune_script_zero3_and_checkpointing_off_on_request(tmp_path):
-    record = tmp_path / "launch.json"
-    launcher = tmp_path / "fake_deepspeed"
-    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, record=str(record)))
-    launcher.chmod(0o755)
-    env = base_env(LAUNCHER=str(launcher), SIZE="7b", ZERO=str(REPO / "scripts" / "zero3.json"), GRAD_CKPT="False",
-                   PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    subprocess.run(["bash", str(REPO / "scripts" / "finetune_plast.sh")], env=env, check=True, cwd=tmp_path)
-    launched = json.loads(record.read_text())
+    proc, launched = run_finetune_script(tmp_path, SIZE="7b", ZERO=str(REPO / "scripts" / "zero3.json"),
+                                         GRAD_CKPT="False")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert launched["unknown"] == []
     assert launched["args"]["deepspeed"].endswith("zero3.json")
     assert str(launched["args"]["gradient_checkpointing"]) == "False"

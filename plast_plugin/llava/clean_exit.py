@@ -1,0 +1,135 @@
+"""Clean exits of multi-rank (gloo) runs: let the gloo worker threads go idle before the interpreter exits.
+
+Why (docs/troubleshooting.md, "terminate called without an active exception"): a gloo process
+group runs each collective on one of its C++ worker threads (``pt_gloo_runloop``, 2 per group).
+After a collective completes, the worker drops its reference to the finished work; when that is
+the last C++ reference to a tensor that has a Python object, torch gives the Python object up,
+which needs the GIL. If the main thread starts interpreter finalization while the worker waits
+for the GIL, CPython 3.11 ends the worker with ``pthread_exit``; the forced unwind runs into a
+``noexcept`` destructor (``~AsyncWork`` -> ``~Tensor``) and libstdc++ calls ``std::terminate``:
+the rank prints ``terminate called without an active exception`` and dies of SIGABRT (launcher
+rc 250). It is a race between the last collective of ``train()`` (under ZeRO-3 presumably the
+parameter all-gathers of the final save) and the end of the process. Upstream: torch 2.13 (gloo worker
+releases the work, ``ConcretePyInterpreterVTable::decref`` takes the GIL) with CPython 3.11's
+``take_gil``/``PyThread_exit_thread`` at finalization (CPython gh-87135 / bpo-42969; CPython 3.14
+hangs such threads instead of unwinding them, PR #105805). ``destroy_process_group()`` does not
+help: DeepSpeed still holds its groups, so their workers are never joined.
+
+The fix: when ``train()`` returns on a rank of a multi-rank run, wait, with the GIL released,
+until every gloo worker thread is idle (blocked waiting for new work: on Linux, a futex wait
+without timeout in ``/proc/self/task/<tid>/syscall``; a worker waiting for the GIL uses a timed
+wait, one running a collective is running or in a timed wait). Then no worker can need the GIL
+once finalization begins. Purely local (no collective, so no rank can hang on another); it
+costs a millisecond or two. Where ``/proc`` cannot tell, it sleeps ``GRACE_S`` instead.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+logger = logging.getLogger("plast_plugin.llava")
+
+ENV_DISABLE_CLEAN_EXIT = "PLAST_DISABLE_CLEAN_EXIT"
+GLOO_WORKER_THREAD = "pt_gloo_runloop"  # c10::setThreadName in ProcessGroupGloo::runLoop
+IDLE_TIMEOUT_S = 120.0
+GRACE_S = 0.2
+_SYS_FUTEX = {"x86_64": "202", "aarch64": "98"}.get(os.uname().machine)  # futex's syscall number
+_FUTEX_WAIT_BITSET = 9  # what pthread_cond_wait uses; a mutex lock uses FUTEX_WAIT (0)
+
+
+def clean_exit_disabled() -> bool:
+    return os.environ.get(ENV_DISABLE_CLEAN_EXIT, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _uses_gloo(dist) -> bool:
+    for group in list(dist.distributed_c10d._world.pg_names):
+        try:
+            if "gloo" in str(dist.get_backend(group)):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def gloo_worker_tids() -> list[int]:
+    """Thread ids of this process's gloo worker threads (empty where /proc is missing)."""
+    tids = []
+    try:
+        entries = os.listdir("/proc/self/task")
+    except OSError:
+        return tids
+    for entry in entries:
+        try:
+            with open(f"/proc/self/task/{entry}/comm") as f:
+                if f.read().strip() == GLOO_WORKER_THREAD:
+                    tids.append(int(entry))
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    return tids
+
+
+def worker_state(tid: int) -> str:
+    """'idle' (waiting on a condition variable without timeout: for new work), 'busy', 'gone',
+    or 'unknown' (the syscall file cannot be read)."""
+    try:
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            fields = f.read().split()
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return "unknown"
+    if not fields or _SYS_FUTEX is None:
+        return "unknown"
+    if fields[0] != _SYS_FUTEX or len(fields) < 5:
+        return "busy"  # running, or in another syscall (a gloo transfer)
+    op, timeout = int(fields[2], 16), int(fields[4], 16)
+    return "idle" if (op & 0x7F) == _FUTEX_WAIT_BITSET and timeout == 0 else "busy"
+
+
+def wait_for_idle_gloo_workers(timeout_s: float = IDLE_TIMEOUT_S) -> str:
+    """Block (GIL released) until every gloo worker thread is idle. Returns 'idle', 'no-gloo'
+    (nothing to wait for), or 'grace' (could not tell; slept GRACE_S). Raises TimeoutError."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2 or not _uses_gloo(dist):
+        return "no-gloo"
+    # A worker names itself when it first runs, before it takes any work: one still unnamed
+    # holds none. Listed again at each poll for that reason.
+    tids = gloo_worker_tids()
+    if not tids or any(worker_state(t) == "unknown" for t in tids):
+        time.sleep(GRACE_S)
+        return "grace"
+    deadline = time.monotonic() + timeout_s
+    idle_polls = 0
+    while idle_polls < 2:  # twice in a row: a worker between two waits is not mistaken for idle
+        states = [worker_state(t) for t in gloo_worker_tids()]
+        idle_polls = idle_polls + 1 if all(s in ("idle", "gone") for s in states) else 0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gloo worker threads still busy after {timeout_s:.0f} s: {states}")
+        time.sleep(0.001)  # releases the GIL: a worker waiting for it gets it
+    return "idle"
+
+
+def wrap_train(module) -> None:
+    """Wrap ``module.train`` (LLaVA's ``train()``) in place: after it returns on a rank of a
+    multi-rank run, wait for the gloo workers to be idle so the process exits cleanly. Idempotent."""
+    original = getattr(module, "train", None)
+    if original is None or getattr(original, "__plast_wrapped__", False):
+        return
+
+    def train(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if not clean_exit_disabled():
+            try:
+                wait_for_idle_gloo_workers()
+            except Exception as err:  # never turn a finished training into a failure
+                logger.warning("plast-plugin: gloo workers not idle before exit (%s); "
+                               "the process may abort at exit (docs/troubleshooting.md)", err)
+        return result
+
+    train.__plast_wrapped__ = True
+    train.__wrapped__ = original
+    train.__doc__ = original.__doc__
+    train.__name__ = getattr(original, "__name__", "train")
+    module.train = train
