@@ -1,5 +1,6 @@
 """Loading a model for `plast select`: the official LLaVA format (`model_type llava*`, needs the
-`llava` package, i.e. the training env), transformers' llava-hf, or any causal LM."""
+`llava` package, i.e. the training env), transformers' llava-hf and LLaVA-NeXT (llava-v1.6-*-hf),
+or any causal LM."""
 
 from __future__ import annotations
 
@@ -55,10 +56,6 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     kind = checkpoint_kind(config)
     hub = {"revision": revision} if revision else {}
     image_processor = None
-    if kind == "llava-next-hf":
-        raise PlastError(f"{path}: model_type {model_type!r} (transformers' LLaVA-NeXT) is not supported by "
-                         "plast select yet; supported: official LLaVA (llava_llama), llava-hf (llava), "
-                         "LLaMA / Qwen2 / Gemma3 causal LMs")
     if kind == "official-llava":
         try:
             from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
@@ -83,6 +80,20 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
 
         tokenizer = AutoTokenizer.from_pretrained(path, **hub)
         model = LlavaForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
+        image_processor = AutoImageProcessor.from_pretrained(path, **hub)
+    elif kind == "llava-next-hf":
+        import transformers
+
+        if not hasattr(transformers, "LlavaNextForConditionalGeneration"):
+            raise PlastError(
+                f"{path} is a LLaVA-NeXT checkpoint (model_type {model_type!r}); transformers "
+                f"{transformers.__version__} has no LlavaNextForConditionalGeneration (added in 4.39): run "
+                f"`plast select` in an environment with a newer transformers (the evaluation env)"
+            )
+        from transformers import AutoImageProcessor, LlavaNextForConditionalGeneration
+
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+        model = LlavaNextForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
         image_processor = AutoImageProcessor.from_pretrained(path, **hub)
     else:
         from transformers import AutoModelForCausalLM

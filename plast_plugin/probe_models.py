@@ -211,6 +211,10 @@ def family_for(model: nn.Module, layout: DecoderLayout, image_processor=None) ->
     ):
         if model.get_vision_tower() is not None:
             return LlavaOfficialFamily(model, layout, image_processor)
+    if "LlavaNextForConditionalGeneration" in (model_architecture(model), type(model).__name__):
+        from .probe_llava_next import LlavaNextHFFamily  # imports this module: import here
+
+        return LlavaNextHFFamily(model, layout, image_processor)
     if "LlavaForConditionalGeneration" in model_architecture(model) or type(model).__name__ == "LlavaForConditionalGeneration":
         return LlavaHFFamily(model, layout, image_processor)
     return TextFamily(model, layout)

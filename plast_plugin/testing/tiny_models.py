@@ -10,7 +10,9 @@ Everything here is built from a seed in a few seconds on CPU:
 - ``make_tiny_llava``: an *official-format* LLaVA checkpoint (``model_type llava_llama``) that
   LLaVA's ``train()`` and ``load_pretrained_model`` accept.
 - ``make_tiny_llava_hf``: transformers' own ``LlavaForConditionalGeneration`` (llava-hf format)
-  with tokenizer and image processor, in either transformers line.
+  with tokenizer, image processor, processor and chat template, in either transformers line.
+- ``make_tiny_llava_next_hf``: transformers' ``LlavaNextForConditionalGeneration`` (LLaVA-NeXT,
+  anyres tiling), transformers >= 4.39 (the eval env).
 - ``build_llava_from_llama``: puts an existing LLaMA checkpoint (e.g. SmolLM2) into such a
   LLaVA with a given vision tower and a fresh projector.
 
@@ -31,6 +33,7 @@ __all__ = [
     "make_tiny_clip_vision",
     "make_tiny_llava",
     "make_tiny_llava_hf",
+    "make_tiny_llava_next_hf",
     "build_llava_from_llama",
 ]
 
@@ -300,29 +303,105 @@ def _save_llava(model, out: Path, tokenizer_src) -> None:
         raise RuntimeError(f"cannot load a tokenizer from {tokenizer_src}")
 
 
-def make_tiny_llava_hf(out_dir, num_layers: int = 3, hidden: int = 64, intermediate: int = 128,
-                       seed: int = 0):
-    """Save a random llava-hf ``LlavaForConditionalGeneration`` with its tokenizer (``<image>``
-    added) and a CLIP image processor into ``out_dir`` (what ``llava-hf/...`` hub ids hold)."""
-    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlamaConfig,
-                              LlavaConfig, LlavaForConditionalGeneration)
+# A LLaVA-1.5-style (vicuna) chat template over the processor's message format (content: a string, or
+# a list of {"type": "image"} / {"type": "text", "text": ...}), like the llava-hf checkpoints ship.
+TINY_LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %} {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+# Tiny CLIP tower of the llava-hf builders: 28 px images, 14 px patches.
+_TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=28, patch_size=14, projection_dim=32)
+# LLaVA-NeXT's anyres grid for the tiny tower: 1x2, 2x1 and 2x2 tiles of 28 px.
+TINY_NEXT_GRID = [[28, 56], [56, 28], [56, 56]]
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _tiny_image_tokenizer(out: Path):
+    from transformers import AutoTokenizer
+
     train_tiny_sentencepiece(out)
     tok = AutoTokenizer.from_pretrained(str(out))
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.chat_template = TINY_LLAVA_CHAT_TEMPLATE
     tok.save_pretrained(str(out))
+    return tok
+
+
+def _save_tiny_processor(processor_cls, out: Path, image_processor, tok) -> None:
+    """The processor (text + image), with the chat template where this transformers keeps it there."""
+    import inspect
+
+    accepted = inspect.signature(processor_cls.__init__).parameters
+    extra = {k: v for k, v in dict(patch_size=_TINY_VISION["patch_size"], vision_feature_select_strategy="default",
+                                   num_additional_image_tokens=1, chat_template=TINY_LLAVA_CHAT_TEMPLATE).items()
+             if k in accepted}
+    processor_cls(image_processor=image_processor, tokenizer=tok, **extra).save_pretrained(str(out))
+
+
+def make_tiny_llava_hf(out_dir, num_layers: int = 3, hidden: int = 64, intermediate: int = 128,
+                       seed: int = 0):
+    """Save a random llava-hf ``LlavaForConditionalGeneration`` with its tokenizer (``<image>``
+    added, a LLaVA-1.5-style chat template), CLIP image processor and processor into ``out_dir``
+    (what ``llava-hf/...`` hub ids hold)."""
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = _tiny_image_tokenizer(out)
     text = LlamaConfig(**_llama_config_kwargs(num_layers, hidden, intermediate, 4, 4, len(tok), 512))
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=28, patch_size=14, projection_dim=32)
-    config = LlavaConfig(vision_config=vision, text_config=text,
+    config = LlavaConfig(vision_config=CLIPVisionConfig(**_TINY_VISION), text_config=text,
                          image_token_index=tok.convert_tokens_to_ids("<image>"))
     _seeded(seed)
     model = LlavaForConditionalGeneration(config)
     _random_init_(model, seed)
     model.save_pretrained(str(out), safe_serialization=True)
-    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(str(out))
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    image_processor.save_pretrained(str(out))
+    _save_tiny_processor(LlavaProcessor, out, image_processor, tok)
+    return out
+
+
+def make_tiny_llava_next_hf(out_dir, num_layers: int = 3, hidden: int = 64, intermediate: int = 128,
+                            seed: int = 0):
+    """Save a random LLaVA-NeXT ``LlavaNextForConditionalGeneration`` (anyres tiling over
+    ``TINY_NEXT_GRID``) with tokenizer, image processor and processor into ``out_dir``, like
+    ``llava-hf/llava-v1.6-*-hf``. Needs a transformers with LLaVA-NeXT (>= 4.39: the eval env)."""
+    import transformers
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    if not hasattr(transformers, "LlavaNextForConditionalGeneration"):
+        raise RuntimeError(f"transformers {transformers.__version__} has no LLaVA-NeXT (added in 4.39)")
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+
+    try:  # the default backend needs torchvision; the PIL one is what loads without it
+        from transformers.models.llava_next.image_processing_pil_llava_next import (
+            LlavaNextImageProcessorPil as ImageProcessor)
+    except ImportError:  # transformers < 5: one (PIL) implementation
+        from transformers import LlavaNextImageProcessor as ImageProcessor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = _tiny_image_tokenizer(out)
+    text = LlamaConfig(**_llama_config_kwargs(num_layers, hidden, intermediate, 4, 4, len(tok), 512))
+    config = LlavaNextConfig(vision_config=CLIPVisionConfig(**_TINY_VISION), text_config=text,
+                             image_token_index=tok.convert_tokens_to_ids("<image>"),
+                             image_grid_pinpoints=TINY_NEXT_GRID)
+    _seeded(seed)
+    model = LlavaNextForConditionalGeneration(config)
+    _random_init_(model, seed)
+    model.save_pretrained(str(out), safe_serialization=True)
+    image_processor = ImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+                                     image_grid_pinpoints=TINY_NEXT_GRID)
+    image_processor.save_pretrained(str(out))
+    _save_tiny_processor(LlavaNextProcessor, out, image_processor, tok)
     return out
 
 

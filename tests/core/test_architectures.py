@@ -36,10 +36,21 @@ def _llava_hf():
         transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=599))
 
 
+def _llava_next_hf():
+    if not hasattr(transformers, "LlavaNextForConditionalGeneration"):
+        pytest.skip(f"LLaVA-NeXT needs transformers >= 4.39 (this env has {transformers.__version__})")
+    vision = transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=28, patch_size=14)
+    return transformers.LlavaNextForConditionalGeneration(transformers.LlavaNextConfig(
+        vision_config=vision, text_config=transformers.LlamaConfig(**SMALL), image_token_index=599,
+        image_grid_pinpoints=[[28, 56], [56, 28]]))
+
+
 @pytest.mark.parametrize("build, path", [
     (_qwen2, "model.layers"),
     (_gemma3, "model.layers"),
     (_llava_hf, None),  # language_model.model.layers (4.37) or model.language_model.layers (5.x)
+    (_llava_next_hf, None),  # the same two namings (LLaVA-NeXT exists from 4.39 on)
 ])
 def test_supported_families_probe_and_freeze(build, path, tiny_llama, questions_jsonl):
     torch.manual_seed(0)

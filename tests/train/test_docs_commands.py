@@ -1,6 +1,7 @@
 """Every command the docs print runs as printed, at least as far as its argument parsing: each
 ```bash block of README.md and docs/*.md is read, and every `plast ...`, `python -m plast_plugin...`,
-`torchrun ... -m plast_plugin...`, `deepspeed llava/train/train_mem.py ...` and
+`torchrun ... -m plast_plugin...`, `deepspeed llava/train/train_mem.py ...`,
+`python scripts/train_hf_example.py ...` and
 `bash scripts/finetune_plast.sh` line is parsed by the real parser it reaches (the plast CLI with
 its option validation; LLaVA's HfArgumentParser with the PLAST fields and PLAST's checks; the
 finetune script through a stand-in launcher that parses what it would launch). So the docs
@@ -28,6 +29,7 @@ FENCE = re.compile(r"^[ \t]*```[ \t]*(\w*)")
 SHELL_TAGS = ("", "bash", "sh", "shell", "console")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 TRAIN_SCRIPTS = ("train_mem.py", "train.py", "train_xformers.py")
+HF_EXAMPLE = "scripts/train_hf_example.py"
 LOOKS_LIKE_OURS = re.compile(r"\s*([A-Za-z_]\w*=\S+\s+)*(plast|bash\s+\S*finetune_plast|python3?|deepspeed|torchrun)\b")
 
 
@@ -98,6 +100,8 @@ def classify(tokens):
         for i, token in enumerate(tokens):
             if token.endswith(TRAIN_SCRIPTS) and "llava" in token:
                 return "train", env, tokens[i + 1:]
+            if token.endswith(HF_EXAMPLE):
+                return "hf_example", env, tokens[i + 1:]
     return None
 
 
@@ -126,6 +130,20 @@ def test_plast_command_parses(where, kind, env, argv):
         from plast_plugin.commands.select import options_from_args
 
         options_from_args(args)  # the rule, statistic, ... values validate
+
+
+@pytest.mark.parametrize("where, kind, env, argv", [c for c in COMMANDS if c[1] == "hf_example"],
+                         ids=[c[0] for c in COMMANDS if c[1] == "hf_example"])
+def test_hf_trainer_example_command_parses(where, kind, env, argv):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_hf_example", REPO / HF_EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.parse_args(argv)
+    except SystemExit as exit_:
+        pytest.fail(f"{where}: `python {HF_EXAMPLE} {' '.join(argv)}` does not parse (exit {exit_.code})")
 
 
 # Parsing LLaVA's TrainingArguments has side effects on the process (with --deepspeed it sets

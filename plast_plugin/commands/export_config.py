@@ -1,0 +1,64 @@
+"""`plast export-config`: a selection file as the settings axolotl, ms-swift or LLaMA-Factory read."""
+from __future__ import annotations
+
+import sys
+
+USAGE = {
+    "axolotl": "axolotl: add these lines to the training YAML (full fine-tuning, no adapter)",
+    "swift": "ms-swift: swift sft --train_type full --freeze_parameters_ratio 1 --trainable_parameters_regex "
+             "\"$(plast export-config SELECTION --for swift --model MODEL)\" ... (the regex is all that goes to stdout)",
+    "llamafactory": "LLaMA-Factory: merge these keys into the training YAML (replacing any finetuning_type)",
+    "regex": "one Python regex per line; a parameter is trained when one matches its full name",
+}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export-config",
+        help="write a selection as axolotl / ms-swift / LLaMA-Factory settings or a regex list",
+        description="Turn SELECTION (plast_layers.json) into what another trainer reads: axolotl "
+        "`unfrozen_parameters` (YAML), the ms-swift `--trainable_parameters_regex` value, a LLaMA-Factory "
+        "freeze config (YAML; only first-N / last-N layer blocks are expressible), or a plain regex list. "
+        "Parameter names come from MODEL built with this environment's transformers (llava-hf: "
+        "`language_model.model.layers.N.` in 4.x, `model.language_model.layers.N.` from 4.52 / 5.x): run it "
+        "in the environment you train in. Output goes to stdout (or --out); notes go to stderr.",
+    )
+    parser.add_argument("selection", help="plast_layers.json (or the folder holding it)")
+    parser.add_argument("--for", dest="tool", required=True, choices=("axolotl", "swift", "llamafactory", "regex"),
+                        help="the trainer to write for")
+    parser.add_argument("--model", required=True,
+                        help="the model the tool will train (folder or hub id): llava-hf, LLaVA-NeXT-hf or a causal LM")
+    parser.add_argument("--revision", default=None, help="hub branch, tag or commit when --model is a hub id")
+    parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
+                        help="what of each layer to train (default: the selection file's own)")
+    parser.add_argument("--approximate", action="store_true",
+                        help="llamafactory only: for a selection that is not a first-N / last-N block, train the "
+                        "smallest such block containing it instead of refusing (a warning says which extra layers)")
+    parser.add_argument("--out", default=None, help="write to this file instead of stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..selection_file import SelectionFile
+    from ..trainer_configs import build_target_model, export_config
+
+    if args.approximate and args.tool != "llamafactory":
+        from ..errors import PlastError
+
+        raise PlastError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
+    selection = SelectionFile.load(args.selection)
+    target = build_target_model(args.model, args.revision)
+    exported = export_config(selection, target, args.tool, modules=args.modules, approximate=args.approximate)
+    if exported.warning:
+        print(f"plast export-config: WARNING: {exported.warning}", file=sys.stderr)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(exported.text, encoding="utf-8")
+    else:
+        sys.stdout.write(exported.text)
+    print(f"plast export-config: layers {exported.trained_layers} of {target.architecture} ({target.num_layers} "
+          f"layers; names {target.layers_path}.N. from transformers {target.transformers_version})"
+          f"{' -> ' + args.out if args.out else ''}. {USAGE[args.tool]}", file=sys.stderr)
+    return 0

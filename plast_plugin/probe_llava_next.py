@@ -1,0 +1,117 @@
+"""Probing transformers' LLaVA-NeXT (`LlavaNextForConditionalGeneration`, llava-hf/llava-v1.6-*).
+
+LLaVA-NeXT tiles each image ("anyres": a base view plus a grid of crops chosen from the image's
+aspect ratio, with a learned newline embedding after each row), so the number of image features
+differs from image to image. The prompt therefore carries one image placeholder token per image;
+``run`` computes each image's features with the model's own ``get_image_features`` (tiling,
+unpadding and newlines included), widens the placeholder to that many positions and splices the
+features in, as the model's forward does with the processor's expanded text. The counted
+positions ride along: text tokens keep their flag (the question's tokens by default) and every
+feature position takes the placeholder's flag (set only for positions 'image' / 'all').
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .parallel_data import load_image
+from .probe_inputs import PaddedBatch
+from .probe_models import ProbeInputError, TextFamily
+
+
+def _per_image_features(output) -> list[torch.Tensor]:
+    """``get_image_features`` returns a list of [features_i, hidden] tensors (transformers 4.5x) or
+    an output object holding that list as ``pooler_output`` (5.x)."""
+    features = getattr(output, "pooler_output", output)
+    if isinstance(features, torch.Tensor) or not isinstance(features, (list, tuple)):
+        raise ProbeInputError(
+            f"LLaVA-NeXT get_image_features returned {type(features).__name__}, not one feature tensor per "
+            "image; this transformers version is not supported for probing with images (use images='off')"
+        )
+    return list(features)
+
+
+def expand_image_placeholders(batch: PaddedBatch, image_token_id: int, lengths: list[int]):
+    """Widen each row's single image placeholder to ``lengths[row]`` positions.
+
+    Returns (input_ids, attention_mask, position_ids, count_mask, is_image), re-padded on the side
+    the batch was padded on; position ids follow the real tokens as in ``pad_batch``."""
+    rows_ids, rows_count, rows_image = [], [], []
+    left_padded = bool((batch.attention_mask[:, 0] == 0).any())
+    for row in range(batch.input_ids.shape[0]):
+        real = batch.attention_mask[row].bool()
+        ids = batch.input_ids[row][real].tolist()
+        count = batch.count_mask[row][real].tolist()
+        placeholders = [i for i, token in enumerate(ids) if token == image_token_id]
+        if len(placeholders) != 1:
+            raise ProbeInputError(
+                f"a LLaVA-NeXT probe prompt must hold exactly one image token (id {image_token_id}), found "
+                f"{len(placeholders)}; does a question contain the literal text '<image>'?"
+            )
+        at, n = placeholders[0], lengths[row]
+        rows_ids.append(ids[:at] + [image_token_id] * n + ids[at + 1:])
+        rows_count.append(count[:at] + [count[at]] * n + count[at + 1:])
+        rows_image.append([False] * at + [True] * n + [False] * (len(ids) - at - 1))
+    width = max(len(r) for r in rows_ids)
+    shape = (len(rows_ids), width)
+    input_ids = torch.zeros(shape, dtype=torch.long)
+    attention_mask = torch.zeros(shape, dtype=torch.long)
+    count_mask = torch.zeros(shape, dtype=torch.bool)
+    is_image = torch.zeros(shape, dtype=torch.bool)
+    for row, ids in enumerate(rows_ids):
+        span = slice(width - len(ids), width) if left_padded else slice(0, len(ids))
+        input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, span] = 1
+        count_mask[row, span] = torch.tensor(rows_count[row], dtype=torch.bool)
+        is_image[row, span] = torch.tensor(rows_image[row], dtype=torch.bool)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, attention_mask, position_ids, count_mask, is_image
+
+
+class LlavaNextHFFamily(TextFamily):
+    """transformers `LlavaNextForConditionalGeneration`. Text-only questions go straight to the
+    language model (any transformers version); with images the multimodal body (transformers >=
+    4.52, ``model.model.get_image_features``) computes the tiled features."""
+
+    name = "llava-next-hf"
+    supports_images = True
+
+    def __init__(self, model, layout, image_processor=None):
+        super().__init__(model, layout)
+        self.image_processor = image_processor
+        config = model.config
+        self.image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+        body = getattr(model, "model", None)
+        self.multimodal_body = body if callable(getattr(body, "get_image_features", None)) else None
+
+    def image_ids(self) -> list[int]:
+        if self.multimodal_body is None:
+            raise ProbeInputError(
+                "probing LLaVA-NeXT with images needs transformers >= 4.52; use images='off' or run "
+                "`plast select` in the evaluation environment"
+            )
+        if self.image_processor is None:
+            raise ProbeInputError("pass the model's image processor to probe LLaVA-NeXT with images")
+        return [self.image_token_id]  # one placeholder per image, widened in run()
+
+    def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
+        if all(image is None for image in batch.images):
+            return super().run(batch, positions, set_mask)
+        if any(image is None for image in batch.images):
+            raise ProbeInputError("a batch mixes questions with and without images")
+        processed = self.image_processor([load_image(ref) for ref in batch.images], return_tensors="pt")
+        config = self.model.config
+        features = _per_image_features(self.multimodal_body.get_image_features(
+            processed["pixel_values"].to(self.device, self.dtype), processed["image_sizes"].to(self.device),
+            vision_feature_layer=config.vision_feature_layer,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+        ))
+        ids, attention_mask, position_ids, count_mask, is_image = expand_image_placeholders(
+            batch, self.image_token_id, [f.shape[0] for f in features])
+        embeds = self.multimodal_body.get_input_embeddings()(ids.masked_fill(is_image, 0).to(self.device))
+        embeds[is_image.to(self.device)] = torch.cat(features).to(embeds.dtype)
+        set_mask(count_mask)
+        self.layout.backbone(inputs_embeds=embeds, attention_mask=attention_mask.to(self.device),
+                             position_ids=position_ids.to(self.device), use_cache=False)

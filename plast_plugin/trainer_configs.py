@@ -1,0 +1,176 @@
+"""A PLAST selection as the settings other trainers read: axolotl, ms-swift, LLaMA-Factory, plain regexes.
+
+Each tool matches *parameter names* of the model it loads, and those names depend on the
+transformers line: llava-hf / LLaVA-NeXT parameters are ``language_model.model.layers.N.`` in
+transformers 4.x (up to 4.51) and ``model.language_model.layers.N.`` from 4.52 on (5.x included).
+So the names are taken from the target model itself, built from its config on the meta device (no
+weights read) by the transformers installed here: run the export in the environment you train in.
+
+How each tool applies what is written (read in their sources):
+
+- axolotl ``unfrozen_parameters``: a list; each entry is compiled after turning every ``.`` not
+  followed by ``+`` into a literal dot, then ``re.match``-ed (anchored at the start) against
+  ``model.named_parameters()``. So the patterns use plain dots and no ``.*`` wildcard.
+- ms-swift ``--trainable_parameters_regex`` (with ``--freeze_parameters_ratio 1`` to freeze the
+  rest first): one regex, ``re.search``-ed against every parameter name.
+- LLaMA-Factory ``finetuning_type: freeze``: ``freeze_trainable_layers: N`` trains the last N
+  decoder layers, ``-N`` the first N; a parameter is trained when ``.{index}.{module}`` occurs in
+  its name and none of the frozen parts (``vision_tower``, ``multi_modal_projector`` with
+  ``freeze_vision_tower`` / ``freeze_multi_modal_projector``) does. Any other layer set cannot be
+  written: refused, or with ``approximate=True`` widened to the smallest first-N / last-N block
+  that contains it, and said so loudly.
+- plain regex list: Python regexes anchored at both ends (``re.fullmatch``, ``re.match`` and
+  ``re.search`` agree); a parameter is selected when one of them matches its full name.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import PlastError
+from .freeze import _SUBMODULE_OF_CHOICE, plast_parameter_names
+from .model_layout import find_decoder_layers, model_architecture
+from .selection_file import SelectionFile
+
+TOOLS = ("axolotl", "swift", "llamafactory", "regex")
+# What of each layer `modules` trains, as LLaMA-Factory's freeze_trainable_modules names it.
+_LLAMAFACTORY_MODULES = {"layer": "all", "mlp": "mlp", "attn": "self_attn"}
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+
+
+class ExportConfigError(PlastError):
+    """A selection that the requested tool cannot express (or a model it cannot name)."""
+
+
+@dataclass
+class TargetModel:
+    """The names the training tool will see: built on the meta device from the model's config."""
+    name: str
+    kind: str  # checkpoint_kind: llava-hf | llava-next-hf | causal-lm
+    model: object  # the meta-device model (no weights)
+    layers_path: str  # e.g. "model.language_model.layers"
+    num_layers: int
+    transformers_version: str
+    architecture: str
+
+    def parameter_names(self) -> list[str]:
+        return [n for n, _ in self.model.named_parameters()]
+
+
+def build_target_model(name_or_path: str, revision: str | None = None) -> TargetModel:
+    """The model's module tree with this environment's transformers, without loading weights."""
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    from .model_source import checkpoint_kind, local_dir, read_config
+
+    kind = checkpoint_kind(read_config(name_or_path, revision))
+    if kind == "official-llava":
+        raise ExportConfigError(
+            f"{name_or_path} is an official LLaVA checkpoint (model_type llava_*): axolotl, ms-swift and "
+            f"LLaMA-Factory load transformers' ports; convert it first (`plast export {name_or_path} --to-hf "
+            f"--out DIR`) and export the config for DIR"
+        )
+    classes = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
+    if kind in classes and not hasattr(transformers, classes[kind]):
+        raise ExportConfigError(f"{name_or_path}: transformers {transformers.__version__} has no {classes[kind]}; "
+                                f"export the config in the environment you train in")
+    config = AutoConfig.from_pretrained(str(local_dir(name_or_path, revision)))
+    with torch.device("meta"):
+        if kind in classes:
+            model = getattr(transformers, classes[kind])(config)
+        else:
+            model = transformers.AutoModelForCausalLM.from_config(config)
+    layout = find_decoder_layers(model)
+    return TargetModel(name_or_path, kind, model, layout.path, layout.num_layers, transformers.__version__,
+                       model_architecture(model))
+
+
+@dataclass
+class ExportedConfig:
+    tool: str
+    text: str  # what to write to the file / print
+    patterns: list[str] = field(default_factory=list)  # the regexes (axolotl, swift, regex)
+    trained_layers: list[int] = field(default_factory=list)  # what the tool will train (may be wider)
+    warning: str | None = None  # set when the tool trains more than the selection (approximation)
+
+
+def _alternation(layers) -> str:
+    return "|".join(str(i) for i in layers)
+
+
+def _header(selection: SelectionFile, target: TargetModel, modules: str) -> list[str]:
+    return [
+        f"# PLAST selection: decoder layers {list(selection.selected_layers)} (modules={modules}) of "
+        f"{selection.model.name_or_path or selection.model.architecture}",
+        f"# parameter names of {target.architecture} ({target.name}) as transformers {target.transformers_version} "
+        f"names them: {target.layers_path}.N.",
+    ]
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"  # YAML single-quoted scalar
+
+
+def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, modules: str | None = None,
+                  approximate: bool = False) -> ExportedConfig:
+    if tool not in TOOLS:
+        raise ExportConfigError(f"--for {tool!r}: use one of {', '.join(TOOLS)}")
+    selection.check_model(target.model)
+    modules = modules or selection.options.get("modules") or "layer"
+    layers = sorted(selection.selected_layers)
+    plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
+    if not _PLAIN_NAME.match(target.layers_path):
+        raise ExportConfigError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
+    sub = _SUBMODULE_OF_CHOICE[modules]
+    sub_dots = f"{sub}." if sub else ""
+    header = _header(selection, target, modules)
+    if tool == "axolotl":
+        # Plain dots: axolotl turns each '.' into a literal dot itself (a '\.' here would break).
+        patterns = [f"^{target.layers_path}.{i}.{sub_dots}" for i in layers]
+        text = "\n".join(header + ["unfrozen_parameters:"] + [f"  - {_quoted(p)}" for p in patterns]) + "\n"
+        return ExportedConfig(tool, text, patterns, layers)
+    escaped = re.escape(target.layers_path)
+    if tool == "swift":
+        pattern = rf"^{escaped}\.(?:{_alternation(layers)})\.{re.escape(sub_dots)}"
+        return ExportedConfig(tool, pattern + "\n", [pattern], layers)
+    if tool == "regex":
+        patterns = [rf"^{escaped}\.{i}\.{re.escape(sub_dots)}.+$" for i in layers]
+        return ExportedConfig(tool, "\n".join(patterns) + "\n", patterns, layers)
+    return _llamafactory(selection, target, layers, modules, header, approximate)
+
+
+def _llamafactory(selection, target, layers, modules, header, approximate) -> ExportedConfig:
+    n = target.num_layers
+    first, last = list(range(len(layers))), list(range(n - len(layers), n))
+    warning = None
+    if layers == first:
+        count, trained = -len(layers), layers
+    elif layers == last:
+        count, trained = len(layers), layers
+    else:
+        cover_first, cover_last = max(layers) + 1, n - min(layers)
+        count = -cover_first if cover_first <= cover_last else cover_last
+        trained = list(range(cover_first)) if count < 0 else list(range(n - cover_last, n))
+        block = f"the first {cover_first}" if count < 0 else f"the last {cover_last}"
+        explain = (f"LLaMA-Factory's freeze_trainable_layers trains only the first N or the last N decoder layers; "
+                   f"the selection {layers} of {n} layers is neither")
+        if not approximate:
+            raise ExportConfigError(
+                f"{explain}. Use --for axolotl, --for swift or --for regex (exact), or pass --approximate to train "
+                f"{block} layers ({len(trained) - len(layers)} more than selected: "
+                f"{sorted(set(trained) - set(layers))})")
+        warning = (f"APPROXIMATION: {explain}; this config trains {block} layers {trained[0]}-{trained[-1]}, "
+                   f"{len(trained) - len(layers)} layers more than PLAST selected "
+                   f"({sorted(set(trained) - set(layers))}). That is not the PLAST selection.")
+    lines = header + ([f"# WARNING {warning}"] if warning else []) + [
+        "finetuning_type: freeze",
+        f"freeze_trainable_layers: {count}",
+        f"freeze_trainable_modules: {_LLAMAFACTORY_MODULES[modules]}",
+    ]
+    if target.kind in ("llava-hf", "llava-next-hf"):
+        # LLaMA-Factory trains every parameter whose name contains '.{index}.': vision tower layers
+        # too, unless these keep the tower and projector frozen.
+        lines += ["freeze_vision_tower: true", "freeze_multi_modal_projector: true", "freeze_language_model: false"]
+    return ExportedConfig("llamafactory", "\n".join(lines) + "\n", [], trained, warning)
