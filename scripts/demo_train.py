@@ -8,7 +8,7 @@
   8. held-out loss after; every tensor outside the selected layers bit-identical to the start;
      a table, runs/demo/translation_loss.json and a plot
 
-Usage: python scripts/demo_train.py --selection runs/demo/select/plast_layers.json [--steps 300]
+Usage: python scripts/demo_train.py --selection runs/demo/select/plast_layers.json [--steps 200]
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--selection", required=True, help="plast_layers.json from `plast select`")
     parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--learning-rate", default="1e-4")
     parser.add_argument("--gradient-checkpointing", default="False", choices=("True", "False"))

@@ -26,6 +26,7 @@ from plast_plugin.errors import PlastError
 from plast_plugin.eval.paired_stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, PairedCounts,
                                             bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
+from plast_plugin.eval.parrot_data import PUBLISHED_MD5
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 
 __all__ = ["CompareError", "RunSamples", "read_run", "compare_runs", "format_table", "plot_comparison",
@@ -144,6 +145,7 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         warnings.append(f"the runs used different prompt protocols (A: {sorted(run_a.protocols) or 'unrecorded'}, "
                         f"B: {sorted(run_b.protocols) or 'unrecorded'}): the delta mixes model and prompt")
     rows = []
+    unpublished = []  # tasks read from files other than the published benchmark's
     per_bench: dict[tuple[str, str], list[tuple[str, PairedCounts]]] = defaultdict(list)
     for offset, task in enumerate(common):
         rows_a, rows_b = run_a.records[task], run_b.records[task]
@@ -158,6 +160,10 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         if md5_a and md5_b and md5_a != md5_b:
             raise CompareError(f"{task}: the runs read different data files (md5 {', '.join(sorted(md5_a))} in A, "
                                f"{', '.join(sorted(md5_b))} in B); paired statistics need the same questions")
+        # True / False: the published file (VLMEvalKit's md5) or not; None: the logs recorded no md5
+        published = (md5_a | md5_b == {PUBLISHED_MD5.get(task)}) if md5_a | md5_b else None
+        if published is False:
+            unpublished.append(task)
         bench, lang = _task_parts(task, rows_a)
         metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
         for m_offset, metric in enumerate(metrics):
@@ -169,8 +175,13 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
             ci = bootstrap_delta_ci(counts, resamples, seed + 1000 * offset + m_offset)
             rows.append(_row(counts, ci, mcnemar_exact_p(counts.only_a, counts.only_b),
                              task=task, benchmark=bench, language=lang, metric=metric,
-                             data_md5=sorted(md5_a | md5_b)))
+                             data_md5=sorted(md5_a | md5_b), published_data=published))
             per_bench[(bench, metric)].append((lang, counts))
+    if unpublished:
+        # a table of these tasks' names reads like a benchmark result: say loudly that it is not one
+        warnings.append(f"NOT the published benchmark files (md5 differs from VLMEvalKit's) for "
+                        f"{', '.join(unpublished)}: these are scores on other data under the task names, not "
+                        "MMMB / MMBench results")
     means = []
     for (bench, metric), items in sorted(per_bench.items()):
         if len(items) < 2:

@@ -131,6 +131,10 @@ def test_compare_two_lmms_eval_runs_by_hand(two_runs):
     for row in (mmmb, acc, circ):
         assert row["ci95"][0] <= row["delta"] <= row["ci95"][1]
     assert result["means"] == []  # one language per benchmark: no mean row
+    # the fixtures are not Parrot's files: the comparison says so, so it cannot pass for a benchmark result
+    assert [r["published_data"] for r in (mmmb, acc, circ)] == [False] * 3
+    assert any(w.startswith("NOT the published benchmark files") and "mmbench_ml_en, mmmb_en" in w
+               for w in result["warnings"])
 
 
 def test_plast_compare_cli_writes_table_json_and_plot(two_runs):
@@ -142,6 +146,7 @@ def test_plast_compare_cli_writes_table_json_and_plot(two_runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("mmmb_en"))
     assert "60.00" in line and "80.00" in line and "+20.00" in line
+    assert "warning: NOT the published benchmark files" in proc.stdout
     data = json.loads((out / "compare.json").read_text())
     assert _row(data, "mmbench_ml_en", "circular_acc")["delta"] == pytest.approx(1 / 3)
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
