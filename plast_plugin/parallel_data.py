@@ -17,7 +17,6 @@ import base64
 import csv
 import hashlib
 import io
-import json
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PlastError
+from .json_files import iter_json_lines
 from .languages import UnknownLanguageError, normalize_language
 
 IMAGE_REFERENCE_MAX_CHARS = 64
@@ -105,38 +105,26 @@ def _check_unicode(text: str, where: str) -> None:
 
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ParallelDataError(f"{where}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ParallelDataError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise ParallelDataError(
-                    f"{where}: a JSON {type(obj).__name__}, not an object; each line needs "
-                    f'{{"id": ..., "lang": ..., "question": ...}}'
-                )
-            missing = [key for key in ("id", "lang", "question") if key not in obj]
-            if missing:
-                raise ParallelDataError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
-            qid, lang, question = (_text_field(obj, key, where) for key in ("id", "lang", "question"))
-            image = obj.get("image")
-            if image is not None and not isinstance(image, str):
-                raise ParallelDataError(f"{where}: field 'image' must be a path or base64 string, got {type(image).__name__}")
-            if image:
-                image_path = Path(image) if os.path.isabs(image) else path.parent / image
-                if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
-                    image = str(image_path)
-                elif not _looks_like_base64(image):
-                    raise ParallelDataError(f"{where}: image {image!r} not found (looked at {image_path})")
-            rows.append((qid, lang, question, image or None, where))
+    for where, obj in iter_json_lines(path, ParallelDataError):
+        if not isinstance(obj, dict):
+            raise ParallelDataError(
+                f"{where}: a JSON {type(obj).__name__}, not an object; each line needs "
+                f'{{"id": ..., "lang": ..., "question": ...}}'
+            )
+        missing = [key for key in ("id", "lang", "question") if key not in obj]
+        if missing:
+            raise ParallelDataError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
+        qid, lang, question = (_text_field(obj, key, where) for key in ("id", "lang", "question"))
+        image = obj.get("image")
+        if image is not None and not isinstance(image, str):
+            raise ParallelDataError(f"{where}: field 'image' must be a path or base64 string, got {type(image).__name__}")
+        if image:
+            image_path = Path(image) if os.path.isabs(image) else path.parent / image
+            if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
+                image = str(image_path)
+            elif not _looks_like_base64(image):
+                raise ParallelDataError(f"{where}: image {image!r} not found (looked at {image_path})")
+        rows.append((qid, lang, question, image or None, where))
     return rows
 
 

@@ -16,13 +16,13 @@ its rows are right. ``scorer="exact"`` uses the VLMEvalKit-style exact matcher's
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import iter_json_lines
 from plast_plugin.eval.paired_stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, PairedCounts,
                                             bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
@@ -73,23 +73,16 @@ def read_run(folder) -> RunSamples:
                 f"{folder}: {len(paths)} sample logs for {task} ({', '.join(p.name for p in paths)}): "
                 "several runs share this folder; compare the folders of single runs")
         rows: dict[int, dict] = {}
-        with paths[0].open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    sample = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CompareError(f"{paths[0]}: line {n}: not JSON ({exc})") from None
-                record = sample.get("acc") if isinstance(sample, dict) else None
-                if not isinstance(record, dict) or "index" not in record or "correct" not in record:
-                    raise CompareError(
-                        f"{paths[0]}: line {n}: no scored record under 'acc' (index, correct); "
-                        "is this a log of a plast task (mmmb_*, mmbench_ml_*)?")
-                index = int(record["index"])
-                if index in rows:
-                    raise CompareError(f"{paths[0]}: line {n}: index {index} appears twice")
-                rows[index] = record
+        for where, sample in iter_json_lines(paths[0], CompareError):
+            record = sample.get("acc") if isinstance(sample, dict) else None
+            if not isinstance(record, dict) or "index" not in record or "correct" not in record:
+                raise CompareError(
+                    f"{where}: no scored record under 'acc' (index, correct); "
+                    "is this a log of a plast task (mmmb_*, mmbench_ml_*)?")
+            index = int(record["index"])
+            if index in rows:
+                raise CompareError(f"{where}: index {index} appears twice")
+            rows[index] = record
         run.records[task] = rows
         run.files[task] = paths[0]
     return run
