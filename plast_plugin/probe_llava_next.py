@@ -18,7 +18,7 @@ import torch
 
 from .parallel_data import load_image
 from .probe_inputs import PaddedBatch
-from .probe_models import ProbeInputError, TextFamily
+from .probe_models import ProbeInputError, TextFamily, check_hf_image_probe, hf_image_parts
 
 
 def _per_image_features(output) -> list[torch.Tensor]:
@@ -81,19 +81,10 @@ class LlavaNextHFFamily(TextFamily):
     def __init__(self, model, layout, image_processor=None):
         super().__init__(model, layout)
         self.image_processor = image_processor
-        config = model.config
-        self.image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
-        body = getattr(model, "model", None)
-        self.multimodal_body = body if callable(getattr(body, "get_image_features", None)) else None
+        self.image_token_id, self.multimodal_body = hf_image_parts(model)
 
     def image_ids(self) -> list[int]:
-        if self.multimodal_body is None:
-            raise ProbeInputError(
-                "probing LLaVA-NeXT with images needs transformers >= 4.52; use images='off' or run "
-                "`plast select` in the evaluation environment"
-            )
-        if self.image_processor is None:
-            raise ProbeInputError("pass the model's image processor to probe LLaVA-NeXT with images")
+        check_hf_image_probe(self.multimodal_body, self.image_processor, "LLaVA-NeXT")
         return [self.image_token_id]  # one placeholder per image, widened in run()
 
     def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:

@@ -161,6 +161,26 @@ class LlavaOfficialFamily(TextFamily):
                              position_ids=position_ids, use_cache=False)
 
 
+def hf_image_parts(model) -> tuple[int | None, nn.Module | None]:
+    """(image token id, multimodal body) of a transformers LLaVA port (llava-hf, LLaVA-NeXT). The
+    body is None before transformers 4.52, where images expand only inside forward()."""
+    config = model.config
+    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    body = getattr(model, "model", None)
+    return token, body if callable(getattr(body, "get_image_features", None)) else None
+
+
+def check_hf_image_probe(body, image_processor, what: str) -> None:
+    """Refuse probing a transformers LLaVA port with images where it cannot be done."""
+    if body is None:
+        raise ProbeInputError(
+            f"probing {what} with images needs transformers >= 4.52; use images='off' "
+            "or run `plast select` in the evaluation environment"
+        )
+    if image_processor is None:
+        raise ProbeInputError(f"pass the model's image processor to probe {what} with images")
+
+
 class LlavaHFFamily(TextFamily):
     """transformers `LlavaForConditionalGeneration` (llava-hf). Text-only questions go straight
     to the language model. With images (transformers >= 4.47, where the text already holds one
@@ -173,20 +193,10 @@ class LlavaHFFamily(TextFamily):
         super().__init__(model, layout)
         self.image_processor = image_processor
         self.pixels = PixelCache(lambda images: self.image_processor(images, return_tensors="pt")["pixel_values"])
-        config = model.config
-        self.image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
-        self.multimodal_body = getattr(model, "model", None)
-        if getattr(self.multimodal_body, "get_image_features", None) is None:
-            self.multimodal_body = None  # transformers < 4.52: images expand inside forward()
+        self.image_token_id, self.multimodal_body = hf_image_parts(model)
 
     def image_ids(self) -> list[int]:
-        if self.multimodal_body is None:
-            raise ProbeInputError(
-                "probing llava-hf models with images needs transformers >= 4.52; use images='off' "
-                "or run `plast select` in the evaluation environment"
-            )
-        if self.image_processor is None:
-            raise ProbeInputError("pass the model's image processor to probe llava-hf with images")
+        check_hf_image_probe(self.multimodal_body, self.image_processor, "llava-hf models")
         vision = self.model.config.vision_config
         count = (vision.image_size // vision.patch_size) ** 2
         if getattr(self.model.config, "vision_feature_select_strategy", "default") == "full":
