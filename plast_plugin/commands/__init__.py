@@ -1,0 +1,1 @@
+"""The ``plast`` subcommands, one module each (``plast_plugin.cli`` registers them)."""
