@@ -2,7 +2,8 @@
 
 The published files live in the Hugging Face dataset repo ``AIDC-AI/Parrot-dataset``
 (CC BY-NC-SA 4.0) as ``mmmb/mmmb_<code>.tsv`` and ``mmbench/mmbench_dev_<code>.tsv`` with
-``<code>`` one of ``en cn pt ar tr ru`` (``cn``, not ``zh``). Set ``PLAST_PARROT_DIR`` to a
+``<code>`` the language's ``parrot_file_code`` in :data:`plast_plugin.languages.LANGUAGE_TABLE`
+(``cn``, not ``zh``, for Chinese). Set ``PLAST_PARROT_DIR`` to a
 directory holding the same files (that layout, or all files flat in one folder) to work
 offline; otherwise they are fetched once through ``huggingface_hub`` into its cache.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
-from plast_plugin.languages import UnknownLanguageError, normalize_language
+from plast_plugin.languages import PARROT_LANGUAGES, UnknownLanguageError, language_row, normalize_language
 
 __all__ = [
     "BENCHMARKS",
@@ -64,9 +65,6 @@ log = logging.getLogger(__name__)
 
 PARROT_REPO = "AIDC-AI/Parrot-dataset"
 PARROT_DIR_ENV = "PLAST_PARROT_DIR"
-PARROT_LANGUAGES = ("en", "zh", "pt", "ar", "tr", "ru")
-# Parrot's file names spell Chinese "cn".
-_FILE_CODE = {"en": "en", "zh": "cn", "pt": "pt", "ar": "ar", "tr": "tr", "ru": "ru"}
 # benchmark name used by the tasks -> (folder in the repo, file prefix)
 BENCHMARKS = {
     "mmmb": ("mmmb", "mmmb_"),
@@ -124,7 +122,7 @@ def _benchmark(benchmark: str) -> tuple[str, str]:
 def parrot_filename(benchmark: str, language: str) -> str:
     """Path of the TSV inside the Parrot repo, e.g. ``mmmb/mmmb_cn.tsv`` for (mmmb, zh)."""
     folder, prefix = _benchmark(benchmark)
-    return f"{folder}/{prefix}{_FILE_CODE[parrot_language(language)]}.tsv"
+    return f"{folder}/{prefix}{language_row(parrot_language(language)).parrot_file_code}.tsv"
 
 
 def parrot_revision() -> str:
