@@ -51,9 +51,6 @@ class ParallelQuestions:
     def image(self, qid: str) -> str | None:
         return self.images.get(qid)
 
-    def counts(self) -> dict[str, int]:
-        return {lang: len(self.ids) for lang in self.languages}
-
     @property
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
