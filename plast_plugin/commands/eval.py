@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
+from plast_plugin.data.languages import PARROT_LANGUAGES
 
 BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
@@ -39,14 +40,14 @@ def add_parser(subparsers) -> None:
         help="evaluate a llava-hf model on MMMB / multilingual MMBench (Parrot) with lmms-eval",
         description="Runs `python -m lmms_eval` with the plugin's tasks (--include_path), then checks "
         "that results were written. Tasks: mmmb_<lang> (group mmmb) and mmbench_ml_<lang> (group "
-        "mmbench_ml, Parrot's multilingual MMBench-dev, circular scoring), lang in en zh pt ar tr ru. "
+        f"mmbench_ml, Parrot's multilingual MMBench-dev, circular scoring), lang in {' '.join(PARROT_LANGUAGES)}. "
         "Official LLaVA checkpoints must first be converted: plast export CKPT --to-hf --out DIR.",
     )
     parser.add_argument("pretrained", nargs="?", default=None,
                         help="model folder or hub id, passed as pretrained=... (a llava-hf model for llava_hf)")
     parser.add_argument("--benchmarks", default="mmmb,mmbench_ml",
                         help="comma list of mmmb, mmbench_ml (default: both)")
-    parser.add_argument("--languages", default="en,zh,pt,ar,tr,ru",
+    parser.add_argument("--languages", default=",".join(PARROT_LANGUAGES),
                         help="comma list of language codes (cn is accepted for zh; default: all six)")
     parser.add_argument("--parrot-dir", default=None,
                         help="local folder with Parrot's TSVs (sets PLAST_PARROT_DIR; default: that "
@@ -80,7 +81,7 @@ def add_parser(subparsers) -> None:
 
 def task_list(benchmarks: str, languages: str) -> list[str]:
     """Group names where all six languages are asked for, else the single tasks."""
-    from plast_plugin.eval.parrot_data import PARROT_LANGUAGES, parrot_language
+    from plast_plugin.eval.parrot_data import parrot_language
 
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
     unknown = [b for b in benches if b not in BENCHMARK_CHOICES]

@@ -5,7 +5,8 @@ Two layouts are read:
   the file, or base64). The same `id` in every language is the same question.
 - VLMEvalKit TSVs, one file per language, aligned by `index`; the language comes from the file
   name's last `_xx` part (`mmmb_cn.tsv` -> zh) or from an explicit `zh=path.tsv`. An `image`
-  cell of at most 64 characters refers to the row of that index (VLMEvalKit's convention).
+  cell may refer to the row whose image it reuses (VLMEvalKit's convention; read by
+  `plast_plugin.data.vlmevalkit_tsv`, the reader the evaluation tasks use too).
 
 Anything that is not parallel is an error naming the file and the question: training or
 probing on misaligned pairs would silently measure the wrong thing.
@@ -14,20 +15,17 @@ probing on misaligned pairs would silently measure the wrong thing.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import io
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.json_files import iter_json_lines
 from plast_plugin.data.languages import UnknownLanguageError, normalize_language
-
-IMAGE_REFERENCE_MAX_CHARS = 64
+from plast_plugin.data.vlmevalkit_tsv import IMAGE_REFERENCE_MAX_CHARS, ImageReferenceError, read_vlmevalkit_tsv
 
 
 class ParallelDataError(PlastError):
@@ -52,9 +50,6 @@ class ParallelQuestions:
 
     def image(self, qid: str) -> str | None:
         return self.images.get(qid)
-
-    def counts(self) -> dict[str, int]:
-        return {lang: len(self.ids) for lang in self.languages}
 
     @property
     def fingerprint(self) -> str:
@@ -158,33 +153,21 @@ def _language_of_tsv(spec: str) -> tuple[str, Path]:
 
 def _read_tsv(spec: str) -> list[Row]:
     lang_text, path = _language_of_tsv(spec)
-    csv.field_size_limit(sys.maxsize)  # base64 images are long cells
+    table = read_vlmevalkit_tsv(path, ParallelDataError)
+    missing = table.missing_columns(("index", "question"))
+    if missing:
+        raise ParallelDataError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
     rows: list[Row] = []
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise ParallelDataError(f"data file {path} does not exist") from None
-    try:
-        with handle:
-            reader = csv.DictReader(handle, delimiter="\t")
-            header = reader.fieldnames or []
-            missing = [col for col in ("index", "question") if col not in header]
-            if missing:
-                raise ParallelDataError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
-            table = list(reader)
-    except UnicodeDecodeError as err:
-        raise ParallelDataError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
-    images_by_index = {row["index"]: row.get("image") for row in table}
-    for number, row in enumerate(table, start=2):
-        image = row.get("image") or None
-        if image and len(image) <= IMAGE_REFERENCE_MAX_CHARS:
-            if image not in images_by_index or not images_by_index[image]:
-                raise ParallelDataError(f"{path}:{number}: image refers to row index {image!r}, which has no image")
-            image = images_by_index[image]
-        if row["question"] is None:
-            raise ParallelDataError(f"{path}:{number}: the row has no 'question' cell; fix the TSV")
-        _check_unicode(row["question"], f"{path}:{number}: question")
-        rows.append((row["index"], lang_text, row["question"], image, f"{path}:{number}"))
+    for pos, (row, line) in enumerate(zip(table.rows, table.lines)):
+        where = f"{path}:{line}"
+        try:
+            source = table.image_row(pos)
+        except ImageReferenceError as err:
+            raise ParallelDataError(f"{where}: image refers to row index {err.reference!r}, which has no image "
+                                    f"({err.problem}); fix the image cell") from None
+        image = None if source is None else table.rows[source]["image"]
+        _check_unicode(row["question"], f"{where}: question")
+        rows.append((row["index"], lang_text, row["question"], image, where))
     return rows
 
 

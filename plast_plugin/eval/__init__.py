@@ -8,6 +8,8 @@
 - :mod:`.scoring` computes plain, circular and per-category accuracy like VLMEvalKit.
 - :mod:`.judge` is the optional LLM judge (OpenAI-compatible endpoint, off by default).
 - :mod:`.lmms_tasks` holds the functions the YAMLs in ``eval_tasks/`` call.
+- :mod:`.generate_tasks` writes those YAMLs from the language table (``python -m
+  plast_plugin.eval.generate_tasks``; a test checks the committed ones equal its output).
 - :mod:`.compare` and :mod:`.paired_stats`: two runs question by question (``plast compare``).
 - :mod:`.baseline`: the official checkpoint through the same converter (``plast eval --baseline``).
 
@@ -19,11 +21,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["tasks_dir", "TASKS_DIR_ENV", "TASK_NAMES", "GROUP_NAMES"]
+__all__ = ["tasks_dir", "TASKS_DIR_ENV"]
 
 TASKS_DIR_ENV = "PLAST_EVAL_TASKS_DIR"
-GROUP_NAMES = ("mmmb", "mmbench_ml")
-TASK_NAMES = tuple(f"{g}_{lang}" for g in GROUP_NAMES for lang in ("en", "zh", "pt", "ar", "tr", "ru"))
 
 
 def tasks_dir() -> Path:

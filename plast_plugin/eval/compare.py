@@ -28,13 +28,13 @@ from plast_plugin.eval.paired_stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, Pai
                                             paired_counts)
 from plast_plugin.eval.parrot_data import PUBLISHED_MD5
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
+from plast_plugin.data.languages import PARROT_LANGUAGES
 
 __all__ = ["CompareError", "RunSamples", "read_run", "compare_runs", "format_table", "plot_comparison",
            "SCORERS"]
 
 SCORERS = {"extractor": "correct", "exact": "correct_exact"}
 _SAMPLES_FILE = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
-_LANG_ORDER = ("en", "zh", "pt", "ar", "tr", "ru")
 
 
 class CompareError(PlastError):
@@ -196,7 +196,7 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
 
 
 def _lang_key(lang: str) -> tuple[int, str]:
-    return (_LANG_ORDER.index(lang) if lang in _LANG_ORDER else len(_LANG_ORDER), lang)
+    return (PARROT_LANGUAGES.index(lang) if lang in PARROT_LANGUAGES else len(PARROT_LANGUAGES), lang)
 
 
 def format_table(result: dict) -> str:

@@ -28,23 +28,24 @@ import re
 import unicodedata
 from typing import Mapping
 
+from plast_plugin.data.languages import LANGUAGE_TABLE
+
 __all__ = ["extract_choice", "normalize_text", "LETTER_ALIASES"]
 
-# Characters that, standing alone, name option letters.
+# Characters that, standing alone, name option letters: each language's own (the language table's
+# `option_letter_aliases`: Arabic, Cyrillic), read in any answer, and Greek look-alikes, which no
+# benchmark language writes but a model may.
 LETTER_ALIASES: dict[str, str] = {
-    # Arabic (abjad order used for lists: أ ب ج د هـ)
-    "أ": "A", "ا": "A", "إ": "A", "آ": "A", "ب": "B", "ج": "C", "د": "D", "ه": "E",
-    # Cyrillic look-alikes and transliterations
-    "А": "A", "В": "B", "С": "C", "Е": "E", "Б": "B", "Д": "D",
-    # Greek look-alikes
+    **{char: letter for lang in LANGUAGE_TABLE for char, letter in lang.option_letter_aliases.items()},
     "Α": "A", "Β": "B", "Ε": "E",
 }
-# Capitals that are also ordinary words at the start of a phrase: the article "A" (English,
-# Portuguese), Russian "А" (but), "В" (in), "С" (with). Chinese, Arabic and Turkish have no
-# such words, so for them a capital A is always an option letter.
-_WORDLIKE_ALL = frozenset({"A", "А", "В", "С"})
-_WORDLIKE = {"en": _WORDLIKE_ALL, "pt": _WORDLIKE_ALL, "ru": _WORDLIKE_ALL,
-             "zh": frozenset(), "ar": frozenset(), "tr": frozenset()}
+# Capitals that are also ordinary words at the start of a phrase (the table's `option_letter_words`:
+# the article "A" in English and Portuguese, Russian "А" but, "В" in, "С" with). A language that
+# has such words reads all of them as possible words; one that has none (Chinese, Arabic,
+# Turkish) reads a capital A always as an option letter; an unknown one is treated as having some.
+_WORDLIKE_ALL = frozenset().union(*(lang.option_letter_words or () for lang in LANGUAGE_TABLE))
+_WORDLIKE = {lang.code: _WORDLIKE_ALL if lang.option_letter_words else frozenset()
+             for lang in LANGUAGE_TABLE if lang.option_letter_words is not None}
 _BRACKETS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 
 

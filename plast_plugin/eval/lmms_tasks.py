@@ -20,7 +20,7 @@ from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task
 from plast_plugin.eval.prompts import build_prompt, resolve_protocol
-from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, summarize
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
 
 __all__ = [
     "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
@@ -157,9 +157,7 @@ def process_results(doc, results):
         "protocol": doc.get("protocol"),
         "source_md5": doc.get("source_md5"),
     }
-    metrics = ("acc", "circular_acc", "acc_exact", "circular_acc_exact") if doc["benchmark"] in CIRCULAR_BENCHMARKS \
-        else ("acc", "acc_exact")
-    return {metric: record for metric in metrics}
+    return {metric: record for metric in metric_names(doc["benchmark"])}
 
 
 def _exact(items) -> list[dict]:

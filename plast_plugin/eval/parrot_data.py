@@ -2,14 +2,15 @@
 
 The published files live in the Hugging Face dataset repo ``AIDC-AI/Parrot-dataset``
 (CC BY-NC-SA 4.0) as ``mmmb/mmmb_<code>.tsv`` and ``mmbench/mmbench_dev_<code>.tsv`` with
-``<code>`` one of ``en cn pt ar tr ru`` (``cn``, not ``zh``). Set ``PLAST_PARROT_DIR`` to a
+``<code>`` the language's ``parrot_file_code`` in :data:`plast_plugin.data.languages.LANGUAGE_TABLE`
+(``cn``, not ``zh``, for Chinese). Set ``PLAST_PARROT_DIR`` to a
 directory holding the same files (that layout, or all files flat in one folder) to work
 offline; otherwise they are fetched once through ``huggingface_hub`` into its cache.
 
 Columns (VLMEvalKit): ``index``, ``question``, ``hint`` (optional), one column per option
 letter ``A``, ``B``, ... (empty where a question has fewer options), ``answer`` (a letter),
-``category`` and ``l2-category`` (optional), ``image`` (base64; a value of at most 64
-characters is the ``index`` of the row whose image it reuses).
+``category`` and ``l2-category`` (optional), ``image`` (base64, or VLMEvalKit's back-reference
+to the row whose image it reuses). The file is read by :mod:`plast_plugin.data.vlmevalkit_tsv`.
 
 Cells are read as text, never as missing values: an option whose text is ``None`` or ``NA`` is
 an option with that text (pandas' defaults, which VLMEvalKit uses, turn such texts into NaN and
@@ -38,7 +39,8 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
-from plast_plugin.data.languages import UnknownLanguageError, normalize_language
+from plast_plugin.data.languages import PARROT_LANGUAGES, UnknownLanguageError, language_row, normalize_language
+from plast_plugin.data.vlmevalkit_tsv import ImageReferenceError, read_vlmevalkit_tsv
 
 __all__ = [
     "BENCHMARKS",
@@ -64,16 +66,12 @@ log = logging.getLogger(__name__)
 
 PARROT_REPO = "AIDC-AI/Parrot-dataset"
 PARROT_DIR_ENV = "PLAST_PARROT_DIR"
-PARROT_LANGUAGES = ("en", "zh", "pt", "ar", "tr", "ru")
-# Parrot's file names spell Chinese "cn".
-_FILE_CODE = {"en": "en", "zh": "cn", "pt": "pt", "ar": "ar", "tr": "tr", "ru": "ru"}
 # benchmark name used by the tasks -> (folder in the repo, file prefix)
 BENCHMARKS = {
     "mmmb": ("mmmb", "mmmb_"),
     "mmbench_ml": ("mmbench", "mmbench_dev_"),
 }
 REQUIRED_COLUMNS = ("index", "question", "answer", "image", "A", "B")
-_BACKREF_MAX_LEN = 64
 
 # The revision downloads come from. The dataset's `main` has moved ("updata mmmb/mmbench"
 # commits); the md5 check below is what pins the content, whatever the revision.
@@ -124,7 +122,7 @@ def _benchmark(benchmark: str) -> tuple[str, str]:
 def parrot_filename(benchmark: str, language: str) -> str:
     """Path of the TSV inside the Parrot repo, e.g. ``mmmb/mmmb_cn.tsv`` for (mmmb, zh)."""
     folder, prefix = _benchmark(benchmark)
-    return f"{folder}/{prefix}{_FILE_CODE[parrot_language(language)]}.tsv"
+    return f"{folder}/{prefix}{language_row(parrot_language(language)).parrot_file_code}.tsv"
 
 
 def parrot_revision() -> str:
@@ -249,28 +247,19 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
     ``image`` (raw image bytes), ``language``, ``benchmark``, ``source`` (the file) and ``row``
     (1-based data row).
     """
-    import pandas as pd
-
     path = Path(path)
     language = parrot_language(language)
     _benchmark(benchmark)
-    try:
-        # every cell as text: "None" / "NA" option texts stay texts (pandas' defaults make them NaN)
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
-    except FileNotFoundError:
-        raise ParrotDataError(f"{path}: no such file") from None
-    except Exception as exc:
-        raise ParrotDataError(f"{path}: not a readable TSV ({exc})") from None
-    columns = [str(c) for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    table = read_vlmevalkit_tsv(path, ParrotDataError)
+    columns = table.columns
+    missing = table.missing_columns(REQUIRED_COLUMNS)
     if missing:
         raise ParrotDataError(
             f"{path}: missing column(s) {', '.join(missing)}; a VLMEvalKit MCQ TSV needs "
             f"{', '.join(REQUIRED_COLUMNS)} (+ C, D, hint, category optional); found {', '.join(columns)}")
     letters = [c for c in columns if len(c) == 1 and "A" <= c <= "Z"]
-    rows = frame.to_dict(orient="records")
+    rows = table.rows
 
-    # indices first: back-references may point forward
     indices: list[int] = []
     by_index: dict[int, int] = {}
     for n, rec in enumerate(rows, start=1):
@@ -285,30 +274,25 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
         indices.append(idx)
 
     images: dict[int, bytes] = {}
+    reference_problems = {"no such row": "which no row has", "empty image": "whose image is empty",
+                          "a reference": "whose image is itself a reference"}
 
     def image_of(pos: int) -> bytes:
         where = f"{path}: row {pos + 1} (index {indices[pos]})"
-        value = rows[pos]["image"]
-        if _is_missing(value):
+        try:
+            source = table.image_row(pos)
+        except ImageReferenceError as err:
+            if err.problem == "not an index":
+                raise ParrotDataError(
+                    f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
+            raise ParrotDataError(
+                f"{where}: image refers to index {err.reference}, {reference_problems[err.problem]}") from None
+        if source is None:
             raise ParrotDataError(f"{where}: empty image")
-        value = str(value).strip()
-        if len(value) <= _BACKREF_MAX_LEN:
-            try:
-                ref = int(float(value))
-            except ValueError:
-                raise ParrotDataError(
-                    f"{where}: image {value!r} is too short for base64 and not a row index") from None
-            if ref not in by_index:
-                raise ParrotDataError(f"{where}: image refers to index {ref}, which no row has")
-            target = by_index[ref]
-            target_value = _text(rows[target]["image"]).strip()
-            if len(target_value) <= _BACKREF_MAX_LEN:
-                raise ParrotDataError(
-                    f"{where}: image refers to index {ref}, whose image is itself a reference")
-            pos = target
-        if pos not in images:
-            images[pos] = _decode_image(str(rows[pos]["image"]), f"{path}: row {pos + 1} (index {indices[pos]})")
-        return images[pos]
+        if source not in images:
+            images[source] = _decode_image(rows[source]["image"],
+                                           f"{path}: row {source + 1} (index {indices[source]})")
+        return images[source]
 
     docs = []
     for pos, rec in enumerate(rows):

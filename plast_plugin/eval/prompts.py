@@ -8,7 +8,8 @@ only the options a row has. They differ in the instruction line:
   the Parrot paper (Table 2, "all compared methods with VLMEvalKit"): the English instruction for
   every language, except ``请直接回答选项字母。`` when the prompt contains a CJK ideograph
   (VLMEvalKit's ``cn_string``: a character in U+4E00..U+9FFF).
-- ``parrot``: Parrot's own model class, the instruction in the question's language.
+- ``parrot``: Parrot's own model class, the instruction in the question's language (the
+  ``parrot_instruction`` of :data:`plast_plugin.data.languages.LANGUAGE_TABLE`).
 
 Generation is the same for both (the task YAMLs): greedy, ``max_new_tokens`` 2048 as VLMEvalKit's
 LLaVA, so that a verbose answer is never cut before its letter (a model that answers with a
@@ -23,18 +24,14 @@ from typing import Mapping
 
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.parrot_data import parrot_language
+from plast_plugin.data.languages import PARROT_LANGUAGES, language_row
 
 __all__ = ["ANSWER_INSTRUCTIONS", "PROTOCOLS", "DEFAULT_PROTOCOL", "PROTOCOL_ENV", "VLMEVALKIT_INSTRUCTION_CJK",
            "answer_instruction", "build_prompt", "resolve_protocol", "protocol_instruction"]
 
-ANSWER_INSTRUCTIONS: dict[str, str] = {
-    "en": "Answer with the option's letter from the given choices directly.",
-    "zh": "请直接用给定选项中的选项字母回答。",
-    "pt": "Responda diretamente com a letra da opção das escolhas dadas.",
-    "ar": "أجب مباشرةً بحرف الخيار من الاختيارات المعطاة.",
-    "ru": "Ответьте буквой варианта из предложенных вариантов напрямую.",
-    "tr": "Verilen seçeneklerden doğrudan seçeneğin harfi ile cevap verin.",
-}
+# Parrot's instruction per language: the `parrot_instruction` column of the language table.
+# VLMEvalKit's English instruction is Parrot's English one.
+ANSWER_INSTRUCTIONS: dict[str, str] = {code: language_row(code).parrot_instruction for code in PARROT_LANGUAGES}
 VLMEVALKIT_INSTRUCTION_CJK = "请直接回答选项字母。"
 PROTOCOLS = ("vlmevalkit", "parrot")
 DEFAULT_PROTOCOL = "vlmevalkit"

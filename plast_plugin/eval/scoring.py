@@ -16,11 +16,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Mapping
 
-__all__ = ["CIRCULAR_OFFSET", "CIRCULAR_BENCHMARKS", "accuracy", "circular_accuracy", "summarize"]
+__all__ = ["CIRCULAR_OFFSET", "CIRCULAR_BENCHMARKS", "accuracy", "circular_accuracy", "metric_names", "summarize"]
 
 CIRCULAR_OFFSET = 1_000_000
 # Benchmarks scored with circular evaluation (their TSVs carry rotated copies).
 CIRCULAR_BENCHMARKS = frozenset({"mmbench_ml"})
+
+
+def metric_names(benchmark: str) -> tuple[str, ...]:
+    """The metrics a benchmark's lmms-eval tasks report, in the order of their task files."""
+    if benchmark in CIRCULAR_BENCHMARKS:
+        return ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
+    return ("acc", "acc_exact")
 
 
 def _rate(hits: int, total: int) -> float:
