@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, field
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.freeze import _SUBMODULE_OF_CHOICE, plast_parameter_names
-from plast_plugin.core.model_layout import find_decoder_layers, model_architecture
+from plast_plugin.core.freeze import plast_parameter_names
+from plast_plugin.core.model_layout import MODULE_PARTS, find_decoder_layers, model_architecture
 from plast_plugin.core.selection_file import SelectionFile
 
 TOOLS = ("axolotl", "swift", "llamafactory", "regex")
@@ -123,7 +123,7 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
     plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
     if not _PLAIN_NAME.match(target.layers_path):
         raise ExportConfigError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
-    sub = _SUBMODULE_OF_CHOICE[modules]
+    sub = MODULE_PARTS[modules]
     sub_dots = f"{sub}." if sub else ""
     header = _header(selection, target, modules)
     if tool == "axolotl":
