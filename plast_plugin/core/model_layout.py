@@ -17,9 +17,12 @@ from __future__ import annotations
 import re
 import typing
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import TYPE_CHECKING, Iterable, Literal
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
+# torch is imported where a model is inspected, not here: the CLI reads MODULE_CHOICES while it
+# builds its parser, before any command needs torch.
 
 from plast_plugin.errors import PlastError
 
@@ -117,6 +120,8 @@ def _resolve(root: nn.Module, path: str):
 
 
 def _is_gated_ffn_layer(layer: nn.Module) -> bool:
+    from torch import nn
+
     mlp = getattr(layer, "mlp", None)
     return (
         isinstance(getattr(mlp, "gate_proj", None), nn.Linear)
@@ -127,6 +132,8 @@ def _is_gated_ffn_layer(layer: nn.Module) -> bool:
 
 def find_decoder_layers(model: nn.Module) -> DecoderLayout:
     """Locate the decoder layers of `model`, or raise naming every path that was tried."""
+    from torch import nn
+
     for path, _family in KNOWN_LAYER_PATHS:
         layers = _resolve(model, path)
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:

@@ -58,10 +58,13 @@ def apply_selection(model, selection: SelectionLike, modules: str | None = None)
     """Freeze everything of ``model`` but the selection's decoder layers (``modules``: what of each
     layer, 'layer' | 'mlp' | 'attn'; default: the selection file's own). Refuses a model whose
     shape (layers, FFN width, hidden size) differs from the one the file was made for."""
+    from plast_plugin.core.model_layout import find_decoder_layers
+
     selection = load_selection(selection)
-    selection.check_model(model)
+    layout = find_decoder_layers(model)  # once, for the check and the freeze
+    selection.check_model(model, layout=layout)
     modules = modules or selection.options.get("modules") or "layer"
-    return freeze_for_plast(model, list(selection.selected_layers), modules)
+    return freeze_for_plast(model, list(selection.selected_layers), modules, layout=layout)
 
 
 def optimizer_parameters(optimizer) -> list:
