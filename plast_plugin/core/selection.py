@@ -9,20 +9,10 @@ import torch
 from plast_plugin.errors import PlastError
 from plast_plugin.core.layer_spec import LayerSpecError
 from plast_plugin.core.options import SelectionOptions
-from plast_plugin.core.rule import STATISTIC_RULES, SelectionRule
-
-__all__ = ["STATISTIC_RULES", "SelectionRule", "check_rule", "is_statistic_rule", "keep_contiguous_shallow_block",
-           "select_by_statistic", "select_layers"]
+from plast_plugin.core.rule import SelectionRule
 
 # One default for "keep only the shallow block", the options' (select_layers had its own, False).
 DEFAULT_CONTIGUOUS_SHALLOW: bool = SelectionOptions.__dataclass_fields__["contiguous_shallow"].default
-
-
-def is_statistic_rule(rule: str | SelectionRule) -> bool:
-    try:
-        return SelectionRule.parse(rule).needs_statistics
-    except LayerSpecError:
-        return False
 
 
 def check_rule(rule: str | SelectionRule, num_layers: int | None = None, seed: int = 0) -> SelectionRule:
