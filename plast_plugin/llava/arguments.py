@@ -171,8 +171,9 @@ def selection_options(args) -> SelectionOptions:
 
 
 def check_plast_arguments(args) -> None:
-    """Validate the PLAST flags and refuse conflicting LLaVA flags, once per arguments object.
-    No-op when PLAST is off."""
+    """Validate the PLAST flags and refuse conflicting LLaVA flags (``__post_init__`` calls it). The
+    result is remembered, so ``validated_options`` does not check the same flags again. No-op when
+    PLAST is off."""
     if not plast_enabled(args):
         return
     layers = str(args.plast_layers).strip()
