@@ -19,8 +19,8 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
     records = selection.layers
     if not records:
         raise PlastError("the selection has no per-layer statistics to plot")
-    layers = [r["layer"] for r in records]
-    languages = list(records[0]["overlap"])
+    layers = [r.layer for r in records]
+    languages = list(records[0].overlap)
     pivot = selection.data.get("pivot", "en")
     chosen = set(selection.selected_layers)
 
@@ -29,8 +29,8 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
         for layer in chosen:
             axis.axvspan(layer - 0.5, layer + 0.5, color="#ffd54f", alpha=0.35, lw=0)
     for lang in languages:
-        top.plot(layers, [r["overlap"][lang] for r in records], marker="o", ms=3, label=f"{lang} vs {pivot}")
-    top.plot(layers, [r["noise_overlap"] for r in records], "k--", lw=1.5, label=f"{pivot} vs {pivot} (noise floor)")
+        top.plot(layers, [r.overlap[lang] for r in records], marker="o", ms=3, label=f"{lang} vs {pivot}")
+    top.plot(layers, [r.noise_overlap for r in records], "k--", lw=1.5, label=f"{pivot} vs {pivot} (noise floor)")
     top.set_ylabel("overlap of activated neurons")
     top.set_ylim(0, 1.02)
     top.legend(fontsize=8, ncol=4, loc="lower right")
@@ -38,8 +38,8 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
         f"PLAST layer statistics: {selection.model.name_or_path or selection.model.architecture} "
         f"- selected {selection.selected_layers} (rule {selection.rule}, shaded)"
     )
-    # Undefined MSD (NaN in memory, null in a file) draws no bar and stays out of the mean.
-    msd = [float("nan") if r["msd"] is None else r["msd"] for r in records]
+    # Undefined MSD (NaN; null in a file) draws no bar and stays out of the mean.
+    msd = [r.msd for r in records]
     defined = [v for v in msd if not math.isnan(v)]
     mean_msd = sum(defined) / len(defined) if defined else float("nan")
     bars = bottom.bar(layers, msd, color=["#e65100" if i in chosen else "#90a4ae" for i in layers], label="MSD")
@@ -52,7 +52,7 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
             bar.set_edgecolor("#e65100")
             left_out = True
 
-    bottom.plot(layers, [r["noise_msd"] for r in records], "k--", lw=1.2, label="noise MSD")
+    bottom.plot(layers, [r.noise_msd for r in records], "k--", lw=1.2, label="noise MSD")
     bottom.axhline(mean_msd, color="#1565c0", lw=1, label="mean MSD")
     bottom.set_ylabel(f"MSD ({selection.options.get('statistic', 'rate')})")
     bottom.set_xlabel("decoder layer")

@@ -66,7 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--time-budget", type=float, default=None,
                    help="--shape llava*: seconds after which no new configuration is started")
     p.add_argument("--layers", default="1-5", help="--llama/--tiny: PLAST layers (spec, default 1-5)")
-    p.add_argument("--modules", default="layer", choices=("layer", "mlp", "attn"))
+    from plast_plugin.core.model_layout import MODULE_CHOICES
+
+    p.add_argument("--modules", default="layer", choices=MODULE_CHOICES)
     p.add_argument("--modes", default="full,plast,lora", help="comma-separated subset of full,plast,lora")
     p.add_argument("--batch", type=int, default=2, help="--llama/--tiny: batch size")
     p.add_argument("--seq", type=int, default=None,

@@ -171,8 +171,11 @@ def main() -> int:
     trained, tokenizer = load_llava(train_dir)
     after = losses(trained, tokenizer, heldout)
     end_state = language_model_state(trained)
-    prefixes = tuple(f"model.layers.{i}." for i in layers)
-    changed = sorted({name.split(".")[2] for name in start_state
+    from plast_plugin.core.model_layout import find_decoder_layers
+
+    layout = find_decoder_layers(trained)  # the layer names of this model, not a hard-coded prefix
+    prefixes = tuple(layout.parameter_prefix(i) for i in layers)
+    changed = sorted({layout.layer_of(name) for name in start_state
                       if name.startswith(prefixes) and not torch.equal(start_state[name], end_state[name])})
     frozen_moved = [name for name in start_state
                     if not name.startswith(prefixes) and not torch.equal(start_state[name], end_state[name])]

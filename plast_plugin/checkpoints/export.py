@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
+from plast_plugin.checkpoints.weights import CheckpointWeights, read_weights_file
+from plast_plugin.core.model_layout import MODULE_CHOICES, check_modules, known_layer_paths, layer_index, layer_prefix
+from plast_plugin.core.model_layout import layers_path_of_names
 from plast_plugin.json_files import read_json_object
 from plast_plugin.models.model_source import local_dir
 
 DELTA_WEIGHTS = "plast_delta.safetensors"
 DELTA_MANIFEST = "plast_delta.json"
 DELTA_FORMAT = "plast-delta/1"
-# Decoder-layer containers, in the order tried (official LLaVA / LLaMA, llava-hf 4.x, llava-hf 5.x).
-LAYER_PATHS = ("model.layers", "language_model.model.layers", "model.language_model.layers")
-MODULE_PARTS = {"layer": None, "mlp": ".mlp.", "attn": ".self_attn."}
 
 
 class ExportError(PlastError):
@@ -35,43 +34,8 @@ class ExportError(PlastError):
 
 
 # ----------------------------------------------------------------------------- files
-def _weight_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise ExportError(f"{directory} is not a folder; give a checkpoint folder (config.json + weights)")
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = directory / index_name
-        if index.exists():
-            weight_map = read_json_object(index, "weights index").get("weight_map")
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise ExportError(f"weights index {index} has no 'weight_map' object; the checkpoint is incomplete")
-            files = [directory / str(f) for f in sorted(set(weight_map.values()))]
-            missing = [f.name for f in files if not f.is_file()]
-            if missing:
-                raise ExportError(f"weights index {index} names missing file(s) {missing[:3]}; the checkpoint is incomplete")
-            return files
-    for single in ("model.safetensors", "pytorch_model.bin"):
-        if (directory / single).exists():
-            return [directory / single]
-    raise ExportError(f"{directory}: no model.safetensors / pytorch_model.bin (or their index) found")
-
-
-def _load(path: Path) -> tuple[dict, dict | None]:
-    """(tensors, safetensors metadata or None for .bin). An unreadable file is the input's fault:
-    one ExportError naming it."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
-        import torch
-
-        return torch.load(str(path), map_location="cpu", weights_only=True), None
-    except OSError:
-        raise
-    except Exception as err:  # SafetensorError, UnpicklingError, ...: a truncated or foreign file
-        raise ExportError(f"cannot read weights file {path} ({type(err).__name__}: {err}); it is truncated or "
-                          f"not a weights file, write it again") from None
+def _weights(directory: Path) -> CheckpointWeights:
+    return CheckpointWeights(directory, ExportError)
 
 
 def _save(tensors: dict, path: Path, metadata: dict | None) -> None:
@@ -108,8 +72,8 @@ def _training_record(checkpoint: Path) -> tuple[dict, Path | None]:
             if (not isinstance(layers, list) or not layers
                     or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)):
                 raise ExportError(f"training record {record}: 'layers' must be a non-empty list of layer indices")
-            if modules not in MODULE_PARTS:
-                raise ExportError(f"training record {record}: 'modules' must be one of {', '.join(MODULE_PARTS)}")
+            if modules not in MODULE_CHOICES:
+                raise ExportError(f"training record {record}: 'modules' must be one of {', '.join(MODULE_CHOICES)}")
             return raw, record
     return {}, None
 
@@ -120,25 +84,28 @@ def _num_layers(checkpoint: Path, names, path: str) -> int:
         value = read_json_object(config, "config").get("num_hidden_layers")
         if isinstance(value, int) and value > 0:
             return value
-    return 1 + max(int(n[len(path) + 1:].split(".", 1)[0]) for n in names if n.startswith(path + "."))
+    indices = [layer_index(path, n) for n in names]
+    return 1 + max(i for i in indices if i is not None)
 
 
 def _layers_path(names, explicit: str | None) -> str:
     if explicit:
         return explicit
-    for candidate in LAYER_PATHS:
-        if any(re.match(re.escape(candidate) + r"\.\d+\.", n) for n in names):
-            return candidate
-    raise ExportError(f"cannot find the decoder layers among the tensor names (tried {LAYER_PATHS}); pass layers_path")
+    path = layers_path_of_names(names)
+    if path is None:
+        raise ExportError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
+                          f"pass layers_path")
+    return path
 
 
 def delta_tensor_names(names, layers, modules: str = "layer", layers_path: str | None = None) -> list[str]:
-    if modules not in MODULE_PARTS:
-        raise ExportError(f"modules={modules!r}: use one of {', '.join(MODULE_PARTS)}")
+    try:
+        check_modules(modules)
+    except PlastError:
+        raise ExportError(f"modules={modules!r}: use one of {', '.join(MODULE_CHOICES)}") from None
     path = _layers_path(names, layers_path)
-    prefixes = tuple(f"{path}.{i}." for i in layers)
-    part = MODULE_PARTS[modules]
-    return sorted(n for n in names if n.startswith(prefixes) and (part is None or part in n))
+    prefixes = tuple(layer_prefix(path, i, modules) for i in layers)
+    return sorted(n for n in names if n.startswith(prefixes))
 
 
 # ----------------------------------------------------------------------------- export / merge
@@ -167,53 +134,57 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
     ``layers`` (a list or a spec such as '0-4') and ``modules`` must match it. Without a record
     both must be given."""
     from plast_plugin.atomic import check_new_directory, staged_directory, write_text_atomic
-    from plast_plugin.core.layer_spec import format_layer_spec, parse_layer_spec
+    from plast_plugin.core.layer_spec import parse_layer_spec
 
     checkpoint, out = Path(checkpoint), Path(out_dir)
     check_new_directory(out)
-    files = _weight_files(checkpoint)
+    weights = _weights(checkpoint)
     record, record_path = _training_record(checkpoint)
     if record_path is None and (layers is None or modules is None):
         raise ExportError(
             f"{checkpoint}: no {TRAINING_RECORD} here or in its parent, so what was trained is unknown; "
             f"pass both --layers and --modules (export never guesses)"
         )
-    if modules is not None and modules not in MODULE_PARTS:
-        raise ExportError(f"--modules {modules!r}: use one of {', '.join(MODULE_PARTS)}")
+    if modules is not None and modules not in MODULE_CHOICES:
+        raise ExportError(f"--modules {modules!r}: use one of {', '.join(MODULE_CHOICES)}")
     delta, path_used, parsed = {}, layers_path, None
-    for file in files:
-        tensors, _ = _load(file)
-        if path_used is None:
-            try:
-                path_used = _layers_path(tensors, None)
-            except ExportError:
-                continue  # a shard without decoder layers
-        if parsed is None:
-            if layers is None:
-                parsed = sorted(set(record["layers"]))
-            elif isinstance(layers, str):
-                parsed = parse_layer_spec(layers, _num_layers(checkpoint, tensors, path_used))
-            else:
-                parsed = sorted(set(int(i) for i in layers))
-            if record_path is not None and parsed != sorted(set(record["layers"])):
-                raise ExportError(
-                    f"--layers {format_layer_spec(parsed)} does not match {record_path}, which says layers "
-                    f"{record['layers']} were trained; a delta of other layers would drop trained tensors. "
-                    f"Drop --layers"
-                )
-            if record_path is not None and modules is not None and modules != record["modules"]:
-                raise ExportError(
-                    f"--modules {modules} does not match {record_path}, which says {record['modules']!r} was "
-                    f"trained; drop --modules"
-                )
-            modules = modules or record["modules"]
-        for name in delta_tensor_names(tensors, parsed, modules, path_used):
-            delta[name] = tensors[name].contiguous()
+    with weights:
+        for file in weights.files:
+            names = weights.names_in(file)  # the header only: no tensor is read to find the layers
+            if path_used is None:
+                try:
+                    path_used = _layers_path(names, None)
+                except ExportError:
+                    weights.release(file)
+                    continue  # a shard without decoder layers
+            if parsed is None:
+                if layers is None:
+                    parsed = sorted(set(record["layers"]))
+                elif isinstance(layers, str):
+                    parsed = parse_layer_spec(layers, _num_layers(checkpoint, names, path_used))
+                else:
+                    parsed = sorted(set(int(i) for i in layers))
+                if record_path is not None and parsed != sorted(set(record["layers"])):
+                    raise ExportError(
+                        f"--layers {layers if isinstance(layers, str) else parsed} does not match {record_path}, "
+                        f"which says layers {record['layers']} were trained; a delta of other layers would drop "
+                        f"trained tensors. Drop --layers"
+                    )
+                if record_path is not None and modules is not None and modules != record["modules"]:
+                    raise ExportError(
+                        f"--modules {modules} does not match {record_path}, which says {record['modules']!r} was "
+                        f"trained; drop --modules"
+                    )
+                modules = modules or record["modules"]
+            wanted = delta_tensor_names(names, parsed, modules, path_used)
+            delta.update({name: t.contiguous() for name, t in weights.read_from(file, wanted).items()})
+            weights.release(file)
     if path_used is None:
-        raise ExportError(f"{checkpoint}: cannot find the decoder layers among the tensor names (tried {LAYER_PATHS})")
+        raise ExportError(f"{checkpoint}: cannot find the decoder layers among the tensor names "
+                          f"(tried {known_layer_paths()})")
     if not delta:
         raise ExportError(f"{checkpoint}: no tensor of layers {parsed} ({modules}) found")
-    found = {int(n[len(path_used) + 1:].split(".", 1)[0]) for n in delta}
+    found = {layer_index(path_used, n) for n in delta}
     if found != set(parsed):
         raise ExportError(f"{checkpoint}: layers {sorted(set(parsed) - found)} have no tensors in the checkpoint")
     if base_model is None:
@@ -259,7 +230,7 @@ def load_delta(delta_dir) -> tuple[dict, dict]:
         raise ExportError(f"{manifest_path}: 'layers' must be a list of layer indices; export the delta again")
     if not (delta_dir / DELTA_WEIGHTS).is_file():
         raise ExportError(f"{delta_dir} has no {DELTA_WEIGHTS}; export the delta again")
-    tensors, _ = _load(delta_dir / DELTA_WEIGHTS)
+    tensors, _ = read_weights_file(delta_dir / DELTA_WEIGHTS, ExportError)
     if set(tensors) != set(listed):
         raise ExportError(f"{delta_dir}: the weights file and the manifest list different tensors")
     for name, tensor in tensors.items():
@@ -298,16 +269,22 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
         raise ExportError("merge writes a new checkpoint: --out must differ from the base checkpoint")
     check_new_directory(out)
     delta, manifest = load_delta(delta_dir)
-    files = _weight_files(base)
+    weights = _weights(base)
+    files = weights.files
     if not manifest.get("base_fingerprint"):
         print(f"plast export: warning: {Path(delta_dir) / DELTA_MANIFEST} has no base fingerprint (exported without "
               f"a training record); cannot check that {base} is the model it was trained from", file=sys.stderr)
-    with staged_directory(out) as stage:
+    with weights, staged_directory(out) as stage:
         shutil.copytree(base, stage, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(*[f.name for f in files]))
         remaining = dict(delta)
         for file in files:
-            tensors, metadata = _load(file)
+            if not any(name in remaining for name in weights.names_in(file)):
+                weights.release(file)
+                shutil.copyfile(file, stage / file.name)  # no delta tensor in it: the same bytes
+                continue
+            tensors, metadata = weights.read_file(file)
+            weights.release(file)
             for name in [n for n in tensors if n in remaining]:
                 new = remaining.pop(name)
                 if tuple(new.shape) != tuple(tensors[name].shape) or new.dtype != tensors[name].dtype:

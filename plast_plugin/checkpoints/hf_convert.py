@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from plast_plugin.atomic import check_new_directory, staged_directory
+from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.errors import PlastError
 from plast_plugin.models.model_source import checkpoint_kind, local_dir
 
@@ -59,42 +60,10 @@ class ConversionError(PlastError):
     """The checkpoint cannot be converted; the message says why and what to do."""
 
 
-def _read_weights(path: Path) -> dict:
-    """One weights file; a truncated or foreign file is one PlastError naming it, not a traceback."""
-    from plast_plugin.checkpoints.export import _load
-
-    return _load(path)[0]
-
-
 def _load_state_dict(folder: Path) -> dict:
-    from plast_plugin.json_files import read_json_object
-
-    files = []
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if (folder / index).is_file():  # sharded: exactly the files the index names
-            weight_map = read_json_object(folder / index, "weights index").get("weight_map")
-            if not isinstance(weight_map, dict):
-                raise ConversionError(f"{folder / index}: no 'weight_map' object; the checkpoint is incomplete")
-            files = sorted({folder / name for name in weight_map.values()})
-            break
-    if files and files[0].suffix == ".bin":
-        state = {}
-        for f in files:
-            state.update(_read_weights(f))
-        return state
-    files = files or sorted(folder.glob("model*.safetensors"))
-    if files:
-        state = {}
-        for f in files:
-            state.update(_read_weights(f))
-        return state
-    files = sorted(folder.glob("pytorch_model*.bin"))
-    if files:
-        state = {}
-        for f in files:
-            state.update(_read_weights(f))
-        return state
-    raise ConversionError(f"{folder}: no *.safetensors or pytorch_model*.bin weight files")
+    """Every tensor of a checkpoint folder (the conversion rewrites them all)."""
+    with CheckpointWeights(folder, ConversionError) as weights:
+        return weights.read_all()
 
 
 def _vision_source(tower: str) -> Path:
@@ -117,8 +86,9 @@ def _vision_weights(state: dict, tower_dir: Path) -> dict:
     inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if inside:
         return inside
-    clip = _load_state_dict(tower_dir)
-    return {k: v for k, v in clip.items() if k.startswith("vision_model.")}
+    # A CLIP folder holds the text tower too: read only the vision tower's tensors.
+    with CheckpointWeights(tower_dir, ConversionError) as clip:
+        return clip.read_where(lambda name: name.startswith("vision_model."))
 
 
 def _projector_keys(cfg: dict) -> dict[str, str]:

@@ -2,6 +2,7 @@
 base checkpoint (bit exact); or convert an official LLaVA checkpoint to the llava-hf format."""
 from __future__ import annotations
 
+from plast_plugin.core.model_layout import MODULE_CHOICES
 from plast_plugin.errors import PlastError
 
 
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--layers", default=None,
                         help="layer spec ('0-4', '1,3'), needed when the checkpoint has no plast_training.json; "
                         "with one it must match the record (mode 1)")
-    parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
+    parser.add_argument("--modules", default=None, choices=MODULE_CHOICES,
                         help="what of each layer was trained: needed without plast_training.json, must match it "
                         "otherwise (mode 1)")
     parser.add_argument("--base-model", default=None,

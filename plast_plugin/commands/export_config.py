@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from plast_plugin.core.model_layout import MODULE_CHOICES
+
 USAGE = {
     "axolotl": "axolotl: add these lines to the training YAML (full fine-tuning, no adapter)",
     "swift": "ms-swift: swift sft --train_type full --freeze_parameters_ratio 1 --trainable_parameters_regex "
@@ -29,7 +31,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", required=True,
                         help="the model the tool will train (folder or hub id): llava-hf, LLaVA-NeXT-hf or a causal LM")
     parser.add_argument("--revision", default=None, help="hub branch, tag or commit when --model is a hub id")
-    parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
+    parser.add_argument("--modules", default=None, choices=MODULE_CHOICES,
                         help="what of each layer to train (default: the selection file's own)")
     parser.add_argument("--approximate", action="store_true",
                         help="llamafactory only: for a selection that is not a first-N / last-N block, train the "

@@ -28,7 +28,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> SelectionOptions:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SelectionOptions)}
-    return SelectionOptions(**values).validate()
+    return SelectionOptions(**values)  # validated when built
 
 
 def add_parser(subparsers) -> None:
@@ -74,14 +74,14 @@ def _init_distributed(device: str) -> tuple[int, str]:
 
 
 def format_table(selection) -> str:
-    languages = list(selection.layers[0]["overlap"]) if selection.layers else []
+    languages = list(selection.layers[0].overlap) if selection.layers else []
     header = f"{'layer':>5} " + " ".join(f"{'R_' + lang:>7}" for lang in languages) + f" {'noise':>7} {'MSD':>10}  selected"
     lines = [header]
     for record in selection.layers:
-        mark = "  <==" if record["layer"] in selection.selected_layers else ""
+        mark = "  <==" if record.layer in selection.selected_layers else ""
         lines.append(
-            f"{record['layer']:>5} " + " ".join(f"{record['overlap'][lang]:>7.3f}" for lang in languages)
-            + f" {record['noise_overlap']:>7.3f} {record['msd']:>10.3e}{mark}"
+            f"{record.layer:>5} " + " ".join(f"{record.overlap[lang]:>7.3f}" for lang in languages)
+            + f" {record.noise_overlap:>7.3f} {record.msd:>10.3e}{mark}"
         )
     return "\n".join(lines)
 

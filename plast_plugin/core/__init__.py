@@ -4,8 +4,9 @@
   paths and module parts)
 - ``probe``: FFN-activation hooks on those layers
 - ``statistics``: per-layer language-specificity from the probe's counts
-- ``selection`` and ``layer_spec``: the rule that picks layers, and the layer specs users write
-- ``options``: every method option, validated
+- ``rule``: the selection rule as a value, parsed once
+- ``selection`` and ``layer_spec``: applying the rule to pick layers, and the layer specs users write
+- ``options``: every method option, typed and validated when built
 - ``freeze``: train only the chosen layers; count what trains
 - ``selection_file``: the JSON a selection is saved as, checked against the model it is used on
 

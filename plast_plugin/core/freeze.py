@@ -13,11 +13,7 @@ from typing import Iterable, Sequence
 from torch import nn
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.model_layout import find_decoder_layers
-
-MODULE_CHOICES = ("layer", "mlp", "attn")
-# Which sub-modules of a decoder layer each choice trains.
-_SUBMODULE_OF_CHOICE = {"layer": None, "mlp": "mlp", "attn": "self_attn"}
+from plast_plugin.core.model_layout import DecoderLayout, check_modules, find_decoder_layers
 
 
 def parameter_count(param: nn.Parameter) -> int:
@@ -35,16 +31,12 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def _check_modules(modules: str) -> str:
-    if modules not in MODULE_CHOICES:
-        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
-    return modules
-
-
-def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str = "layer") -> set[str]:
-    """Names (as in `model.named_parameters()`) of the parameters PLAST trains."""
-    layout = find_decoder_layers(model)
-    submodule = _SUBMODULE_OF_CHOICE[_check_modules(modules)]
+def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str = "layer", *,
+                          layout: DecoderLayout | None = None) -> set[str]:
+    """Names (as in `model.named_parameters()`) of the parameters PLAST trains. `layout`: the
+    model's decoder layout when the caller has found it already (found here otherwise)."""
+    layout = layout or find_decoder_layers(model)
+    check_modules(modules)
     wanted = sorted(set(layers))
     out_of_range = [i for i in wanted if not 0 <= i < layout.num_layers]
     if out_of_range:
@@ -54,7 +46,7 @@ def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str 
         )
     if not wanted:
         raise PlastError("no layers selected: refusing to freeze the whole model")
-    prefixes = [layout.parameter_prefix(i) + (f"{submodule}." if submodule else "") for i in wanted]
+    prefixes = [layout.parameter_prefix(i, modules) for i in wanted]
     names = {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
     if not names:
         raise PlastError(f"no parameters found under {prefixes}")
@@ -93,10 +85,11 @@ class TrainableReport:
         }
 
 
-def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "layer") -> TrainableReport:
+def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "layer", *,
+                       layout: DecoderLayout | None = None) -> TrainableReport:
     """What `freeze_for_plast` would report, without changing `requires_grad`."""
-    names = plast_parameter_names(model, layers, modules)
-    layout = find_decoder_layers(model)
+    layout = layout or find_decoder_layers(model)
+    names = plast_parameter_names(model, layers, modules, layout=layout)
     total = trainable = 0
     per_layer: dict[int, int] = {}
     for name, param in model.named_parameters():
@@ -104,17 +97,19 @@ def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "
         total += n
         if name in names:
             trainable += n
-            index = int(name[len(layout.path) + 1 :].split(".", 1)[0])
+            index = layout.layer_of(name)
             per_layer[index] = per_layer.get(index, 0) + n
     return TrainableReport(sorted(set(layers)), modules, trainable, total, per_layer, sorted(names))
 
 
-def freeze_for_plast(model: nn.Module, layers: Sequence[int], modules: str = "layer") -> TrainableReport:
+def freeze_for_plast(model: nn.Module, layers: Sequence[int], modules: str = "layer", *,
+                     layout: DecoderLayout | None = None) -> TrainableReport:
     """Freeze every parameter of `model` except those of the selected layers' `modules`."""
-    names = plast_parameter_names(model, layers, modules)
+    layout = layout or find_decoder_layers(model)
+    names = plast_parameter_names(model, layers, modules, layout=layout)
     for name, param in model.named_parameters():
         param.requires_grad_(name in names)
-    report = trainable_fraction(model, layers, modules)
+    report = trainable_fraction(model, layers, modules, layout=layout)
     # The report is recomputed from the names; check it against what the model now says.
     assert count_parameters(model) == (report.trainable_params, report.total_params)
     return report

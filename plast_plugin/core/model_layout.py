@@ -1,16 +1,28 @@
-"""Where the decoder layers of a supported model live.
+"""Where the decoder layers of a supported model live, and how their parameters are named.
 
 PLAST needs three things from a model: its list of decoder layers, and in each layer the FFN
 gate projection (whose activation defines a neuron) and the attention block. The supported
 families all name these the same way (`mlp.gate_proj`, `mlp.act_fn`, `self_attn`); only the
 path to the layer list differs, so the layout is found by trying the known paths in order.
+
+This module is the one owner of those facts: the layer-list paths (`KNOWN_LAYER_PATHS`, used
+for a built model and for the tensor names of checkpoint files alike), the module parts a run
+may train (`MODULE_PARTS`: layer / mlp / attn and the sub-module each one covers), and the
+parameter-name prefix of a layer's part (`layer_prefix`). Freezing, export, the trainers'
+configs and the CLI all read them from here.
 """
 
 from __future__ import annotations
 
+import re
+import typing
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Literal
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
+# torch is imported where a model is inspected, not here: the CLI reads MODULE_CHOICES while it
+# builds its parser, before any command needs torch.
 
 from plast_plugin.errors import PlastError
 
@@ -24,8 +36,53 @@ KNOWN_LAYER_PATHS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What of each selected layer is trained, and the sub-module of a decoder layer each choice
+# covers (None: the whole layer, i.e. attention + FFN + norms).
+ModuleChoice = Literal["layer", "mlp", "attn"]
+MODULE_CHOICES: tuple[str, ...] = typing.get_args(ModuleChoice)
+MODULE_PARTS: dict[str, str | None] = {"layer": None, "mlp": "mlp", "attn": "self_attn"}
+
+
 class UnsupportedModelError(PlastError, TypeError):
     pass
+
+
+def check_modules(modules: str) -> str:
+    """``modules`` when it is one of MODULE_CHOICES; else one error naming the choices."""
+    if modules not in MODULE_CHOICES:
+        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
+    return modules
+
+
+def layer_prefix(layers_path: str, index: int, modules: str = "layer") -> str:
+    """Name prefix of the parameters of `modules` in layer `index`: 'model.layers.3.mlp.'."""
+    part = MODULE_PARTS[check_modules(modules)]
+    return f"{layers_path}.{index}." + (f"{part}." if part else "")
+
+
+def layer_index(layers_path: str, name: str) -> int | None:
+    """The decoder layer a parameter (or tensor) name belongs to, or None outside the layers."""
+    head = layers_path + "."
+    if not name.startswith(head):
+        return None
+    index = name[len(head):].split(".", 1)[0]
+    return int(index) if index.isdigit() else None
+
+
+def layers_path_of_names(names: Iterable[str]) -> str | None:
+    """The known layer-list path that tensor names (e.g. a checkpoint file's) use, or None.
+    Files may name layers differently from the model in memory (transformers >= 4.52 saves
+    llava-hf as 'language_model.model.layers' but builds 'model.language_model.layers')."""
+    names = list(names)
+    for path, _family in KNOWN_LAYER_PATHS:
+        pattern = re.compile(re.escape(path) + r"\.\d+\.")
+        if any(pattern.match(n) for n in names):
+            return path
+    return None
+
+
+def known_layer_paths() -> str:
+    return ", ".join(path for path, _family in KNOWN_LAYER_PATHS)
 
 
 @dataclass
@@ -33,7 +90,6 @@ class DecoderLayout:
     layers: nn.ModuleList
     path: str  # dotted path of the layer list from the model root, e.g. "model.layers"
     backbone: nn.Module  # the module owning `layers` (embeddings, layers, final norm)
-    backbone_path: str
 
     @property
     def num_layers(self) -> int:
@@ -47,8 +103,11 @@ class DecoderLayout:
     def hidden_size(self) -> int:
         return self.layers[0].mlp.gate_proj.in_features
 
-    def parameter_prefix(self, index: int) -> str:
-        return f"{self.path}.{index}."
+    def parameter_prefix(self, index: int, modules: str = "layer") -> str:
+        return layer_prefix(self.path, index, modules)
+
+    def layer_of(self, name: str) -> int | None:
+        return layer_index(self.path, name)
 
 
 def _resolve(root: nn.Module, path: str):
@@ -61,6 +120,8 @@ def _resolve(root: nn.Module, path: str):
 
 
 def _is_gated_ffn_layer(layer: nn.Module) -> bool:
+    from torch import nn
+
     mlp = getattr(layer, "mlp", None)
     return (
         isinstance(getattr(mlp, "gate_proj", None), nn.Linear)
@@ -71,13 +132,15 @@ def _is_gated_ffn_layer(layer: nn.Module) -> bool:
 
 def find_decoder_layers(model: nn.Module) -> DecoderLayout:
     """Locate the decoder layers of `model`, or raise naming every path that was tried."""
+    from torch import nn
+
     for path, _family in KNOWN_LAYER_PATHS:
         layers = _resolve(model, path)
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:
             if all(_is_gated_ffn_layer(layer) for layer in layers):
                 backbone_path = path.rsplit(".", 1)[0] if "." in path else ""
                 backbone = _resolve(model, backbone_path) if backbone_path else model
-                return DecoderLayout(layers, path, backbone, backbone_path)
+                return DecoderLayout(layers, path, backbone)
     tried = "; ".join(f"'{path}' ({family})" for path, family in KNOWN_LAYER_PATHS)
     raise UnsupportedModelError(
         f"{type(model).__name__} is not a supported architecture: PLAST looks for a "

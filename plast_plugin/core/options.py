@@ -2,13 +2,29 @@
 
 The paper's exact formulas are not public (see docs/method.md); each choice below is a named,
 documented reconstruction, and the selection file records the options that produced it.
+
+`SelectionOptions` is validated when it is built (`__post_init__`, as peft's `LoraConfig`), and
+frozen: an invalid options object cannot exist, whether made by a constructor, `from_dict`,
+`dataclasses.replace` or the CLI. The rule is parsed there once (`selection_rule`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from plast_plugin.errors import PlastError
+from plast_plugin.core.model_layout import ModuleChoice
+from plast_plugin.core.rule import SelectionRule
+
+Statistic = Literal["rate", "count", "overlap"]
+MsdReference = Literal["pivot", "variance"]
+OverlapDenominator = Literal["pivot", "language", "jaccard"]
+Positions = Literal["question", "all", "image"]
+Images = Literal["auto", "on", "off"]
+PromptStyle = Literal["llava", "plain"]
+ConvTemplate = Literal["v1", "vicuna_v1", "llava_v1"]
 
 RULE_HELP = (
     "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
@@ -18,17 +34,17 @@ RULE_HELP = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SelectionOptions:
     rule: str = field(default="auto", metadata={"help": RULE_HELP})
-    statistic: str = field(
+    statistic: Statistic = field(
         default="overlap",
         metadata={"help": "What MSD is computed on: 'overlap' (1 - overlap ratio with the pivot; scale-free, "
                   "so layers of different activation density compare fairly), 'rate' (per-neuron activation "
                   "rate, averaged over neurons; grows with a layer's activation density), 'count' (fraction "
                   "of the FFN in the activated set)."},
     )
-    msd_reference: str = field(
+    msd_reference: MsdReference = field(
         default="pivot",
         metadata={"help": "'pivot': mean squared deviation of each language from the pivot; 'variance': "
                   "variance across all languages, pivot included."},
@@ -39,7 +55,7 @@ class SelectionOptions:
                   "(1-F) quantile of the rates of all languages pooled, per layer: one threshold shared "
                   "by all languages; rates tied at the layer's maximum count when the quantile reaches it) or 'rate:T' (activation rate above T)."},
     )
-    overlap_denominator: str = field(
+    overlap_denominator: OverlapDenominator = field(
         default="pivot",
         metadata={"help": "Overlap ratio R = |A_L & A_pivot| / |A_pivot| ('pivot'), / |A_L| ('language'), "
                   "or Jaccard |A_L & A_pivot| / |A_L | A_pivot| ('jaccard')."},
@@ -51,29 +67,29 @@ class SelectionOptions:
                   "layers that also differ by language are shown in the statistics but not trained). "
                   "Off: every layer the rule selects."},
     )
-    positions: str = field(
+    positions: Positions = field(
         default="question",
         metadata={"help": "Token positions whose activations are counted: 'question' (the question's "
                   "text tokens), 'all' (every non-padding token, system prompt and image included), "
                   "'image' (image tokens only; needs images)."},
     )
-    images: str = field(
+    images: Images = field(
         default="auto",
         metadata={"help": "'auto' uses the questions' images when the data has them and the model has a "
                   "vision tower; 'on' requires them; 'off' probes text only."},
     )
-    prompt: str = field(
+    prompt: PromptStyle = field(
         default="llava",
         metadata={"help": "'llava': the LLaVA conversation (--conv-template) around the question; 'plain': "
                   "BOS + question."},
     )
-    conv_template: str = field(
+    conv_template: ConvTemplate = field(
         default="v1",
         metadata={"help": "LLaVA conversation template of prompt='llava', named as in llava.conversation: "
                   "'v1' (= 'vicuna_v1', \"curious user\"; LLaVA-1.5's --version v1, what training and "
                   "`plast export --to-hf` use) or 'llava_v1' (\"curious human\")."},
     )
-    modules: str = field(
+    modules: ModuleChoice = field(
         default="layer",
         metadata={"help": "What of each selected layer is trained: 'layer' (attention + FFN + norms), "
                   "'mlp' (FFN only, SLAM style), 'attn' (attention only)."},
@@ -87,32 +103,20 @@ class SelectionOptions:
         default=256, metadata={"help": "Longer questions are truncated to this many tokens."}
     )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SelectionOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PlastError(f"unknown selection options {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    def validate(self) -> "SelectionOptions":
-        choices = {
-            "statistic": ("rate", "count", "overlap"),
-            "msd_reference": ("pivot", "variance"),
-            "overlap_denominator": ("pivot", "language", "jaccard"),
-            "positions": ("question", "all", "image"),
-            "images": ("auto", "on", "off"),
-            "prompt": ("llava", "plain"),
-            "conv_template": ("v1", "vicuna_v1", "llava_v1"),
-            "modules": ("layer", "mlp", "attn"),
-        }
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise PlastError(f"option {name}={value!r} is not one of: {', '.join(allowed)}")
+    def __post_init__(self):
+        hints = _field_types()
+        for option in fields(self):
+            value, kind = getattr(self, option.name), hints[option.name]
+            if typing.get_origin(kind) is Literal:
+                allowed = typing.get_args(kind)
+                if value not in allowed:
+                    raise PlastError(f"option {option.name}={value!r} is not one of: {', '.join(allowed)}")
+            elif kind is bool and not isinstance(value, bool):
+                raise PlastError(f"option {option.name}={value!r} must be true or false")
+            elif kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+                raise PlastError(f"option {option.name}={value!r} must be a whole number")
+            elif kind is str and not isinstance(value, str):
+                raise PlastError(f"option {option.name}={value!r} must be a string")
         kind, _, value = self.activated_set.partition(":")
         try:
             number = float(value)
@@ -124,7 +128,33 @@ class SelectionOptions:
             raise PlastError("batch_size must be >= 0 (0: by device) and max_question_tokens positive")
         if self.positions == "image" and self.images == "off":
             raise PlastError("positions='image' counts image tokens, but images='off'")
-        from plast_plugin.core.selection import check_rule
+        # Parsed once, here: its shape and numbers now; the layer range once a model is known.
+        object.__setattr__(self, "_selection_rule", SelectionRule.parse(self.rule))
 
-        check_rule(self.rule, None, self.seed)  # its shape and numbers now; the layer range once a model is known
-        return self
+    @property
+    def selection_rule(self) -> SelectionRule:
+        """`rule`, parsed (when the options were built)."""
+        return self._selection_rule
+
+    def to_dict(self) -> dict:
+        return {option.name: getattr(self, option.name) for option in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SelectionOptions":
+        """Options from a dict such as a selection file's "options" (validated like any other)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PlastError(f"unknown selection options {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def _field_types() -> dict:
+    """The fields' types, resolved (the annotations are strings under `from __future__`)."""
+    global _FIELD_TYPES
+    if _FIELD_TYPES is None:
+        _FIELD_TYPES = typing.get_type_hints(SelectionOptions)
+    return _FIELD_TYPES
+
+
+_FIELD_TYPES: dict | None = None

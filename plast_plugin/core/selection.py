@@ -3,79 +3,54 @@
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.layer_spec import LayerSpecError, is_layer_spec, parse_layer_spec
+from plast_plugin.core.layer_spec import LayerSpecError
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.core.rule import SelectionRule
 
-STATISTIC_RULES = ("auto", "msd-above-mean", "msd-above:X", "msd-top:K", "msd-above-max:F")
-_NUMBER = r"(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
-
-
-def is_statistic_rule(rule: str) -> bool:
-    return rule in ("auto", "msd-above-mean") or bool(
-        re.fullmatch(rf"msd-(above|top|above-max):{_NUMBER}", rule)
-    )
+# One default for "keep only the shallow block", the options' (select_layers had its own, False).
+DEFAULT_CONTIGUOUS_SHALLOW: bool = SelectionOptions.__dataclass_fields__["contiguous_shallow"].default
 
 
-def check_rule(rule: str, num_layers: int | None = None, seed: int = 0) -> None:
-    """Raise a clear error for a rule that is neither a valid statistic rule nor a valid spec.
-    Without ``num_layers`` only what needs no model is checked (the shape, K whole, F in (0, 1])."""
-    rule = str(rule)
-    if is_statistic_rule(rule):
-        _check_rule_parameter(rule, num_layers)
-        return
-    if is_layer_spec(rule) or rule[:1].isdigit():  # digits: meant as a spec; say what is wrong in it
-        parse_layer_spec(rule, num_layers if num_layers is not None else 10**9, seed=seed)
-        return
-    raise LayerSpecError(
-        f"unknown selection rule {rule!r}; use one of {', '.join(STATISTIC_RULES)} or a layer spec "
-        f"('0-4', '1,3,5', 'first:K', 'last:K', 'random:K')"
-    )
+def check_rule(rule: str | SelectionRule, num_layers: int | None = None, seed: int = 0) -> SelectionRule:
+    """The parsed rule, or a clear error for a rule that is neither a valid statistic rule nor a
+    valid spec. Without ``num_layers`` only what needs no model is checked (the shape, K whole,
+    F in (0, 1])."""
+    parsed = SelectionRule.parse(rule)
+    if num_layers is not None:
+        parsed.check(num_layers, seed)
+    return parsed
 
 
-def _check_rule_parameter(rule: str, num_layers: int | None) -> None:
-    if ":" not in rule:
-        return
-    kind, value = rule.split(":", 1)
-    number = float(value)
-    if kind == "msd-top":
-        if not re.fullmatch(r"\d+", value) or int(value) < 1:
-            raise LayerSpecError(f"rule {rule!r}: K must be a whole number of layers, at least 1 (e.g. 'msd-top:3')")
-        if num_layers is not None and int(value) > num_layers:
-            raise LayerSpecError(f"rule {rule!r}: K must be between 1 and {num_layers}, the model's layer count")
-    elif kind == "msd-above-max" and not 0.0 < number <= 1.0:
-        raise LayerSpecError(f"rule {rule!r}: F is a fraction of the largest MSD, 0 < F <= 1 (e.g. 'msd-above-max:0.5')")
-
-
-def select_by_statistic(msd: torch.Tensor, rule: str) -> list[int]:
+def select_by_statistic(msd: torch.Tensor, rule: str | SelectionRule) -> list[int]:
     """Layers the rule picks. Undefined MSD (NaN: a statistic with nothing to compare, e.g. an
     empty activated set) is excluded: it neither counts in the mean nor can be chosen."""
-    _check_rule_parameter(rule, len(msd))
+    rule = SelectionRule.parse(rule)
+    if not rule.needs_statistics:
+        raise PlastError(f"rule {rule.text!r} is a layer spec; it chooses no layers from statistics")
+    rule.check(len(msd))
     values = msd.double()
     defined = ~torch.isnan(values)
     if not bool(defined.any()):
         raise PlastError(
-            f"rule {rule!r}: the statistic is undefined in every layer (no activated neurons to compare); "
+            f"rule {rule.text!r}: the statistic is undefined in every layer (no activated neurons to compare); "
             f"probe more questions, or use another --activated-set / --statistic"
         )
-    if rule in ("auto", "msd-above-mean"):
+    if rule.kind == "msd-above-mean":
         chosen = values > values[defined].mean()
+    elif rule.kind == "msd-above":
+        chosen = values > rule.number
+    elif rule.kind == "msd-above-max":
+        chosen = values >= rule.number * values[defined].max()
     else:
-        kind, value = rule.split(":", 1)
-        number = float(value)
-        if kind == "msd-above":
-            chosen = values > number
-        elif kind == "msd-above-max":
-            chosen = values >= number * values[defined].max()
-        else:
-            k = int(value)
-            if k > int(defined.sum()):
-                raise LayerSpecError(f"rule {rule!r}: only {int(defined.sum())} layers have a defined MSD")
-            chosen = torch.zeros_like(values, dtype=torch.bool)
-            chosen[torch.topk(torch.where(defined, values, torch.full_like(values, -math.inf)), k).indices] = True
+        k = rule.top_k
+        if k > int(defined.sum()):
+            raise LayerSpecError(f"rule {rule.text!r}: only {int(defined.sum())} layers have a defined MSD")
+        chosen = torch.zeros_like(values, dtype=torch.bool)
+        chosen[torch.topk(torch.where(defined, values, torch.full_like(values, -math.inf)), k).indices] = True
     return [i for i, c in enumerate((chosen & defined).tolist()) if c]
 
 
@@ -92,18 +67,19 @@ def keep_contiguous_shallow_block(layers: list[int]) -> list[int]:
     return block
 
 
-def select_layers(msd: torch.Tensor | None, rule: str, num_layers: int, *, seed: int = 0,
-                  contiguous_shallow: bool = False) -> list[int]:
-    check_rule(rule, num_layers, seed)
-    if is_statistic_rule(rule):
+def select_layers(msd: torch.Tensor | None, rule: str | SelectionRule, num_layers: int, *, seed: int = 0,
+                  contiguous_shallow: bool = DEFAULT_CONTIGUOUS_SHALLOW) -> list[int]:
+    """The layers `rule` selects (a string is parsed here; pass options.selection_rule to skip that)."""
+    rule = check_rule(rule, num_layers, seed)
+    if rule.needs_statistics:
         if msd is None:
-            raise PlastError(f"rule {rule!r} needs layer statistics")
+            raise PlastError(f"rule {rule.text!r} needs layer statistics")
         layers = select_by_statistic(msd, rule)
         if contiguous_shallow:
             layers = keep_contiguous_shallow_block(layers)
     else:
         # A spec is the user's explicit choice: taken exactly, never trimmed.
-        layers = parse_layer_spec(rule, num_layers, seed=seed)
+        layers = rule.spec_layers(num_layers, seed)
     if not layers:
-        raise PlastError(f"rule {rule!r} selected no layer; refusing to train nothing (try another rule)")
+        raise PlastError(f"rule {rule.text!r} selected no layer; refusing to train nothing (try another rule)")
     return layers

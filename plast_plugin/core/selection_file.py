@@ -12,7 +12,8 @@ from typing import Any
 
 from plast_plugin import __version__
 from plast_plugin.errors import PlastError
-from plast_plugin.core.model_layout import find_decoder_layers, model_architecture
+from plast_plugin.core.statistics import LayerRecord
+from plast_plugin.core.model_layout import MODULE_CHOICES, DecoderLayout, find_decoder_layers, model_architecture
 
 SCHEMA = "plast-layers/1"
 SELECTION_FILENAME = "plast_layers.json"
@@ -36,8 +37,8 @@ class ModelIdentity:
     name_or_path: str | None = None
 
     @classmethod
-    def of(cls, model, name_or_path: str | None = None) -> "ModelIdentity":
-        layout = find_decoder_layers(model)
+    def of(cls, model, name_or_path: str | None = None, *, layout: DecoderLayout | None = None) -> "ModelIdentity":
+        layout = layout or find_decoder_layers(model)
         if name_or_path is None:
             name_or_path = getattr(getattr(model, "config", None), "_name_or_path", None) or None
         return cls(model_architecture(model), layout.num_layers, layout.ffn_width, layout.hidden_size,
@@ -54,13 +55,18 @@ class SelectionFile:
     rule: str
     options: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
-    layers: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[LayerRecord] = field(default_factory=list)  # per-layer statistics (empty for a manual choice)
     trainable: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
     created_by: str = f"plast-plugin {__version__}"
 
+    def __post_init__(self):
+        # Records given as the file's objects are typed here, once.
+        self.layers = [r if isinstance(r, LayerRecord) else LayerRecord.from_dict(r) for r in self.layers]
+
     def to_dict(self) -> dict:
         out = asdict(self)
+        out["layers"] = [record.to_dict() for record in self.layers]
         # Stable key order: identity and result first, the long per-layer table last.
         order = ["schema", "created_by", "model", "selected_layers", "rule", "trainable", "options", "data", "layers"]
         return {key: out[key] for key in order}
@@ -129,21 +135,28 @@ class SelectionFile:
             if not isinstance(raw.get(key, {}), dict):
                 raise bad(key, f"must be an object, got {_shown(raw.get(key))}")
         modules = raw.get("options", {}).get("modules", "layer")
-        if modules not in ("layer", "mlp", "attn"):
-            raise bad("options.modules", f"must be 'layer', 'mlp' or 'attn', got {_shown(modules)}")
+        if modules not in MODULE_CHOICES:
+            raise bad("options.modules", f"must be one of {', '.join(map(repr, MODULE_CHOICES))}, got {_shown(modules)}")
         records = raw.get("layers", [])
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise bad("layers", "must be a list of per-layer objects")
+        typed = []
+        for position, record in enumerate(records):
+            try:
+                typed.append(LayerRecord.from_dict(record))
+            except ValueError as err:
+                raise bad(f"layers[{position}]", str(err)) from None
         created_by = raw.get("created_by", "unknown")
         return cls(
             selected_layers=sorted(layers), model=model, rule=raw["rule"], options=raw.get("options", {}),
-            data=raw.get("data", {}), layers=records, trainable=raw.get("trainable", {}),
+            data=raw.get("data", {}), layers=typed, trainable=raw.get("trainable", {}),
             schema=raw["schema"], created_by=created_by if isinstance(created_by, str) else str(created_by),
         )
 
-    def check_model(self, model_or_identity) -> None:
-        """Raise if the file was made for a model of another shape."""
-        other = model_or_identity if isinstance(model_or_identity, ModelIdentity) else ModelIdentity.of(model_or_identity)
+    def check_model(self, model_or_identity, *, layout: DecoderLayout | None = None) -> None:
+        """Raise if the file was made for a model of another shape (`layout`: the model's, if found)."""
+        other = (model_or_identity if isinstance(model_or_identity, ModelIdentity)
+                 else ModelIdentity.of(model_or_identity, layout=layout))
         if self.model.shape() != other.shape():
             raise SelectionMismatchError(
                 f"selection file was made for {self.model.architecture} ({self.model.name_or_path}) with "

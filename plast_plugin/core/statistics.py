@@ -24,6 +24,60 @@ def pivot_halves(pivot: str) -> tuple[str, str]:
 
 
 @dataclass
+class LayerRecord:
+    """One layer's statistics as the selection file's "layers" list holds them (docs/selection-file.md),
+    read by the plot and `plast select`'s table. Undefined values are NaN here, null on disk.
+    The optional fields are None when a file does not have them (files of older versions)."""
+
+    layer: int
+    msd: float = math.nan
+    noise_msd: float = math.nan
+    noise_overlap: float = math.nan
+    activation_threshold: float | None = None
+    overlap: dict[str, float] = field(default_factory=dict)  # language -> overlap with the pivot
+    activated_neurons: dict[str, int] = field(default_factory=dict)  # group -> |A|
+    mean_activation_rate: dict[str, float] = field(default_factory=dict)  # group -> mean rate
+    empty_activated_sets: list[str] | None = None  # set only in layers where some set is empty
+    msd_defined: bool | None = None
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as written
+
+    _ORDER = ("layer", "msd", "noise_msd", "noise_overlap", "activation_threshold", "overlap",
+              "activated_neurons", "mean_activation_rate", "empty_activated_sets", "msd_defined")
+
+    def to_dict(self) -> dict:
+        """The on-disk object: the same keys, in the same order, as every earlier version wrote."""
+        out = {key: getattr(self, key) for key in self._ORDER if getattr(self, key) is not None}
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "LayerRecord":
+        """A record of a selection file; null (undefined) numbers become NaN. Raises ValueError
+        (the caller names the file and field) when "layer" is not a layer index."""
+        layer = raw.get("layer")
+        if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
+            raise ValueError(f"'layer' must be a layer index, got {layer!r}")
+
+        def number(value):
+            return math.nan if value is None else float(value)
+
+        known = {key: raw[key] for key in cls._ORDER if key in raw}
+        try:
+            for key in ("msd", "noise_msd", "noise_overlap"):
+                if key in known:
+                    known[key] = number(known[key])
+            if known.get("activation_threshold") is not None:
+                known["activation_threshold"] = float(known["activation_threshold"])
+            for key in ("overlap", "mean_activation_rate"):
+                if key in known:
+                    known[key] = {str(k): number(v) for k, v in dict(known[key]).items()}
+            if "activated_neurons" in known:
+                known["activated_neurons"] = {str(k): v for k, v in dict(known["activated_neurons"]).items()}
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"layer {layer}: a statistic is not a number ({err})") from None
+        return cls(**known, extra={k: v for k, v in raw.items() if k not in cls._ORDER})
+
+
+@dataclass
 class LayerStatistics:
     languages: list[str]  # non-pivot languages, in order
     pivot: str
@@ -41,22 +95,23 @@ class LayerStatistics:
     def num_layers(self) -> int:
         return int(self.msd.shape[0])
 
-    def per_layer_records(self) -> list[dict]:
+    def per_layer_records(self) -> list[LayerRecord]:
         records = []
         for layer in range(self.num_layers):
-            records.append({
-                "layer": layer,
-                "msd": float(self.msd[layer]),
-                "noise_msd": float(self.noise_msd[layer]),
-                "noise_overlap": float(self.noise_overlap[layer]),
-                "activation_threshold": float(self.thresholds[layer]),
-                "overlap": {lang: float(self.overlap[lang][layer]) for lang in self.languages},
-                "activated_neurons": {g: int(v[layer]) for g, v in self.activated_count.items()},
-                "mean_activation_rate": {g: float(v[layer]) for g, v in self.activation_rate.items()},
-            })
-            if layer in self.undefined:
-                records[-1]["empty_activated_sets"] = list(self.undefined[layer])
-                records[-1]["msd_defined"] = not math.isnan(records[-1]["msd"])
+            msd = float(self.msd[layer])
+            undefined = layer in self.undefined
+            records.append(LayerRecord(
+                layer=layer,
+                msd=msd,
+                noise_msd=float(self.noise_msd[layer]),
+                noise_overlap=float(self.noise_overlap[layer]),
+                activation_threshold=float(self.thresholds[layer]),
+                overlap={lang: float(self.overlap[lang][layer]) for lang in self.languages},
+                activated_neurons={g: int(v[layer]) for g, v in self.activated_count.items()},
+                mean_activation_rate={g: float(v[layer]) for g, v in self.activation_rate.items()},
+                empty_activated_sets=list(self.undefined[layer]) if undefined else None,
+                msd_defined=not math.isnan(msd) if undefined else None,
+            ))
         return records
 
 

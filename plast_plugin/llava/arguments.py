@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import weakref
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 from plast_plugin.errors import PlastError
 from plast_plugin.core.options import SelectionOptions
 
 LAYERS_HELP = (
     "PLAST: which decoder layers to fine-tune; everything else is frozen. 'auto' probes the "
-    "loaded model on --plast_probe_data before training and writes output_dir/plast_layers.json "
-    "(a resumed run reuses that file); a spec such as '0-4', '0,1,2', 'first:5', 'last:5', "
-    "'random:5'; or a selection file written by `plast select`. Unset: PLAST is off."
+    "loaded model on --plast_probe_data before training, chooses with --plast_rule and writes "
+    "output_dir/plast_layers.json (a resumed run reuses that file); a spec such as '0-4', '0,1,2', "
+    "'first:5', 'last:5', 'random:5'; or a selection file written by `plast select`. Unset: PLAST is off."
+)
+RULE_HELP = (
+    "PLAST (auto): how --plast_layers auto chooses from the probe's statistics: 'auto' = 'msd-above-mean', "
+    "'msd-above:X', 'msd-top:K', 'msd-above-max:F' (see `plast select --help`). Only with --plast_layers auto; "
+    "an explicit layer choice ('0-4', 'first:5', ...) goes in --plast_layers."
 )
 
 # SelectionOptions fields that PLAST's LLaVA arguments expose under another name or not at all.
@@ -77,6 +83,9 @@ def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
     for f in dataclasses.fields(SelectionOptions):
         name = _RENAMED.get(f.name, "plast_" + f.name)
         help_text = f.metadata.get("help", "")
+        if f.name == "rule":
+            out.append((name, str, field(default=f.default, metadata={"help": RULE_HELP})))
+            continue
         if f.name == "modules":
             # Unset (None) means "the selection file's modules, else 'layer'": a file made with
             # --modules mlp must not silently train whole layers.
@@ -84,7 +93,9 @@ def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
                 "help": "PLAST: " + help_text + " Default: the modules recorded in the selection file "
                 "(--plast_layers FILE, or a resumed auto run), else 'layer'; given explicitly, it overrides the file."})))
             continue
-        out.append((name, hints[f.name], field(default=f.default, metadata={"help": "PLAST (auto): " + help_text})))
+        # A Literal option is a plain string flag here: SelectionOptions names the choices when it refuses one.
+        kind = str if typing.get_origin(hints[f.name]) is Literal else hints[f.name]
+        out.append((name, kind, field(default=f.default, metadata={"help": "PLAST (auto): " + help_text})))
     return out
 
 
@@ -98,7 +109,7 @@ PlastArguments = dataclasses.make_dataclass(
 PlastArguments.__module__ = __name__
 PlastArguments.__doc__ = "Every PLAST flag of LLaVA training (mixin for LLaVA's TrainingArguments)."
 
-PLAST_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(PlastArguments))
+_DEFAULT_RULE = SelectionOptions.__dataclass_fields__["rule"].default
 
 
 class PlastArgumentError(PlastError):
@@ -111,18 +122,58 @@ def plast_enabled(args) -> bool:
     return getattr(args, "plast_layers", None) is not None
 
 
-def selection_options(args) -> SelectionOptions:
-    """The ``SelectionOptions`` that ``--plast_*`` flags describe (unset --plast_modules: 'layer')."""
+def _flag_values(args) -> dict:
     values = {}
     for f in dataclasses.fields(SelectionOptions):
         values[f.name] = getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
     if values["modules"] is None:
         values["modules"] = "layer"
-    return SelectionOptions(**values)
+    return values
+
+
+# args object -> (the PLAST flags it had when validated, the SelectionOptions they make). Kept
+# beside the arguments, not on them: the Trainer pickles them into training_args.bin, which must
+# load where PLAST is not installed.
+_VALIDATED: dict[int, tuple[tuple, SelectionOptions]] = {}
+
+
+def _plast_flags(args) -> tuple:
+    return tuple((f.name, getattr(args, f.name, None)) for f in dataclasses.fields(PlastArguments))
+
+
+def _remember(args, options: SelectionOptions) -> None:
+    key = id(args)
+    if key not in _VALIDATED:
+        try:
+            weakref.finalize(args, _VALIDATED.pop, key, None)
+        except TypeError:  # not weak-referenceable: nothing to remember it by
+            return
+    _VALIDATED[key] = (_plast_flags(args), options)
+
+
+def validated_options(args) -> SelectionOptions:
+    """The ``SelectionOptions`` of already validated arguments (LLaVA's ``TrainingArguments`` are
+    validated in ``__post_init__``); validates them first when they were not, or changed since."""
+    known = _VALIDATED.get(id(args))
+    if known is None or known[0] != _plast_flags(args):
+        check_plast_arguments(args)
+        known = _VALIDATED.get(id(args))
+    return known[1] if known is not None else selection_options(args)
+
+
+def selection_options(args) -> SelectionOptions:
+    """The ``SelectionOptions`` that ``--plast_*`` flags describe (unset --plast_modules: 'layer'),
+    validated as they are built; an invalid flag is one PlastArgumentError naming it."""
+    try:
+        return SelectionOptions(**_flag_values(args))
+    except ValueError as err:
+        raise PlastArgumentError(f"PLAST option: {err} (flags are named --plast_<option>)") from None
 
 
 def check_plast_arguments(args) -> None:
-    """Validate the PLAST flags and refuse conflicting LLaVA flags. No-op when PLAST is off."""
+    """Validate the PLAST flags and refuse conflicting LLaVA flags (``__post_init__`` calls it). The
+    result is remembered, so ``validated_options`` does not check the same flags again. No-op when
+    PLAST is off."""
     if not plast_enabled(args):
         return
     layers = str(args.plast_layers).strip()
@@ -165,10 +216,24 @@ def check_plast_arguments(args) -> None:
             parse_language_list(args.plast_languages)
         except ValueError as err:
             raise PlastArgumentError(f"--plast_languages: {err}") from None
-    try:
-        selection_options(args).validate()
-    except ValueError as err:
-        raise PlastArgumentError(f"PLAST option: {err} (flags are named --plast_<option>)") from None
+    options = selection_options(args)
+    # One meaning each: --plast_layers says which layers (auto, a spec, a file); --plast_rule says
+    # how `auto` chooses from the probe's statistics. No combination may probe and then ignore it.
+    rule = options.selection_rule
+    if layers == "auto" and rule.is_spec:
+        raise PlastArgumentError(
+            f"--plast_layers auto with --plast_rule {rule.text}: that rule is a layer spec, so the probe would "
+            f"run and its result be ignored. An explicit layer choice goes in --plast_layers: use "
+            f"--plast_layers {rule.text} and drop --plast_rule (or keep --plast_layers auto with a statistic "
+            f"rule: auto, msd-above:X, msd-top:K, msd-above-max:F)"
+        )
+    if layers != "auto" and rule.text != _DEFAULT_RULE:
+        raise PlastArgumentError(
+            f"--plast_rule {rule.text} with --plast_layers {layers}: the rule chooses from the statistics that "
+            f"only --plast_layers auto computes, so here it would be ignored. Drop --plast_rule (or use "
+            f"--plast_layers auto --plast_probe_data ... to select with it)"
+        )
+    _remember(args, options)
 
 
 def check_trainer_arguments(args) -> None:
@@ -187,8 +252,8 @@ def make_training_arguments(base: type) -> type:
     """``base`` (LLaVA's TrainingArguments) plus the PLAST fields, validated in ``__post_init__``.
 
     The class keeps the name and module of ``base``'s module attribute (``llava.train.train.
-    TrainingArguments``) so the Trainer can pickle it into ``training_args.bin`` (pitfall 2), and
-    so that file also loads where PLAST is not installed.
+    TrainingArguments``) so the Trainer can pickle it into ``training_args.bin``
+    (docs/troubleshooting.md pitfall 2), and so that file also loads where PLAST is not installed.
     """
     if getattr(base, "__plast__", False):
         return base

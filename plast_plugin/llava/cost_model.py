@@ -137,7 +137,8 @@ def count_step_flops(shape, setup: Setup, batch: int = 1, seq: int = 2048) -> St
     with FlopCounterMode(display=False) as counter:
         training_step(model, images, input_ids, labels)
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    if missing:  # a trained parameter without gradient: the path under test is broken (pitfall 3)
+    # A trained parameter without gradient: the path under test is broken (docs/troubleshooting.md pitfall 3).
+    if missing:
         raise RuntimeError(f"{setup}: {len(missing)} trainable parameters got no gradient, e.g. {missing[:3]}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

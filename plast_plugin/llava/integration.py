@@ -5,7 +5,7 @@ Three changes to the module object ``llava.train.train`` (official LLaVA or LLaV
 1. ``TrainingArguments`` becomes a subclass with the ``--plast_*`` fields; ``train()`` looks the
    name up when it is called, so ``HfArgumentParser`` accepts the flags.
 2. ``LLaVATrainer.__init__`` is wrapped *in place* (rebinding the name to a subclass recurses
-   forever: its save methods call ``super(LLaVATrainer, self)``, pitfall 1). The wrap runs when
+   forever: its save methods call ``super(LLaVATrainer, self)``, docs/troubleshooting.md pitfall 1). The wrap runs when
    every ``requires_grad`` change of ``train()`` is done and no optimizer or DeepSpeed engine
    exists yet: it resolves the layers (``auto`` probes the model now), freezes all but them,
    logs the table of trainable parameters, then builds the trainer.
@@ -23,11 +23,10 @@ from pathlib import Path
 
 from plast_plugin.llava.arguments import (
     PlastArgumentError,
-    check_plast_arguments,
     check_trainer_arguments,
     make_training_arguments,
     plast_enabled,
-    selection_options,
+    validated_options,
 )
 from plast_plugin.llava.clean_exit import wrap_train
 
@@ -141,18 +140,20 @@ def _is_zero3(model) -> bool:
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
     from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
+    from plast_plugin.core.model_layout import find_decoder_layers
     from plast_plugin.llava.short_backward import shorten_backward
 
-    check_plast_arguments(args)
+    options = validated_options(args)  # checked when the arguments were parsed; not again
     check_trainer_arguments(args)
     if model is None:
         raise PlastArgumentError("--plast_layers: LLaVATrainer was built without a model")
-    selection = resolve_selection(model, args, tokenizer)
+    layout = find_decoder_layers(model)  # once; every step below is handed it
+    selection = resolve_selection(model, args, tokenizer, layout=layout, options=options)
     layers = list(selection.selected_layers)
     modules = resolve_modules(selection, args)
     selection.options["modules"] = modules
     recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
-    report = freeze_for_plast(model, layers, modules)
+    report = freeze_for_plast(model, layers, modules, layout=layout)
     if report.trainable_params == 0:
         raise PlastArgumentError(
             f"--plast_layers {args.plast_layers} with --plast_modules {modules} leaves no "
@@ -161,12 +162,13 @@ def prepare_plast(model, args, tokenizer=None):
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
     _log("training only decoder layers %s (%s)\n%s" % (layers, modules, report.format_table()))
-    _log(shorten_backward(model, args).describe())
+    _log(shorten_backward(model, args, layout=layout).describe())
     selection.trainable = report.to_dict()
     # The base's values of every tensor the record says was trained, hashed now, before any
     # step: `plast export --merge-into` refuses a base whose tensors differ (another model of
     # the same shapes would otherwise be mixed with this delta without a word).
-    fingerprint = base_fingerprint(model, sorted(plast_parameter_names(model, recorded_layers, recorded_modules)))
+    fingerprint = base_fingerprint(model, sorted(plast_parameter_names(model, recorded_layers, recorded_modules,
+                                                                       layout=layout)))
     if _rank() == 0:
         from plast_plugin.atomic import write_text_atomic
         from plast_plugin.core.selection_file import SELECTION_FILENAME
@@ -274,11 +276,14 @@ def base_fingerprint(model, names: list[str]) -> dict:
     return {"method": "sha256 of each trained tensor in the base model, before training", "tensors": tensors}
 
 
-def resolve_selection(model, args, tokenizer=None):
-    """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir."""
+def resolve_selection(model, args, tokenizer=None, *, layout=None, options=None):
+    """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir.
+    ``layout``: the model's decoder layout; ``options``: the validated --plast_* options."""
     from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
     from plast_plugin.core.model_layout import find_decoder_layers
     from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
+
+    layout = layout or find_decoder_layers(model)
 
     value = str(args.plast_layers).strip()
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
@@ -286,20 +291,21 @@ def resolve_selection(model, args, tokenizer=None):
     if value == "auto":
         if saved.exists():
             selection = SelectionFile.load(saved)
-            selection.check_model(model)
+            selection.check_model(model, layout=layout)
             _log(f"resumed run: reusing the layers selected before, {selection.selected_layers}, from {saved}")
             return selection
-        selection = run_auto_selection(model, args, tokenizer)
+        selection = run_auto_selection(model, args, tokenizer, layout=layout, options=options)
         return selection
     if os.path.exists(value):
         selection = SelectionFile.load(value)
-        selection.check_model(model)
+        selection.check_model(model, layout=layout)
         warn_if_other_model(selection.model.name_or_path, name, value)
         _log(f"layers {selection.selected_layers} from selection file {value}"
              f" (modules {selection.options.get('modules', 'layer')!r})")
     elif is_layer_spec(value):
-        layers = parse_layer_spec(value, find_decoder_layers(model).num_layers, seed=args.plast_seed)
-        selection = SelectionFile(selected_layers=layers, model=ModelIdentity.of(model, name), rule=value,
+        layers = parse_layer_spec(value, layout.num_layers, seed=args.plast_seed)
+        selection = SelectionFile(selected_layers=layers, model=ModelIdentity.of(model, name, layout=layout),
+                                  rule=value,
                                   options={"modules": getattr(args, "plast_modules", None) or "layer"})
     else:
         raise PlastArgumentError(
@@ -326,7 +332,7 @@ def warn_if_other_model(selected_on: str | None, training: str | None, selection
         _log(msg)
 
 
-def run_auto_selection(model, args, tokenizer):
+def run_auto_selection(model, args, tokenizer, *, layout=None, options=None):
     """Probe the loaded model on the parallel questions (all ranks), write JSON + plot (rank 0)."""
     import contextlib
 
@@ -340,7 +346,7 @@ def run_auto_selection(model, args, tokenizer):
     languages = parse_language_list(args.plast_languages) if args.plast_languages else None
     questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
                                         max_samples=args.plast_probe_samples)
-    options = selection_options(args)
+    options = options or validated_options(args)
     image_processor = None
     try:
         tower = model.get_vision_tower()
@@ -355,7 +361,8 @@ def run_auto_selection(model, args, tokenizer):
     if zero3:
         import deepspeed
 
-        # Weights are partitioned before the trainer exists (pitfall 5): gather them for the probe.
+        # Weights are partitioned before the trainer exists (docs/troubleshooting.md pitfall 5):
+        # gather them for the probe.
         gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
     _log(f"--plast_layers auto: probing {len(questions.ids)} questions x {len(questions.languages)} "
          f"languages ({', '.join(questions.languages)}){' with ZeRO-3 parameters gathered' if zero3 else ''}")
@@ -365,7 +372,7 @@ def run_auto_selection(model, args, tokenizer):
         with gather:
             selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
                                       name_or_path=getattr(model.config, "_name_or_path", None),
-                                      progress=_rank() == 0)
+                                      progress=_rank() == 0, layout=layout)
     finally:
         model.train(was_training)
     if _rank() == 0:
@@ -405,7 +412,8 @@ def check_supervision(dataset, samples: int = 8, ignore_index: int = -100) -> No
 
 # ----------------------------------------------------------------------------- optimizer
 def _guard_optimizer(trainer, report) -> None:
-    """Drop empty parameter groups (pitfall 4) and check the optimizer holds only PLAST params."""
+    """Drop empty parameter groups (docs/troubleshooting.md pitfall 4) and check the optimizer
+    holds only PLAST params."""
     original = trainer.create_optimizer
     if getattr(original, "__plast_wrapped__", False):
         return

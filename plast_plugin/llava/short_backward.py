@@ -10,7 +10,7 @@ fine-tuning or LoRA that is harmless. For PLAST it wastes work (counted at the L
   lowest selected one, although nothing there trains;
 - reentrant checkpointing cannot do without that hook: when a checkpointed layer's input does not
   require grad, its output does not either, and the trained layers silently get no gradient
-  (transformers #21381; docs integration pitfall 3).
+  (transformers #21381; docs/troubleshooting.md pitfall 3).
 
 With nothing trainable below the lowest selected layer (always true for PLAST, which freezes the
 embeddings, the projector and the vision tower), ``shorten_backward`` instead:
@@ -57,21 +57,20 @@ class ShortBackward:
                 f"checkpointed; --plast_short_backward False keeps LLaVA's path")
 
 
-def lowest_trainable_layer(model) -> int | None:
+def lowest_trainable_layer(model, layout=None) -> int | None:
     """Index of the lowest decoder layer with a trainable parameter, or None when a trainable
     parameter lives outside ``layers[lowest:]`` (embeddings, projector, ...): then backward must
     run further down and nothing may be shortened."""
     from plast_plugin.core.model_layout import find_decoder_layers
 
-    layout = find_decoder_layers(model)
-    prefix = layout.path + "."
+    layout = layout or find_decoder_layers(model)
     lowest = None
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if not name.startswith(prefix):
+        index = layout.layer_of(name)
+        if index is None:
             return None
-        index = int(name[len(prefix):].split(".", 1)[0])
         lowest = index if lowest is None else min(lowest, index)
     return lowest
 
@@ -89,7 +88,7 @@ def remove_input_grad_hooks(model) -> int:
     return removed
 
 
-def shorten_backward(model, training_args) -> ShortBackward:
+def shorten_backward(model, training_args, *, layout=None) -> ShortBackward:
     """Apply the three changes above to ``model`` if ``training_args`` allow; report what was done.
 
     Call after freezing and before the Trainer enables checkpointing (it does so in ``train()``
@@ -101,41 +100,39 @@ def shorten_backward(model, training_args) -> ShortBackward:
         return ShortBackward(False, "no gradient checkpointing: backward already stops at the lowest trained layer")
     kwargs = dict(getattr(training_args, "gradient_checkpointing_kwargs", None) or {})
     if kwargs.get("use_reentrant") is True:
-        # Without input grads reentrant checkpointing would zero every gradient (pitfall 3).
+        # Without input grads reentrant checkpointing would zero every gradient (docs/troubleshooting.md pitfall 3).
         return ShortBackward(False, "gradient_checkpointing_kwargs asks for use_reentrant=True, which needs input grads")
-    lowest = lowest_trainable_layer(model)
+    lowest = lowest_trainable_layer(model, layout)
     if lowest is None:
         return ShortBackward(False, "a parameter outside the decoder layers trains, so backward must reach it")
     removed = remove_input_grad_hooks(model)
-    install_checkpointing(model)
+    install_checkpointing(model, layout)
     return ShortBackward(True, "", lowest, removed)
 
 
-def install_checkpointing(model) -> None:
+def install_checkpointing(model, layout=None) -> None:
     """From now on ``model.gradient_checkpointing_enable(...)`` checkpoints non-reentrantly and
     skips the last decoder layer (idempotent; the Trainer calls it at the start of ``train()``)."""
     if getattr(model.gradient_checkpointing_enable, _WRAPPED, False):
         return
+    from plast_plugin.core.model_layout import find_decoder_layers
+
+    layout = layout or find_decoder_layers(model)
     original = model.gradient_checkpointing_enable
 
     def gradient_checkpointing_enable(gradient_checkpointing_kwargs=None):
         kwargs = {**(gradient_checkpointing_kwargs or {}), "use_reentrant": False}
         original(gradient_checkpointing_kwargs=kwargs)
-        _skip_last_layer(model)
+        _skip_last_layer(layout)
 
     setattr(gradient_checkpointing_enable, _WRAPPED, True)
     gradient_checkpointing_enable.__doc__ = original.__doc__
     model.gradient_checkpointing_enable = gradient_checkpointing_enable
-    from plast_plugin.core.model_layout import find_decoder_layers
-
-    if find_decoder_layers(model).backbone.gradient_checkpointing:  # already on: apply the new policy
+    if layout.backbone.gradient_checkpointing:  # already on: apply the new policy
         model.gradient_checkpointing_enable()
 
 
-def _skip_last_layer(model) -> None:
-    from plast_plugin.core.model_layout import find_decoder_layers
-
-    layout = find_decoder_layers(model)
+def _skip_last_layer(layout) -> None:
     checkpoint_func = layout.backbone._gradient_checkpointing_func
     if getattr(checkpoint_func, _WRAPPED, False):
         return

@@ -144,7 +144,6 @@ class PaddedBatch:
     attention_mask: torch.Tensor  # [B, T]
     position_ids: torch.Tensor  # [B, T]
     count_mask: torch.Tensor  # [B, T] bool
-    kinds: list[list[str]]
     images: list[str | None]
 
 
@@ -163,7 +162,7 @@ def pad_batch(prompts: list[EncodedPrompt], positions: str, pad_id: int, padding
     return PaddedBatch(
         groups=torch.tensor([p.group for p in prompts], dtype=torch.long),
         input_ids=ids, attention_mask=mask, position_ids=position_ids, count_mask=count,
-        kinds=[p.kinds for p in prompts], images=[p.image for p in prompts],
+        images=[p.image for p in prompts],
     )
 
 

@@ -28,13 +28,14 @@ import re
 from dataclasses import dataclass, field
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.freeze import _SUBMODULE_OF_CHOICE, plast_parameter_names
-from plast_plugin.core.model_layout import find_decoder_layers, model_architecture
+from plast_plugin.core.freeze import plast_parameter_names
+from plast_plugin.core.model_layout import MODULE_PARTS, DecoderLayout, find_decoder_layers, model_architecture
 from plast_plugin.core.selection_file import SelectionFile
 
 TOOLS = ("axolotl", "swift", "llamafactory", "regex")
 # What of each layer `modules` trains, as LLaMA-Factory's freeze_trainable_modules names it.
-_LLAMAFACTORY_MODULES = {"layer": "all", "mlp": "mlp", "attn": "self_attn"}
+# LLaMA-Factory names a layer's sub-modules as the model does, and the whole layer "all".
+_LLAMAFACTORY_MODULES = {choice: part or "all" for choice, part in MODULE_PARTS.items()}
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
@@ -48,10 +49,17 @@ class TargetModel:
     name: str
     kind: str  # checkpoint_kind: llava-hf | llava-next-hf | causal-lm
     model: object  # the meta-device model (no weights)
-    layers_path: str  # e.g. "model.language_model.layers"
-    num_layers: int
+    layout: DecoderLayout  # found once, when the model is built
     transformers_version: str
     architecture: str
+
+    @property
+    def layers_path(self) -> str:  # e.g. "model.language_model.layers"
+        return self.layout.path
+
+    @property
+    def num_layers(self) -> int:
+        return self.layout.num_layers
 
     def parameter_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters()]
@@ -83,7 +91,7 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
         else:
             model = transformers.AutoModelForCausalLM.from_config(config)
     layout = find_decoder_layers(model)
-    return TargetModel(name_or_path, kind, model, layout.path, layout.num_layers, transformers.__version__,
+    return TargetModel(name_or_path, kind, model, layout, transformers.__version__,
                        model_architecture(model))
 
 
@@ -117,13 +125,13 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
                   approximate: bool = False) -> ExportedConfig:
     if tool not in TOOLS:
         raise ExportConfigError(f"--for {tool!r}: use one of {', '.join(TOOLS)}")
-    selection.check_model(target.model)
+    selection.check_model(target.model, layout=target.layout)
     modules = modules or selection.options.get("modules") or "layer"
     layers = sorted(selection.selected_layers)
-    plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
+    plast_parameter_names(target.model, layers, modules, layout=target.layout)  # raises when nothing would be trained
     if not _PLAIN_NAME.match(target.layers_path):
         raise ExportConfigError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
-    sub = _SUBMODULE_OF_CHOICE[modules]
+    sub = MODULE_PARTS[modules]
     sub_dots = f"{sub}." if sub else ""
     header = _header(selection, target, modules)
     if tool == "axolotl":

@@ -58,10 +58,13 @@ def apply_selection(model, selection: SelectionLike, modules: str | None = None)
     """Freeze everything of ``model`` but the selection's decoder layers (``modules``: what of each
     layer, 'layer' | 'mlp' | 'attn'; default: the selection file's own). Refuses a model whose
     shape (layers, FFN width, hidden size) differs from the one the file was made for."""
+    from plast_plugin.core.model_layout import find_decoder_layers
+
     selection = load_selection(selection)
-    selection.check_model(model)
+    layout = find_decoder_layers(model)  # once, for the check and the freeze
+    selection.check_model(model, layout=layout)
     modules = modules or selection.options.get("modules") or "layer"
-    return freeze_for_plast(model, list(selection.selected_layers), modules)
+    return freeze_for_plast(model, list(selection.selected_layers), modules, layout=layout)
 
 
 def optimizer_parameters(optimizer) -> list:
@@ -97,7 +100,7 @@ def check_optimizer(model, optimizer, expected_names) -> None:
 def _checkpoint_tensor_names(model) -> list[str] | None:
     """Every tensor name in the files of the model's base checkpoint (``config._name_or_path``),
     read from the safetensors headers or index (no weights); None when they cannot be read."""
-    from plast_plugin.checkpoints.export import _weight_files
+    from plast_plugin.checkpoints.weights import CheckpointWeights
 
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None)
@@ -112,18 +115,13 @@ def _checkpoint_tensor_names(model) -> list[str] | None:
 
             folder = Path(snapshot_download(str(name), revision=getattr(config, "_commit_hash", None),
                                             local_files_only=True))
-        files = _weight_files(folder)
+        weights = CheckpointWeights(folder)
     except Exception:  # not cached, not a repo id, an incomplete checkpoint: no fingerprint
         return None
-    if not files or any(f.suffix != ".safetensors" for f in files):
+    if any(f.suffix != ".safetensors" for f in weights.files):
         return None  # pytorch_model.bin: reading the names means loading the weights
-    from safetensors import safe_open
-
-    names = []
-    for file in files:
-        with safe_open(str(file), "pt") as f:
-            names += list(f.keys())
-    return names
+    with weights:
+        return weights.names()  # the headers only
 
 
 def checkpoint_names(model, names) -> dict[str, str] | None:
@@ -133,15 +131,13 @@ def checkpoint_names(model, names) -> dict[str, str] | None:
     in memory but still saves (and ships) them as ``language_model.model.layers.N.``; ``plast
     export`` works on the files, so the training record's fingerprint is keyed by file names.
     None when the base files cannot be read or do not hold every tensor."""
-    from plast_plugin.checkpoints.export import ExportError, _layers_path
-    from plast_plugin.core.model_layout import find_decoder_layers
+    from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_names
 
     file_names = _checkpoint_tensor_names(model)
     if not file_names:
         return None
-    try:
-        file_path = _layers_path(file_names, None)
-    except ExportError:
+    file_path = layers_path_of_names(file_names)
+    if file_path is None:
         return None
     memory_path = find_decoder_layers(model).path
     mapping = {n: file_path + n[len(memory_path):] for n in names if n.startswith(memory_path + ".")}

@@ -42,7 +42,7 @@ def test_row7_empty_activated_set_is_undefined_not_maximal():
     assert select_layers(stats.msd, "auto", 3) == [2]
     assert select_by_statistic(stats.msd, "msd-top:2") == [0, 2]
     record = stats.per_layer_records()[1]
-    assert record["empty_activated_sets"] == ["zh"] and record["msd_defined"] is False
+    assert record.empty_activated_sets == ["zh"] and record.msd_defined is False
 
 
 def test_row7_select_warns_and_marks_the_file(tiny_llama_dir, questions_jsonl, tmp_path):

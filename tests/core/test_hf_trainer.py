@@ -21,7 +21,7 @@ import transformers
 
 from core_testutil import question_rows, write_jsonl
 from plast_plugin.cli import main as plast
-from plast_plugin.checkpoints.export import _load, _weight_files
+from plast_plugin.checkpoints.weights import CheckpointWeights
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_hf_example.py"
@@ -40,10 +40,8 @@ def _png(size, color) -> str:
 
 
 def _tensors(folder: Path) -> dict:
-    out = {}
-    for file in _weight_files(folder):
-        out.update(_load(file)[0])
-    return out
+    with CheckpointWeights(folder) as weights:
+        return weights.read_all()
 
 
 def _example_module():

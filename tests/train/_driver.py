@@ -5,7 +5,7 @@ Usage: python _driver.py {hook|module} <LLaVA arguments...>
 - module: ``plast_plugin.llava.train.main()`` (explicit entry, works with PLAST_DISABLE_HOOK=1).
 
 Test-only additions, none of them PLAST behaviour:
-- ``torch.cuda.synchronize`` is a no-op without CUDA (LLaVA's DeepSpeed save calls it, pitfall 8);
+- ``torch.cuda.synchronize`` is a no-op without CUDA (LLaVA's DeepSpeed save calls it, docs/troubleshooting.md pitfall 8);
 - the parameter names of the optimizer the scheduler is built on are written to $PLAST_TEST_OPTIMIZER_RECORD.
 """
 import json

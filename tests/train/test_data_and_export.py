@@ -94,12 +94,10 @@ def test_build_data_inline_images_and_refusal(tmp_path):
 
 
 def _all_tensors(directory: Path) -> dict:
-    from plast_plugin.checkpoints.export import _load, _weight_files
+    from plast_plugin.checkpoints.weights import CheckpointWeights
 
-    out = {}
-    for f in _weight_files(directory):
-        out.update(_load(f)[0])
-    return out
+    with CheckpointWeights(directory) as weights:
+        return weights.read_all()
 
 
 def test_export_delta_and_bit_exact_merge(assets, spec_run, tmp_path, capsys):

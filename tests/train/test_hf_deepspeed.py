@@ -14,7 +14,7 @@ import torch
 from conftest import base_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-# DeepSpeed's save calls torch.cuda.synchronize(), which fails without CUDA (pitfall 8).
+# DeepSpeed's save calls torch.cuda.synchronize(), which fails without CUDA (docs/troubleshooting.md pitfall 8).
 RUN_EXAMPLE = ("import torch; torch.cuda.synchronize = lambda *a, **k: None; import runpy; "
                "runpy.run_path('scripts/train_hf_example.py', run_name='__main__')")
 

@@ -63,7 +63,7 @@ def test_arguments_have_help_and_pickle(args_cls, tmp_path):
                  "plast_modules", "plast_rule", "plast_statistic", "plast_seed"):
         assert fields[name].metadata.get("help"), name
     args = args_cls(output_dir=str(tmp_path), plast_layers="0-1", plast_modules="mlp")
-    again = pickle.loads(pickle.dumps(args))  # Trainer writes training_args.bin (pitfall 2)
+    again = pickle.loads(pickle.dumps(args))  # Trainer writes training_args.bin (docs/troubleshooting.md pitfall 2)
     assert again.plast_layers == "0-1" and again.plast_modules == "mlp"
 
 
@@ -80,6 +80,38 @@ def test_conflicts_refused_at_parse_time(args_cls, tmp_path, extra, message):
     kwargs = {"output_dir": str(tmp_path), "plast_layers": "1,2", **extra}
     with pytest.raises(PlastArgumentError, match=message.replace("(", r"\(")):
         args_cls(**kwargs)
+
+
+@pytest.mark.parametrize("extra, message, fix", [
+    # 3f87b2b probed the model and then trained 0-4, ignoring the probe.
+    ({"plast_layers": "auto", "plast_probe_data": "q.jsonl", "plast_rule": "0-4"},
+     "--plast_layers auto with --plast_rule 0-4", "use --plast_layers 0-4 and drop --plast_rule"),
+    # 3f87b2b trained 1,2 and ignored the rule without a word.
+    ({"plast_layers": "1,2", "plast_rule": "msd-top:2"}, "--plast_rule msd-top:2 with --plast_layers 1,2",
+     "Drop --plast_rule"),
+])
+def test_layers_and_rule_have_one_meaning_each(args_cls, tmp_path, extra, message, fix):
+    from plast_plugin.llava.arguments import PlastArgumentError
+
+    with pytest.raises(PlastArgumentError, match=message) as err:
+        args_cls(output_dir=str(tmp_path), **extra)
+    assert fix in str(err.value)
+    args = args_cls(output_dir=str(tmp_path), plast_layers="auto", plast_probe_data="q.jsonl", plast_rule="msd-top:2")
+    assert args.plast_rule == "msd-top:2"  # a statistic rule with auto is what the rule is for
+
+
+def test_plast_flags_are_validated_once(args_cls, tmp_path, monkeypatch):
+    from plast_plugin.llava import arguments
+
+    args = args_cls(output_dir=str(tmp_path), plast_layers="1,2", plast_modules="mlp")  # validated here
+    calls = []
+    real = arguments.check_plast_arguments
+    monkeypatch.setattr(arguments, "check_plast_arguments", lambda a: calls.append(a) or real(a))
+    options = arguments.validated_options(args)
+    assert calls == [] and options.modules == "mlp" and options.selection_rule.text == "auto"
+    assert arguments.validated_options(args) is options
+    args.plast_statistic = "rate"  # changed after parsing: checked again, not taken on trust
+    assert arguments.validated_options(args).statistic == "rate" and calls == [args]
 
 
 def test_plast_off_is_upstream(args_cls, tmp_path):

@@ -37,5 +37,5 @@ def test_finetune_script_zero3_and_checkpointing_off_on_request(tmp_path):
 def test_deepspeed_configs_have_no_auto_prefetch():
     for name in ("zero2.json", "zero3.json"):
         config = json.loads((REPO / "scripts" / name).read_text())
-        assert config["zero_optimization"].get("stage3_prefetch_bucket_size", 0) != "auto"  # pitfall 6
+        assert config["zero_optimization"].get("stage3_prefetch_bucket_size", 0) != "auto"  # docs/troubleshooting.md pitfall 6
         assert "optimizer" not in config  # LLaVATrainer.create_optimizer builds it (from requires_grad)
