@@ -92,7 +92,7 @@ def _losses_of(model, tokenizer, questions, args, conv_version: str, max_length:
     from ..translation_loss import translation_losses
 
     result = translation_losses(model, tokenizer, questions, template=args.template or DEFAULT_TEMPLATE,
-                                conv_version=conv_version, batch_size=args.score_batch_size, length_sorted=True,
+                                conv_version=conv_version, batch_size=args.score_batch_size, fast=True,
                                 model_max_length=max_length)
     return {lang: {qid: [s, t] for qid, (s, t) in r.per_question.items()} for lang, r in result.items()}
 

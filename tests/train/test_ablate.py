@@ -12,6 +12,8 @@ import pytest
 
 from conftest import base_env, check_only_layers_changed, llava_args
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _train_args(assets) -> list[str]:
     args = llava_args(assets, "unused", steps=2)
@@ -166,18 +168,31 @@ def test_selection_for_another_model_is_refused(assets, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_attention_only_trains_only_attention_with_one_budget(assets, tmp_path):
-    """--modules attn: each alternative trains the self-attention of its layers, nothing else."""
+def test_attention_only_under_the_deepspeed_launcher(assets, tmp_path):
+    """--modules attn through a user's launcher prefix (the real `deepspeed` CLI) and pass-through
+    training arguments (--deepspeed zero2.json): each run trains the self-attention of its layers,
+    every other tensor stays bit-identical, one budget."""
+    import torch
+
+    from conftest import DRIVER, free_port
+
     selection = _selection(assets, tmp_path / "s.json", [1])
     out = tmp_path / "run"
+    # The tests' driver: plast_plugin.llava.train.main() plus a no-op torch.cuda.synchronize, which
+    # LLaVA's DeepSpeed save calls (CPU only; see tests/train/_driver.py).
+    launcher = f"{Path(sys.executable).parent / 'deepspeed'} --num_gpus 1 --master_port {free_port()} {DRIVER} module"
+    train_args = ["--deepspeed", str(REPO / "scripts" / "zero2.json"), *_train_args(assets)]
     proc = ablate(assets, selection, out, "--seeds", "2", "--alternatives", "last", "--modules", "attn",
-                  "--keep-checkpoints")
+                  "--launcher", launcher, "--keep-checkpoints", train_args=train_args)
     assert proc.returncode == 0, proc.stdout[-6000:]
     start = _saved_tensors(Path(assets["model"]))
-    for run in json.loads((out / "plan.json").read_text())["runs"]:
+    runs = json.loads((out / "plan.json").read_text())["runs"]
+    assert [(r["alternative"], r["layers"]) for r in runs] == [("plast", [1]), ("plast", [1]), ("last", [3]), ("last", [3])]
+    for run in runs:
         folder = out / "runs" / run["name"]
+        assert "deepspeed" in (folder / "train.log").read_text().splitlines()[0]
         end = _saved_tensors(folder / "train")
-        changed = {n for n in end if not __import__("torch").equal(start[n].to(end[n].dtype), end[n])}
+        changed = {n for n in end if not torch.equal(start[n].to(end[n].dtype), end[n])}
         prefix = f"model.layers.{run['layers'][0]}.self_attn."
         assert changed == {n for n in start if n.startswith(prefix)}, (run["name"], sorted(changed))
         record = json.loads((folder / "plast_training.json").read_text())
