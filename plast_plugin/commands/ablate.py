@@ -75,11 +75,17 @@ def _flag_value(args: list[str], name: str, default=None):
     return default
 
 
+def _underscored(flag: str) -> str:
+    return "--" + flag[2:].replace("-", "_")
+
+
 def check_training_arguments(train_args: list[str]) -> str:
     """Refuse flags the ablation sets itself; return --model_name_or_path."""
+    # HfArgumentParser takes --output-dir for --output_dir as well: compare the underscore spelling.
+    given = {_underscored(a.split("=", 1)[0]): a.split("=", 1)[0] for a in train_args if a.startswith("--")}
     for flag, why in CONTROLLED.items():
-        if any(a == flag or a.startswith(flag + "=") for a in train_args):
-            raise PlastError(f"training argument {flag} is set by plast ablate for each run ({why}); remove it")
+        if flag in given:
+            raise PlastError(f"training argument {given[flag]} is set by plast ablate for each run ({why}); remove it")
     model = _flag_value(train_args, "--model_name_or_path")
     if not model:
         raise PlastError("no --model_name_or_path in the training arguments: give LLaVA's train() arguments after "

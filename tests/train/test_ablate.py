@@ -150,6 +150,7 @@ def test_another_plan_is_not_mixed_into_a_run_folder(assets, ablation):
 @pytest.mark.parametrize("options, train_args, message", [
     (("--seeds", "1"), None, "--seeds 1: a 95% interval over seeds needs at least 2 seeds"),
     ((), ["--seed", "3"], "training argument --seed is set by plast ablate"),
+    ((), ["--output-dir=x"], "training argument --output-dir is set by plast ablate"),
     ((), ["--data_path", "x.json"], "no --model_name_or_path in the training arguments"),
 ])
 def test_bad_arguments_are_refused_in_one_line(assets, tmp_path, options, train_args, message):
