@@ -14,7 +14,7 @@ import warnings
 from plast_plugin import __version__
 from plast_plugin.errors import PlastError
 
-COMMANDS = ("select", "build_data", "export", "eval", "compare", "export_config")
+COMMANDS = ("select", "build_data", "export", "eval", "compare", "export_config", "ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:

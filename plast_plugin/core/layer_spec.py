@@ -63,3 +63,17 @@ def parse_layer_spec(spec: str, num_layers: int, *, seed: int = 0) -> list[int]:
         layers.update(range(start, end + 1))
     return sorted(layers)
 
+
+
+def format_layer_spec(layers: list[int]) -> str:
+    """[0,1,2,5] -> '0-2,5': the inverse of the manual form, how `plast ablate` names its layer sets."""
+    parts: list[str] = []
+    ordered = sorted(set(layers))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)

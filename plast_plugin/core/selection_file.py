@@ -57,6 +57,8 @@ class SelectionFile:
     data: dict[str, Any] = field(default_factory=dict)
     layers: list[LayerRecord] = field(default_factory=list)  # per-layer statistics (empty for a manual choice)
     trainable: dict[str, Any] = field(default_factory=dict)
+    # Written by `plast ablate`: that an ablation of this selection was run, where, and its verdicts.
+    ablation: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
     created_by: str = f"plast-plugin {__version__}"
 
@@ -68,8 +70,10 @@ class SelectionFile:
         out = asdict(self)
         out["layers"] = [record.to_dict() for record in self.layers]
         # Stable key order: identity and result first, the long per-layer table last.
-        order = ["schema", "created_by", "model", "selected_layers", "rule", "trainable", "options", "data", "layers"]
-        return {key: out[key] for key in order}
+        order = ["schema", "created_by", "model", "selected_layers", "rule", "trainable", "ablation", "options",
+                 "data", "layers"]
+        # A file without an ablation keeps exactly its former keys.
+        return {key: out[key] for key in order if key != "ablation" or out[key]}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (a reader never sees a half-written file), with the user's umask.
@@ -131,7 +135,7 @@ class SelectionFile:
             raise bad("selected_layers", f"lists layer(s) {duplicates} more than once")
         if not isinstance(raw.get("rule"), str):
             raise bad("rule", f"must be a string, got {_shown(raw.get('rule'))}")
-        for key in ("options", "data", "trainable"):
+        for key in ("options", "data", "trainable", "ablation"):
             if not isinstance(raw.get(key, {}), dict):
                 raise bad(key, f"must be an object, got {_shown(raw.get(key))}")
         modules = raw.get("options", {}).get("modules", "layer")
@@ -150,6 +154,7 @@ class SelectionFile:
         return cls(
             selected_layers=sorted(layers), model=model, rule=raw["rule"], options=raw.get("options", {}),
             data=raw.get("data", {}), layers=typed, trainable=raw.get("trainable", {}),
+            ablation=raw.get("ablation", {}),
             schema=raw["schema"], created_by=created_by if isinstance(created_by, str) else str(created_by),
         )
 

@@ -24,7 +24,7 @@ FLOORS = [
     {"checkpoints"},  # LLaVA checkpoint tools: delta export, merge, conversion to llava-hf
     {"plot", "pipeline", "eval"},  # `plast select`'s pipeline and plot; the lmms-eval tasks
     {"llava"},  # LLaVA training integration (may probe: `--plast_layers auto`)
-    {"trainers"},  # HF Trainer and other trainers' settings
+    {"trainers", "ablation"},  # HF Trainer and other trainers' settings; `plast ablate`'s plan, runs, statistics
     {"commands", "cli"},  # the CLI
 ]
 FLOOR_OF = {area: level for level, areas in enumerate(FLOORS) for area in areas}

@@ -1,6 +1,6 @@
 import pytest
 
-from plast_plugin.core.layer_spec import LayerSpecError, is_layer_spec, parse_layer_spec
+from plast_plugin.core.layer_spec import LayerSpecError, format_layer_spec, is_layer_spec, parse_layer_spec
 from plast_plugin.core.selection import check_rule, keep_contiguous_shallow_block, select_layers
 
 
@@ -53,3 +53,8 @@ def test_statistic_rules():
     assert keep_contiguous_shallow_block([3, 4, 6]) == [3, 4]
     with pytest.raises(ValueError, match="selected no layer"):
         select_layers(msd, "msd-above:9", 6)
+
+
+def test_layer_sets_are_written_in_the_manual_form_they_parse_back_from():
+    assert format_layer_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert parse_layer_spec(format_layer_spec([0, 1, 2, 5, 7, 8]), 10) == [0, 1, 2, 5, 7, 8]

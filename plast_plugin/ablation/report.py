@@ -1,0 +1,169 @@
+"""From the runs' results to the ablation's summary: the table, the plots, ablation.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from plast_plugin.atomic import atomic_output_file, write_text_atomic
+from plast_plugin.core.layer_spec import format_layer_spec
+from plast_plugin.ablation import stats
+from plast_plugin.ablation.plan import PLAST, AblationPlan
+
+MEAN = "mean"  # the unweighted mean over languages, a column of its own
+
+
+def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = None) -> dict:
+    """Means and 95% intervals over seeds, paired differences PLAST minus each alternative, verdicts."""
+    languages = list(plan.scoring.get("languages") or next(iter(results.values()))["losses"])
+    by_alt: dict[str, dict[int, dict]] = {}
+    for run in plan.runs:
+        by_alt.setdefault(run.alternative, {})[run.seed] = results[run.name]
+    alternatives: dict[str, dict] = {}
+    for alt, seeds in by_alt.items():
+        per_lang = {lang: {s: stats.run_loss(r["losses"][lang]) for s, r in seeds.items()} for lang in languages}
+        per_lang[MEAN] = stats.mean_over_languages({lang: per_lang[lang] for lang in languages})
+        alternatives[alt] = {
+            "layers": {str(s): r["layers"] for s, r in seeds.items()},
+            "trainable_params": sorted({r["trainable_params"] for r in seeds.values()}),
+            "loss": {col: {**stats.mean_interval(list(v.values())).to_dict(), "per_seed": {str(s): x for s, x in v.items()}}
+                     for col, v in per_lang.items()},
+        }
+    differences: dict[str, dict] = {}
+    plast = by_alt[PLAST]
+    for alt, seeds in by_alt.items():
+        if alt == PLAST:
+            continue
+        per_lang = {lang: stats.paired_differences({s: r["losses"][lang] for s, r in plast.items()},
+                                                   {s: r["losses"][lang] for s, r in seeds.items()},
+                                                   where=f"{alt}, {lang}")
+                    for lang in languages}
+        per_lang[MEAN] = stats.mean_over_languages(per_lang)
+        columns = {}
+        for col, per_seed in per_lang.items():
+            interval = stats.mean_interval(list(per_seed.values()))
+            columns[col] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in per_seed.items()},
+                            "verdict": stats.verdict(interval)}
+        differences[alt] = columns
+    return {
+        "schema": "plast-ablation/1",
+        "model": plan.model,
+        "selection": plan.selection,
+        "modules": plan.modules,
+        "trainable_params_per_run": plan.budget,
+        "seeds": plan.seeds,
+        "languages": languages,
+        "metric": "held-out English-translation loss (mean NLL per answer token, nats; lower is better)",
+        "interval": "95% Student-t interval over seeds; differences are PLAST minus the alternative, paired by "
+                    "seed (same data order) and question (same answer tokens); see docs/method.md",
+        "base_loss": ({lang: stats.run_loss(base["losses"][lang]) for lang in languages} if base else None),
+        "alternatives": alternatives,
+        "differences": differences,
+        "verdicts": {alt: cols[MEAN]["verdict"] for alt, cols in differences.items()},
+    }
+
+
+def _layers_label(alt: dict) -> str:
+    sets = {tuple(v) for v in alt["layers"].values()}
+    if len(sets) == 1:
+        return format_layer_spec(list(next(iter(sets))))
+    return f"{len(sets)} draws"
+
+
+def _cell(entry: dict) -> str:
+    return f"{entry['mean']:.3f} [{entry['low']:.3f},{entry['high']:.3f}]"
+
+
+def format_table(summary: dict) -> str:
+    columns = [*summary["languages"], MEAN]
+    width = 25
+    head = f"{'':<10} {'layers':<11}" + "".join(f"{c:>{width}}" for c in columns)
+    lines = [f"held-out translation loss (nats/token), mean [95% CI] over {len(summary['seeds'])} seeds "
+             f"(each run trains {summary['trainable_params_per_run']:,} parameters)", head]
+    if summary.get("base_loss"):
+        base = summary["base_loss"]
+        values = [base[lang] for lang in summary["languages"]]
+        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in values)
+                     + f"{sum(values) / len(values):>{width}.3f}")
+    for alt, entry in summary["alternatives"].items():
+        lines.append(f"{alt:<10} {_layers_label(entry):<11}" + "".join(f"{_cell(entry['loss'][c]):>{width}}" for c in columns))
+    lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (negative: PLAST lower loss)", head]
+    for alt, cols in summary["differences"].items():
+        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
+                     + "".join(f"{_signed_cell(cols[c]):>{width}}" for c in columns))
+    lines += ["", "verdict (mean over languages):"]
+    for alt, cols in summary["differences"].items():
+        m = cols[MEAN]
+        lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
+                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in summary["languages"]) + ")")
+    return "\n".join(lines)
+
+
+def _signed_cell(entry: dict) -> str:
+    return f"{entry['mean']:+.3f} [{entry['low']:+.3f},{entry['high']:+.3f}]"
+
+
+def _short(verdict: str) -> str:
+    return {stats.BETTER: "better", stats.WORSE: "worse", stats.TIED: "n.d."}[verdict]
+
+
+def plot_column(summary: dict, column: str, path: Path) -> Path:
+    """One figure per language (and one for the mean): the losses with their intervals, and the paired
+    differences PLAST minus each alternative with theirs (an interval below 0: PLAST better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alts = list(summary["alternatives"])
+    others = list(summary["differences"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for x, alt in enumerate(alts):
+        e = summary["alternatives"][alt]["loss"][column]
+        color = "#e65100" if alt == PLAST else "#546e7a"
+        left.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
+                      color=color, capsize=4)
+        left.scatter([x] * len(e["per_seed"]), list(e["per_seed"].values()), s=10, color=color, alpha=0.4)
+    if summary.get("base_loss") and column != MEAN:
+        left.axhline(summary["base_loss"][column], color="#90a4ae", linestyle="--", label="untrained")
+        left.legend(loc="best", fontsize=8)
+    left.set_xticks(range(len(alts)), [f"{a}\n{_layers_label(summary['alternatives'][a])}" for a in alts], fontsize=8)
+    left.set_ylabel("held-out loss (nats/token)")
+    left.set_title(f"{column}: mean and 95% CI over {len(summary['seeds'])} seeds", fontsize=10)
+    for x, alt in enumerate(others):
+        e = summary["differences"][alt][column]
+        color = {stats.BETTER: "#2e7d32", stats.WORSE: "#c62828"}.get(e["verdict"], "#546e7a")
+        right.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
+                       color=color, capsize=4)
+    right.axhline(0.0, color="black", linewidth=0.8)
+    right.set_xticks(range(len(others)), [f"{a}\n{_short(summary['differences'][a][column]['verdict'])}" for a in others],
+                     fontsize=8)
+    right.set_ylabel("PLAST minus alternative (nats/token)")
+    right.set_title("paired difference, 95% CI (below 0: PLAST better)", fontsize=10)
+    fig.tight_layout()
+    with atomic_output_file(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(summary: dict, out: Path) -> list[Path]:
+    """ablation.json, ablation.txt (the printed table) and one plot per language and for the mean."""
+    written = [write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n"),
+               write_text_atomic(out / "ablation.txt", format_table(summary) + "\n")]
+    for column in [*summary["languages"], MEAN]:
+        written.append(plot_column(summary, column, out / f"ablation_{column}.png"))
+    return written
+
+
+def selection_record(summary: dict, out: Path, date: str) -> dict:
+    """What the selection file keeps of the ablation: where, when, and each verdict with its interval."""
+    return {
+        "run_dir": str(out.resolve()),
+        "date": date,
+        "seeds": len(summary["seeds"]),
+        "metric": "held-out translation loss, PLAST minus alternative, mean over languages, 95% CI over seeds",
+        "verdicts": {alt: {"verdict": cols[MEAN]["verdict"], "layers": _layers_label(summary["alternatives"][alt]),
+                           "difference": {k: cols[MEAN][k] for k in ("mean", "low", "high")}}
+                     for alt, cols in summary["differences"].items()},
+    }

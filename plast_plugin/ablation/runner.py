@@ -1,0 +1,166 @@
+"""The run folder of an ablation, and one training subprocess per planned run.
+
+    OUT/plan.json                    the plan (a folder is only continued with the same plan)
+    OUT/base/result.json             the untrained model's held-out losses (a reference row)
+    OUT/runs/<alternative>-seed<s>/  selection.json (the layers this run trains), train.log,
+                                     plast_training.json (what training reports it trained),
+                                     train/ (the checkpoint; removed after scoring unless kept),
+                                     result.json (written atomically, last: the run is done)
+
+A re-run skips every run with a result.json and restarts any other from scratch (a killed run's
+partial checkpoint is deleted first), so a killed ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from plast_plugin.atomic import write_text_atomic
+from plast_plugin.errors import PlastError
+from plast_plugin.ablation.plan import AblationPlan, PlannedRun
+
+RESULT = "result.json"
+PLAN_FILE = "plan.json"
+TRAINING_RECORD = "plast_training.json"
+
+# train_dir -> {language: {question id: [nll sum, tokens]}}
+Scorer = Callable[[Path], dict]
+
+
+def prepare_run_folder(out: Path, plan: AblationPlan) -> None:
+    """Create OUT with plan.json, or check that OUT was made by this very plan."""
+    plan_path = out / PLAN_FILE
+    if plan_path.exists():
+        try:
+            recorded = json.loads(plan_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise PlastError(f"{plan_path} is not valid JSON ({err}); remove {out} to start the ablation afresh")
+        differing = plan.differences(recorded)
+        if differing:
+            raise PlastError(
+                f"--out {out} holds an ablation with another plan (differs in: {', '.join(differing)}); "
+                f"results of different plans cannot be mixed: give a new --out, or remove {out} to start afresh")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PlastError(f"--out {out} exists and is not an ablation run folder (no {PLAN_FILE}); give a new folder")
+    write_text_atomic(plan_path, json.dumps(plan.to_dict(), indent=2) + "\n")
+
+
+def run_folder(out: Path, run: PlannedRun) -> Path:
+    return out / "runs" / run.name
+
+
+def load_result(folder: Path) -> dict | None:
+    path = folder / RESULT
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # written atomically, so only a hand edit gets here
+        raise PlastError(f"{path} is not valid JSON ({err}); delete it and re-run to train that run again")
+
+
+def training_command(launcher: Sequence[str], train_args: Sequence[str], run: PlannedRun, folder: Path,
+                     modules: str) -> list[str]:
+    """The user's launcher and training arguments, plus what this run decides: its layers, its seed
+    (data order) and its output folder."""
+    return [*launcher, *train_args,
+            "--plast_layers", str(folder / "selection.json"), "--plast_modules", modules,
+            "--output_dir", str(folder / "train"), "--seed", str(run.seed)]
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
+                    train_args: Sequence[str], write_selection: Callable[[PlannedRun, Path], None],
+                    score: Scorer, keep_checkpoints: bool, env: dict | None = None) -> dict:
+    folder = run_folder(out, run)
+    if folder.exists():
+        shutil.rmtree(folder)  # an unfinished run (no result.json): start it again from nothing
+    folder.mkdir(parents=True)
+    write_selection(run, folder / "selection.json")
+    command = training_command(launcher, train_args, run, folder, plan.modules)
+    log = folder / "train.log"
+    started = time.time()
+    with log.open("w", encoding="utf-8") as handle:
+        handle.write(" ".join(command) + "\n\n")
+        handle.flush()
+        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    train_seconds = time.time() - started
+    if proc.returncode != 0:
+        raise PlastError(f"training run {run.name} failed (exit {proc.returncode}); see {log}; last lines:\n"
+                         f"{_tail(log)}\nfix the training arguments and re-run: finished runs are kept")
+    train_dir = folder / "train"
+    record_path = train_dir / TRAINING_RECORD
+    if not record_path.exists():
+        raise PlastError(f"training run {run.name} wrote no {record_path}: the launcher did not run PLAST's training "
+                         f"(does it run LLaVA's train() with the plast plugin installed?); see {log}")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    trained = record.get("trainable", {}).get("trainable_params")
+    # The training path's own report, not the plan's count: this run trained exactly its layers
+    # with the budget every other run has.
+    if record.get("layers") != list(run.layers) or trained != plan.budget:
+        raise PlastError(f"training run {run.name} trained layers {record.get('layers')} with {trained} parameters, "
+                         f"the plan says {list(run.layers)} with {plan.budget}; see {record_path}")
+    shutil.copy2(record_path, folder / TRAINING_RECORD)
+    started = time.time()
+    losses = score(train_dir)
+    score_seconds = time.time() - started
+    if not keep_checkpoints:
+        shutil.rmtree(train_dir)
+    result = {"run": run.name, "alternative": run.alternative, "seed": run.seed, "layers": list(run.layers),
+              "trainable_params": trained, "train_seconds": round(train_seconds, 1),
+              "score_seconds": round(score_seconds, 1), "losses": losses}
+    write_text_atomic(folder / RESULT, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def run_all(plan: AblationPlan, out: Path, *, progress: bool = True, log=print, **kwargs) -> dict[str, dict]:
+    """Train and score every planned run that has no result yet; returns every run's result."""
+    results: dict[str, dict] = {}
+    todo = []
+    for run in plan.runs:
+        found = load_result(run_folder(out, run))
+        if found is not None:
+            results[run.name] = found
+        else:
+            todo.append(run)
+    if results:
+        log(f"{len(results)} of {len(plan.runs)} runs already finished in {out}; {len(todo)} to train")
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="ablation runs", unit="run")
+    try:
+        for run in todo:
+            if bar is not None:
+                bar.set_postfix_str(run.name)
+            result = train_and_score(plan, out, run, **kwargs)
+            results[run.name] = result
+            message = (f"{run.name}: layers {list(run.layers)}, trained {result['train_seconds']:.0f}s, "
+                       f"scored {result['score_seconds']:.0f}s")
+            if bar is not None:
+                bar.write(message)
+                bar.update(1)
+            else:
+                log(message)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def default_env() -> dict:
+    return {**os.environ, "WANDB_DISABLED": "true"}

@@ -1,0 +1,152 @@
+"""Statistics of a seeded ablation, in plain Python (no numpy, no scipy: the training env has no
+scipy and these are a few sums).
+
+Every interval here is a two-sided 95% Student-t interval over *seeds*: a seed is one complete,
+independent repetition of the experiment (its own data order and, for random alternatives, its
+own layer draw), so the seeds are the independent units; questions within one seed are not (they
+share one trained model). For an alternative A and seed s the paired difference is
+
+    d_s = (sum over held-out questions q of (NLL_PLAST,s(q) - NLL_A,s(q))) / (answer tokens)
+
+i.e. PLAST's held-out loss minus A's at the same seed (same data order), on the same questions
+and the same answer tokens: exactly the difference of the two language losses, computed from
+per-question sums so that mismatched question sets are caught. The interval is
+mean(d) +- t_{0.975, S-1} * sd(d) / sqrt(S). Lower loss is better, so an interval entirely
+below 0 means PLAST is better at 95%.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+__all__ = ["Interval", "t_quantile", "mean_interval", "paired_differences", "mean_over_languages",
+           "verdict", "BETTER", "WORSE", "TIED"]
+
+BETTER = "PLAST better at 95%"
+WORSE = "PLAST worse at 95%"
+TIED = "not distinguishable at 95%"
+
+# Per-question loss of one run: question id -> (sum of answer-token NLLs in nats, answer tokens).
+QuestionLosses = Mapping[str, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int  # seeds
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "seeds": self.n}
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below this point
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * result
+
+
+def _t_cdf(t: float, df: int) -> float:
+    tail = 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile of Student's t with df degrees of freedom (bisection on the CDF)."""
+    if df < 1:
+        raise ValueError(f"Student's t needs at least 1 degree of freedom, got {df}")
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {p}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < p:
+        high *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if _t_cdf(mid, df) < p:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
+
+
+def mean_interval(values: Sequence[float]) -> Interval:
+    """Mean and 95% t-interval of independent values (one per seed); needs at least 2."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"a 95% interval over seeds needs at least 2 seeds, got {n}")
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def run_loss(questions: QuestionLosses) -> float:
+    """A run's language loss from its per-question sums: total NLL / total answer tokens."""
+    tokens = sum(int(t) for _, t in questions.values())
+    return sum(float(s) for s, _ in questions.values()) / tokens
+
+
+def paired_difference(plast: QuestionLosses, other: QuestionLosses, where: str = "") -> float:
+    """PLAST's loss minus the other run's, over the same questions and the same answer tokens."""
+    if set(plast) != set(other):
+        missing = sorted(set(plast) ^ set(other))[:5]
+        raise ValueError(f"{where}: the two runs were scored on different questions (e.g. {missing})")
+    total_diff, tokens = 0.0, 0
+    for qid, (plast_sum, plast_tokens) in plast.items():
+        other_sum, other_tokens = other[qid]
+        if int(plast_tokens) != int(other_tokens):
+            raise ValueError(f"{where}: question {qid} has {plast_tokens} answer tokens in one run and "
+                             f"{other_tokens} in the other (another tokenizer or template?)")
+        total_diff += float(plast_sum) - float(other_sum)
+        tokens += int(plast_tokens)
+    return total_diff / tokens
+
+
+def paired_differences(plast: Mapping[int, QuestionLosses], other: Mapping[int, QuestionLosses],
+                       where: str = "") -> dict[int, float]:
+    """Per seed, PLAST minus the other alternative (both must have every seed)."""
+    if set(plast) != set(other):
+        raise ValueError(f"{where}: seeds differ: PLAST has {sorted(plast)}, the other {sorted(other)}")
+    return {seed: paired_difference(plast[seed], other[seed], f"{where} seed {seed}") for seed in sorted(plast)}
+
+
+def mean_over_languages(per_language: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
+    """Per seed, the unweighted mean over languages (each language counts once, as in the table)."""
+    languages = list(per_language)
+    seeds = sorted(per_language[languages[0]])
+    return {s: sum(per_language[lang][s] for lang in languages) / len(languages) for s in seeds}
+
+
+def verdict(difference: Interval) -> str:
+    """For PLAST minus an alternative (a loss: lower is better)."""
+    if difference.high < 0:
+        return BETTER
+    if difference.low > 0:
+        return WORSE
+    return TIED

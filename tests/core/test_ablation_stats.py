@@ -1,0 +1,151 @@
+"""`plast ablate`'s statistics and plan, checked against numbers computed by hand (no model)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from plast_plugin.ablation import stats
+from plast_plugin.ablation.plan import PLAST, check_budgets, make_plan, parse_alternatives
+from plast_plugin.ablation.report import MEAN, format_table, summarize
+from plast_plugin.errors import PlastError
+
+
+def test_t_quantiles_match_the_printed_table():
+    # t_{0.975, df} from any printed Student-t table.
+    for df, expected in ((1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)):
+        assert stats.t_quantile(0.975, df) == pytest.approx(expected, abs=5e-5)
+    assert stats.t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=5e-5)
+
+
+def test_mean_interval_by_hand():
+    # values 1, 2, 3: mean 2, sd 1, half width 4.302653 * 1 / sqrt(3) = 2.484138
+    interval = stats.mean_interval([1.0, 2.0, 3.0])
+    assert (interval.mean, interval.n) == (2.0, 3)
+    assert interval.low == pytest.approx(-0.484138, abs=1e-6)
+    assert interval.high == pytest.approx(4.484138, abs=1e-6)
+    # two seeds 0.5, 1.5: sd 0.707107, half width 12.706205 * 0.707107 / sqrt(2) = 6.353102
+    interval = stats.mean_interval([0.5, 1.5])
+    assert interval.low == pytest.approx(-5.353102, abs=1e-6)
+    assert interval.high == pytest.approx(7.353102, abs=1e-6)
+
+
+def test_one_seed_has_no_interval():
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        stats.mean_interval([1.0])
+
+
+def test_paired_difference_is_token_weighted_over_the_same_questions():
+    plast = {"a": (2.0, 4), "b": (3.0, 2)}
+    other = {"a": (2.4, 4), "b": (3.6, 2)}
+    # (2.0 + 3.0 - 2.4 - 3.6) / (4 + 2) = -1/6, the difference of the two runs' losses 5/6 - 1
+    assert stats.paired_difference(plast, other) == pytest.approx(-1 / 6)
+    assert stats.run_loss(plast) - stats.run_loss(other) == pytest.approx(-1 / 6)
+    with pytest.raises(ValueError, match="different questions"):
+        stats.paired_difference(plast, {"a": (2.4, 4)})
+    with pytest.raises(ValueError, match="answer tokens"):
+        stats.paired_difference(plast, {"a": (2.4, 4), "b": (3.6, 3)})
+
+
+def test_verdicts_by_hand():
+    # per-seed differences -0.1, -0.2, -0.3: mean -0.2, sd 0.1, half width 4.302653 * 0.1 / sqrt(3) = 0.248414
+    tied = stats.mean_interval([-0.1, -0.2, -0.3])
+    assert (tied.low, tied.high) == (pytest.approx(-0.448414, abs=1e-6), pytest.approx(0.048414, abs=1e-6))
+    assert stats.verdict(tied) == stats.TIED
+    # -0.20, -0.22, -0.24: sd 0.02, half width 0.049683 -> [-0.269683, -0.170317], entirely below 0
+    better = stats.mean_interval([-0.20, -0.22, -0.24])
+    assert better.high == pytest.approx(-0.170317, abs=1e-6)
+    assert stats.verdict(better) == stats.BETTER
+    assert stats.verdict(stats.mean_interval([0.20, 0.22, 0.24])) == stats.WORSE
+
+
+def test_mean_over_languages_by_hand():
+    per_language = {"zh": {0: -0.1, 1: -0.3}, "ru": {0: 0.1, 1: -0.1}}
+    assert stats.mean_over_languages(per_language) == pytest.approx({0: 0.0, 1: -0.2})
+
+
+def _result(name, alt, seed, layers, per_question):
+    return {"run": name, "alternative": alt, "seed": seed, "layers": list(layers), "trainable_params": 10,
+            "losses": {"zh": per_question}}
+
+
+def test_summary_pairs_by_seed_and_question():
+    plan = make_plan(model="m", num_layers=6, selection=[1, 2], modules="layer", seeds=2, alternatives=["first"],
+                     scoring={"languages": ["zh"]})
+    plan.budget = 10
+    # seed 0: PLAST (1.0 + 2.0) / 3 tokens, first (1.3 + 2.0) / 3 -> difference -0.1
+    # seed 1: PLAST (1.0 + 1.0) / 3,        first (1.6 + 1.0) / 3 -> difference -0.2
+    losses = {("plast", 0): {"q1": [1.0, 1], "q2": [2.0, 2]}, ("first", 0): {"q1": [1.3, 1], "q2": [2.0, 2]},
+              ("plast", 1): {"q1": [1.0, 1], "q2": [1.0, 2]}, ("first", 1): {"q1": [1.6, 1], "q2": [1.0, 2]}}
+    results = {run.name: _result(run.name, run.alternative, run.seed, run.layers, losses[(run.alternative, run.seed)])
+               for run in plan.runs}
+    summary = summarize(plan, results)
+    diff = summary["differences"]["first"]["zh"]
+    # mean -0.15, sd 0.070711, half width 12.706205 * 0.070711 / sqrt(2) = 0.635310
+    assert diff["mean"] == pytest.approx(-0.15)
+    assert (diff["low"], diff["high"]) == (pytest.approx(-0.785310, abs=1e-6), pytest.approx(0.485310, abs=1e-6))
+    assert diff["verdict"] == stats.TIED
+    assert summary["differences"]["first"][MEAN]["mean"] == pytest.approx(-0.15)  # one language
+    assert summary["alternatives"][PLAST]["loss"]["zh"]["mean"] == pytest.approx((1.0 + 2.0 / 3) / 2)
+    assert summary["verdicts"] == {"first": stats.TIED}
+    assert "not distinguishable at 95%" in format_table(summary)
+    json.dumps(summary)  # ablation.json is plain JSON
+
+
+def test_plan_is_deterministic_and_draws_differ_from_the_selection():
+    kwargs = dict(model="m", num_layers=30, selection=[1, 2, 3, 4, 5], modules="layer", seeds=3, random_draws=3)
+    plan = make_plan(**kwargs)
+    assert plan.to_dict() == make_plan(**kwargs).to_dict()
+    assert plan.alternatives == ["plast", "first", "last", "random1", "random2", "random3"]
+    assert len(plan.runs) == 18
+    layers = {(r.alternative, r.seed): r.layers for r in plan.runs}
+    assert layers[("first", 2)] == (0, 1, 2, 3, 4) and layers[("last", 0)] == (25, 26, 27, 28, 29)
+    draws = [r.layers for r in plan.runs if r.alternative.startswith("random")]
+    assert all(len(set(d)) == 5 and d != (1, 2, 3, 4, 5) and all(0 <= i < 30 for i in d) for d in draws)
+    assert len(set(draws)) > 1  # each seed draws again
+    assert plan.differences(plan.to_dict()) == []
+    other = make_plan(**{**kwargs, "seeds": 4}).to_dict()
+    assert plan.differences(other) == ["runs", "seeds"]
+
+
+def test_plan_refusals():
+    base = dict(model="m", num_layers=8, modules="layer")
+    with pytest.raises(PlastError, match="--seeds 1: .*at least 2 seeds"):
+        make_plan(**base, selection=[1, 2], seeds=1)
+    with pytest.raises(PlastError, match=r"first:3 is the selection itself .*--alternatives last,random"):
+        make_plan(**base, selection=[0, 1, 2], seeds=2)
+    with pytest.raises(PlastError, match="all 8 layers"):
+        make_plan(**base, selection=list(range(8)), seeds=2)
+    with pytest.raises(PlastError, match="--alternatives"):
+        parse_alternatives("first,middle")
+    # K above half the layers: first and last overlap the selection, which is allowed (and recorded)
+    plan = make_plan(**base, selection=[1, 2, 3, 4, 5], seeds=2, random_draws=1)
+    assert [r.layers for r in plan.runs if r.alternative == "first"][0] == (0, 1, 2, 3, 4)
+
+
+def test_unequal_budgets_are_refused():
+    plan = make_plan(model="m", num_layers=4, selection=[1], modules="mlp", seeds=2, alternatives=["first", "last"])
+    with pytest.raises(PlastError, match=r"do not train the same number of parameters.*last-seed0 \(layers 3\) 12"):
+        check_budgets(plan, {(1,): 10, (0,): 10, (3,): 12})
+    assert check_budgets(plan, {(1,): 10, (0,): 10, (3,): 10}) == 10 and plan.budget == 10
+
+
+def test_selection_file_keeps_the_ablation_record(tmp_path):
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
+
+    path = tmp_path / "plast_layers.json"
+    selection = SelectionFile(selected_layers=[1, 2], model=ModelIdentity("X", 4, 8, 4), rule="manual")
+    selection.save(path)
+    assert "ablation" not in json.loads(path.read_text())  # files without an ablation are unchanged
+    loaded = SelectionFile.load(path)
+    loaded.ablation = {"run_dir": "/r", "verdicts": {"first": {"verdict": stats.BETTER}}}
+    loaded.save(path)
+    again = SelectionFile.load(path)
+    assert again.ablation == loaded.ablation
+    again.save(path)
+    assert json.loads(path.read_text())["ablation"]["verdicts"]["first"]["verdict"] == stats.BETTER
+    raw = json.loads(path.read_text())
+    raw["ablation"] = ["not", "an", "object"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(PlastError, match="'ablation' must be an object"):
+        SelectionFile.load(path)
