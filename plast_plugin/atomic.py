@@ -15,7 +15,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from .errors import PlastError
+from plast_plugin.errors import PlastError
 
 TEMP_PREFIX = ".plast-tmp-"
 

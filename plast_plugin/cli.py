@@ -11,8 +11,8 @@ import sys
 import threading
 import warnings
 
-from . import __version__
-from .errors import PlastError
+from plast_plugin import __version__
+from plast_plugin.errors import PlastError
 
 COMMANDS = ("select", "build_data", "export", "eval", "compare", "export_config", "ablate")
 

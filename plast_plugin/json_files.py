@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import PlastError
+from plast_plugin.errors import PlastError
 
 
 def read_json(path: str | os.PathLike, what: str = "file", fix: str = "") -> object:

@@ -9,17 +9,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PlastError
-from .freeze import trainable_fraction
-from .model_layout import find_decoder_layers
-from .options import SelectionOptions
-from .parallel_data import ParallelQuestions
-from .probe import ProbeCounts, run_probe
-from .probe_inputs import encode_prompt, make_batches, pad_batch, split_pivot
-from .probe_models import ProbeInputError, family_for
-from .selection import check_rule, is_statistic_rule, select_layers
-from .selection_file import PLOT_FILENAME, SELECTION_FILENAME, ModelIdentity, SelectionFile
-from .statistics import compute_statistics, pivot_halves
+from plast_plugin.errors import PlastError
+from plast_plugin.core.freeze import trainable_fraction
+from plast_plugin.core.model_layout import find_decoder_layers
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import ParallelQuestions
+from plast_plugin.core.probe import ProbeCounts, run_probe
+from plast_plugin.models.probe_inputs import encode_prompt, make_batches, pad_batch, split_pivot
+from plast_plugin.models.probe_models import ProbeInputError, family_for
+from plast_plugin.core.selection import check_rule, is_statistic_rule, select_layers
+from plast_plugin.core.selection_file import PLOT_FILENAME, SELECTION_FILENAME, ModelIdentity, SelectionFile
+from plast_plugin.core.statistics import compute_statistics, pivot_halves
 
 
 def _use_images(options: SelectionOptions, questions: ParallelQuestions, family) -> bool:
@@ -171,8 +171,8 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
 def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plot: bool = True) -> Path:
     """Write `plast_layers.json` (and the plot) into `out_dir`. The plot is rendered first, so a
     failure leaves no selection file behind."""
-    from .atomic import atomic_output_file
-    from .plot import plot_selection
+    from plast_plugin.atomic import atomic_output_file
+    from plast_plugin.plot import plot_selection
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

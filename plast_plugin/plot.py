@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import os
 
-from .errors import PlastError
-from .selection_file import SelectionFile
+from plast_plugin.errors import PlastError
+from plast_plugin.core.selection_file import SelectionFile
 
 
 def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:

@@ -49,7 +49,7 @@ def load_model(args):
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     if args.model != "random" and Path(args.model).is_dir():
-        from plast_plugin.loading import load_for_probe
+        from plast_plugin.models.loading import load_for_probe
 
         model, tokenizer, _ = load_for_probe(str(args.model), args.device, args.dtype)
         return model, tokenizer, f"{args.model}"
@@ -65,7 +65,7 @@ def load_model(args):
 
 def make_prompts(tokenizer, count: int, max_tokens: int, seed: int = 0):
     """`count` encoded prompts (group = i % NUM_GROUPS), question tokens truncated to max_tokens."""
-    from plast_plugin.probe_inputs import QUESTION, SYSTEM, EncodedPrompt, encode_prompt
+    from plast_plugin.models.probe_inputs import QUESTION, SYSTEM, EncodedPrompt, encode_prompt
 
     rng = random.Random(seed)
     texts = []
@@ -86,8 +86,8 @@ def make_prompts(tokenizer, count: int, max_tokens: int, seed: int = 0):
 
 
 def make_batches(prompts, batch_size: int, pad_id: int):
-    from plast_plugin.probe_inputs import make_batches as group_batches
-    from plast_plugin.probe_inputs import pad_batch
+    from plast_plugin.models.probe_inputs import make_batches as group_batches
+    from plast_plugin.models.probe_inputs import pad_batch
 
     return [pad_batch(chunk, "question", pad_id) for chunk in group_batches(prompts, batch_size)]
 
@@ -95,8 +95,8 @@ def make_batches(prompts, batch_size: int, pad_id: int):
 def setup(args):
     import torch
 
-    from plast_plugin.model_layout import find_decoder_layers
-    from plast_plugin.probe_models import family_for
+    from plast_plugin.core.model_layout import find_decoder_layers
+    from plast_plugin.models.probe_models import family_for
 
     torch.set_num_threads(args.threads)
     model, tokenizer, name = load_model(args)
@@ -118,7 +118,7 @@ def _sync(device: str) -> None:
 def time_passes(args) -> dict:
     import torch
 
-    from plast_plugin.probe import ActivationCounter
+    from plast_plugin.core.probe import ActivationCounter
 
     model, tokenizer, name_of_model, layout, family, pad_id = setup(args)
     batches = make_batches(make_prompts(tokenizer, args.time_samples, args.max_question_tokens),
@@ -235,7 +235,7 @@ def memory_child(args) -> dict:
     """One probe over `args.memory_child` questions; peak memory above the start of the probe."""
     import torch
 
-    from plast_plugin.probe import run_probe
+    from plast_plugin.core.probe import run_probe
 
     model, tokenizer, name, layout, family, pad_id = setup(args)
     batches = make_batches(make_prompts(tokenizer, args.memory_child, args.max_question_tokens),

@@ -174,9 +174,9 @@ def make_batches(model, args, n):
 def prepare(mode, base, args):
     import torch
 
-    from plast_plugin.freeze import freeze_for_plast
-    from plast_plugin.layer_spec import parse_layer_spec
-    from plast_plugin.model_layout import find_decoder_layers
+    from plast_plugin.core.freeze import freeze_for_plast
+    from plast_plugin.core.layer_spec import parse_layer_spec
+    from plast_plugin.core.model_layout import find_decoder_layers
 
     model = copy.deepcopy(base)
     if mode == "full":
@@ -238,7 +238,7 @@ def optimizer_state_bytes(optimizer) -> int:
 
 
 def _selection_layers(spec: str, num_layers: int) -> tuple[int, ...]:
-    from plast_plugin.layer_spec import parse_layer_spec
+    from plast_plugin.core.layer_spec import parse_layer_spec
 
     return tuple(parse_layer_spec(spec, num_layers))
 

@@ -48,7 +48,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 from plast_plugin.errors import PlastError  # noqa: E402
 from plast_plugin.eval.parrot_data import ParrotDataError, parrot_filename, parrot_language  # noqa: E402
 from plast_plugin.eval.scoring import CIRCULAR_OFFSET  # noqa: E402
-from plast_plugin.parallel_data import load_parallel_questions  # noqa: E402
+from plast_plugin.data.parallel_data import load_parallel_questions  # noqa: E402
 
 BENCHMARK = "mmbench_ml"  # the plugin's circular-scored task family serves the files
 LABEL = "plast demo translation choice (not MMBench)"

@@ -67,14 +67,14 @@ def question_sentences(source: Path, target: Path) -> Path:
 
 
 def load_llava(path: Path):
-    from plast_plugin.loading import load_for_probe
+    from plast_plugin.models.loading import load_for_probe
 
     model, tokenizer, _ = load_for_probe(str(path), "cpu", "fp32")
     return model, tokenizer
 
 
 def losses(model, tokenizer, heldout) -> dict[str, float]:
-    from plast_plugin.translation_loss import translation_losses
+    from plast_plugin.models.translation_loss import translation_losses
 
     return {lang: result.loss for lang, result in translation_losses(model, tokenizer, heldout, batch_size=16).items()}
 
@@ -121,8 +121,8 @@ def main() -> int:
     out = Path(args.out).resolve()
     bin_dir = Path(sys.executable).parent
 
-    from plast_plugin.parallel_data import load_parallel_questions
-    from plast_plugin.selection_file import load_selected_layers
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.core.selection_file import load_selected_layers
 
     print("\n== 4. LLaVA from SmolLM2-135M-Instruct + a small vision tower", flush=True)
     base = build_llava(ASSETS / "llava_smollm2")

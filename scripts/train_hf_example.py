@@ -14,7 +14,7 @@ Each conversation is rendered with the model's own chat template (the processor'
 tokenizer's); the loss is on the answer only (the prompt's labels are -100). The prompt goes
 through the model's processor, so images are expanded exactly as at inference (in transformers 5
 the processor writes one image token per feature, LLaVA-NeXT's anyres tiles included).
-`plast_plugin.hf.PlastCallback` freezes all but the selected layers, checks the optimizer and
+`plast_plugin.trainers.hf.PlastCallback` freezes all but the selected layers, checks the optimizer and
 writes the records `plast export` reads. Multi-GPU: launch with `torchrun` / `accelerate launch`
 and pass `--deepspeed scripts/zero2.json` as with any Trainer script.
 """
@@ -55,7 +55,7 @@ def load_model_and_processor(name: str, bf16: bool):
     import transformers
     from transformers import AutoProcessor
 
-    from plast_plugin.model_source import checkpoint_kind, read_config
+    from plast_plugin.models.model_source import checkpoint_kind, read_config
 
     kind = checkpoint_kind(read_config(name))
     classes = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from transformers import Trainer, TrainingArguments
 
-    from plast_plugin.hf import PlastCallback
+    from plast_plugin.trainers.hf import PlastCallback
 
     model, processor = load_model_and_processor(args.model, args.bf16)
     data = ConversationDataset(args.data, processor, args.image_folder, args.max_length)

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import PlastError
-from ..layer_spec import format_layer_spec
+from plast_plugin.errors import PlastError
+from plast_plugin.core.layer_spec import format_layer_spec
 
 PLAN_SCHEMA = "plast-ablation-plan/1"
 ALTERNATIVE_KINDS = ("first", "last", "random")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_output_file, write_text_atomic
-from ..layer_spec import format_layer_spec
-from . import stats
-from .plan import PLAST, AblationPlan
+from plast_plugin.atomic import atomic_output_file, write_text_atomic
+from plast_plugin.core.layer_spec import format_layer_spec
+from plast_plugin.ablation import stats
+from plast_plugin.ablation.plan import PLAST, AblationPlan
 
 MEAN = "mean"  # the unweighted mean over languages, a column of its own
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..atomic import write_text_atomic
-from ..errors import PlastError
-from .plan import AblationPlan, PlannedRun
+from plast_plugin.atomic import write_text_atomic
+from plast_plugin.errors import PlastError
+from plast_plugin.ablation.plan import AblationPlan, PlannedRun
 
 RESULT = "result.json"
 PLAN_FILE = "plan.json"

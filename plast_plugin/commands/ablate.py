@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import PlastError
+from plast_plugin.errors import PlastError
 
 DEFAULT_LAUNCHER = f"{shlex.quote(sys.executable)} -m plast_plugin.llava.train"
 # Decided by the ablation for each run; given in the training arguments they would make runs unequal.
@@ -104,8 +104,8 @@ def _release_memory() -> None:
 
 
 def _losses_of(model, tokenizer, questions, args, conv_version: str, max_length: int) -> dict:
-    from ..translation_data import DEFAULT_TEMPLATE
-    from ..translation_loss import translation_losses
+    from plast_plugin.data.translation_data import DEFAULT_TEMPLATE
+    from plast_plugin.models.translation_loss import translation_losses
 
     result = translation_losses(model, tokenizer, questions, template=args.template or DEFAULT_TEMPLATE,
                                 conv_version=conv_version, batch_size=args.score_batch_size, fast=True,
@@ -122,15 +122,15 @@ def run(args) -> int:
     except ImportError:
         raise PlastError("plast ablate trains with LLaVA's train() and needs the training environment "
                          "(the `llava` package); run it with that environment's plast") from None
-    from ..ablation import report
-    from ..ablation.plan import check_budgets, check_seeds, file_sha256, make_plan, parse_alternatives
-    from ..ablation.runner import default_env, load_result, prepare_run_folder, run_all
-    from ..atomic import write_text_atomic
-    from ..freeze import trainable_fraction
-    from ..languages import parse_language_list
-    from ..loading import load_for_probe
-    from ..parallel_data import load_parallel_questions
-    from ..selection_file import ModelIdentity, SelectionFile
+    from plast_plugin.ablation import report
+    from plast_plugin.ablation.plan import check_budgets, check_seeds, file_sha256, make_plan, parse_alternatives
+    from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
+    from plast_plugin.atomic import write_text_atomic
+    from plast_plugin.core.freeze import trainable_fraction
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.models.loading import load_for_probe
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
     train_args = list(args.train_args)
     if train_args[:1] == ["--"]:
@@ -143,7 +143,7 @@ def run(args) -> int:
         raise PlastError("--launcher is empty; give the command that runs training, e.g. the default")
     selection_path = Path(args.selection)
     if selection_path.is_dir():
-        from ..selection_file import SELECTION_FILENAME
+        from plast_plugin.core.selection_file import SELECTION_FILENAME
 
         selection_path = selection_path / SELECTION_FILENAME
     selection = SelectionFile.load(selection_path)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..translation_data import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
-from .select import DATA_HELP
+from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
+from plast_plugin.commands.select import DATA_HELP
 
 
 def add_parser(subparsers) -> None:
@@ -35,10 +35,10 @@ help=DATA_HELP)
 
 
 def run(args) -> int:
-    from ..errors import PlastError
-    from ..languages import parse_language_list
-    from ..parallel_data import load_parallel_questions
-    from ..translation_data import build_translation_data, check_template
+    from plast_plugin.errors import PlastError
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.data.translation_data import build_translation_data, check_template
 
     out = Path(args.out)
     if out.is_dir():  # checked before any work, not after

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import PlastError
+from plast_plugin.errors import PlastError
 
 BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
@@ -139,7 +139,7 @@ def build_command(args, output: Path, pretrained: str | None = None) -> list[str
 def _check_model(pretrained: str | None) -> None:
     if not pretrained:
         return
-    from ..model_source import checkpoint_kind, read_config
+    from plast_plugin.models.model_source import checkpoint_kind, read_config
 
     config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
     if checkpoint_kind(config) == "official-llava":

@@ -2,7 +2,7 @@
 base checkpoint (bit exact); or convert an official LLaVA checkpoint to the llava-hf format."""
 from __future__ import annotations
 
-from ..errors import PlastError
+from plast_plugin.errors import PlastError
 
 
 def add_parser(subparsers) -> None:
@@ -42,8 +42,8 @@ def run(args) -> int:
         raise PlastError("--to-hf and --merge-into are separate modes; run them one after the other")
     revision = {"revision": args.revision} if args.revision else {}
     if args.to_hf:
-        from ..atomic import check_new_directory
-        from ..hf_convert import convert_to_hf
+        from plast_plugin.atomic import check_new_directory
+        from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
         check_new_directory(args.out)
         # A hub id (e.g. liuhaotian/llava-v1.5-7b) converts from its snapshot in the HF cache.
@@ -53,8 +53,7 @@ def run(args) -> int:
         return 0
     if args.vision_tower:
         raise PlastError("--vision-tower is for --to-hf only; drop it")
-    from .. import export
-
+    from plast_plugin.checkpoints import export
     if args.merge_into:
         out = export.merge_delta(args.merge_into, args.checkpoint, args.out, **revision)
         _, manifest = export.load_delta(args.checkpoint)

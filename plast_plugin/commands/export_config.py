@@ -39,11 +39,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..selection_file import SelectionFile
-    from ..trainer_configs import build_target_model, export_config
+    from plast_plugin.core.selection_file import SelectionFile
+    from plast_plugin.trainers.configs import build_target_model, export_config
 
     if args.approximate and args.tool != "llamafactory":
-        from ..errors import PlastError
+        from plast_plugin.errors import PlastError
 
         raise PlastError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
     selection = SelectionFile.load(args.selection)

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..options import SelectionOptions
+from plast_plugin.core.options import SelectionOptions
 
 DATA_HELP = ("parallel questions: a .jsonl (id, lang, question[, image]) or VLMEvalKit .tsv files, "
              "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
@@ -87,11 +87,11 @@ def format_table(selection) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import PlastError
-    from ..languages import parse_language_list
-    from ..loading import load_for_probe
-    from ..parallel_data import load_parallel_questions
-    from ..pipeline import run_selection, write_selection
+    from plast_plugin.errors import PlastError
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.models.loading import load_for_probe
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.pipeline import run_selection, write_selection
 
     options = options_from_args(args)
     out = Path(args.out)

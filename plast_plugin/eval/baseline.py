@@ -1,6 +1,6 @@
 """A like-for-like baseline for `plast eval --baseline`: the base model through the same converter.
 
-The tuned model reaches lmms-eval through ``plast export --to-hf`` (:mod:`plast_plugin.hf_convert`:
+The tuned model reaches lmms-eval through ``plast export --to-hf`` (:mod:`plast_plugin.checkpoints.hf_convert`:
 vocabulary padded with mean-initialised rows, LLaVA-1.5's pad-to-square preprocessing, the
 ``v1`` chat template). The hub's ``llava-hf/llava-1.5-7b-hf`` was made by another converter
 (no padding, randomly sampled new rows, ``do_pad=False``), so a delta against it mixes the two
@@ -88,6 +88,6 @@ def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bo
     print(f"baseline: converting {folder} with plast export --to-hf into {out_dir}", flush=True)
     if dry_run:
         return out_dir
-    from plast_plugin.hf_convert import convert_to_hf
+    from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
     return Path(convert_to_hf(folder, out_dir))

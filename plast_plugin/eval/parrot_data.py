@@ -38,7 +38,7 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
-from plast_plugin.languages import UnknownLanguageError, normalize_language
+from plast_plugin.data.languages import UnknownLanguageError, normalize_language
 
 __all__ = [
     "BENCHMARKS",

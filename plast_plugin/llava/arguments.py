@@ -2,7 +2,7 @@
 
 They are added to LLaVA's ``TrainingArguments`` (a subclass made by ``make_training_arguments``)
 because ``train()`` parses exactly three dataclasses; every field carries its help text.
-The method options of ``plast_plugin.options.SelectionOptions`` appear as ``--plast_<name>``
+The method options of ``plast_plugin.core.options.SelectionOptions`` appear as ``--plast_<name>``
 (``--plast_rule``, ``--plast_statistic``, ...) with the same defaults and help.
 
 Flags that conflict with layer freezing are refused when the arguments are parsed, before the
@@ -19,8 +19,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import PlastError
-from ..options import SelectionOptions
+from plast_plugin.errors import PlastError
+from plast_plugin.core.options import SelectionOptions
 
 LAYERS_HELP = (
     "PLAST: which decoder layers to fine-tune; everything else is frozen. 'auto' probes the "
@@ -159,7 +159,7 @@ def check_plast_arguments(args) -> None:
     if args.plast_probe_samples is not None and args.plast_probe_samples < 1:
         raise PlastArgumentError(f"--plast_probe_samples must be positive, got {args.plast_probe_samples}")
     if args.plast_languages:
-        from ..languages import parse_language_list
+        from plast_plugin.data.languages import parse_language_list
 
         try:
             parse_language_list(args.plast_languages)

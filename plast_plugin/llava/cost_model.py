@@ -67,7 +67,7 @@ def prepare_for_training(model, setup: Setup, checkpoint_kwargs: dict | None = N
         model.requires_grad_(True)
         model.get_model().get_vision_tower().requires_grad_(False)
     elif setup.method == "plast":
-        from ..freeze import freeze_for_plast
+        from plast_plugin.core.freeze import freeze_for_plast
 
         freeze_for_plast(model, list(setup.layers), "layer")
     else:
@@ -75,7 +75,7 @@ def prepare_for_training(model, setup: Setup, checkpoint_kwargs: dict | None = N
     if setup.gradient_checkpointing:
         model.enable_input_require_grads()  # what LLaVA's train() does under checkpointing
         if setup.method == "plast":
-            from .short_backward import shorten_backward
+            from plast_plugin.llava.short_backward import shorten_backward
 
             args = SimpleNamespace(gradient_checkpointing=True, gradient_checkpointing_kwargs=None,
                                    plast_short_backward=setup.short_backward)
@@ -107,7 +107,7 @@ def base_llava(model):
 
 def training_step(model, images, input_ids, labels):
     """Forward + backward of one LLaVA-1.5 batch; returns the loss tensor."""
-    from .shapes import embed
+    from plast_plugin.llava.shapes import embed
 
     loss = model(inputs_embeds=embed(base_llava(model), images, input_ids), labels=labels).loss
     loss.backward()
@@ -129,7 +129,7 @@ def count_step_flops(shape, setup: Setup, batch: int = 1, seq: int = 2048) -> St
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .shapes import build_llava, multimodal_inputs
+    from plast_plugin.llava.shapes import build_llava, multimodal_inputs
 
     model = build_llava(shape, device="meta", dtype=torch.bfloat16, attn_implementation="eager")
     model = prepare_for_training(model, setup, checkpoint_kwargs={"preserve_rng_state": False})
@@ -210,7 +210,7 @@ def activation_profile(shape, setup: Setup, batch: int = 1, seq: int = 2048) -> 
     import torch
     from torch.autograd.graph import saved_tensors_hooks
 
-    from .shapes import build_llava, embed, multimodal_inputs
+    from plast_plugin.llava.shapes import build_llava, embed, multimodal_inputs
 
     model = build_llava(shape, device="meta", dtype=torch.bfloat16, attn_implementation="eager")
     # Without checkpointing every layer with a graph saves what its backward needs; LLaVA adds

@@ -33,7 +33,7 @@ def _patch(module) -> None:
     """Add PLAST to LLaVA's freshly imported training module; one line, not a traceback, if the
     plugin itself is broken (LLaVA then runs as upstream and refuses ``--plast_*`` flags)."""
     try:
-        from .integration import patch_llava_train_module
+        from plast_plugin.llava.integration import patch_llava_train_module
     except Exception as err:
         sys.stderr.write(f"plast-plugin: PLAST not added to {module.__name__} ({type(err).__name__}: {err}); "
                          f"--plast_* flags will be refused. Reinstall plast-plugin or set {ENV_DISABLE}=1\n")

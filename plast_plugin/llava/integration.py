@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-from .arguments import (
+from plast_plugin.llava.arguments import (
     PlastArgumentError,
     check_plast_arguments,
     check_trainer_arguments,
@@ -29,7 +29,7 @@ from .arguments import (
     plast_enabled,
     selection_options,
 )
-from .clean_exit import wrap_train
+from plast_plugin.llava.clean_exit import wrap_train
 
 logger = logging.getLogger("plast_plugin.llava")
 
@@ -140,8 +140,8 @@ def _is_zero3(model) -> bool:
 # ----------------------------------------------------------------------------- main step
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
-    from ..freeze import freeze_for_plast, plast_parameter_names
-    from .short_backward import shorten_backward
+    from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
+    from plast_plugin.llava.short_backward import shorten_backward
 
     check_plast_arguments(args)
     check_trainer_arguments(args)
@@ -168,8 +168,8 @@ def prepare_plast(model, args, tokenizer=None):
     # the same shapes would otherwise be mixed with this delta without a word).
     fingerprint = base_fingerprint(model, sorted(plast_parameter_names(model, recorded_layers, recorded_modules)))
     if _rank() == 0:
-        from ..atomic import write_text_atomic
-        from ..selection_file import SELECTION_FILENAME
+        from plast_plugin.atomic import write_text_atomic
+        from plast_plugin.core.selection_file import SELECTION_FILENAME
 
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -225,8 +225,8 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
                 f"--output_dir (or pass --plast_allow_selection_change True to resume anyway)"
             )
         return list(layers), modules, [this_run]
-    from ..errors import PlastError
-    from ..json_files import read_json_object
+    from plast_plugin.errors import PlastError
+    from plast_plugin.json_files import read_json_object
 
     try:
         previous = read_json_object(record_path)
@@ -259,7 +259,7 @@ def base_fingerprint(model, names: list[str]) -> dict:
     """SHA-256 (and dtype) of each named parameter as loaded, i.e. the base's values."""
     import contextlib
 
-    from ..export import tensor_sha256
+    from plast_plugin.checkpoints.export import tensor_sha256
 
     params = dict(model.named_parameters())
     chosen = [params[n] for n in names]
@@ -276,9 +276,9 @@ def base_fingerprint(model, names: list[str]) -> dict:
 
 def resolve_selection(model, args, tokenizer=None):
     """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir."""
-    from ..layer_spec import is_layer_spec, parse_layer_spec
-    from ..model_layout import find_decoder_layers
-    from ..selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
+    from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
+    from plast_plugin.core.model_layout import find_decoder_layers
+    from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
 
     value = str(args.plast_layers).strip()
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
@@ -330,9 +330,9 @@ def run_auto_selection(model, args, tokenizer):
     """Probe the loaded model on the parallel questions (all ranks), write JSON + plot (rank 0)."""
     import contextlib
 
-    from ..languages import parse_language_list
-    from ..parallel_data import load_parallel_questions
-    from ..pipeline import run_selection, write_selection
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.pipeline import run_selection, write_selection
 
     if tokenizer is None:
         raise PlastArgumentError("--plast_layers auto needs the tokenizer passed to LLaVATrainer")

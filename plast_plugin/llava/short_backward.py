@@ -61,7 +61,7 @@ def lowest_trainable_layer(model) -> int | None:
     """Index of the lowest decoder layer with a trainable parameter, or None when a trainable
     parameter lives outside ``layers[lowest:]`` (embeddings, projector, ...): then backward must
     run further down and nothing may be shortened."""
-    from ..model_layout import find_decoder_layers
+    from plast_plugin.core.model_layout import find_decoder_layers
 
     layout = find_decoder_layers(model)
     prefix = layout.path + "."
@@ -126,14 +126,14 @@ def install_checkpointing(model) -> None:
     setattr(gradient_checkpointing_enable, _WRAPPED, True)
     gradient_checkpointing_enable.__doc__ = original.__doc__
     model.gradient_checkpointing_enable = gradient_checkpointing_enable
-    from ..model_layout import find_decoder_layers
+    from plast_plugin.core.model_layout import find_decoder_layers
 
     if find_decoder_layers(model).backbone.gradient_checkpointing:  # already on: apply the new policy
         model.gradient_checkpointing_enable()
 
 
 def _skip_last_layer(model) -> None:
-    from ..model_layout import find_decoder_layers
+    from plast_plugin.core.model_layout import find_decoder_layers
 
     layout = find_decoder_layers(model)
     checkpoint_func = layout.backbone._gradient_checkpointing_func

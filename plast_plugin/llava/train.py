@@ -44,7 +44,7 @@ def main(argv=None) -> None:
         attn = default_attn_implementation()
     elif attn.lower() in ("none", "default", ""):
         attn = None
-    from .hook import install
+    from plast_plugin.llava.hook import install
 
     install(force=True)  # patches llava.train.train when it is imported below
     from llava.train.train import train

@@ -5,8 +5,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from plast_plugin.options import SelectionOptions
-from plast_plugin.parallel_data import load_parallel_questions
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import probe_questions
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def test_unequal_budgets_are_refused():
 
 
 def test_selection_file_keeps_the_ablation_record(tmp_path):
-    from plast_plugin.selection_file import ModelIdentity, SelectionFile
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
     path = tmp_path / "plast_layers.json"
     selection = SelectionFile(selected_layers=[1, 2], model=ModelIdentity("X", 4, 8, 4), rule="manual")

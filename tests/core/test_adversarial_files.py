@@ -15,7 +15,7 @@ import torch
 
 from core_testutil import question_rows, write_jsonl
 from plast_plugin.cli import main
-from plast_plugin.export import tensor_sha256
+from plast_plugin.checkpoints.export import tensor_sha256
 
 NAMES = ("self_attn.q_proj.weight", "mlp.up_proj.weight", "input_layernorm.weight")
 
@@ -168,9 +168,9 @@ def test_to_hf_takes_the_vision_tower_flag(monkeypatch, tmp_path):
     import types
 
     calls = []
-    fake = types.ModuleType("plast_plugin.hf_convert")
+    fake = types.ModuleType("plast_plugin.checkpoints.hf_convert")
     fake.convert_to_hf = lambda checkpoint, out, **kw: calls.append((checkpoint, out, kw))
-    monkeypatch.setitem(sys.modules, "plast_plugin.hf_convert", fake)
+    monkeypatch.setitem(sys.modules, "plast_plugin.checkpoints.hf_convert", fake)
     assert _plast("export", "ckpt", "--to-hf", "--vision-tower", "clip", "--out", tmp_path / "hf") == 0
     assert calls == [("ckpt", str(tmp_path / "hf"), {"vision_tower": "clip"})]
 
@@ -197,7 +197,7 @@ def test_row3_failed_build_keeps_the_existing_output(tmp_path, capsys):
 
 
 def test_row3_the_json_write_itself_is_atomic(tmp_path):
-    from plast_plugin.translation_data import TranslationData
+    from plast_plugin.data.translation_data import TranslationData
 
     out = tmp_path / "train.json"
     out.write_text("old")

@@ -12,10 +12,10 @@ import torch
 from core_testutil import question_rows, write_jsonl
 from plast_plugin.cli import main
 from plast_plugin.errors import PlastError
-from plast_plugin.options import SelectionOptions
-from plast_plugin.selection import select_by_statistic, select_layers
-from plast_plugin.selection_file import SelectionFile, SelectionFileError
-from plast_plugin.statistics import compute_statistics
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.core.selection import select_by_statistic, select_layers
+from plast_plugin.core.selection_file import SelectionFile, SelectionFileError
+from plast_plugin.core.statistics import compute_statistics
 
 
 def _select(model_dir, data, out, *extra):
@@ -162,7 +162,7 @@ def test_row13_questions_are_clipped_to_the_model_positions(tiny_llama_dir, tmp_
         assert _select(model, data, tmp_path / "out", "--max-question-tokens", "5000", "--no-plot") == 0
     from transformers import AutoTokenizer
 
-    from plast_plugin.probe_inputs import encode_prompt
+    from plast_plugin.models.probe_inputs import encode_prompt
 
     around = len(encode_prompt(AutoTokenizer.from_pretrained(model), "", prompt="llava", max_question_tokens=0,
                                image_ids=None, group=0))

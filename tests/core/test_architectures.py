@@ -7,10 +7,10 @@ import pytest
 import torch
 import transformers
 
-from plast_plugin.freeze import freeze_for_plast
-from plast_plugin.model_layout import find_decoder_layers
-from plast_plugin.options import SelectionOptions
-from plast_plugin.parallel_data import load_parallel_questions
+from plast_plugin.core.freeze import freeze_for_plast
+from plast_plugin.core.model_layout import find_decoder_layers
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import run_selection
 
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,

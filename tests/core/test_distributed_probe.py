@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from plast_plugin.options import SelectionOptions
-from plast_plugin.parallel_data import load_parallel_questions
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import probe_questions
 
 

@@ -1,7 +1,7 @@
 """`plast export-config`: every exported pattern, applied the way its tool applies it to the loaded
 model's `named_parameters()`, selects exactly the PLAST parameters, no more, no less.
 
-The tools' matching rules (from their sources, see plast_plugin/trainer_configs.py): axolotl
+The tools' matching rules (from their sources, see plast_plugin/trainers/configs.py): axolotl
 rewrites each '.' not followed by '+' into a literal dot and `re.match`es; ms-swift `re.search`es
 one regex; LLaMA-Factory trains names containing '.{index}.{module}' minus the frozen vision tower
 and projector. Names differ between transformers 4.x and 5.x; the suite runs in both envs.
@@ -16,8 +16,8 @@ import transformers
 import yaml
 
 from plast_plugin.cli import main as plast
-from plast_plugin.freeze import plast_parameter_names
-from plast_plugin.selection_file import ModelIdentity, SelectionFile
+from plast_plugin.core.freeze import plast_parameter_names
+from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
 HAS_NEXT = hasattr(transformers, "LlavaNextForConditionalGeneration")
 # More than 10 layers: a pattern for layer 1 that also catches 10 and 11 is caught.

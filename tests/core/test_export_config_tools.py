@@ -23,8 +23,8 @@ import transformers
 import yaml
 
 from plast_plugin.cli import main as plast
-from plast_plugin.freeze import plast_parameter_names
-from plast_plugin.selection_file import ModelIdentity, SelectionFile
+from plast_plugin.core.freeze import plast_parameter_names
+from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
 
 @pytest.fixture(scope="module")

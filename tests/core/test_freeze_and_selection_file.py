@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from plast_plugin.freeze import count_parameters, freeze_for_plast, plast_parameter_names
-from plast_plugin.model_layout import UnsupportedModelError, find_decoder_layers
-from plast_plugin.selection_file import (SelectionFile, SelectionFileError, SelectionMismatchError, ModelIdentity,
+from plast_plugin.core.freeze import count_parameters, freeze_for_plast, plast_parameter_names
+from plast_plugin.core.model_layout import UnsupportedModelError, find_decoder_layers
+from plast_plugin.core.selection_file import (SelectionFile, SelectionFileError, SelectionMismatchError, ModelIdentity,
                                          load_selected_layers)
 
 

@@ -1,4 +1,4 @@
-"""PLAST with the Hugging Face Trainer: `plast_plugin.hf` and scripts/train_hf_example.py on a tiny
+"""PLAST with the Hugging Face Trainer: `plast_plugin.trainers.hf` and scripts/train_hf_example.py on a tiny
 llava-hf (both transformers lines) and a tiny LLaVA-NeXT (transformers >= 4.39, the eval env).
 
 After a few real optimizer steps exactly the selected layer's tensors changed and every other tensor
@@ -21,7 +21,7 @@ import transformers
 
 from core_testutil import question_rows, write_jsonl
 from plast_plugin.cli import main as plast
-from plast_plugin.export import _load, _weight_files
+from plast_plugin.checkpoints.export import _load, _weight_files
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_hf_example.py"
@@ -133,7 +133,7 @@ def test_gradient_checkpointing_still_trains_the_selected_layer(setup, tmp_path)
 def _trainer(setup, tmp_path, optimizer_over_every_parameter: bool = False):
     from transformers import Trainer, TrainingArguments
 
-    from plast_plugin.hf import PlastCallback
+    from plast_plugin.trainers.hf import PlastCallback
 
     example = _example_module()
     model, processor = example.load_model_and_processor(str(setup["model"]), bf16=False)
@@ -147,7 +147,7 @@ def _trainer(setup, tmp_path, optimizer_over_every_parameter: bool = False):
 
 
 def test_callback_refuses_an_optimizer_over_every_parameter(setup, tmp_path):
-    from plast_plugin.hf import PlastOptimizerError
+    from plast_plugin.trainers.hf import PlastOptimizerError
 
     if setup["kind"] != "llava-hf":
         pytest.skip("one model is enough for this")
@@ -172,8 +172,8 @@ def test_trainer_freezes_on_construction_and_its_optimizer_passes(setup, tmp_pat
 
 
 def test_apply_selection_refuses_a_model_of_another_shape(setup, tmp_path):
-    from plast_plugin.hf import apply_selection
-    from plast_plugin.selection_file import SelectionMismatchError
+    from plast_plugin.trainers.hf import apply_selection
+    from plast_plugin.core.selection_file import SelectionMismatchError
     from plast_plugin.testing.tiny_models import make_tiny_llava_hf
 
     if setup["kind"] != "llava-hf":

@@ -1,7 +1,7 @@
 import pytest
 
-from plast_plugin.layer_spec import LayerSpecError, format_layer_spec, is_layer_spec, parse_layer_spec
-from plast_plugin.selection import check_rule, keep_contiguous_shallow_block, select_layers
+from plast_plugin.core.layer_spec import LayerSpecError, format_layer_spec, is_layer_spec, parse_layer_spec
+from plast_plugin.core.selection import check_rule, keep_contiguous_shallow_block, select_layers
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -10,8 +10,8 @@ import unicodedata
 import pytest
 import torch
 
-from plast_plugin.probe_inputs import QUESTION, conversation_text, encode_prompt
-from plast_plugin.probe_models import family_for, llava_pixel_values
+from plast_plugin.models.probe_inputs import QUESTION, conversation_text, encode_prompt
+from plast_plugin.models.probe_models import family_for, llava_pixel_values
 
 pytest.importorskip("llava", reason="the official LLaVA code (llava-torch) is installed in the training env only")
 
@@ -26,7 +26,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory):
-    from plast_plugin.loading import load_for_probe
+    from plast_plugin.models.loading import load_for_probe
     from plast_plugin.testing.tiny_models import make_tiny_llava
 
     out = tmp_path_factory.mktemp("tiny_llava_conv")
@@ -65,7 +65,7 @@ def test_probe_prompt_is_llavas_conversation(tiny_llava, template, with_image):
 def test_default_template_is_v1_the_curious_user():
     from llava.conversation import conv_templates, conv_vicuna_v1
 
-    from plast_plugin.options import SelectionOptions
+    from plast_plugin.core.options import SelectionOptions
 
     assert SelectionOptions().conv_template == "v1" and conv_templates["v1"] is conv_vicuna_v1
     assert "curious user" in conversation_text("q")
@@ -101,8 +101,8 @@ def test_the_probe_feeds_those_pixels_to_the_model(tiny_llava, tmp_path):
     from llava.constants import IMAGE_TOKEN_INDEX
     from llava.mm_utils import process_images
 
-    from plast_plugin.model_layout import find_decoder_layers
-    from plast_plugin.probe_inputs import pad_batch
+    from plast_plugin.core.model_layout import find_decoder_layers
+    from plast_plugin.models.probe_inputs import pad_batch
 
     model, tokenizer, processor = tiny_llava
     images = _images()[:2]

@@ -16,8 +16,8 @@ import torch
 import transformers
 
 from core_testutil import question_rows, write_jsonl
-from plast_plugin.options import SelectionOptions
-from plast_plugin.parallel_data import load_image, load_parallel_questions
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import load_image, load_parallel_questions
 from plast_plugin.pipeline import probe_questions
 
 HAS_NEXT = hasattr(transformers, "LlavaNextForConditionalGeneration")
@@ -46,7 +46,7 @@ def next_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_next(next_dir):
-    from plast_plugin.loading import load_for_probe
+    from plast_plugin.models.loading import load_for_probe
 
     return load_for_probe(str(next_dir), "cpu", "fp32")
 
@@ -86,7 +86,7 @@ def test_anyres_counts_exactly_the_question_tokens(tiny_next, next_dir, question
     # positions='image': every feature of every tile (the processor's own count), nothing else.
     ids = questions_with_images.ids
     groups = question_only.groups  # zh, ar, en#a, en#b
-    from plast_plugin.probe_inputs import split_pivot
+    from plast_plugin.models.probe_inputs import split_pivot
 
     halves = split_pivot(len(ids), SelectionOptions().seed)
     expected = [sum(per_image.values())] * 2 + [
@@ -103,7 +103,7 @@ def test_counted_activations_are_the_models_own_forward(tiny_next, next_dir, que
     the question's positions by a hook. The probe (placeholder widened, features spliced) agrees."""
     from transformers import AutoProcessor
 
-    from plast_plugin.probe_inputs import QUESTION, encode_prompt
+    from plast_plugin.models.probe_inputs import QUESTION, encode_prompt
 
     model, tokenizer, image_processor = tiny_next
     processor = AutoProcessor.from_pretrained(str(next_dir))
@@ -143,8 +143,8 @@ def test_counted_activations_are_the_models_own_forward(tiny_next, next_dir, que
 @needs_next
 def test_select_and_freeze_a_llava_next_checkpoint(next_dir, questions_with_images, tmp_path):
     from plast_plugin.cli import main
-    from plast_plugin.freeze import freeze_for_plast
-    from plast_plugin.loading import load_for_probe
+    from plast_plugin.core.freeze import freeze_for_plast
+    from plast_plugin.models.loading import load_for_probe
 
     data = tmp_path / "q.jsonl"
     rows = [dict(row, image=_png(SIZES[row["id"]], (9, 9, 9))) for row in question_rows(("en", "zh"))]
@@ -163,7 +163,7 @@ def test_select_and_freeze_a_llava_next_checkpoint(next_dir, questions_with_imag
 
 @pytest.mark.skipif(HAS_NEXT, reason="this transformers has LLaVA-NeXT")
 def test_llava_next_without_support_is_one_clear_error(tmp_path):
-    from plast_plugin.loading import load_for_probe
+    from plast_plugin.models.loading import load_for_probe
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_next",
                                                       "architectures": ["LlavaNextForConditionalGeneration"]}))

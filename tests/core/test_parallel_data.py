@@ -9,7 +9,7 @@ import io
 import pytest
 
 from core_testutil import question_rows, write_jsonl
-from plast_plugin.parallel_data import ParallelDataError, load_image, load_parallel_questions
+from plast_plugin.data.parallel_data import ParallelDataError, load_image, load_parallel_questions
 
 
 def test_jsonl_loads_aligned(questions_jsonl):

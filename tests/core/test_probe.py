@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 
-from plast_plugin.model_layout import find_decoder_layers
-from plast_plugin.options import SelectionOptions
-from plast_plugin.parallel_data import load_parallel_questions
+from plast_plugin.core.model_layout import find_decoder_layers
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import probe_questions
-from plast_plugin.probe_inputs import QUESTION, count_flags, encode_prompt, split_pivot
+from plast_plugin.models.probe_inputs import QUESTION, count_flags, encode_prompt, split_pivot
 
 
 def reference_counts(model, tokenizer, questions, options):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from core_testutil import question_rows, write_jsonl
-from plast_plugin.options import SelectionOptions
-from plast_plugin.parallel_data import load_parallel_questions
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.data.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import probe_questions
 
 pytest.importorskip("llava", reason="the official LLaVA code (llava-torch) is installed in the training env only")
@@ -28,7 +28,7 @@ def _png(color) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory):
-    from plast_plugin.loading import load_for_probe
+    from plast_plugin.models.loading import load_for_probe
     from plast_plugin.testing.tiny_models import make_tiny_llava
 
     out = tmp_path_factory.mktemp("tiny_llava")
@@ -75,7 +75,7 @@ def test_images_required_but_missing_is_an_error(tiny_llava, questions_jsonl):
 def test_each_image_decoded_once_for_all_languages(tiny_llava, tmp_path, monkeypatch):
     """The batches that share images run back to back, so every image is decoded and
     preprocessed once, not once per language; the counts equal one question per batch."""
-    import plast_plugin.probe_models as probe_models
+    import plast_plugin.models.probe_models as probe_models
 
     model, tokenizer, image_processor = tiny_llava
     images = {qid: _png((40 * int(qid), 90, 200)) for qid in "12345"}
@@ -102,7 +102,7 @@ def test_each_image_decoded_once_for_all_languages(tiny_llava, tmp_path, monkeyp
 
 
 def test_question_blocks_keep_every_group_together():
-    from plast_plugin.probe_inputs import EncodedPrompt, make_batches
+    from plast_plugin.models.probe_inputs import EncodedPrompt, make_batches
 
     prompts = [EncodedPrompt(group, [1] * (3 + q % 3 + group), ["question"] * (3 + q % 3 + group), f"img{q}", question=q)
                for group in range(3) for q in range(7)]
@@ -122,10 +122,10 @@ def test_question_blocks_keep_every_group_together():
 def test_pixel_cache_is_bounded():
     from PIL import Image
 
-    from plast_plugin.probe_models import PixelCache
+    from plast_plugin.models.probe_models import PixelCache
 
     cache = PixelCache(lambda images: torch.zeros(len(images), 3, 4, 4))
-    import plast_plugin.probe_models as probe_models
+    import plast_plugin.models.probe_models as probe_models
 
     original = probe_models.load_image
     probe_models.load_image = lambda ref: Image.new("RGB", (5, 4))

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from plast_plugin.options import SelectionOptions
-from plast_plugin.statistics import compute_statistics
+from plast_plugin.core.options import SelectionOptions
+from plast_plugin.core.statistics import compute_statistics
 
 GROUPS = ["zh", "en#a", "en#b"]
 

@@ -45,7 +45,7 @@ def converted(tmp_path_factory):
         out = tmp / f"official_{name}.pt"
         _train_env_run([str(HERE / "official_llava_logits.py"), str(ckpt), str(path), str(out)], tmp)
         official[name] = torch.load(out)
-    from plast_plugin.hf_convert import convert_to_hf
+    from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
     hf = convert_to_hf(ckpt, tmp / "llava_hf")
     return {"tmp": tmp, "ckpt": ckpt, "hf": hf, "images": images, "official": official}
@@ -96,7 +96,7 @@ def llama_like(tmp_path_factory, converted):
     ckpt = tmp / "llava"
     out = tmp / "official.pt"
     _train_env_run([str(HERE / "official_llava_logits.py"), str(ckpt), str(converted["images"]["wide"]), str(out)], tmp)
-    from plast_plugin.hf_convert import convert_to_hf
+    from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
     return {"hf": convert_to_hf(ckpt, tmp / "llava_hf"), "official": torch.load(out),
             "image": converted["images"]["wide"]}
@@ -163,7 +163,7 @@ def test_vision_tower_from_mm_vision_tower_when_checkpoint_has_none(converted, t
 
     from safetensors.torch import load_file, save_file
 
-    from plast_plugin.hf_convert import convert_to_hf
+    from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
     ckpt = tmp_path / "no_tower"
     shutil.copytree(converted["ckpt"], ckpt)
@@ -184,7 +184,7 @@ def test_sharded_checkpoint(converted, tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from plast_plugin.hf_convert import convert_to_hf
+    from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
     ckpt = tmp_path / "sharded"
     shutil.copytree(converted["ckpt"], ckpt)
@@ -271,9 +271,9 @@ def test_probe_llava_hf_with_images_decodes_each_image_once(converted, tmp_path,
     from PIL import Image
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    import plast_plugin.probe_models as probe_models
-    from plast_plugin.options import SelectionOptions
-    from plast_plugin.parallel_data import load_parallel_questions
+    import plast_plugin.models.probe_models as probe_models
+    from plast_plugin.core.options import SelectionOptions
+    from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.pipeline import probe_questions
 
     model = LlavaForConditionalGeneration.from_pretrained(str(converted["hf"]), dtype=torch.float32).eval()

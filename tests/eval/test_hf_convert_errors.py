@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from plast_plugin.hf_convert import ConversionError, convert_to_hf
+from plast_plugin.checkpoints.hf_convert import ConversionError, convert_to_hf
 
 
 def _ckpt(tmp_path, **cfg):

@@ -22,7 +22,7 @@ def _train_args(assets) -> list[str]:
 
 
 def _selection(assets, path: Path, layers, num_layers: int = 4) -> Path:
-    from plast_plugin.selection_file import ModelIdentity, SelectionFile
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
     SelectionFile(selected_layers=list(layers), rule="manual",
                   model=ModelIdentity("LlavaLlamaForCausalLM", num_layers, 128, 64, str(assets["model"]))).save(path)
@@ -112,9 +112,9 @@ def test_report_statistics_come_from_the_runs(ablation):
 
 def test_untrained_score_matches_translation_loss(assets, ablation):
     """The per-question sums kept for pairing add up to translation_loss's own language loss."""
-    from plast_plugin.loading import load_for_probe
-    from plast_plugin.parallel_data import load_parallel_questions
-    from plast_plugin.translation_loss import translation_losses
+    from plast_plugin.models.loading import load_for_probe
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.models.translation_loss import translation_losses
 
     model, tokenizer, _ = load_for_probe(str(assets["model"]), "cpu", "fp32")
     tokenizer.model_max_length = 256

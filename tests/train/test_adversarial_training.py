@@ -113,7 +113,7 @@ def test_row4_training_records_the_base_fingerprint_and_merge_checks_it(assets, 
     from safetensors.torch import load_file, save_file
 
     from plast_plugin.cli import main
-    from plast_plugin.export import tensor_sha256
+    from plast_plugin.checkpoints.export import tensor_sha256
 
     out = spec_run["out"]
     record = _record(out)
@@ -140,7 +140,7 @@ def test_row5_selection_file_modules_are_trained_without_plast_modules(assets, t
     import torch
     from safetensors.torch import load_file
 
-    from plast_plugin.selection_file import ModelIdentity, SelectionFile
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
     selection = tmp_path / "mlp.json"
     SelectionFile(selected_layers=[1], rule="1", options={"modules": "mlp"},

@@ -94,7 +94,7 @@ def test_build_data_inline_images_and_refusal(tmp_path):
 
 
 def _all_tensors(directory: Path) -> dict:
-    from plast_plugin.export import _load, _weight_files
+    from plast_plugin.checkpoints.export import _load, _weight_files
 
     out = {}
     for f in _weight_files(directory):
@@ -131,7 +131,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from plast_plugin.export import ExportError, export_delta, merge_delta
+    from plast_plugin.checkpoints.export import ExportError, export_delta, merge_delta
 
     base = tmp_path / "sharded"
     base.mkdir()
@@ -159,14 +159,14 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
 
 
 def test_export_to_hf_calls_the_converter(monkeypatch, tmp_path):
-    """`plast export --to-hf` hands over to plast_plugin.hf_convert.convert_to_hf (imported lazily)."""
+    """`plast export --to-hf` hands over to plast_plugin.checkpoints.hf_convert.convert_to_hf (imported lazily)."""
     import sys
     import types
 
     calls = []
-    fake = types.ModuleType("plast_plugin.hf_convert")
+    fake = types.ModuleType("plast_plugin.checkpoints.hf_convert")
     fake.convert_to_hf = lambda checkpoint, out: calls.append((checkpoint, out))
-    monkeypatch.setitem(sys.modules, "plast_plugin.hf_convert", fake)
+    monkeypatch.setitem(sys.modules, "plast_plugin.checkpoints.hf_convert", fake)
     assert plast(["export", "ckpt", "--to-hf", "--out", str(tmp_path / "hf")]) == 0
     assert calls == [("ckpt", str(tmp_path / "hf"))]
     assert plast(["export", "ckpt", "--to-hf", "--merge-into", "base", "--out", "x"]) == 1

@@ -49,7 +49,7 @@ def test_spec_via_import_hook(assets, spec_run):
 
 def test_selection_file_via_module_entry_without_hook(assets, tmp_path):
     """python -m plast_plugin.llava.train works with the hook off; layers from a selection file."""
-    from plast_plugin.selection_file import ModelIdentity, SelectionFile
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 
     selection = tmp_path / "chosen.json"
     SelectionFile(selected_layers=[0, 3], rule="manual",

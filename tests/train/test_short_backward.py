@@ -53,7 +53,7 @@ def test_short_backward_same_gradients_as_llava_path(layers):
 def test_reentrant_without_input_grads_would_zero_gradients():
     """Why the short path must be non-reentrant (transformers #21381): checkpointing reentrantly
     with the input-grad hook removed cuts the trained layers out of the graph."""
-    from plast_plugin.freeze import freeze_for_plast
+    from plast_plugin.core.freeze import freeze_for_plast
     from plast_plugin.llava.shapes import build_llava, embed, multimodal_inputs
 
     model = build_llava("tiny", device="cpu", dtype=torch.float32)
@@ -67,7 +67,7 @@ def test_reentrant_without_input_grads_would_zero_gradients():
 def test_shorten_backward_refuses_what_it_cannot_shorten():
     from types import SimpleNamespace
 
-    from plast_plugin.freeze import freeze_for_plast
+    from plast_plugin.core.freeze import freeze_for_plast
     from plast_plugin.llava.shapes import build_llava
     from plast_plugin.llava.short_backward import shorten_backward
 

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import PlastError
-from .model_layout import find_decoder_layers, model_architecture
+from plast_plugin import __version__
+from plast_plugin.errors import PlastError
+from plast_plugin.core.model_layout import find_decoder_layers, model_architecture
 
 SCHEMA = "plast-layers/1"
 SELECTION_FILENAME = "plast_layers.json"
@@ -72,7 +72,7 @@ class SelectionFile:
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (a reader never sees a half-written file), with the user's umask.
         Undefined statistics (NaN) are written as null: JSON has no NaN."""
-        from .atomic import write_text_atomic
+        from plast_plugin.atomic import write_text_atomic
 
         text = json.dumps(_nan_to_none(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         return write_text_atomic(path, text)
@@ -80,7 +80,7 @@ class SelectionFile:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SelectionFile":
         """Load and validate strictly: types, ranges and duplicates, each error naming the field."""
-        from .json_files import read_json
+        from plast_plugin.json_files import read_json
 
         path = Path(path)
         if path.is_dir():

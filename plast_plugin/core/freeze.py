@@ -12,8 +12,8 @@ from typing import Iterable, Sequence
 
 from torch import nn
 
-from .errors import PlastError
-from .model_layout import find_decoder_layers
+from plast_plugin.errors import PlastError
+from plast_plugin.core.model_layout import find_decoder_layers
 
 MODULE_CHOICES = ("layer", "mlp", "attn")
 # Which sub-modules of a decoder layer each choice trains.

@@ -27,10 +27,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import PlastError
-from .freeze import _SUBMODULE_OF_CHOICE, plast_parameter_names
-from .model_layout import find_decoder_layers, model_architecture
-from .selection_file import SelectionFile
+from plast_plugin.errors import PlastError
+from plast_plugin.core.freeze import _SUBMODULE_OF_CHOICE, plast_parameter_names
+from plast_plugin.core.model_layout import find_decoder_layers, model_architecture
+from plast_plugin.core.selection_file import SelectionFile
 
 TOOLS = ("axolotl", "swift", "llamafactory", "regex")
 # What of each layer `modules` trains, as LLaMA-Factory's freeze_trainable_modules names it.
@@ -63,7 +63,7 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
     import transformers
     from transformers import AutoConfig
 
-    from .model_source import checkpoint_kind, local_dir, read_config
+    from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
 
     kind = checkpoint_kind(read_config(name_or_path, revision))
     if kind == "official-llava":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .errors import PlastError
+from plast_plugin.errors import PlastError
 
 # Path to the decoder layer list, and the families that use it.
 KNOWN_LAYER_PATHS: tuple[tuple[str, str], ...] = (

@@ -2,7 +2,7 @@
 
 Two pieces, usable alone or together::
 
-    from plast_plugin.hf import PlastCallback, apply_selection
+    from plast_plugin.trainers.hf import PlastCallback, apply_selection
 
     model = LlavaForConditionalGeneration.from_pretrained("llava-hf/llava-1.5-7b-hf")
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate,
@@ -34,13 +34,13 @@ from typing import Union
 
 from transformers import TrainerCallback
 
-from .atomic import write_text_atomic
-from .errors import PlastError
-from .freeze import TrainableReport, freeze_for_plast
-from .llava.integration import TRAINING_RECORD
-from .selection_file import SELECTION_FILENAME, SelectionFile
+from plast_plugin.atomic import write_text_atomic
+from plast_plugin.errors import PlastError
+from plast_plugin.core.freeze import TrainableReport, freeze_for_plast
+from plast_plugin.llava.integration import TRAINING_RECORD
+from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
 
-logger = logging.getLogger("plast_plugin.hf")
+logger = logging.getLogger("plast_plugin.trainers.hf")
 
 SelectionLike = Union[SelectionFile, str, os.PathLike]
 
@@ -97,7 +97,7 @@ def check_optimizer(model, optimizer, expected_names) -> None:
 def _checkpoint_tensor_names(model) -> list[str] | None:
     """Every tensor name in the files of the model's base checkpoint (``config._name_or_path``),
     read from the safetensors headers or index (no weights); None when they cannot be read."""
-    from .export import _weight_files
+    from plast_plugin.checkpoints.export import _weight_files
 
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None)
@@ -133,8 +133,8 @@ def checkpoint_names(model, names) -> dict[str, str] | None:
     in memory but still saves (and ships) them as ``language_model.model.layers.N.``; ``plast
     export`` works on the files, so the training record's fingerprint is keyed by file names.
     None when the base files cannot be read or do not hold every tensor."""
-    from .export import ExportError, _layers_path
-    from .model_layout import find_decoder_layers
+    from plast_plugin.checkpoints.export import ExportError, _layers_path
+    from plast_plugin.core.model_layout import find_decoder_layers
 
     file_names = _checkpoint_tensor_names(model)
     if not file_names:
@@ -154,7 +154,7 @@ def checkpoint_names(model, names) -> dict[str, str] | None:
 def base_fingerprint(model, names) -> dict | None:
     """SHA-256 of each trained tensor as loaded (the base's values), keyed by checkpoint file names,
     the record `plast export --merge-into` checks a base against; None when the names are unknown."""
-    from .llava.integration import base_fingerprint as fingerprint_by_parameter_name
+    from plast_plugin.llava.integration import base_fingerprint as fingerprint_by_parameter_name
 
     mapping = checkpoint_names(model, names)
     if mapping is None:
@@ -228,7 +228,7 @@ class PlastCallback(TrainerCallback):
             "base_model": getattr(getattr(model, "config", None), "_name_or_path", None),
             "trainable": self.report.to_dict(),
             "trainable_names": self.report.trainable_names,
-            "trainer": "transformers.Trainer + plast_plugin.hf.PlastCallback",
+            "trainer": "transformers.Trainer + plast_plugin.trainers.hf.PlastCallback",
         }
         if self.fingerprint is not None:
             record["base_fingerprint"] = self.fingerprint

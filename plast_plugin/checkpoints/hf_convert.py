@@ -14,9 +14,9 @@ import math
 import warnings
 from pathlib import Path
 
-from .atomic import check_new_directory, staged_directory
-from .errors import PlastError
-from .model_source import checkpoint_kind, local_dir
+from plast_plugin.atomic import check_new_directory, staged_directory
+from plast_plugin.errors import PlastError
+from plast_plugin.models.model_source import checkpoint_kind, local_dir
 
 __all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
 
@@ -61,13 +61,13 @@ class ConversionError(PlastError):
 
 def _read_weights(path: Path) -> dict:
     """One weights file; a truncated or foreign file is one PlastError naming it, not a traceback."""
-    from .export import _load
+    from plast_plugin.checkpoints.export import _load
 
     return _load(path)[0]
 
 
 def _load_state_dict(folder: Path) -> dict:
-    from .json_files import read_json_object
+    from plast_plugin.json_files import read_json_object
 
     files = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
@@ -192,7 +192,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
         raise ConversionError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
-    from .json_files import read_json_object
+    from plast_plugin.json_files import read_json_object
 
     cfg = read_json_object(cfg_path, "checkpoint config")
     if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:

@@ -15,10 +15,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import PlastError
-from .model_layout import DecoderLayout, model_architecture
-from .parallel_data import load_image
-from .probe_inputs import PaddedBatch
+from plast_plugin.errors import PlastError
+from plast_plugin.core.model_layout import DecoderLayout, model_architecture
+from plast_plugin.data.parallel_data import load_image
+from plast_plugin.models.probe_inputs import PaddedBatch
 
 LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
@@ -222,7 +222,7 @@ def family_for(model: nn.Module, layout: DecoderLayout, image_processor=None) ->
         if model.get_vision_tower() is not None:
             return LlavaOfficialFamily(model, layout, image_processor)
     if "LlavaNextForConditionalGeneration" in (model_architecture(model), type(model).__name__):
-        from .probe_llava_next import LlavaNextHFFamily  # imports this module: import here
+        from plast_plugin.models.probe_llava_next import LlavaNextHFFamily  # imports this module: import here
 
         return LlavaNextHFFamily(model, layout, image_processor)
     if "LlavaForConditionalGeneration" in model_architecture(model) or type(model).__name__ == "LlavaForConditionalGeneration":

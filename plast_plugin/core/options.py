@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import PlastError
+from plast_plugin.errors import PlastError
 
 RULE_HELP = (
     "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
@@ -124,7 +124,7 @@ class SelectionOptions:
             raise PlastError("batch_size must be >= 0 (0: by device) and max_question_tokens positive")
         if self.positions == "image" and self.images == "off":
             raise PlastError("positions='image' counts image tokens, but images='off'")
-        from .selection import check_rule
+        from plast_plugin.core.selection import check_rule
 
         check_rule(self.rule, None, self.seed)  # its shape and numbers now; the layer range once a model is known
         return self

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import PlastError
-from .model_source import checkpoint_kind, read_config
+from plast_plugin.errors import PlastError
+from plast_plugin.models.model_source import checkpoint_kind, read_config
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,

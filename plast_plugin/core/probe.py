@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .model_layout import DecoderLayout
+from plast_plugin.core.model_layout import DecoderLayout
 
 # Activations whose sign equals the sign of their input (act(z) > 0 <=> z > 0).
 _SIGN_PRESERVING = ("silu", "swish", "gelu", "relu")

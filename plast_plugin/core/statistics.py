@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import PlastError
-from .options import SelectionOptions
+from plast_plugin.errors import PlastError
+from plast_plugin.core.options import SelectionOptions
 
 HALF_A, HALF_B = "#a", "#b"
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .parallel_data import ParallelQuestions
-from .translation_data import DEFAULT_TEMPLATE, build_translation_data
+from plast_plugin.data.parallel_data import ParallelQuestions
+from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
 
 IGNORE_INDEX = -100
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 
-from .errors import PlastError
+from plast_plugin.errors import PlastError
 
 
 class LayerSpecError(PlastError):

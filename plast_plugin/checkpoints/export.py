@@ -18,9 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PlastError
-from .json_files import read_json_object
-from .model_source import local_dir
+from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json_object
+from plast_plugin.models.model_source import local_dir
 
 DELTA_WEIGHTS = "plast_delta.safetensors"
 DELTA_MANIFEST = "plast_delta.json"
@@ -153,7 +153,7 @@ class DeltaManifest:
     format: str = DELTA_FORMAT
 
     def to_dict(self) -> dict:
-        from . import __version__
+        from plast_plugin import __version__
 
         return {"format": self.format, "created_by": f"plast-plugin {__version__}", "base_model": self.base_model,
                 "layers": self.layers, "modules": self.modules, "layers_path": self.layers_path,
@@ -166,8 +166,8 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
     and renamed into place). Layers and modules come from the run's plast_training.json; given
     ``layers`` (a list or a spec such as '0-4') and ``modules`` must match it. Without a record
     both must be given."""
-    from .atomic import check_new_directory, staged_directory, write_text_atomic
-    from .layer_spec import format_layer_spec, parse_layer_spec
+    from plast_plugin.atomic import check_new_directory, staged_directory, write_text_atomic
+    from plast_plugin.core.layer_spec import format_layer_spec, parse_layer_spec
 
     checkpoint, out = Path(checkpoint), Path(out_dir)
     check_new_directory(out)
@@ -291,7 +291,7 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
     ``out_dir`` is built beside and renamed into place: a failure leaves nothing."""
     import sys
 
-    from .atomic import check_new_directory, staged_directory
+    from plast_plugin.atomic import check_new_directory, staged_directory
 
     base, out = local_dir(str(base_dir), revision), Path(out_dir)  # a folder or a hub id (HF cache)
     if out.resolve() == base.resolve():

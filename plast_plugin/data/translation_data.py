@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PlastError
-from .languages import language_name
-from .parallel_data import ParallelQuestions
+from plast_plugin.errors import PlastError
+from plast_plugin.data.languages import language_name
+from plast_plugin.data.parallel_data import ParallelQuestions
 
 DEFAULT_TEMPLATE = "Translate the following question from {language} to {target}.\n{question}"
 IMAGE_TOKEN = "<image>"  # LLaVA's DEFAULT_IMAGE_TOKEN
@@ -64,8 +64,8 @@ class TranslationData:
     def save(self, path) -> Path:
         """Write the inline images, then the JSON, each file atomically; if anything fails, the
         images this call created are removed and an existing JSON is left as it was."""
-        from .atomic import atomic_output_file, write_text_atomic
-        from .parallel_data import load_image
+        from plast_plugin.atomic import atomic_output_file, write_text_atomic
+        from plast_plugin.data.parallel_data import load_image
 
         path = Path(path)
         if path.is_dir():
@@ -92,7 +92,7 @@ def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict,
     """The path LLaVA will open. Files stay (absolute); base64 images get a file in image_dir,
     written by ``TranslationData.save``. Every image is decoded here, so nothing unreadable (a
     text file, ``../../etc/passwd``) reaches the training data."""
-    from .parallel_data import ParallelDataError, load_image
+    from plast_plugin.data.parallel_data import ParallelDataError, load_image
 
     if reference not in checked:
         try:

@@ -7,7 +7,7 @@ through `normalize_language` once.
 
 from __future__ import annotations
 
-from .errors import PlastError
+from plast_plugin.errors import PlastError
 
 LANGUAGES: dict[str, str] = {
     "en": "English", "zh": "Chinese", "pt": "Portuguese", "ar": "Arabic", "tr": "Turkish",

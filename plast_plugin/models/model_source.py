@@ -52,7 +52,7 @@ def read_config(name_or_path: str, revision: str | None = None) -> dict:
         if not config.is_file():
             raise ModelNotFoundError(f"{name_or_path}: the folder has no config.json; pass a model folder "
                                      "(the one holding config.json and the weights)")
-        from .json_files import read_json_object
+        from plast_plugin.json_files import read_json_object
 
         return read_json_object(config, "model config")
     import warnings

@@ -23,9 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PlastError
-from .json_files import iter_json_lines
-from .languages import UnknownLanguageError, normalize_language
+from plast_plugin.errors import PlastError
+from plast_plugin.json_files import iter_json_lines
+from plast_plugin.data.languages import UnknownLanguageError, normalize_language
 
 IMAGE_REFERENCE_MAX_CHARS = 64
 

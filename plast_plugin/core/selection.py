@@ -7,8 +7,8 @@ import re
 
 import torch
 
-from .errors import PlastError
-from .layer_spec import LayerSpecError, is_layer_spec, parse_layer_spec
+from plast_plugin.errors import PlastError
+from plast_plugin.core.layer_spec import LayerSpecError, is_layer_spec, parse_layer_spec
 
 STATISTIC_RULES = ("auto", "msd-above-mean", "msd-above:X", "msd-top:K", "msd-above-max:F")
 _NUMBER = r"(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
