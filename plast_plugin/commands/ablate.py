@@ -93,6 +93,16 @@ def check_training_arguments(train_args: list[str]) -> str:
     return model
 
 
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _losses_of(model, tokenizer, questions, args, conv_version: str, max_length: int) -> dict:
     from plast_plugin.data.translation_data import DEFAULT_TEMPLATE
     from plast_plugin.models.translation_loss import translation_losses
@@ -175,6 +185,7 @@ def run(args) -> int:
         base = {"run": "base", "losses": _losses_of(model, tokenizer, heldout, args, conv_version, max_length)}
         write_text_atomic(base_folder / "result.json", json.dumps(base, indent=1) + "\n")
     del model
+    _release_memory()  # the training runs need the accelerator's memory this process cached
 
     def write_selection(run, path: Path) -> None:
         SelectionFile(selected_layers=list(run.layers), model=identity, rule=f"plast ablate: {run.alternative}",
@@ -182,7 +193,10 @@ def run(args) -> int:
 
     def score(train_dir: Path) -> dict:
         trained, trained_tokenizer, _ = load_for_probe(str(train_dir), args.device, args.dtype)
-        return _losses_of(trained, trained_tokenizer, heldout, args, conv_version, max_length)
+        losses = _losses_of(trained, trained_tokenizer, heldout, args, conv_version, max_length)
+        del trained
+        _release_memory()
+        return losses
 
     results = run_all(plan, out, progress=not args.quiet, launcher=launcher, train_args=train_args,
                       write_selection=write_selection, score=score, keep_checkpoints=args.keep_checkpoints,
