@@ -93,6 +93,26 @@ def test_every_run_is_scored_by_plast_eval_and_summarized_per_task(scored):
     assert {t: set(m) for t, m in recorded.items()} == {t: {"acc", "circular_acc"} for t in TASKS}
 
 
+def test_a_run_killed_during_its_evaluation_is_redone(assets, scored):
+    """As if killed while plast eval ran: trained, converted, half evaluated, no result.json. The re-run
+    trains and evaluates that run again and leaves the finished ones alone."""
+    out = scored["out"]
+    assert scored["proc"].returncode == 0, scored["proc"].stdout[-3000:]
+    killed = out / "runs" / "plast-seed1"
+    (killed / "result.json").unlink()
+    (killed / "eval-hf").mkdir()  # the conversion a killed run leaves behind
+    for log in (killed / "eval").rglob("*_samples_mmbench_ml_ru.jsonl"):
+        log.unlink()  # lmms-eval had written only one task's log
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
+    proc = ablate(assets, scored["selection"], out, *scored["options"])
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "3 of 4 runs already finished" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # the finished runs untouched
+    result = json.loads((killed / "result.json").read_text())
+    assert set(result["eval"]) == TASKS and len(list((killed / "eval").rglob("*_samples_*.jsonl"))) == 2
+    assert not (killed / "eval-hf").exists()
+
+
 def test_accuracy_verdicts_read_higher_as_better(assets, scored):
     """Re-run on the finished folder (no training, no evaluation) after setting the runs' correctness by
     hand: PLAST right on every zh question and the random draw on none reads "PLAST better"; the
