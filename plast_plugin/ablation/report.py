@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from plast_plugin.atomic import atomic_output_file, write_text_atomic
+from plast_plugin.errors import PlastError
 from plast_plugin.core.layer_spec import format_layer_spec
 from plast_plugin.ablation import stats
 from plast_plugin.ablation.plan import PLAST, AblationPlan
@@ -45,7 +46,7 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
             columns[col] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in per_seed.items()},
                             "verdict": stats.verdict(interval)}
         differences[alt] = columns
-    return {
+    summary = {
         "schema": "plast-ablation/1",
         "model": plan.model,
         "selection": plan.selection,
@@ -61,6 +62,52 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
         "differences": differences,
         "verdicts": {alt: cols[MEAN]["verdict"] for alt, cols in differences.items()},
     }
+    if plan.scoring.get("eval"):
+        summary["accuracy"] = summarize_accuracy(plan, by_alt)
+    return summary
+
+
+ACCURACY_METRIC = ("lmms-eval accuracy through plast eval (share of questions right; MMBench's circular_acc: "
+                   "of circular groups; higher is better)")
+
+
+def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -> dict:
+    """Per task and metric: accuracy mean and 95% interval over seeds per alternative, and PLAST minus
+    each alternative paired by seed and question. Higher accuracy is better, so the verdict is read
+    the other way round from the loss's: an interval above 0 is "PLAST better"."""
+    plast = by_alt[PLAST]
+    first = next(iter(plast.values()))
+    for seeds in by_alt.values():
+        for result in seeds.values():
+            if set(result.get("eval") or {}) != set(first["eval"]):
+                raise PlastError(
+                    f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
+                    f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
+                    f"that run's result.json and re-run plast ablate to evaluate it again")
+    tasks: dict[str, dict] = {}
+    for task, metrics in first["eval"].items():
+        tasks[task] = {}
+        for metric in metrics:
+            correct = {alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
+                       for alt, seeds in by_alt.items()}
+            entry = {"alternatives": {}, "differences": {}}
+            for alt, per_seed in correct.items():
+                values = {s: stats.accuracy(c) for s, c in per_seed.items()}
+                entry["alternatives"][alt] = {**stats.mean_interval(list(values.values())).to_dict(),
+                                              "per_seed": {str(s): v for s, v in values.items()},
+                                              "units": len(next(iter(per_seed.values())))}
+            for alt, per_seed in correct.items():
+                if alt == PLAST:
+                    continue
+                diffs = stats.paired_accuracy_differences(correct[PLAST], per_seed, where=f"{alt}, {task} {metric}")
+                interval = stats.mean_interval(list(diffs.values()))
+                entry["differences"][alt] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in diffs.items()},
+                                             "verdict": stats.verdict(interval, higher_is_better=True)}
+            tasks[task][metric] = entry
+    return {"metric": ACCURACY_METRIC, "higher_is_better": True, "eval": plan.scoring["eval"],
+            "interval": "95% Student-t interval over seeds; differences are PLAST's accuracy minus the "
+                        "alternative's, paired by seed and question: positive means PLAST answered more right",
+            "tasks": tasks}
 
 
 def _layers_label(alt: dict) -> str:
@@ -96,7 +143,35 @@ def format_table(summary: dict) -> str:
         m = cols[MEAN]
         lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
                      f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in summary["languages"]) + ")")
+    if summary.get("accuracy"):
+        lines += ["", *format_accuracy_table(summary)]
     return "\n".join(lines)
+
+
+def format_accuracy_table(summary: dict) -> list[str]:
+    accuracy = summary["accuracy"]
+    columns = [(task, metric) for task, metrics in accuracy["tasks"].items() for metric in metrics]
+    labels = [f"{task} {metric}" for task, metric in columns]
+    width = max(25, *(len(label) + 2 for label in labels))
+    head = f"{'':<10} {'layers':<11}" + "".join(f"{label:>{width}}" for label in labels)
+    lines = [f"lmms-eval accuracy through plast eval (0-1, higher is better), mean [95% CI] over "
+             f"{len(summary['seeds'])} seeds; questions per task: "
+             + ", ".join(f"{label} {accuracy['tasks'][t][m]['alternatives'][PLAST]['units']}"
+                         for label, (t, m) in zip(labels, columns)), head]
+    for alt in summary["alternatives"]:
+        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
+                     + "".join(f"{_cell(accuracy['tasks'][t][m]['alternatives'][alt]):>{width}}" for t, m in columns))
+    lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (positive: PLAST more accurate)",
+              head]
+    for alt in summary["differences"]:
+        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
+                     + "".join(f"{_signed_cell(accuracy['tasks'][t][m]['differences'][alt]):>{width}}" for t, m in columns))
+    lines += ["", "accuracy verdict per task (higher is better: an interval above 0 is PLAST better):"]
+    for alt in summary["differences"]:
+        lines.append(f"  vs {alt:<9} " + "; ".join(
+            f"{label} {_short(accuracy['tasks'][t][m]['differences'][alt]['verdict'])}"
+            for label, (t, m) in zip(labels, columns)))
+    return lines
 
 
 def _signed_cell(entry: dict) -> str:
@@ -158,7 +233,7 @@ def write_outputs(summary: dict, out: Path) -> list[Path]:
 
 def selection_record(summary: dict, out: Path, date: str) -> dict:
     """What the selection file keeps of the ablation: where, when, and each verdict with its interval."""
-    return {
+    record = {
         "run_dir": str(out.resolve()),
         "date": date,
         "seeds": len(summary["seeds"]),
@@ -167,3 +242,14 @@ def selection_record(summary: dict, out: Path, date: str) -> dict:
                            "difference": {k: cols[MEAN][k] for k in ("mean", "low", "high")}}
                      for alt, cols in summary["differences"].items()},
     }
+    if summary.get("accuracy"):
+        record["accuracy"] = {
+            "metric": "lmms-eval accuracy through plast eval, PLAST minus alternative (higher is better: "
+                      "positive favours PLAST), 95% CI over seeds",
+            "verdicts": {task: {metric: {alt: {"verdict": diff["verdict"],
+                                               "difference": {k: diff[k] for k in ("mean", "low", "high")}}
+                                         for alt, diff in entry["differences"].items()}
+                                for metric, entry in metrics.items()}
+                         for task, metrics in summary["accuracy"]["tasks"].items()},
+        }
+    return record

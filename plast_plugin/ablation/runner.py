@@ -5,6 +5,8 @@
     OUT/runs/<alternative>-seed<s>/  selection.json (the layers this run trains), train.log,
                                      plast_training.json (what training reports it trained),
                                      train/ (the checkpoint; removed after scoring unless kept),
+                                     eval-hf/, eval/, eval.log (with --plast-eval: the llava-hf
+                                     conversion, removed with the checkpoint, and plast eval's output),
                                      result.json (written atomically, last: the run is done)
 
 A re-run skips every run with a result.json and restarts any other from scratch (a killed run's
@@ -84,7 +86,8 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
                     train_args: Sequence[str], write_selection: Callable[[PlannedRun, Path], None],
-                    score: Scorer, keep_checkpoints: bool, env: dict | None = None) -> dict:
+                    score: Scorer, keep_checkpoints: bool, env: dict | None = None,
+                    evaluate: Callable[[Path, Path], dict] | None = None) -> dict:
     folder = run_folder(out, run)
     if folder.exists():
         shutil.rmtree(folder)  # an unfinished run (no result.json): start it again from nothing
@@ -117,11 +120,18 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
     started = time.time()
     losses = score(train_dir)
     score_seconds = time.time() - started
+    evaluation = None
+    if evaluate is not None:  # before the checkpoint goes; a failure leaves no result.json: the run is redone
+        started = time.time()
+        evaluation = evaluate(train_dir, folder)
+        score_seconds += time.time() - started
     if not keep_checkpoints:
         shutil.rmtree(train_dir)
     result = {"run": run.name, "alternative": run.alternative, "seed": run.seed, "layers": list(run.layers),
               "trainable_params": trained, "train_seconds": round(train_seconds, 1),
               "score_seconds": round(score_seconds, 1), "losses": losses}
+    if evaluation is not None:
+        result["eval"] = evaluation
     write_text_atomic(folder / RESULT, json.dumps(result, indent=1) + "\n")
     return result
 

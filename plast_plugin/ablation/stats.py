@@ -13,6 +13,10 @@ and the same answer tokens: exactly the difference of the two language losses, c
 per-question sums so that mismatched question sets are caught. The interval is
 mean(d) +- t_{0.975, S-1} * sd(d) / sqrt(S). Lower loss is better, so an interval entirely
 below 0 means PLAST is better at 95%.
+
+The optional lmms-eval accuracies (``plast ablate --plast-eval``) get the same interval over seeds
+of the paired per-seed difference acc_PLAST,s - acc_A,s (same questions, checked). Higher accuracy
+is better, so for them the verdict flips: an interval entirely *above* 0 means PLAST is better.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 __all__ = ["Interval", "t_quantile", "mean_interval", "paired_differences", "mean_over_languages",
-           "verdict", "BETTER", "WORSE", "TIED"]
+           "accuracy", "paired_accuracy_differences", "verdict", "BETTER", "WORSE", "TIED"]
 
 BETTER = "PLAST better at 95%"
 WORSE = "PLAST worse at 95%"
@@ -143,8 +147,37 @@ def mean_over_languages(per_language: Mapping[str, Mapping[int, float]]) -> dict
     return {s: sum(per_language[lang][s] for lang in languages) / len(languages) for s in seeds}
 
 
-def verdict(difference: Interval) -> str:
-    """For PLAST minus an alternative (a loss: lower is better)."""
+def accuracy(outcomes: Mapping[str, bool]) -> float:
+    """A run's accuracy on one task: the share of its units (questions, circular groups) right."""
+    if not outcomes:
+        raise ValueError("no scored questions")
+    return sum(bool(v) for v in outcomes.values()) / len(outcomes)
+
+
+def paired_accuracy_differences(plast: Mapping[int, Mapping[str, bool]], other: Mapping[int, Mapping[str, bool]],
+                                where: str = "") -> dict[int, float]:
+    """Per seed, PLAST's accuracy minus the other run's on the same questions (positive: PLAST more right)."""
+    if set(plast) != set(other):
+        raise ValueError(f"{where}: seeds differ: PLAST has {sorted(plast)}, the other {sorted(other)}")
+    out = {}
+    for seed in sorted(plast):
+        if set(plast[seed]) != set(other[seed]):
+            missing = sorted(set(plast[seed]) ^ set(other[seed]))[:5]
+            raise ValueError(f"{where} seed {seed}: the two runs were scored on different questions (e.g. {missing}); "
+                             f"same data and no --limit differences are needed for pairing")
+        out[seed] = accuracy(plast[seed]) - accuracy(other[seed])
+    return out
+
+
+def verdict(difference: Interval, higher_is_better: bool = False) -> str:
+    """For PLAST minus an alternative: a loss by default (lower is better, so an interval below 0 is
+    PLAST better); an accuracy with ``higher_is_better`` (an interval above 0 is PLAST better)."""
+    if higher_is_better:
+        if difference.low > 0:
+            return BETTER
+        if difference.high < 0:
+            return WORSE
+        return TIED
     if difference.high < 0:
         return BETTER
     if difference.low > 0:

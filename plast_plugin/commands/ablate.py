@@ -4,7 +4,9 @@ Trains the selection and equal-budget alternatives (first:K, last:K, R random dr
 for S seeds each through the user's own training command (LLaVA's train() with the plast
 plugin), scores every run on held-out parallel questions (translation loss per language and
 question), and reports means and 95% intervals over seeds, the paired difference PLAST minus each
-alternative, and a verdict per alternative. Needs the training environment (the `llava` package).
+alternative, and a verdict per alternative. With --plast-eval it also scores every run on lmms-eval
+tasks through the eval env's `plast eval` (accuracy per task, paired by seed and question). Needs the
+training environment (the `llava` package).
 """
 from __future__ import annotations
 
@@ -58,6 +60,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="dtype for scoring (default: auto)")
     parser.add_argument("--score-batch-size", type=int, default=16, help="held-out questions per forward pass")
+    parser.add_argument("--plast-eval", default=None, metavar="PLAST",
+                        help="also score every run on lmms-eval tasks: the eval env's plast (e.g. "
+                        ".envs/eval/bin/plast), which converts each run's checkpoint (plast export --to-hf) and "
+                        "evaluates it (plast eval) before the checkpoint is deleted")
+    parser.add_argument("--eval-args", default=None, metavar="ARGS",
+                        help="options of every `plast eval`, as one string, e.g. \"--benchmarks mmbench_ml "
+                        "--languages en,zh --device cpu\" (not --output or --baseline: set per run; a single option "
+                        "is written --eval-args=--option)")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep every run's trained model (default: deleted once scored)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -123,6 +133,7 @@ def run(args) -> int:
         raise PlastError("plast ablate trains with LLaVA's train() and needs the training environment "
                          "(the `llava` package); run it with that environment's plast") from None
     from plast_plugin.ablation import report
+    from plast_plugin.ablation.lmms_scoring import check_arguments, evaluate_run, parse_eval_options
     from plast_plugin.ablation.plan import check_budgets, check_seeds, file_sha256, make_plan, parse_alternatives
     from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
     from plast_plugin.atomic import write_text_atomic
@@ -139,6 +150,9 @@ def run(args) -> int:
     model_path = check_training_arguments(train_args)
     check_seeds(args.seeds)
     alternatives = parse_alternatives(args.alternatives)
+    eval_scoring = parse_eval_options(args.plast_eval, args.eval_args)
+    if eval_scoring is not None:
+        check_arguments(eval_scoring, default_env())
     launcher = shlex.split(args.launcher)
     if not launcher:
         raise PlastError("--launcher is empty; give the command that runs training, e.g. the default")
@@ -170,7 +184,9 @@ def run(args) -> int:
         training={"launcher": launcher, "arguments": train_args},
         scoring={"heldout": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.heldout],
                  "languages": list(heldout.other_languages), "pivot": heldout.pivot,
-                 "template": args.template, "conv_version": conv_version, "model_max_length": max_length},
+                 "template": args.template, "conv_version": conv_version, "model_max_length": max_length,
+                 # only with --plast-eval, so a loss-only plan stays the plan it was
+                 **({"eval": eval_scoring.record()} if eval_scoring else {})},
     )
     budgets = {layers: trainable_fraction(model, list(layers), modules, layout=layout).trainable_params
                for layers in {run.layers for run in plan.runs}}
@@ -198,9 +214,12 @@ def run(args) -> int:
         _release_memory()
         return losses
 
+    def evaluate(train_dir: Path, folder: Path) -> dict:
+        return evaluate_run(eval_scoring, train_dir, folder, default_env(), keep_model=args.keep_checkpoints)
+
     results = run_all(plan, out, progress=not args.quiet, launcher=launcher, train_args=train_args,
                       write_selection=write_selection, score=score, keep_checkpoints=args.keep_checkpoints,
-                      env=default_env())
+                      env=default_env(), evaluate=evaluate if eval_scoring is not None else None)
     summary = report.summarize(plan, results, base)
     written = report.write_outputs(summary, out)
     print()

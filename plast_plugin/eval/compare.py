@@ -30,8 +30,8 @@ from plast_plugin.eval.parrot_data import PUBLISHED_MD5
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-__all__ = ["CompareError", "RunSamples", "read_run", "compare_runs", "format_table", "plot_comparison",
-           "SCORERS"]
+__all__ = ["CompareError", "RunSamples", "read_run", "task_outcomes", "compare_runs", "format_table",
+           "plot_comparison", "SCORERS"]
 
 SCORERS = {"extractor": "correct", "exact": "correct_exact"}
 _SAMPLES_FILE = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
@@ -102,6 +102,19 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
         return groups
     circular = rows and next(iter(rows.values())).get("benchmark") in CIRCULAR_BENCHMARKS
     return {i: bool(r[key]) for i, r in rows.items() if not circular or i < CIRCULAR_OFFSET}
+
+
+def task_outcomes(run: RunSamples, scorer: str = "extractor") -> dict[str, dict[str, dict[int, bool]]]:
+    """Per task and metric (``acc``; MMBench also ``circular_acc``), each unit's pass/fail: the
+    per-question correctness that paired statistics over other runs (``plast ablate``) start from."""
+    if scorer not in SCORERS:
+        raise CompareError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
+    out: dict[str, dict[str, dict[int, bool]]] = {}
+    for task, rows in sorted(run.records.items()):
+        bench, _ = _task_parts(task, rows)
+        metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
+        out[task] = {metric: _outcomes(rows, SCORERS[scorer], metric, run.files[task]) for metric in metrics}
+    return out
 
 
 def _task_parts(task: str, rows: dict[int, dict]) -> tuple[str, str]:

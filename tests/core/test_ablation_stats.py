@@ -92,6 +92,65 @@ def test_summary_pairs_by_seed_and_question():
     json.dumps(summary)  # ablation.json is plain JSON
 
 
+def test_accuracy_verdict_is_read_the_other_way_round_from_the_loss():
+    """Higher accuracy is better: PLAST minus A entirely ABOVE 0 is "PLAST better" (for a loss that
+    interval would read "PLAST worse"), entirely below 0 is "PLAST worse"."""
+    # per-seed accuracy differences 0.20, 0.22, 0.24: [0.170317, 0.269683] (as in test_verdicts_by_hand)
+    above = stats.mean_interval([0.20, 0.22, 0.24])
+    assert above.low == pytest.approx(0.170317, abs=1e-6)
+    assert stats.verdict(above, higher_is_better=True) == stats.BETTER
+    assert stats.verdict(above) == stats.WORSE  # the loss reading of the same interval
+    below = stats.mean_interval([-0.20, -0.22, -0.24])
+    assert stats.verdict(below, higher_is_better=True) == stats.WORSE
+    assert stats.verdict(stats.mean_interval([-0.1, -0.2, -0.3]), higher_is_better=True) == stats.TIED
+
+
+def _eval(correct):
+    return {"mmbench_ml_zh": {"acc": {"accuracy": sum(correct.values()) / len(correct), "units": len(correct),
+                                      "correct": correct}}}
+
+
+def test_accuracy_summary_pairs_by_seed_and_question_by_hand():
+    plan = make_plan(model="m", num_layers=6, selection=[1, 2], modules="layer", seeds=3, alternatives=["last"],
+                     scoring={"languages": ["zh"], "eval": {"plast_eval": ["plast"], "arguments": []}})
+    plan.budget = 10
+    q = {"q1": [1.0, 1]}
+    # 5 questions; PLAST right on 5, 4, 5 per seed, last on 4, 3, 4 -> differences 0.2, 0.2, 0.2
+    # except seed 2, where last gets one more question right: 5 - 3 -> 0.4.
+    # differences 0.2, 0.2, 0.4: mean 0.266667, sd 0.115470, half 4.302653 * 0.115470 / sqrt(3) = 0.286844
+    right = {("plast", 0): 5, ("last", 0): 4, ("plast", 1): 4, ("last", 1): 3, ("plast", 2): 5, ("last", 2): 3}
+    results = {}
+    for run in plan.runs:
+        n = right[(run.alternative, run.seed)]
+        result = _result(run.name, run.alternative, run.seed, run.layers, q)
+        result["eval"] = _eval({str(i): int(i < n) for i in range(5)})
+        results[run.name] = result
+    summary = summarize(plan, results)
+    entry = summary["accuracy"]["tasks"]["mmbench_ml_zh"]["acc"]
+    assert entry["alternatives"][PLAST]["per_seed"] == {"0": 1.0, "1": 0.8, "2": 1.0}
+    diff = entry["differences"]["last"]
+    assert diff["per_seed"] == {"0": pytest.approx(0.2), "1": pytest.approx(0.2), "2": pytest.approx(0.4)}
+    assert diff["mean"] == pytest.approx(0.266667, abs=1e-6)
+    assert (diff["low"], diff["high"]) == (pytest.approx(-0.020177, abs=1e-6), pytest.approx(0.553511, abs=1e-6))
+    assert diff["verdict"] == stats.TIED
+    # the same table with PLAST right everywhere and last right on 3 of 5 at every seed: +0.4 exactly, above 0
+    for run in plan.runs:
+        results[run.name]["eval"] = _eval({str(i): int(run.alternative == PLAST or i < 3) for i in range(5)})
+    entry = summarize(plan, results)["accuracy"]["tasks"]["mmbench_ml_zh"]["acc"]
+    assert entry["differences"]["last"]["verdict"] == stats.BETTER  # higher accuracy: PLAST better
+    table = format_table(summarize(plan, results))
+    assert "positive: PLAST more accurate" in table and "mmbench_ml_zh acc better" in table
+    # different questions across runs are refused, not paired
+    results["last-seed1"]["eval"] = _eval({str(i): 1 for i in range(1, 6)})
+    with pytest.raises(ValueError, match="different questions"):
+        summarize(plan, results)
+    # a run lmms-eval scored only part of the tasks of: refused with the way out
+    results["last-seed1"]["eval"] = {}
+    with pytest.raises(PlastError, match=r"run last-seed1 was evaluated on tasks \[\], run plast-seed0 on "
+                                         r"\['mmbench_ml_zh'\].*delete that run's result.json"):
+        summarize(plan, results)
+
+
 def test_plan_is_deterministic_and_draws_differ_from_the_selection():
     kwargs = dict(model="m", num_layers=30, selection=[1, 2, 3, 4, 5], modules="layer", seeds=3, random_draws=3)
     plan = make_plan(**kwargs)

@@ -10,7 +10,7 @@ import pytest
 
 from eval_testutil import REPO, install_scripted_model, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 from parrot_fixtures import md5_pins, scripted_answers
-from plast_plugin.eval.compare import CompareError, compare_runs, read_run
+from plast_plugin.eval.compare import CompareError, compare_runs, read_run, task_outcomes
 from plast_plugin.eval.paired_stats import (PairedCounts, bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
 
@@ -135,6 +135,16 @@ def test_compare_two_lmms_eval_runs_by_hand(two_runs):
     assert [r["published_data"] for r in (mmmb, acc, circ)] == [False] * 3
     assert any(w.startswith("NOT the published benchmark files") and "mmbench_ml_en, mmmb_en" in w
                for w in result["warnings"])
+
+
+def test_task_outcomes_are_the_units_compare_pairs(two_runs):
+    """What `plast ablate --plast-eval` reads per run: each unit's pass/fail, per task and metric."""
+    _, _, run_b = two_runs
+    outcomes = task_outcomes(read_run(run_b))
+    assert outcomes["mmmb_en"] == {"acc": {0: False, 1: True, 2: True, 3: True, 4: True}}
+    # MMBench: acc over the original rows, circular_acc over the groups (group 0 broken by copy 3000000)
+    assert outcomes["mmbench_ml_en"] == {"acc": {0: True, 1: True, 2: True},
+                                         "circular_acc": {0: False, 1: True, 2: True}}
 
 
 def test_plast_compare_cli_writes_table_json_and_plot(two_runs):

@@ -1,0 +1,106 @@
+"""Optional scoring of every ablation run on lmms-eval tasks, through the eval env's `plast eval`.
+
+`plast ablate` runs in the training env (LLaVA's train(), transformers 4.x) and lmms-eval lives in
+the eval env (transformers 5.x), so each run's checkpoint is scored by the eval env's own `plast`
+as subprocesses, exactly as a user scores a trained model (README step 4-5, scripts/demo.sh step 9):
+
+    PLAST export RUN/train --to-hf --out RUN/eval-hf      (the same converter for every run)
+    PLAST eval RUN/eval-hf --output RUN/eval EVAL_ARGS    (the real lmms_eval CLI, --log_samples)
+
+and the sample logs are read back with :mod:`plast_plugin.eval.compare` into per-question
+correctness per task and metric, which the report pairs by seed and question.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from plast_plugin.errors import PlastError
+
+HF_FOLDER = "eval-hf"
+EVAL_FOLDER = "eval"
+EVAL_LOG = "eval.log"
+# Decided by the ablation for each run: where the results go and which model is scored.
+CONTROLLED = {"--output": "each run's results go to OUT/runs/<run>/eval",
+              "--baseline": "the ablation compares its runs with each other, not with a baseline",
+              "--dry-run": "the ablation checks the arguments with a dry run itself"}
+
+
+@dataclass(frozen=True)
+class EvalScoring:
+    plast: list[str]  # the eval env's plast command, e.g. [".envs/eval/bin/plast"]
+    arguments: list[str]  # passed to every `plast eval`
+
+    def record(self) -> dict:
+        """What the plan keeps: another command or other arguments make another plan."""
+        return {"plast_eval": self.plast, "arguments": self.arguments}
+
+
+def parse_eval_options(plast_eval: str | None, eval_args: str | None) -> EvalScoring | None:
+    """--plast-eval and --eval-args of `plast ablate`; None when lmms-eval scoring is not asked for."""
+    if not plast_eval:
+        if eval_args:
+            raise PlastError("--eval-args is given without --plast-eval: name the eval env's plast, e.g. "
+                             "--plast-eval .envs/eval/bin/plast")
+        return None
+    command = shlex.split(plast_eval)
+    if not command:
+        raise PlastError("--plast-eval is empty; give the eval env's plast, e.g. --plast-eval .envs/eval/bin/plast")
+    if shutil.which(command[0]) is None:
+        raise PlastError(f"--plast-eval {plast_eval!r}: {command[0]} is not an executable; give the path of the eval "
+                         f"env's plast (the environment with lmms-eval), e.g. .envs/eval/bin/plast")
+    arguments = shlex.split(eval_args or "")
+    if arguments and not arguments[0].startswith("-"):
+        raise PlastError(f"--eval-args: {arguments[0]!r} looks like a model to evaluate; the ablation evaluates each "
+                         f"run's own model, give only options (e.g. --benchmarks mmbench_ml --languages zh)")
+    for item in arguments:
+        flag = item.split("=", 1)[0]
+        if flag in CONTROLLED:
+            raise PlastError(f"--eval-args: {flag} is set by plast ablate ({CONTROLLED[flag]}); remove it")
+    return EvalScoring(command, arguments)
+
+
+def _run(command: list[str], log: Path, env: dict | None, what: str) -> None:
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
+        handle.flush()
+        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        raise PlastError(f"{what} failed (exit {proc.returncode}); last lines of {log}:\n{tail}\n"
+                         f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
+
+
+def check_arguments(scoring: EvalScoring, env: dict | None) -> None:
+    """`plast eval --dry-run` with the user's arguments before any training (and before the run folder
+    is made): a misspelt option, benchmark or language stops here, not after the first run's training."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="plast-ablate-eval-check-") as tmp:
+        _run([*scoring.plast, "eval", "--dry-run", "--output", str(Path(tmp) / "eval"), *scoring.arguments],
+             Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(scoring.plast)} eval --dry-run`")
+
+
+def evaluate_run(scoring: EvalScoring, train_dir: Path, folder: Path, env: dict | None, keep_model: bool) -> dict:
+    """Convert, evaluate and read back one run: {task: {metric: {accuracy, units, correct: {unit: 0/1}}}}."""
+    from plast_plugin.eval.compare import read_run, task_outcomes
+
+    hf, output, log = folder / HF_FOLDER, folder / EVAL_FOLDER, folder / EVAL_LOG
+    for stale in (hf, output):  # an earlier attempt at this run that did not finish
+        if stale.exists():
+            shutil.rmtree(stale)
+    _run([*scoring.plast, "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
+         f"plast export --to-hf of {train_dir}")
+    _run([*scoring.plast, "eval", str(hf), "--output", str(output), *scoring.arguments], log, env,
+         f"plast eval of {hf}")
+    outcomes = task_outcomes(read_run(output))
+    if not keep_model:
+        shutil.rmtree(hf)
+    return {task: {metric: {"accuracy": sum(units.values()) / len(units), "units": len(units),
+                            "correct": {str(unit): int(ok) for unit, ok in sorted(units.items())}}
+                   for metric, units in metrics.items()}
+            for task, metrics in outcomes.items()}
