@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from plast_plugin.ablation.runner import log_tail, run_logged
 from plast_plugin.errors import PlastError
 
 HF_FOLDER = "eval-hf"
@@ -65,13 +65,9 @@ def parse_eval_options(plast_eval: str | None, eval_args: str | None) -> EvalSco
 
 
 def _run(command: list[str], log: Path, env: dict | None, what: str) -> None:
-    with log.open("a", encoding="utf-8") as handle:
-        handle.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
-        handle.flush()
-        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-        raise PlastError(f"{what} failed (exit {proc.returncode}); last lines of {log}:\n{tail}\n"
+    returncode = run_logged(command, log, env)
+    if returncode != 0:
+        raise PlastError(f"{what} failed (exit {returncode}); last lines of {log}:\n{log_tail(log)}\n"
                          f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
 
 

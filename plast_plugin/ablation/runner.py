@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -77,11 +78,20 @@ def training_command(launcher: Sequence[str], train_args: Sequence[str], run: Pl
             "--output_dir", str(folder / "train"), "--seed", str(run.seed)]
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def run_logged(command: Sequence[str], log: Path, env: dict | None) -> int:
+    """Run one step of an ablation (a training run, a conversion, an evaluation) with its command line
+    and all its output appended to ``log``; returns the exit status."""
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write("$ " + shlex.join(command) + "\n")
+        handle.flush()
+        return subprocess.run(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
 
 
 def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
@@ -96,14 +106,11 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
     command = training_command(launcher, train_args, run, folder, plan.modules)
     log = folder / "train.log"
     started = time.time()
-    with log.open("w", encoding="utf-8") as handle:
-        handle.write(" ".join(command) + "\n\n")
-        handle.flush()
-        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    returncode = run_logged(command, log, env)  # a fresh folder: the log starts with this run
     train_seconds = time.time() - started
-    if proc.returncode != 0:
-        raise PlastError(f"training run {run.name} failed (exit {proc.returncode}); see {log}; last lines:\n"
-                         f"{_tail(log)}\nfix the training arguments and re-run: finished runs are kept")
+    if returncode != 0:
+        raise PlastError(f"training run {run.name} failed (exit {returncode}); see {log}; last lines:\n"
+                         f"{log_tail(log)}\nfix the training arguments and re-run: finished runs are kept")
     train_dir = folder / "train"
     record_path = train_dir / TRAINING_RECORD
     if not record_path.exists():
