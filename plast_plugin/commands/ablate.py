@@ -76,17 +76,22 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _flag_value(args: list[str], name: str, default=None):
-    for i, item in enumerate(args):
-        if item == name and i + 1 < len(args):
-            return args[i + 1]
-        if item.startswith(name + "="):
-            return item.split("=", 1)[1]
-    return default
-
-
 def _underscored(flag: str) -> str:
     return "--" + flag[2:].replace("-", "_")
+
+
+def _flag_value(args: list[str], name: str, default=None):
+    """The value of training flag ``name`` (underscore spelling) in either spelling HfArgumentParser
+    takes (``--model_max_length`` / ``--model-max-length``), as ``--flag value`` or ``--flag=value``."""
+    for i, item in enumerate(args):
+        flag, has_value, value = item.partition("=")
+        if not flag.startswith("--") or _underscored(flag) != name:
+            continue
+        if has_value:
+            return value
+        if i + 1 < len(args):
+            return args[i + 1]
+    return default
 
 
 def check_training_arguments(train_args: list[str]) -> str:

@@ -198,3 +198,16 @@ def test_attention_only_under_the_deepspeed_launcher(assets, tmp_path):
         assert changed == {n for n in start if n.startswith(prefix)}, (run["name"], sorted(changed))
         record = json.loads((folder / "plast_training.json").read_text())
         assert record["modules"] == "attn" and record["trainable"]["trainable_params"] == 4 * 64 * 64
+
+
+def test_training_flags_are_read_in_either_spelling_the_trainer_takes():
+    # HfArgumentParser takes --model-max-length for --model_max_length: the ablation must score with the
+    # template and length the runs train with, whichever spelling the user wrote.
+    from plast_plugin.commands.ablate import _flag_value, check_training_arguments
+
+    args = ["--model-name-or-path", "m", "--model-max-length=1024", "--version", "v1", "--data_path", "x.json"]
+    assert check_training_arguments(args) == "m"
+    assert _flag_value(args, "--model_max_length") == "1024"
+    assert _flag_value(args, "--version") == "v1"
+    assert _flag_value(args, "--learning_rate", "default") == "default"
+    assert _flag_value(["--version"], "--version", "v0") == "v0"  # a flag without its value
