@@ -9,10 +9,10 @@ the processor writes one image token per feature, LLaVA-NeXT's anyres tiles incl
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json
 
 IGNORE_INDEX = -100
 
@@ -46,7 +46,10 @@ class ConversationDataset:
     """`plast build-data` records -> input_ids / labels (answer only) / pixel_values."""
 
     def __init__(self, path: str, processor, image_folder: str | None, max_length: int):
-        self.records = json.loads(Path(path).read_text(encoding="utf-8"))
+        self.records = read_json(path, "training data", "write it with `plast build-data`")
+        if not isinstance(self.records, list):
+            raise PlastError(f"training data {path} holds a JSON {type(self.records).__name__}, not a list of "
+                             f"records; write it with `plast build-data`")
         self.processor, self.render = processor, ChatRenderer(processor)
         self.image_folder, self.max_length = image_folder, max_length
         for index, record in enumerate(self.records):

@@ -213,11 +213,17 @@ def test_data_that_is_not_build_data_output_is_refused_by_name(setup, tmp_path):
 
     from plast_plugin.errors import PlastError
 
+    if setup["kind"] != "llava-hf":
+        pytest.skip("one model is enough for this")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"id": "q1", "conversations": [{"from": "human", "value": "hi"}]}]))
     processor = AutoProcessor.from_pretrained(str(setup["model"]))
     with pytest.raises(PlastError, match=r"bad\.json: record 0 \(id 'q1'\) is not one human turn and one gpt turn"):
         ConversationDataset(str(bad), processor, None, 512)
+    bad.write_text(json.dumps({"conversations": []}))
+    with pytest.raises(PlastError, match=r"training data .*bad\.json holds a JSON dict, not a list of records"):
+        ConversationDataset(str(bad), processor, None, 512)
+    bad.write_text(json.dumps([{"id": "q1", "conversations": [{"from": "human", "value": "hi"}]}]))
     proc = _run_example("--model", setup["model"], "--data", bad, "--selection", setup["selection"],
                         "--output-dir", tmp_path / "out")
     assert proc.returncode == 1 and "write the data with `plast build-data`" in proc.stderr
