@@ -8,7 +8,7 @@
    and off; plus the static memory model (weights, gradients, optimizer state) per GPU for plain
    data parallelism, ZeRO-2 and ZeRO-3 on ``--gpus`` GPUs. One line per figure, e.g.
    ``flops-ratio plast/full layers=0-4 gc=on 0.747``. ``plast-upstream`` is PLAST through LLaVA's
-   own checkpointing path (``--plast_short_backward False``). See plast_plugin/llava/cost_model.py.
+   own checkpointing path (``--plast_short_backward False``). See scripts/llava_cost_model.py.
 
 2. ``--shape llava7b|llava13b|tiny`` (GPU): times each method in isolation on random weights
    built directly on the device in bf16 (``--dtype``; default bf16 on CUDA): per configuration
@@ -23,8 +23,8 @@
    shape; the three methods' steps interleaved round by round on the same batches, so that
    machine noise hits all alike.
 
-All methods use LLaVA's setup (plast_plugin.llava.cost_model.prepare_for_training in 1 and 2;
-in 3 checkpointing with input grads, and PLAST's short backward unless ``--llava-path``) and AdamW. Reported: step time (median),
+All methods use LLaVA's setup (llava_cost_model.prepare_for_training; PLAST's short backward
+unless ``--llava-path`` in 3) and AdamW. Reported: step time (median),
 trainable parameters, optimizer-state bytes, peak memory (GPU), and PLAST / full, PLAST / LoRA.
 
     python scripts/bench_train.py --shape llava7b --count
@@ -44,8 +44,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from llava_cost_model import (SHAPES, ZERO_STAGES, Setup, activation_profile, base_llava, build_llava,
+                              count_step_flops, get_shape, multimodal_inputs, prepare_for_training, static_memory,
+                              training_step)
+
 SMOLLM2_SHAPE = dict(num_layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3, vocab=49152, tie=True)
-LLAVA_SHAPES = ("llava7b", "llava13b", "tiny")  # plast_plugin.llava.shapes, built directly on the device
+LLAVA_SHAPES = tuple(SHAPES)  # LLaVA-1.5 built directly on the device
 
 
 def parse_args(argv=None):
@@ -176,38 +180,12 @@ def make_batches(model, args, n):
 def prepare(mode, base, args):
     import torch
 
-    from plast_plugin.core.freeze import freeze_for_plast
-    from plast_plugin.core.layer_spec import parse_layer_spec
     from plast_plugin.core.model_layout import find_decoder_layers
 
-    model = copy.deepcopy(base)
-    if mode == "full":
-        model.requires_grad_(True)
-        model.get_model().get_vision_tower().requires_grad_(False)
-    elif mode == "plast":
-        layers = parse_layer_spec(args.layers, find_decoder_layers(model).num_layers)
-        freeze_for_plast(model, layers, args.modules)
-    elif mode == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        from plast_plugin.llava.cost_model import LORA_TARGETS
-
-        config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05, bias="none",
-                            target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
-        model = get_peft_model(model, config)
-        for p in model.get_model().mm_projector.parameters():  # LLaVA's LoRA recipe also trains it
-            p.requires_grad_(True)
-    else:
-        raise SystemExit(f"unknown mode {mode}")
-    if not args.no_gc:  # as LLaVA's train(), then the Trainer; PLAST through its training integration
-        model.enable_input_require_grads()
-        if mode == "plast" and not args.llava_path:
-            from types import SimpleNamespace
-
-            from plast_plugin.llava.short_backward import shorten_backward
-
-            shorten_backward(model, SimpleNamespace(gradient_checkpointing=True, gradient_checkpointing_kwargs=None))
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    layers = _selection_layers(args.layers, find_decoder_layers(base).num_layers) if mode == "plast" else ()
+    setup = Setup(mode, layers, not args.no_gc, short_backward=not args.llava_path, lora_r=args.lora_r,
+                  lora_alpha=args.lora_alpha, modules=args.modules)
+    model = prepare_for_training(copy.deepcopy(base), setup)
     model.to(args.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -252,9 +230,6 @@ def _gc_tag(gc: bool) -> str:
 def run_count(args) -> int:
     """Counted FLOPs per method on the meta device + the static memory model; one line per figure."""
     import torch
-
-    from plast_plugin.llava.cost_model import ZERO_STAGES, Setup, activation_profile, count_step_flops, static_memory
-    from plast_plugin.llava.shapes import get_shape
 
     shape = get_shape(args.shape)
     lora = dict(lora_r=args.lora_r, lora_alpha=args.lora_alpha)
@@ -339,9 +314,6 @@ def measure_isolated(args, shape, mode, spec, layers, gc, batch) -> dict:
     import gc as garbage
     import torch
 
-    from plast_plugin.llava.cost_model import Setup, base_llava, prepare_for_training, training_step
-    from plast_plugin.llava.shapes import build_llava, multimodal_inputs
-
     cuda = args.device.startswith("cuda")
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     entry = dict(method=mode, layers=spec, gc=gc, batch=batch, seq=args.seq)
@@ -413,8 +385,6 @@ def _isolated_ratios(results) -> dict:
 
 def run_isolated(args) -> int:
     import torch
-
-    from plast_plugin.llava.shapes import get_shape
 
     shape = get_shape(args.shape)
     cuda = args.device.startswith("cuda")

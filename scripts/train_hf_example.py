@@ -10,22 +10,18 @@ question-translation data `plast build-data` writes (LLaVA conversation JSON).
         --output-dir checkpoints/llava-1.5-7b-hf-plast --bf16
     plast export checkpoints/llava-1.5-7b-hf-plast --out checkpoints/llava-1.5-7b-hf-plast-delta
 
-Each conversation is rendered with the model's own chat template (the processor's, else the
-tokenizer's); the loss is on the answer only (the prompt's labels are -100). The prompt goes
-through the model's processor, so images are expanded exactly as at inference (in transformers 5
-the processor writes one image token per feature, LLaVA-NeXT's anyres tiles included).
-`plast_plugin.trainers.hf.PlastCallback` freezes all but the selected layers, checks the optimizer and
-writes the records `plast export` reads. Multi-GPU: launch with `torchrun` / `accelerate launch`
+`plast_plugin.trainers.hf_data` reads the data (the model's chat template, loss on the answer only,
+images through the model's processor); `plast_plugin.trainers.hf.PlastCallback` freezes all but the
+selected layers, checks the optimizer and writes the records `plast export` reads. Multi-GPU: launch with `torchrun` / `accelerate launch`
 and pass `--deepspeed scripts/zero2.json` as with any Trainer script.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-IGNORE_INDEX = -100
+from plast_plugin.errors import PlastError
+from plast_plugin.trainers.hf_data import IGNORE_INDEX, ConversationDataset, collate
 
 
 def parse_args(argv=None):
@@ -75,108 +71,6 @@ def load_model_and_processor(name: str, bf16: bool):
     return model, AutoProcessor.from_pretrained(name)
 
 
-class ChatRenderer:
-    """Prompt and answer text of one conversation through the model's chat template."""
-
-    def __init__(self, processor):
-        self.processor = processor
-        if getattr(processor, "chat_template", None):
-            self.apply = processor.apply_chat_template
-        elif getattr(processor.tokenizer, "chat_template", None):
-            self.apply = processor.tokenizer.apply_chat_template
-        else:
-            sys.exit("the model has no chat template (neither its processor nor its tokenizer); set one with "
-                     "processor.chat_template = ... and save it next to the model")
-
-    def render(self, question: str, answer: str, with_image: bool) -> tuple[str, str]:
-        user = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
-        messages = [{"role": "user", "content": user},
-                    {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-        prompt = self.apply(messages[:1], add_generation_prompt=True, tokenize=False)
-        full = self.apply(messages, tokenize=False)
-        if not full.startswith(prompt):
-            sys.exit(f"the chat template renders the conversation ({full!r}) not as the prompt ({prompt!r}) "
-                     f"followed by the answer; cannot put the loss on the answer only")
-        return prompt, full[len(prompt):]
-
-
-class ConversationDataset:
-    """`plast build-data` records -> input_ids / labels (answer only) / pixel_values."""
-
-    def __init__(self, path: str, processor, image_folder: str | None, max_length: int):
-        self.records = json.loads(Path(path).read_text(encoding="utf-8"))
-        self.processor, self.render = processor, ChatRenderer(processor)
-        self.image_folder, self.max_length = image_folder, max_length
-        for index, record in enumerate(self.records):
-            turns = record.get("conversations") or []
-            if len(turns) != 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
-                sys.exit(f"{path}: record {index} (id {record.get('id')!r}) is not one human turn and one gpt "
-                         f"turn; write the data with `plast build-data`")
-
-    def __len__(self):
-        return len(self.records)
-
-    def _image(self, reference: str):
-        from PIL import Image
-
-        path = Path(reference)
-        if not path.is_absolute() and self.image_folder:
-            path = Path(self.image_folder) / path
-        return Image.open(path).convert("RGB")
-
-    def __getitem__(self, index):
-        import torch
-
-        record = self.records[index]
-        question, answer = record["conversations"][0]["value"], record["conversations"][1]["value"]
-        with_image = "image" in record
-        question = question.replace("<image>\n", "").replace("<image>", "").strip()
-        prompt, answer_text = self.render.render(question, answer, with_image)
-        if with_image:
-            encoded = self.processor(text=prompt, images=self._image(record["image"]), return_tensors="pt")
-        else:
-            encoded = self.processor.tokenizer(prompt, return_tensors="pt")
-        answer_ids = self.processor.tokenizer(answer_text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        prompt_ids = encoded["input_ids"][0]
-        item = {
-            "input_ids": torch.cat([prompt_ids, answer_ids])[: self.max_length],
-            "labels": torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids])[: self.max_length],
-        }
-        for key in ("pixel_values", "image_sizes"):
-            if key in encoded:
-                item[key] = encoded[key]
-        return item
-
-
-def collate(pad_id: int):
-    import torch
-
-    def collate_fn(items):
-        width = max(len(item["input_ids"]) for item in items)
-        batch = {
-            "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
-            "labels": torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long),
-        }
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            batch["input_ids"][row, :n] = item["input_ids"]
-            batch["attention_mask"][row, :n] = 1
-            batch["labels"][row, :n] = item["labels"]
-        pixels = [item["pixel_values"] for item in items if "pixel_values" in item]
-        if pixels:
-            if pixels[0].dim() == 5:  # LLaVA-NeXT: [1, tiles, C, H, W]; tile counts differ per image
-                tiles = max(p.shape[1] for p in pixels)
-                pixels = [torch.nn.functional.pad(p, (0, 0, 0, 0, 0, 0, 0, tiles - p.shape[1])) for p in pixels]
-            batch["pixel_values"] = torch.cat(pixels)
-        sizes = [item["image_sizes"] for item in items if "image_sizes" in item]
-        if sizes:
-            batch["image_sizes"] = torch.cat(sizes)
-        return batch
-
-    return collate_fn
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     from transformers import Trainer, TrainingArguments
@@ -216,4 +110,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except PlastError as err:  # bad data or template: the message names it and the fix
+        sys.exit(str(err))

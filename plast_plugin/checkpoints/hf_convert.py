@@ -5,6 +5,17 @@ transformers 4.37) do not load in a modern transformers. lmms-eval's ``llava_hf`
 transformers' ``LlavaForConditionalGeneration``; :func:`convert_to_hf` writes that format.
 It reads the safetensors / ``.bin`` files directly (no ``llava`` import), so it runs in the
 eval env. ``plast export --to-hf`` calls it.
+
+What it does: maps ``model.layers.*``/``model.embed_tokens``/``model.norm`` to
+``model.language_model.*``, ``model.mm_projector.{0,2}`` to
+``model.multi_modal_projector.linear_{1,2}``, the CLIP tower to ``model.vision_tower``;
+adds the ``<image>`` token to the tokenizer (its id becomes ``image_token_index``) and grows
+embeddings / LM head with the mean of the existing rows (logits of the original
+vocabulary are unchanged); sets ``vision_feature_layer`` from ``mm_vision_select_layer``
+and ``vision_feature_select_strategy`` from ``mm_vision_select_feature`` (``patch`` ->
+``default``, drops CLS); writes a processor that pads images to a square when
+``image_aspect_ratio`` is ``pad`` (as LLaVA-1.5 does) and a chat template reproducing
+LLaVA-1.5's ``llava_v1`` conversation.
 """
 
 from __future__ import annotations
@@ -142,28 +153,58 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
         pad_vocab_to: the embedding and LM-head rows are padded to a multiple of this, as
             transformers' own LLaVA conversion does.
 
-    What it does: maps ``model.layers.*``/``model.embed_tokens``/``model.norm`` to
-    ``model.language_model.*``, ``model.mm_projector.{0,2}`` to
-    ``model.multi_modal_projector.linear_{1,2}``, the CLIP tower to ``model.vision_tower``;
-    adds the ``<image>`` token to the tokenizer (its id becomes ``image_token_index``) and grows
-    embeddings / LM head with the mean of the existing rows (logits of the original
-    vocabulary are unchanged); sets ``vision_feature_layer`` from ``mm_vision_select_layer``
-    and ``vision_feature_select_strategy`` from ``mm_vision_select_feature`` (``patch`` ->
-    ``default``, drops CLS); writes a processor that pads images to a square when
-    ``image_aspect_ratio`` is ``pad`` (as LLaVA-1.5 does) and a chat template reproducing
-    LLaVA-1.5's ``llava_v1`` conversation. Returns ``out_dir``.
+    Returns ``out_dir``; the steps below are described in the module docstring.
     """
     import torch
-    from transformers import (AutoTokenizer, CLIPVisionConfig, GenerationConfig, LlamaConfig,
-                              LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import CLIPVisionConfig
 
     src = local_dir(str(checkpoint_dir), revision)  # a folder, or a hub id's snapshot in the HF cache
     out = Path(out_dir)
+    cfg, cfg_path = _checked_config(src, out)
+    proj_map = _projector_keys(cfg)
+    tower_name = vision_tower or cfg.get("mm_vision_tower") or cfg.get("vision_tower")
+    if not tower_name:
+        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass --vision-tower <CLIP folder> (vision_tower= in Python)")
+    tower_dir = _vision_source(str(tower_name))
+    vision_config = CLIPVisionConfig.from_pretrained(str(tower_dir))
+    select = cfg.get("mm_vision_select_feature", "patch")
+    if select not in ("patch", "cls_patch"):
+        raise ConversionError(f"{cfg_path}: mm_vision_select_feature {select!r} is not supported")
+
+    state = _load_state_dict(src)
+    vision = _vision_weights(state, tower_dir)
+    if not vision:
+        raise ConversionError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
+    tokenizer = _tokenizer_with_image_token(src)
+    embed = state["model.embed_tokens.weight"]
+    new_vocab = _vocab_size(embed.shape[0], len(tokenizer), pad_vocab_to)
+    config = _llava_config(cfg, vision_config, tokenizer, new_vocab, select)
+    target_dtype = getattr(torch, dtype) if dtype else embed.dtype
+    model, new_state = _converted_model(config, state, vision, proj_map, src, new_vocab, target_dtype)
+    # Built beside out_dir and renamed into place: a failed conversion leaves no half folder.
+    with staged_directory(out, "--out") as stage:
+        model.save_pretrained(str(stage), state_dict=new_state, safe_serialization=True)
+        _save_processor(stage, tokenizer, config, tower_dir, pad=cfg.get("image_aspect_ratio", "pad") == "pad")
+        (stage / "plast_conversion.json").write_text(json.dumps({
+            "source": str(src.resolve()),
+            "vision_tower": str(tower_dir),
+            "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
+            else str(tower_dir),
+            "original_vocab_size": embed.shape[0],
+            "vocab_size": new_vocab,
+            "image_token_index": config.image_token_index,
+        }, indent=1))
+    return out
+
+
+def _checked_config(src: Path, out: Path) -> tuple[dict, Path]:
+    """The checkpoint's config, refused unless it is an official LLaVA-1.5 that converts, and ``out``
+    checked to be a new folder apart from the checkpoint."""
+    from plast_plugin.json_files import read_json_object
+
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
         raise ConversionError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
-    from plast_plugin.json_files import read_json_object
-
     cfg = read_json_object(cfg_path, "checkpoint config")
     if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:
         raise ConversionError(
@@ -179,21 +220,12 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     if src.resolve() == out.resolve():
         raise ConversionError(f"{out}: write the llava-hf copy to a different folder than the checkpoint")
     check_new_directory(out)
-    proj_map = _projector_keys(cfg)
-    tower_name = vision_tower or cfg.get("mm_vision_tower") or cfg.get("vision_tower")
-    if not tower_name:
-        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass --vision-tower <CLIP folder> (vision_tower= in Python)")
-    tower_dir = _vision_source(str(tower_name))
-    vision_config = CLIPVisionConfig.from_pretrained(str(tower_dir))
-    select = cfg.get("mm_vision_select_feature", "patch")
-    if select not in ("patch", "cls_patch"):
-        raise ConversionError(f"{cfg_path}: mm_vision_select_feature {select!r} is not supported")
+    return cfg, cfg_path
 
-    state = _load_state_dict(src)
-    vision = _vision_weights(state, tower_dir)
-    if not vision:
-        raise ConversionError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
 
+def _tokenizer_with_image_token(src: Path):
+    """The checkpoint's tokenizer with the ``<image>`` token and a pad token added where missing."""
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -208,32 +240,39 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<pad>"})
-    image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    return tokenizer
 
-    embed = state["model.embed_tokens.weight"]
-    lm_head = state.get("lm_head.weight", embed)
-    old_vocab = embed.shape[0]
-    new_vocab = max(old_vocab, len(tokenizer))
+
+def _vocab_size(old_vocab: int, tokens: int, pad_vocab_to: int) -> int:
+    """Rows of the converted embedding: room for every token, padded to a multiple when it grows."""
+    new_vocab = max(old_vocab, tokens)
     if new_vocab > old_vocab and pad_vocab_to > 1:
         new_vocab = int(math.ceil(new_vocab / pad_vocab_to) * pad_vocab_to)
+    return new_vocab
 
-    def grow(weight):
-        if weight.shape[0] == new_vocab:
-            return weight
-        extra = weight.float().mean(dim=0, keepdim=True).to(weight.dtype).expand(new_vocab - weight.shape[0], -1)
-        return torch.cat([weight, extra], dim=0)
+
+def _grow(weight, rows: int):
+    """``weight`` with rows appended up to ``rows``, each the mean of the existing ones."""
+    import torch
+
+    if weight.shape[0] == rows:
+        return weight
+    extra = weight.float().mean(dim=0, keepdim=True).to(weight.dtype).expand(rows - weight.shape[0], -1)
+    return torch.cat([weight, extra], dim=0)
+
+
+def _llava_config(cfg: dict, vision_config, tokenizer, vocab: int, select: str):
+    from transformers import LlamaConfig, LlavaConfig
 
     text_kwargs = {k: cfg[k] for k in _LLAMA_KEYS if cfg.get(k) is not None}
-    text_kwargs["vocab_size"] = new_vocab
+    text_kwargs["vocab_size"] = vocab
     if tokenizer.pad_token_id is not None:
         text_kwargs["pad_token_id"] = tokenizer.pad_token_id
-    text_config = LlamaConfig(**text_kwargs)
-    patch = vision_config.patch_size
     config = LlavaConfig(
         vision_config=vision_config,
-        text_config=text_config,
-        image_token_index=image_token_index,
-        image_seq_length=(vision_config.image_size // patch) ** 2,
+        text_config=LlamaConfig(**text_kwargs),
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=(vision_config.image_size // vision_config.patch_size) ** 2,
         projector_hidden_act="gelu",
         vision_feature_select_strategy="default" if select == "patch" else "full",
         vision_feature_layer=int(cfg.get("mm_vision_select_layer", -2)),
@@ -241,13 +280,15 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
     )
     config.architectures = ["LlavaForConditionalGeneration"]
+    return config
 
-    with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
-    buffers = {n for n, _ in model.named_buffers()}
-    wanted = set(model.state_dict()) - buffers
 
-    new_state = {"model.language_model.embed_tokens.weight": grow(embed), "lm_head.weight": grow(lm_head)}
+def _renamed_weights(state: dict, vision: dict, proj_map: dict, src: Path, wanted: set, vocab: int) -> dict:
+    """The checkpoint's tensors under LlavaForConditionalGeneration's names; refused unless they are
+    exactly the ``wanted`` ones."""
+    embed = state["model.embed_tokens.weight"]
+    lm_head = state.get("lm_head.weight", embed)
+    new_state = {"model.language_model.embed_tokens.weight": _grow(embed, vocab), "lm_head.weight": _grow(lm_head, vocab)}
     for key, value in state.items():
         if key.startswith(("model.vision_tower.", "model.embed_tokens.")) or key == "lm_head.weight":
             continue
@@ -273,39 +314,44 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
         raise ConversionError(
             f"{src}: weights do not match LlavaForConditionalGeneration: missing {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''}, unexpected {extra[:8]}{' ...' if len(extra) > 8 else ''}")
-    target_dtype = getattr(torch, dtype) if dtype else embed.dtype
-    new_state = {k: v.to(target_dtype).contiguous() for k, v in new_state.items()}
+    return new_state
+
+
+def _converted_model(config, state: dict, vision: dict, proj_map: dict, src: Path, vocab: int, dtype):
+    """The LlavaForConditionalGeneration holding the renamed tensors in ``dtype``, and those tensors."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    wanted = set(model.state_dict()) - {n for n, _ in model.named_buffers()}
+    new_state = _renamed_weights(state, vision, proj_map, src, wanted, vocab)
+    new_state = {k: v.to(dtype).contiguous() for k, v in new_state.items()}
     model.load_state_dict(new_state, strict=False, assign=True)
     # buffers (rotary frequencies, CLIP position ids) are recomputed outside the meta device
-    for name, module in model.named_modules():
+    for module in model.modules():
         for bname, buf in list(module.named_buffers(recurse=False)):
             if buf.is_meta:
                 module._buffers[bname] = None
-    config.dtype = target_dtype
-    # Built beside out_dir and renamed into place: a failed conversion leaves no half folder.
-    with staged_directory(out, "--out") as stage:
-        model.save_pretrained(str(stage), state_dict=new_state, safe_serialization=True)
+    config.dtype = dtype
+    return model, new_state
 
-        processor = LlavaProcessor(
-            image_processor=_image_processor(tower_dir, vision_config.image_size,
-                                             pad=aspect == "pad"),
-            tokenizer=tokenizer,
-            patch_size=patch,
-            vision_feature_select_strategy=config.vision_feature_select_strategy,
-            num_additional_image_tokens=1,  # CLIP's CLS token
-            chat_template=LLAVA_V1_CHAT_TEMPLATE,
-        )
-        tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
-        processor.save_pretrained(str(stage))
-        GenerationConfig(bos_token_id=text_config.bos_token_id, eos_token_id=text_config.eos_token_id,
-                         pad_token_id=text_config.pad_token_id).save_pretrained(str(stage))
-        (stage / "plast_conversion.json").write_text(json.dumps({
-            "source": str(src.resolve()),
-            "vision_tower": str(tower_dir),
-            "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
-            else str(tower_dir),
-            "original_vocab_size": old_vocab,
-            "vocab_size": new_vocab,
-            "image_token_index": image_token_index,
-        }, indent=1))
-    return out
+
+def _save_processor(stage: Path, tokenizer, config, tower_dir: Path, pad: bool) -> None:
+    """The processor (images padded to a square for LLaVA-1.5's 'pad'), LLaVA-1.5's chat template
+    and the generation config."""
+    from transformers import GenerationConfig, LlavaProcessor
+
+    processor = LlavaProcessor(
+        image_processor=_image_processor(tower_dir, config.vision_config.image_size, pad=pad),
+        tokenizer=tokenizer,
+        patch_size=config.vision_config.patch_size,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        num_additional_image_tokens=1,  # CLIP's CLS token
+        chat_template=LLAVA_V1_CHAT_TEMPLATE,
+    )
+    tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
+    processor.save_pretrained(str(stage))
+    text = config.text_config
+    GenerationConfig(bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id,
+                     pad_token_id=text.pad_token_id).save_pretrained(str(stage))

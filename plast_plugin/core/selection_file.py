@@ -86,20 +86,7 @@ class SelectionFile:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SelectionFile":
         """Load and validate strictly: types, ranges and duplicates, each error naming the field."""
-        from plast_plugin.json_files import read_json
-
-        path = Path(path)
-        if path.is_dir():
-            path = path / SELECTION_FILENAME
-        try:
-            raw = read_json(path, "selection file", "create it with `plast select`")
-        except PlastError as err:
-            raise SelectionFileError(str(err)) from None
-        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
-            found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
-            raise SelectionFileError(
-                f"{path} is not a PLAST selection file of schema {SCHEMA!r} (found {found!r})"
-            )
+        path, raw = _read_selection_json(path)
 
         def bad(field_name: str, problem: str) -> SelectionFileError:
             return SelectionFileError(
@@ -107,32 +94,8 @@ class SelectionFile:
                 f"again with `plast select`"
             )
 
-        model_raw = raw.get("model")
-        if not isinstance(model_raw, dict):
-            raise bad("model", f"must be an object, got {_shown(model_raw)}")
-        known = {f.name for f in fields(ModelIdentity)}
-        unknown = sorted(set(model_raw) - known)
-        if unknown:
-            raise bad("model", f"has unknown key(s) {unknown}")
-        if not isinstance(model_raw.get("architecture"), str):
-            raise bad("model.architecture", f"must be a string, got {_shown(model_raw.get('architecture'))}")
-        for key in ("num_layers", "ffn_width", "hidden_size"):
-            if not _is_int(model_raw.get(key)) or model_raw[key] < 1:
-                raise bad(f"model.{key}", f"must be a positive integer, got {_shown(model_raw.get(key))}")
-        if model_raw.get("name_or_path") is not None and not isinstance(model_raw["name_or_path"], str):
-            raise bad("model.name_or_path", f"must be a string or null, got {_shown(model_raw['name_or_path'])}")
-        model = ModelIdentity(**model_raw)
-
-        layers = raw.get("selected_layers")
-        if not isinstance(layers, list) or not layers or not all(_is_int(i) for i in layers):
-            raise bad("selected_layers", f"must be a non-empty list of integer layer indices, got {_shown(layers)}")
-        out_of_range = [i for i in layers if not 0 <= i < model.num_layers]
-        if out_of_range:
-            raise bad("selected_layers", f"selects {layers}, not a non-empty subset of 0-{model.num_layers - 1} "
-                      f"(layer(s) {out_of_range} do not exist; model.num_layers is {model.num_layers})")
-        duplicates = sorted({i for i in layers if layers.count(i) > 1})
-        if duplicates:
-            raise bad("selected_layers", f"lists layer(s) {duplicates} more than once")
+        model = _checked_identity(raw.get("model"), bad)
+        layers = _checked_selected_layers(raw.get("selected_layers"), model, bad)
         if not isinstance(raw.get("rule"), str):
             raise bad("rule", f"must be a string, got {_shown(raw.get('rule'))}")
         for key in ("options", "data", "trainable", "ablation"):
@@ -170,6 +133,57 @@ class SelectionFile:
                 f"{other.num_layers} layers, FFN width {other.ffn_width}, hidden size {other.hidden_size}. "
                 f"Run `plast select` on this model."
             )
+
+
+def _read_selection_json(path) -> tuple[Path, dict]:
+    """The file (``plast_layers.json`` inside a folder) and its object, refused unless of this schema."""
+    from plast_plugin.json_files import read_json
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / SELECTION_FILENAME
+    try:
+        raw = read_json(path, "selection file", "create it with `plast select`")
+    except PlastError as err:
+        raise SelectionFileError(str(err)) from None
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise SelectionFileError(
+            f"{path} is not a PLAST selection file of schema {SCHEMA!r} (found {found!r})"
+        )
+    return path, raw
+
+
+def _checked_identity(model_raw, bad) -> ModelIdentity:
+    """The file's ``model`` object as a ModelIdentity; ``bad(field, problem)`` makes the error."""
+    if not isinstance(model_raw, dict):
+        raise bad("model", f"must be an object, got {_shown(model_raw)}")
+    known = {f.name for f in fields(ModelIdentity)}
+    unknown = sorted(set(model_raw) - known)
+    if unknown:
+        raise bad("model", f"has unknown key(s) {unknown}")
+    if not isinstance(model_raw.get("architecture"), str):
+        raise bad("model.architecture", f"must be a string, got {_shown(model_raw.get('architecture'))}")
+    for key in ("num_layers", "ffn_width", "hidden_size"):
+        if not _is_int(model_raw.get(key)) or model_raw[key] < 1:
+            raise bad(f"model.{key}", f"must be a positive integer, got {_shown(model_raw.get(key))}")
+    if model_raw.get("name_or_path") is not None and not isinstance(model_raw["name_or_path"], str):
+        raise bad("model.name_or_path", f"must be a string or null, got {_shown(model_raw['name_or_path'])}")
+    return ModelIdentity(**model_raw)
+
+
+def _checked_selected_layers(layers, model: ModelIdentity, bad) -> list[int]:
+    """``selected_layers``: distinct indices of layers the model has."""
+    if not isinstance(layers, list) or not layers or not all(_is_int(i) for i in layers):
+        raise bad("selected_layers", f"must be a non-empty list of integer layer indices, got {_shown(layers)}")
+    out_of_range = [i for i in layers if not 0 <= i < model.num_layers]
+    if out_of_range:
+        raise bad("selected_layers", f"selects {layers}, not a non-empty subset of 0-{model.num_layers - 1} "
+                  f"(layer(s) {out_of_range} do not exist; model.num_layers is {model.num_layers})")
+    duplicates = sorted({i for i in layers if layers.count(i) > 1})
+    if duplicates:
+        raise bad("selected_layers", f"lists layer(s) {duplicates} more than once")
+    return layers
 
 
 def _is_int(value) -> bool:

@@ -197,7 +197,26 @@ def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samp
         pivot = normalize_language(pivot)
     except UnknownLanguageError as err:
         raise ParallelDataError(f"pivot: {err}") from None
+    texts, images, order = _read_questions(sources, pivot)
+    wanted = _wanted_languages(texts, languages, pivot, sources)
+    _check_parallel(texts, wanted, pivot, order)
+    if max_samples is not None:
+        if max_samples < 1:
+            raise ParallelDataError(f"max_samples must be positive, got {max_samples}")
+        order = order[:max_samples]
+    languages_out = [pivot, *wanted]
+    return ParallelQuestions(
+        pivot=pivot,
+        languages=languages_out,
+        ids=order,
+        texts={lang: {qid: texts[lang][qid] for qid in order} for lang in languages_out},
+        images={qid: images[qid] for qid in order if qid in images},
+        sources=sources,
+    )
 
+
+def _read_questions(sources: list[str], pivot: str) -> tuple[dict[str, dict[str, str]], dict[str, str], list[str]]:
+    """(language -> id -> text, id -> image, the pivot's ids in file order) of every source."""
     texts: dict[str, dict[str, str]] = {}
     images: dict[str, str] = {}
     order: list[str] = []
@@ -217,7 +236,11 @@ def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samp
                 order.append(qid)
             if image and (lang == pivot or qid not in images):
                 images[qid] = image
+    return texts, images, order
 
+
+def _wanted_languages(texts: dict, languages, pivot: str, sources: list[str]) -> list[str]:
+    """The languages to compare with the pivot: those asked for (all in the data), else every one present."""
     if not texts:
         raise ParallelDataError(f"no questions found in {sources}")
     if pivot not in texts:
@@ -240,7 +263,11 @@ def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samp
             )
     if not wanted:
         raise ParallelDataError(f"no language besides the pivot {pivot!r} in the data; PLAST needs at least one")
+    return wanted
 
+
+def _check_parallel(texts: dict, wanted: list[str], pivot: str, order: list[str]) -> None:
+    """Every wanted language has exactly the pivot's question ids."""
     pivot_ids = set(order)
     for lang in wanted:
         ids = set(texts[lang])
@@ -254,16 +281,3 @@ def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samp
             raise ParallelDataError(
                 "data is not parallel: " + "; ".join(parts) + ". Every question id must exist in every language."
             )
-    if max_samples is not None:
-        if max_samples < 1:
-            raise ParallelDataError(f"max_samples must be positive, got {max_samples}")
-        order = order[:max_samples]
-    languages_out = [pivot, *wanted]
-    return ParallelQuestions(
-        pivot=pivot,
-        languages=languages_out,
-        ids=order,
-        texts={lang: {qid: texts[lang][qid] for qid in order} for lang in languages_out},
-        images={qid: images[qid] for qid in order if qid in images},
-        sources=sources,
-    )

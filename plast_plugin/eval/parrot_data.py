@@ -258,8 +258,20 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
             f"{path}: missing column(s) {', '.join(missing)}; a VLMEvalKit MCQ TSV needs "
             f"{', '.join(REQUIRED_COLUMNS)} (+ C, D, hint, category optional); found {', '.join(columns)}")
     letters = [c for c in columns if len(c) == 1 and "A" <= c <= "Z"]
-    rows = table.rows
+    indices = _row_indices(path, table.rows)
+    image_of = _image_reader(path, table, indices)
+    docs = []
+    for pos, rec in enumerate(table.rows):
+        fields = _checked_row(rec, f"{path}: row {pos + 1} (index {indices[pos]})", letters)
+        docs.append({"index": indices[pos], **fields, "image": image_of(pos), "language": language,
+                     "benchmark": benchmark, "source": str(path), "row": pos + 1})
+    if not docs:
+        raise ParrotDataError(f"{path}: no rows")
+    return docs
 
+
+def _row_indices(path: Path, rows: list[dict]) -> list[int]:
+    """Each row's ``index`` as an integer; refused when one is not an integer or repeats."""
     indices: list[int] = []
     by_index: dict[int, int] = {}
     for n, rec in enumerate(rows, start=1):
@@ -272,10 +284,16 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
             raise ParrotDataError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
         by_index[idx] = n - 1
         indices.append(idx)
+    return indices
 
+
+_REFERENCE_PROBLEMS = {"no such row": "which no row has", "empty image": "whose image is empty",
+                       "a reference": "whose image is itself a reference"}
+
+
+def _image_reader(path: Path, table, indices: list[int]):
+    """``image_of(row position) -> bytes``, back-references followed and each image decoded once."""
     images: dict[int, bytes] = {}
-    reference_problems = {"no such row": "which no row has", "empty image": "whose image is empty",
-                          "a reference": "whose image is itself a reference"}
 
     def image_of(pos: int) -> bytes:
         where = f"{path}: row {pos + 1} (index {indices[pos]})"
@@ -286,56 +304,41 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
                 raise ParrotDataError(
                     f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
             raise ParrotDataError(
-                f"{where}: image refers to index {err.reference}, {reference_problems[err.problem]}") from None
+                f"{where}: image refers to index {err.reference}, {_REFERENCE_PROBLEMS[err.problem]}") from None
         if source is None:
             raise ParrotDataError(f"{where}: empty image")
         if source not in images:
-            images[source] = _decode_image(rows[source]["image"],
+            images[source] = _decode_image(table.rows[source]["image"],
                                            f"{path}: row {source + 1} (index {indices[source]})")
         return images[source]
 
-    docs = []
-    for pos, rec in enumerate(rows):
-        where = f"{path}: row {pos + 1} (index {indices[pos]})"
-        question = _text(rec["question"])
-        if not question.strip():
-            raise ParrotDataError(f"{where}: empty question")
-        options = {c: (None if _is_missing(rec[c]) else str(rec[c])) for c in letters}
-        present = "".join(c for c in letters if options[c] is not None and options[c].strip() != "")
-        if len(present) < 2:
-            raise ParrotDataError(f"{where}: fewer than two options ({present or 'none'})")
-        answer = _text(rec["answer"]).strip().upper()
-        if len(answer) != 1 or answer not in letters:
-            what = "is empty" if not answer else f"{_text(rec['answer']).strip()!r} is not one option letter"
-            raise ParrotDataError(
-                f"{where}: answer {what}; the answer cell must hold exactly one of the option letters "
-                f"{', '.join(letters)} (the row's options: {', '.join(present)}); fix or drop the row")
-        answerable = answer in present
-        if not answerable:
-            # VLMEvalKit keeps such a row (no model can pick an option that is not shown) and scores
-            # it wrong; dropping it would change the denominator of the published percentages.
-            log.warning("%s: the correct option %s has no text; the row is kept and scores wrong "
-                        "(as in VLMEvalKit)", where, answer)
-        doc = {
-            "index": indices[pos],
-            "question": question,
-            "hint": _text(rec.get("hint")),
-            **options,
-            "options": present,
-            "answer": answer,
-            "answerable": answerable,
-            "category": _text(rec.get("category")),
-            "l2_category": _text(rec.get("l2-category", rec.get("l2_category"))),
-            "image": image_of(pos),
-            "language": language,
-            "benchmark": benchmark,
-            "source": str(path),
-            "row": pos + 1,
-        }
-        docs.append(doc)
-    if not docs:
-        raise ParrotDataError(f"{path}: no rows")
-    return docs
+    return image_of
+
+
+def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
+    """A row's question, hint, options and answer, checked; ``where`` names the row in errors."""
+    question = _text(rec["question"])
+    if not question.strip():
+        raise ParrotDataError(f"{where}: empty question")
+    options = {c: (None if _is_missing(rec[c]) else str(rec[c])) for c in letters}
+    present = "".join(c for c in letters if options[c] is not None and options[c].strip() != "")
+    if len(present) < 2:
+        raise ParrotDataError(f"{where}: fewer than two options ({present or 'none'})")
+    answer = _text(rec["answer"]).strip().upper()
+    if len(answer) != 1 or answer not in letters:
+        what = "is empty" if not answer else f"{_text(rec['answer']).strip()!r} is not one option letter"
+        raise ParrotDataError(
+            f"{where}: answer {what}; the answer cell must hold exactly one of the option letters "
+            f"{', '.join(letters)} (the row's options: {', '.join(present)}); fix or drop the row")
+    answerable = answer in present
+    if not answerable:
+        # VLMEvalKit keeps such a row (no model can pick an option that is not shown) and scores
+        # it wrong; dropping it would change the denominator of the published percentages.
+        log.warning("%s: the correct option %s has no text; the row is kept and scores wrong "
+                    "(as in VLMEvalKit)", where, answer)
+    return {"question": question, "hint": _text(rec.get("hint")), **options, "options": present,
+            "answer": answer, "answerable": answerable, "category": _text(rec.get("category")),
+            "l2_category": _text(rec.get("l2-category", rec.get("l2_category")))}
 
 
 @dataclass

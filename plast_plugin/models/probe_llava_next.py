@@ -18,7 +18,7 @@ import torch
 
 from plast_plugin.data.parallel_data import load_image
 from plast_plugin.models.probe_inputs import PaddedBatch
-from plast_plugin.models.probe_models import ProbeInputError, TextFamily, check_hf_image_probe, hf_image_parts
+from plast_plugin.models.probe_family import ProbeInputError, TextFamily, check_hf_image_probe, hf_image_parts
 
 
 def _per_image_features(output) -> list[torch.Tensor]:

@@ -15,17 +15,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from plast_plugin.errors import PlastError
 from plast_plugin.core.model_layout import DecoderLayout, model_architecture
 from plast_plugin.data.parallel_data import load_image
+from plast_plugin.models.probe_family import (
+    ProbeInputError, TextFamily, check_hf_image_probe, hf_image_parts)
 from plast_plugin.models.probe_inputs import PaddedBatch
+from plast_plugin.models.probe_llava_next import LlavaNextHFFamily
 
 LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
-
-
-class ProbeInputError(PlastError):
-    pass
 
 
 def expand2square(image, background: tuple[int, ...]):
@@ -58,11 +56,6 @@ def llava_pixel_values(images: list, image_processor, image_aspect_ratio: str | 
     return image_processor.preprocess(images, return_tensors="pt")["pixel_values"]
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    param = next(p for p in model.parameters() if p.dtype.is_floating_point)
-    return param.device, param.dtype
-
-
 class PixelCache:
     """Preprocessed pixels per image reference, so each image is decoded and preprocessed once
     for all languages (about 13 ms per image on the main thread for a 336 px CLIP processor).
@@ -93,29 +86,6 @@ class PixelCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
         return torch.stack([row for row, _ in rows]), [size for _, size in rows]
-
-
-class TextFamily:
-    """Any decoder used text-only (LLaMA, Qwen2, Gemma3, and LLaVA models without images)."""
-
-    name = "text"
-    supports_images = False
-
-    def __init__(self, model: nn.Module, layout: DecoderLayout, image_processor=None):
-        self.model, self.layout = model, layout
-        self.device, self.dtype = _model_device_dtype(model)
-
-    def image_ids(self) -> list[int] | None:
-        return None
-
-    def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
-        set_mask(batch.count_mask)
-        self.layout.backbone(
-            input_ids=batch.input_ids.to(self.device),
-            attention_mask=batch.attention_mask.to(self.device),
-            position_ids=batch.position_ids.to(self.device),
-            use_cache=False,
-        )
 
 
 class LlavaOfficialFamily(TextFamily):
@@ -161,26 +131,6 @@ class LlavaOfficialFamily(TextFamily):
                              position_ids=position_ids, use_cache=False)
 
 
-def hf_image_parts(model) -> tuple[int | None, nn.Module | None]:
-    """(image token id, multimodal body) of a transformers LLaVA port (llava-hf, LLaVA-NeXT). The
-    body is None before transformers 4.52, where images expand only inside forward()."""
-    config = model.config
-    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
-    body = getattr(model, "model", None)
-    return token, body if callable(getattr(body, "get_image_features", None)) else None
-
-
-def check_hf_image_probe(body, image_processor, what: str) -> None:
-    """Refuse probing a transformers LLaVA port with images where it cannot be done."""
-    if body is None:
-        raise ProbeInputError(
-            f"probing {what} with images needs transformers >= 4.52; use images='off' "
-            "or run `plast select` in the evaluation environment"
-        )
-    if image_processor is None:
-        raise ProbeInputError(f"pass the model's image processor to probe {what} with images")
-
-
 class LlavaHFFamily(TextFamily):
     """transformers `LlavaForConditionalGeneration` (llava-hf). Text-only questions go straight
     to the language model. With images (transformers >= 4.47, where the text already holds one
@@ -222,8 +172,6 @@ def family_for(model: nn.Module, layout: DecoderLayout, image_processor=None) ->
         if model.get_vision_tower() is not None:
             return LlavaOfficialFamily(model, layout, image_processor)
     if "LlavaNextForConditionalGeneration" in (model_architecture(model), type(model).__name__):
-        from plast_plugin.models.probe_llava_next import LlavaNextHFFamily  # imports this module: import here
-
         return LlavaNextHFFamily(model, layout, image_processor)
     if "LlavaForConditionalGeneration" in model_architecture(model) or type(model).__name__ == "LlavaForConditionalGeneration":
         return LlavaHFFamily(model, layout, image_processor)

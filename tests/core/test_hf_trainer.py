@@ -1,4 +1,5 @@
-"""PLAST with the Hugging Face Trainer: `plast_plugin.trainers.hf` and scripts/train_hf_example.py on a tiny
+"""PLAST with the Hugging Face Trainer: `plast_plugin.trainers.hf`, its data reader `trainers.hf_data` and
+the runnable scripts/train_hf_example.py on a tiny
 llava-hf (both transformers lines) and a tiny LLaVA-NeXT (transformers >= 4.39, the eval env).
 
 After a few real optimizer steps exactly the selected layer's tensors changed and every other tensor
@@ -8,7 +9,6 @@ of the saved checkpoint is bit-identical to the base model; the records next to 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import subprocess
@@ -22,6 +22,7 @@ import transformers
 from core_testutil import question_rows, write_jsonl
 from plast_plugin.cli import main as plast
 from plast_plugin.checkpoints.weights import CheckpointWeights
+from plast_plugin.trainers.hf_data import ConversationDataset, collate
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_hf_example.py"
@@ -44,11 +45,20 @@ def _tensors(folder: Path) -> dict:
         return weights.read_all()
 
 
-def _example_module():
-    spec = importlib.util.spec_from_file_location("train_hf_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _model_and_data(setup):
+    """The tiny model (fp32), and its `plast build-data` records read by the package's data reader."""
+    from transformers import AutoProcessor
+
+    kind = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
+    dtype = {"dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype": torch.float32}
+    model = getattr(transformers, kind[setup["kind"]]).from_pretrained(str(setup["model"]), **dtype)
+    processor = AutoProcessor.from_pretrained(str(setup["model"]))
+    return model, processor, ConversationDataset(str(setup["data"]), processor, None, 512)
+
+
+def _run_example(*args, env=None):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -80,10 +90,9 @@ def _changed(base: dict, trained: dict) -> set:
 
 def test_example_script_changes_exactly_the_selected_layer(setup, tmp_path, capsys):
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), "--model", str(setup["model"]), "--data", str(setup["data"]),
-           "--selection", str(setup["selection"]), "--output-dir", str(out), "--max-steps", "3",
-           "--batch-size", "2", "--lr", "1e-2", "--save-steps", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = _run_example("--model", setup["model"], "--data", setup["data"], "--selection", setup["selection"],
+                        "--output-dir", out, "--max-steps", "3", "--batch-size", "2", "--lr", "1e-2",
+                        "--save-steps", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     base, trained = _tensors(setup["model"]), _tensors(out)
@@ -121,9 +130,10 @@ def test_gradient_checkpointing_still_trains_the_selected_layer(setup, tmp_path)
     if setup["kind"] != "llava-hf":
         pytest.skip("one model is enough for this")
     out = tmp_path / "out"
-    _example_module().main(["--model", str(setup["model"]), "--data", str(setup["data"]), "--selection",
-                            str(setup["selection"]), "--output-dir", str(out), "--max-steps", "2",
-                            "--batch-size", "2", "--lr", "1e-2", "--gradient-checkpointing"])
+    proc = _run_example("--model", setup["model"], "--data", setup["data"], "--selection", setup["selection"],
+                        "--output-dir", out, "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2",
+                        "--gradient-checkpointing")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     base, trained = _tensors(setup["model"]), _tensors(out)
     assert _changed(base, trained) == {n for n in base if n.startswith(f"language_model.model.layers.{TRAINED_LAYER}.")}
 
@@ -133,14 +143,12 @@ def _trainer(setup, tmp_path, optimizer_over_every_parameter: bool = False):
 
     from plast_plugin.trainers.hf import PlastCallback
 
-    example = _example_module()
-    model, processor = example.load_model_and_processor(str(setup["model"]), bf16=False)
-    data = example.ConversationDataset(str(setup["data"]), processor, None, 512)
+    model, _, data = _model_and_data(setup)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2,
                              report_to="none", remove_unused_columns=False, save_strategy="no")
     # An optimizer built before the freeze (a common mistake) would train the whole model.
     optimizers = (torch.optim.AdamW(model.parameters(), lr=1e-3), None) if optimizer_over_every_parameter else (None, None)
-    return model, Trainer(model=model, args=args, train_dataset=data, data_collator=example.collate(0),
+    return model, Trainer(model=model, args=args, train_dataset=data, data_collator=collate(0),
                           callbacks=[PlastCallback(setup["selection"])], optimizers=optimizers)
 
 
@@ -186,9 +194,7 @@ def test_apply_selection_refuses_a_model_of_another_shape(setup, tmp_path):
 def test_the_loss_is_on_the_answer_only(setup):
     """Supervised tokens decode to exactly the English question plus the template's end token; the
     prompt (chat template, instruction, image tokens) is all -100."""
-    example = _example_module()
-    _, processor = example.load_model_and_processor(str(setup["model"]), bf16=False)
-    data = example.ConversationDataset(str(setup["data"]), processor, None, 512)
+    _, processor, data = _model_and_data(setup)
     records = json.loads(Path(setup["data"]).read_text())
     tokenizer = processor.tokenizer
     for index in (0, len(data) - 1):
@@ -202,6 +208,27 @@ def test_the_loss_is_on_the_answer_only(setup):
         assert (prompt == tokenizer.convert_tokens_to_ids("<image>")).any()  # the image is in the prompt
 
 
+def test_data_that_is_not_build_data_output_is_refused_by_name(setup, tmp_path):
+    from transformers import AutoProcessor
+
+    from plast_plugin.errors import PlastError
+
+    if setup["kind"] != "llava-hf":
+        pytest.skip("one model is enough for this")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"id": "q1", "conversations": [{"from": "human", "value": "hi"}]}]))
+    processor = AutoProcessor.from_pretrained(str(setup["model"]))
+    with pytest.raises(PlastError, match=r"bad\.json: record 0 \(id 'q1'\) is not one human turn and one gpt turn"):
+        ConversationDataset(str(bad), processor, None, 512)
+    bad.write_text(json.dumps({"conversations": []}))
+    with pytest.raises(PlastError, match=r"training data .*bad\.json holds a JSON dict, not a list of records"):
+        ConversationDataset(str(bad), processor, None, 512)
+    bad.write_text(json.dumps([{"id": "q1", "conversations": [{"from": "human", "value": "hi"}]}]))
+    proc = _run_example("--model", setup["model"], "--data", bad, "--selection", setup["selection"],
+                        "--output-dir", tmp_path / "out")
+    assert proc.returncode == 1 and "write the data with `plast build-data`" in proc.stderr
+
+
 def test_a_hub_id_base_gets_its_fingerprint_from_the_cached_snapshot(setup, tmp_path):
     """`--model llava-hf/...` (the README's command): the base's files are read from the HF cache
     the model was loaded from (never downloaded), so the record carries the fingerprint."""
@@ -211,10 +238,9 @@ def test_a_hub_id_base_gets_its_fingerprint_from_the_cached_snapshot(setup, tmp_
         pytest.skip("one model is enough for this")
     add_to_hub_cache(tmp_path / "cache", "llava-hf/llava-1.5-7b-hf", setup["model"])
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), "--model", "llava-hf/llava-1.5-7b-hf", "--data", str(setup["data"]),
-           "--selection", str(setup["selection"]), "--output-dir", str(out), "--max-steps", "1", "--batch-size", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env=offline_hub_env(tmp_path / "cache", tmp_path / "home"))
+    proc = _run_example("--model", "llava-hf/llava-1.5-7b-hf", "--data", setup["data"], "--selection",
+                        setup["selection"], "--output-dir", out, "--max-steps", "1", "--batch-size", "2",
+                        env=offline_hub_env(tmp_path / "cache", tmp_path / "home"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out / "plast_training.json").read_text())
     assert record["base_model"] == "llava-hf/llava-1.5-7b-hf"

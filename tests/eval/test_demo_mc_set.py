@@ -1,13 +1,15 @@
 """scripts/demo_mc_set.py: the demo's translation-choice set in Parrot's TSV layout.
 
-Built from a small synthetic held-out file, read back with the plugin's own TSV reader and task
+Built by running the script as the demo does, from a small synthetic held-out file, read back with the plugin's own TSV reader and task
 loader (the route lmms-eval takes): the format, the four options, the rotations, the paired
 options across languages, the md5 pins that serve it (and the refusal without them), and that
 no probed or trained question gets in.
 """
 
-import importlib.util
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,29 @@ from eval_testutil import REPO
 from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task, read_parrot_tsv
 from plast_plugin.eval.scoring import CIRCULAR_OFFSET
 
-_spec = importlib.util.spec_from_file_location("demo_mc_set", REPO / "scripts" / "demo_mc_set.py")
-mc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mc)
-
 LANGS = ("en", "zh", "ar", "ru")
 N_HELDOUT = 6
+COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "image"]
+
+
+def build_mc_set(heldout: Path, exclude: list[Path], languages, out: Path) -> subprocess.CompletedProcess:
+    """`python scripts/demo_mc_set.py ...` as scripts/demo.sh runs it."""
+    argv = ["--heldout", str(heldout), *(a for path in exclude for a in ("--exclude", str(path))),
+            "--languages", ",".join(languages), "--out", str(out)]
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "demo_mc_set.py"), *argv],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _built(out: Path, *args) -> dict:
+    proc = build_mc_set(*args, out)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out / "mc_set.json") in proc.stdout  # the summary line names the manifest it wrote
+    return json.loads((out / "mc_set.json").read_text(encoding="utf-8"))
+
+
+def _refused(pattern: str, *args) -> None:
+    proc = build_mc_set(*args)
+    assert proc.returncode == 1 and re.search(f"demo_mc_set: error: .*{pattern}", proc.stderr), proc.stderr
 
 
 def _question(qid: int, lang: str) -> str:
@@ -42,7 +61,7 @@ def built(tmp_path):
     probed = _write_jsonl(tmp_path / "probe.jsonl", range(100, 110), langs=("en", "zh", "ar", "ru", "pt"))
     trained = _write_jsonl(tmp_path / "train.jsonl", range(100, 110))
     out = tmp_path / "mc"
-    manifest = mc.build_mc_set(heldout, [probed, trained], list(LANGS), out)
+    manifest = _built(out, heldout, [probed, trained], LANGS)
     return tmp_path, out, manifest
 
 
@@ -59,7 +78,7 @@ def test_files_are_parrot_tsvs_with_four_options_and_the_true_translation(built)
         docs = _docs(manifest, lang)  # the plugin's own reader: columns, answers, images all valid
         assert len(docs) == N_HELDOUT * 4
         header = Path(manifest["files"][lang]).read_text(encoding="utf-8").splitlines()[0].split("\t")
-        assert header == list(mc.COLUMNS)
+        assert header == COLUMNS
         for doc in docs:
             qid = doc["l2_category"]
             options = [doc[c] for c in "ABCD"]
@@ -67,8 +86,8 @@ def test_files_are_parrot_tsvs_with_four_options_and_the_true_translation(built)
             assert all(text in english.values() for text in options)  # English sentences only
             assert doc[doc["answer"]] == english[qid]  # the right option is the true translation
             assert doc["hint"] == _question(int(qid[1:]), lang)
-            assert doc["question"] == (mc.CONTROL_QUESTION if lang == "en" else mc.QUESTION)
-            assert doc["category"] == mc.LABEL and "not MMBench" in doc["category"]
+            assert doc["question"] == manifest["control_question_en" if lang == "en" else "question"]
+            assert doc["category"] == manifest["label"] and "not MMBench" in doc["category"]
             assert doc["image"] == docs[0]["image"]  # one blank image, by reference after row 1
         raw = [line.split("\t")[-1] for line in Path(manifest["files"][lang]).read_text().splitlines()[1:]]
         assert len(raw[0]) > 64 and set(raw[1:]) == {"0"}
@@ -103,7 +122,7 @@ def test_answer_positions_are_not_constant_and_the_build_is_deterministic(built,
     root, _, manifest = built
     answers = [d["answer"] for d in _docs(manifest, "zh") if d["index"] < CIRCULAR_OFFSET]
     assert len(set(answers)) > 1
-    again = mc.build_mc_set(root / "heldout.jsonl", [root / "probe.jsonl"], list(LANGS), tmp_path / "again")
+    again = _built(tmp_path / "again", root / "heldout.jsonl", [root / "probe.jsonl"], LANGS)
     assert again["md5"] == manifest["md5"]
 
 
@@ -112,12 +131,12 @@ def test_served_only_with_explicit_md5_pins(built, monkeypatch):
     written in mc_set.json it is refused as not the published file, and with them it is recorded
     as a user pin whose question count does not fit the published one."""
     _, out, manifest = built
-    assert json.loads((out / mc.MANIFEST).read_text(encoding="utf-8")) == manifest
+    assert all(Path(path).is_relative_to(out) for path in manifest["files"].values())  # the folder to serve
     monkeypatch.setenv("PLAST_PARROT_DIR", str(out))
     monkeypatch.delenv("PLAST_PARROT_MD5", raising=False)
     with pytest.raises(ParrotDataError, match="differs from the published"):
         load_parrot_task("mmbench_ml", "zh")
-    pins = (out / mc.PIN_FILE).read_text().strip()
+    pins = (out / "parrot_md5.txt").read_text().strip()
     assert pins == manifest["parrot_md5_spec"]
     monkeypatch.setenv("PLAST_PARROT_MD5", pins)
     for lang in LANGS:
@@ -130,28 +149,23 @@ def test_served_only_with_explicit_md5_pins(built, monkeypatch):
 def test_no_probed_or_trained_question_gets_in(tmp_path):
     heldout = _write_jsonl(tmp_path / "heldout.jsonl", range(N_HELDOUT))
     trained = _write_jsonl(tmp_path / "train.jsonl", range(3, 10))  # q3..q5 are also held out
-    with pytest.raises(mc.MCSetError, match=r"held-out question q3 also appears in .*train\.jsonl"):
-        mc.build_mc_set(heldout, [trained], list(LANGS), tmp_path / "mc")
+    _refused(r"held-out question q3 also appears in .*train\.jsonl", heldout, [trained], LANGS, tmp_path / "mc")
     # the same text under another id is a leak too (the model trained on that very pair)
     same_text = tmp_path / "renamed.jsonl"
     same_text.write_text(json.dumps({"id": "other-7", "lang": "ar", "question": _question(2, "ar")},
                                     ensure_ascii=False) + "\n", encoding="utf-8")
-    with pytest.raises(mc.MCSetError, match=r"q2 \(ar\) has the same text as a question in .*renamed\.jsonl"):
-        mc.build_mc_set(heldout, [same_text], list(LANGS), tmp_path / "mc")
+    _refused(r"q2 \(ar\) has the same text as a question in .*renamed\.jsonl", heldout, [same_text], LANGS,
+             tmp_path / "mc")
     assert not (tmp_path / "mc").exists()  # nothing written when refused
-    assert mc.main(["--heldout", str(heldout), "--exclude", str(trained), "--out", str(tmp_path / "mc")]) == 1
 
 
 def test_bad_input_is_named(tmp_path):
     heldout = _write_jsonl(tmp_path / "heldout.jsonl", range(3))  # 3 questions: no 3 distractors
     probe = _write_jsonl(tmp_path / "probe.jsonl", range(100, 101))
-    with pytest.raises(mc.MCSetError, match="question q0: only 2 other distinct English sentence"):
-        mc.build_mc_set(heldout, [probe], list(LANGS), tmp_path / "mc")
-    with pytest.raises(mc.MCSetError, match="needs en"):
-        mc.build_mc_set(heldout, [probe], ["zh", "ar"], tmp_path / "mc")
-    with pytest.raises(mc.MCSetError, match="Parrot's benchmarks have no language 'de'"):
-        mc.build_mc_set(heldout, [probe], ["en", "de"], tmp_path / "mc")
+    _refused("question q0: only 2 other distinct English sentence", heldout, [probe], LANGS, tmp_path / "mc")
+    _refused("needs en", heldout, [probe], ["zh", "ar"], tmp_path / "mc")
+    _refused("Parrot's benchmarks have no language 'de'", heldout, [probe], ["en", "de"], tmp_path / "mc")
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "x"}\n')
-    with pytest.raises(mc.MCSetError, match=r"--exclude .*broken\.jsonl: line 1"):
-        mc.build_mc_set(_write_jsonl(tmp_path / "h6.jsonl", range(6)), [broken], list(LANGS), tmp_path / "mc")
+    _refused(r"--exclude .*broken\.jsonl: line 1", _write_jsonl(tmp_path / "h6.jsonl", range(6)), [broken], LANGS,
+             tmp_path / "mc")

@@ -8,9 +8,10 @@ Needs both environments: the eval env's plast is found like tests/eval finds the
 (``$PLAST_ENVS_DIR``, default the checkout's ``.envs``)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,18 @@ TASKS = {"mmbench_ml_zh", "mmbench_ml_ru"}
 
 
 def _mc_set(assets, out: Path) -> str:
-    """The 4 parallel probe questions as a translation-choice set (4 options, 4 rotations) in en, zh, ru;
-    returns the md5 pins plast eval needs to serve it under the mmbench_ml task names."""
-    spec = importlib.util.spec_from_file_location("demo_mc_set", REPO / "scripts" / "demo_mc_set.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_mc_set(assets["probe"], [], ["en", "zh", "ru"], out)["parrot_md5_spec"]
+    """The 4 parallel probe questions as a translation-choice set (4 options, 4 rotations) in en, zh, ru,
+    built by the demo's script; returns the md5 pins plast eval needs to serve it under the mmbench_ml
+    task names."""
+    # The set is the probe questions on purpose (the runs only need something to score), so the
+    # script's required --exclude gets an empty file.
+    nothing = out.parent / "nothing_excluded.jsonl"
+    nothing.write_text("", encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "demo_mc_set.py"), "--heldout", str(assets["probe"]),
+                           "--exclude", str(nothing), "--languages", "en,zh,ru", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return (out / "parrot_md5.txt").read_text(encoding="utf-8").strip()
 
 
 def _options(mc: Path, pins: str) -> list[str]:

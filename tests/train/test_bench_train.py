@@ -15,6 +15,8 @@ from conftest import base_env
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "scripts" / "bench_train.py"
+sys.path.insert(0, str(REPO / "scripts"))  # the benchmark's model builder is a script module, not in the package
+from llava_cost_model import build_llava  # noqa: E402
 
 
 def _bench(*args, timeout=600):
@@ -60,8 +62,6 @@ def test_time_budget_records_what_was_not_run(tmp_path):
 
 
 def test_build_llava_on_device_in_dtype_restores_default_dtype():
-    from plast_plugin.llava.shapes import build_llava
-
     before = torch.get_default_dtype()
     model = build_llava("tiny", device="cpu", dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

@@ -1,6 +1,6 @@
 """PLAST's short backward (plast_plugin/llava/short_backward.py): same loss and same updated
 weights as LLaVA's own checkpointing path, frozen tensors untouched, and the counted-FLOP goals
-at the LLaVA-1.5-7B shape (meta device, scripts/bench_train.py's counting function)."""
+at the LLaVA-1.5-7B shape (meta device, the benchmark's cost model in scripts/llava_cost_model.py)."""
 from __future__ import annotations
 
 import json
@@ -15,14 +15,14 @@ import torch
 from conftest import base_env, check_only_layers_changed, llava_args, run_train
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))  # the benchmark's cost model is a script module, not in the package
+from llava_cost_model import (Setup, activation_profile, base_llava, build_llava, count_step_flops,  # noqa: E402
+                              embed, multimodal_inputs, prepare_for_training, training_step)
 
 
 # ----------------------------------------------------------------------------- in process
 def _tiny_step(setup, seed=0):
     """One forward + backward of the tiny LLaVA shape (32 layers, d 64) on CPU; (loss, grads)."""
-    from plast_plugin.llava.cost_model import base_llava, prepare_for_training, training_step
-    from plast_plugin.llava.shapes import build_llava, multimodal_inputs
-
     torch.manual_seed(seed)
     model = build_llava("tiny", device="cpu", dtype=torch.float32, attn_implementation="eager")
     model = prepare_for_training(model, setup)
@@ -34,8 +34,6 @@ def _tiny_step(setup, seed=0):
 
 @pytest.mark.parametrize("layers", [(0, 1, 2, 3, 4), (16, 17, 18, 19, 20), (29, 30, 31)])
 def test_short_backward_same_gradients_as_llava_path(layers):
-    from plast_plugin.llava.cost_model import Setup
-
     short_model, short_loss, short = _tiny_step(Setup("plast", layers, short_backward=True))
     _, long_loss, long = _tiny_step(Setup("plast", layers, short_backward=False))
     assert short_loss == pytest.approx(long_loss, rel=1e-6)
@@ -54,7 +52,6 @@ def test_reentrant_without_input_grads_would_zero_gradients():
     """Why the short path must be non-reentrant (transformers #21381): checkpointing reentrantly
     with the input-grad hook removed cuts the trained layers out of the graph."""
     from plast_plugin.core.freeze import freeze_for_plast
-    from plast_plugin.llava.shapes import build_llava, embed, multimodal_inputs
 
     model = build_llava("tiny", device="cpu", dtype=torch.float32)
     freeze_for_plast(model, [3, 4])
@@ -68,7 +65,6 @@ def test_shorten_backward_refuses_what_it_cannot_shorten():
     from types import SimpleNamespace
 
     from plast_plugin.core.freeze import freeze_for_plast
-    from plast_plugin.llava.shapes import build_llava
     from plast_plugin.llava.short_backward import shorten_backward
 
     def args(**kw):
@@ -95,8 +91,6 @@ def test_shorten_backward_refuses_what_it_cannot_shorten():
 def test_counted_flop_goals_at_llava7b_shape():
     """Checkpointing on, seq 2048: PLAST / full <= 0.75 (layers 0-4) and <= 0.55 (layers 16-20);
     LLaVA's own path (the old one) was 0.804 for both."""
-    from plast_plugin.llava.cost_model import Setup, count_step_flops
-
     full = count_step_flops("llava7b", Setup("full")).flops
     shallow = count_step_flops("llava7b", Setup("plast", tuple(range(0, 5))))
     deep = count_step_flops("llava7b", Setup("plast", tuple(range(16, 21))))
@@ -111,8 +105,6 @@ def test_counted_flop_goals_at_llava7b_shape():
 def test_activation_profile_at_llava7b_shape():
     """Saved activations (meta device): checkpointing keeps one hidden state per layer with a
     graph; without it PLAST's layers below the selection save nothing and frozen layers less."""
-    from plast_plugin.llava.cost_model import Setup, activation_profile
-
     full = activation_profile("llava7b", Setup("full"), 1, 2048)
     deep = activation_profile("llava7b", Setup("plast", tuple(range(16, 21))), 1, 2048)
     assert full.hidden_state == 2048 * 4096 * 2
@@ -136,8 +128,6 @@ def test_meta_construction_reads_no_weights_and_no_hub(monkeypatch):
     monkeypatch.setattr(transformers.CLIPImageProcessor, "from_pretrained", refuse)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
     monkeypatch.setattr(transformers.utils.hub, "cached_file", refuse)
-    from plast_plugin.llava.shapes import build_llava
-
     model = build_llava("llava7b", device="meta", dtype=torch.bfloat16)
     assert all(p.is_meta for p in model.parameters())
     assert type(model).__name__ == "LlavaLlamaForCausalLM"

@@ -1,0 +1,70 @@
+"""The text-only probe family and the pieces every image family shares.
+
+A family turns a padded batch into a call of the decoder stack and reports the counted
+positions. ``TextFamily`` is the base the image families extend; it lives apart from
+``probe_models`` (which picks a family, LLaVA-NeXT's included) so that ``probe_llava_next`` can
+extend it without importing the module that imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from plast_plugin.core.model_layout import DecoderLayout
+from plast_plugin.errors import PlastError
+from plast_plugin.models.probe_inputs import PaddedBatch
+
+
+class ProbeInputError(PlastError):
+    pass
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(p for p in model.parameters() if p.dtype.is_floating_point)
+    return param.device, param.dtype
+
+
+class TextFamily:
+    """Any decoder used text-only (LLaMA, Qwen2, Gemma3, and LLaVA models without images)."""
+
+    name = "text"
+    supports_images = False
+
+    def __init__(self, model: nn.Module, layout: DecoderLayout, image_processor=None):
+        self.model, self.layout = model, layout
+        self.device, self.dtype = _model_device_dtype(model)
+
+    def image_ids(self) -> list[int] | None:
+        return None
+
+    def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
+        set_mask(batch.count_mask)
+        self.layout.backbone(
+            input_ids=batch.input_ids.to(self.device),
+            attention_mask=batch.attention_mask.to(self.device),
+            position_ids=batch.position_ids.to(self.device),
+            use_cache=False,
+        )
+
+
+def hf_image_parts(model) -> tuple[int | None, nn.Module | None]:
+    """(image token id, multimodal body) of a transformers LLaVA port (llava-hf, LLaVA-NeXT). The
+    body is None before transformers 4.52, where images expand only inside forward()."""
+    config = model.config
+    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    body = getattr(model, "model", None)
+    return token, body if callable(getattr(body, "get_image_features", None)) else None
+
+
+def check_hf_image_probe(body, image_processor, what: str) -> None:
+    """Refuse probing a transformers LLaVA port with images where it cannot be done."""
+    if body is None:
+        raise ProbeInputError(
+            f"probing {what} with images needs transformers >= 4.52; use images='off' "
+            "or run `plast select` in the evaluation environment"
+        )
+    if image_processor is None:
+        raise ProbeInputError(f"pass the model's image processor to probe {what} with images")
