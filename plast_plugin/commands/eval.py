@@ -92,7 +92,7 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
         if item.strip():
             try:
                 code = parrot_language(item)
-            except ValueError as err:  # ParrotDataError: an unknown --languages entry
+            except PlastError as err:
                 raise PlastError(f"--languages: {err}") from None
             if code not in langs:
                 langs.append(code)

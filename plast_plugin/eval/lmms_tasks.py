@@ -18,9 +18,10 @@ import logging
 from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
-from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task
+from plast_plugin.eval.parrot_data import load_parrot_task
 from plast_plugin.eval.prompts import build_prompt, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
+from plast_plugin.errors import PlastError
 
 __all__ = [
     "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
@@ -84,7 +85,7 @@ def process_docs(dataset):
     try:
         protocol = resolve_protocol()
         data = load_parrot_task(source["benchmark"], source["language"])
-    except (ParrotDataError, ValueError) as exc:
+    except (PlastError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
         _loguru_error(f"{task}: {exc}")
         raise

@@ -24,10 +24,6 @@ LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
 
 
-class ProbeInputError(PlastError):
-    pass
-
-
 def expand2square(image, background: tuple[int, ...]):
     """LLaVA-1.5's padding to a square (``llava.mm_utils.expand2square``): the image centred on
     a canvas of the background colour, nothing cropped."""
@@ -52,7 +48,7 @@ def llava_pixel_values(images: list, image_processor, image_aspect_ratio: str | 
         return torch.stack([image_processor.preprocess(expand2square(img, background), return_tensors="pt")
                             ["pixel_values"][0] for img in images])
     if image_aspect_ratio not in (None, "", "square"):
-        raise ProbeInputError(
+        raise PlastError(
             f"image_aspect_ratio {image_aspect_ratio!r} (e.g. LLaVA-NeXT's anyres) is not supported by the "
             "probe; use images='off'")
     return image_processor.preprocess(images, return_tensors="pt")["pixel_values"]
@@ -130,7 +126,7 @@ class LlavaOfficialFamily(TextFamily):
         tower = model.get_vision_tower()
         self.image_processor = image_processor or getattr(tower, "image_processor", None)
         if self.image_processor is None:
-            raise ProbeInputError("the LLaVA model's vision tower has no image processor; pass one")
+            raise PlastError("the LLaVA model's vision tower has no image processor; pass one")
         aspect = getattr(model.config, "image_aspect_ratio", None)
         # LLaVA's own preprocessing (pad to square for LLaVA-1.5), once per image for all languages.
         self.pixels = PixelCache(lambda images: llava_pixel_values(images, self.image_processor, aspect))
@@ -142,7 +138,7 @@ class LlavaOfficialFamily(TextFamily):
         if all(image is None for image in batch.images):
             return super().run(batch, positions, set_mask)
         if any(image is None for image in batch.images):
-            raise ProbeInputError("a batch mixes questions with and without images")
+            raise PlastError("a batch mixes questions with and without images")
         pixels, sizes = self.pixels.get(batch.images)
         # The text positions to count ride through LLaVA's expansion as labels (1 = count,
         # 0 = do not); image features and padding come back as IGNORE_INDEX.
@@ -173,12 +169,12 @@ def hf_image_parts(model) -> tuple[int | None, nn.Module | None]:
 def check_hf_image_probe(body, image_processor, what: str) -> None:
     """Refuse probing a transformers LLaVA port with images where it cannot be done."""
     if body is None:
-        raise ProbeInputError(
+        raise PlastError(
             f"probing {what} with images needs transformers >= 4.52; use images='off' "
             "or run `plast select` in the evaluation environment"
         )
     if image_processor is None:
-        raise ProbeInputError(f"pass the model's image processor to probe {what} with images")
+        raise PlastError(f"pass the model's image processor to probe {what} with images")
 
 
 class LlavaHFFamily(TextFamily):

@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from plast_plugin.eval import judge as judge_module
-from plast_plugin.eval.judge import JudgeConfig, JudgeConfigError, judge_choice, redact_url
+from plast_plugin.eval.judge import JudgeConfig, judge_choice, redact_url
+from plast_plugin.errors import PlastError
 
 OPTIONS = {"A": "red", "B": "green", "C": "violet"}
 
@@ -46,7 +47,7 @@ def test_openai_api_key_is_never_sent(monkeypatch):
 
 @pytest.mark.parametrize("url", ["http://judge.example.com/v1", "http://10.0.0.5:8000/v1"])
 def test_key_over_plain_http_is_refused(url):
-    with pytest.raises(JudgeConfigError, match="clear text"):
+    with pytest.raises(PlastError, match="clear text"):
         JudgeConfig.from_env({"PLAST_JUDGE_URL": url, "PLAST_JUDGE_API_KEY": "k"})
 
 
@@ -59,7 +60,7 @@ def test_key_allowed_over_https_or_to_localhost(url):
 @pytest.mark.parametrize("name, value", [("PLAST_JUDGE_TIMEOUT", "abc"), ("PLAST_JUDGE_RETRIES", "1.5"),
                                          ("PLAST_JUDGE_TOTAL_TIMEOUT", "-3")])
 def test_bad_numbers_name_the_variable(name, value):
-    with pytest.raises(JudgeConfigError, match=name):
+    with pytest.raises(PlastError, match=name):
         JudgeConfig.from_env({"PLAST_JUDGE_URL": "http://127.0.0.1:1/v1", name: value})
 
 

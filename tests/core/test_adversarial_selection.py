@@ -14,7 +14,7 @@ from plast_plugin.cli import main
 from plast_plugin.errors import PlastError
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.selection import select_by_statistic, select_layers
-from plast_plugin.core.selection_file import SelectionFile, SelectionFileError
+from plast_plugin.core.selection_file import SelectionFile
 from plast_plugin.core.statistics import compute_statistics
 
 
@@ -94,7 +94,7 @@ def test_row8_hand_edited_selection_file_is_refused(tmp_path, edit, field):
             "model": {"architecture": "X", "num_layers": 4, "ffn_width": 128, "hidden_size": 64}, "rule": "1"}
     path = tmp_path / "plast_layers.json"
     path.write_text(json.dumps({**good, **edit}))
-    with pytest.raises(SelectionFileError, match=f"field '{field}'") as err:
+    with pytest.raises(PlastError, match=f"field '{field}'") as err:
         SelectionFile.load(path)
     assert str(path) in str(err.value)
 

@@ -21,7 +21,6 @@ import torch
 
 from plast_plugin.core import model_layout
 from plast_plugin.core.freeze import plast_parameter_names
-from plast_plugin.core.layer_spec import LayerSpecError
 from plast_plugin.core.model_layout import MODULE_CHOICES, find_decoder_layers
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.rule import SelectionRule
@@ -82,9 +81,9 @@ def test_the_rule_is_parsed_once_into_a_value(monkeypatch):
 
 def test_rule_range_needs_the_model():
     rule = SelectionRule.parse("msd-top:5")  # valid in shape
-    with pytest.raises(LayerSpecError, match="between 1 and 4"):
+    with pytest.raises(PlastError, match="between 1 and 4"):
         rule.check(4)
-    with pytest.raises(LayerSpecError, match="names layer 9"):
+    with pytest.raises(PlastError, match="names layer 9"):
         SelectionRule.parse("0-9").check(4)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from eval_testutil import REPO
-from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task, read_parrot_tsv
+from plast_plugin.eval.parrot_data import load_parrot_task, read_parrot_tsv
 from plast_plugin.eval.scoring import CIRCULAR_OFFSET
+from plast_plugin.errors import PlastError
 
 _spec = importlib.util.spec_from_file_location("demo_mc_set", REPO / "scripts" / "demo_mc_set.py")
 mc = importlib.util.module_from_spec(_spec)
@@ -115,7 +116,7 @@ def test_served_only_with_explicit_md5_pins(built, monkeypatch):
     assert json.loads((out / mc.MANIFEST).read_text(encoding="utf-8")) == manifest
     monkeypatch.setenv("PLAST_PARROT_DIR", str(out))
     monkeypatch.delenv("PLAST_PARROT_MD5", raising=False)
-    with pytest.raises(ParrotDataError, match="differs from the published"):
+    with pytest.raises(PlastError, match="differs from the published"):
         load_parrot_task("mmbench_ml", "zh")
     pins = (out / mc.PIN_FILE).read_text().strip()
     assert pins == manifest["parrot_md5_spec"]

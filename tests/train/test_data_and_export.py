@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from plast_plugin.errors import PlastError
 
 
 
@@ -129,7 +130,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from plast_plugin.checkpoints.export import ExportError, export_delta, merge_delta
+    from plast_plugin.checkpoints.export import export_delta, merge_delta
 
     base = tmp_path / "sharded"
     base.mkdir()
@@ -152,7 +153,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     save_file({"model.layers.2.mlp.up_proj.weight": torch.zeros(3, 3)}, str(small / "model.safetensors"))
-    with pytest.raises(ExportError, match="another model"):
+    with pytest.raises(PlastError, match="another model"):
         merge_delta(small, delta, tmp_path / "bad")
 
 
