@@ -102,7 +102,7 @@ def test_back_reference_chain(tmp_path):
     ("E", "answer 'E' is not one option letter"),  # no E column
 ])
 def test_answer_must_be_exactly_one_option_letter(tmp_path, answer, what):
-    """Issue 10 row 10: these were accepted by a substring test on "ABCD"."""
+    """A substring test on "ABCD" would accept each of these."""
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, _png_b64()), _row(5, _png_b64(), answer=answer)])
     with pytest.raises(PlastError, match=rf"bad\.tsv: row 2 \(index 5\): {what}; the answer cell must hold "
                                               r"exactly one of the option letters A, B, C, D"):

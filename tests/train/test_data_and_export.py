@@ -143,7 +143,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
         save_file({n: tensors[n] for n in part}, str(base / fname), metadata={"format": "pt"})
         weight_map.update({n: fname for n in part})
     (base / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    # The whole record (layers 1-2): a subset would drop trained tensors and is refused (issue 10).
+    # The whole record (layers 1-2): a subset would drop trained tensors and is refused.
     delta = export_delta(spec_run["out"], tmp_path / "delta")
     merged = merge_delta(base, delta, tmp_path / "merged")
     got, want = _all_tensors(merged), load_file(str(spec_run["out"] / "model.safetensors"))

@@ -83,10 +83,10 @@ def test_conflicts_refused_at_parse_time(args_cls, tmp_path, extra, message):
 
 
 @pytest.mark.parametrize("extra, message, fix", [
-    # 3f87b2b probed the model and then trained 0-4, ignoring the probe.
+    # Would probe the model and then train 0-4, ignoring the probe.
     ({"plast_layers": "auto", "plast_probe_data": "q.jsonl", "plast_rule": "0-4"},
      "--plast_layers auto with --plast_rule 0-4", "use --plast_layers 0-4 and drop --plast_rule"),
-    # 3f87b2b trained 1,2 and ignored the rule without a word.
+    # Would train 1,2 and ignore the rule without a word.
     ({"plast_layers": "1,2", "plast_rule": "msd-top:2"}, "--plast_rule msd-top:2 with --plast_layers 1,2",
      "Drop --plast_rule"),
 ])

@@ -1,4 +1,4 @@
-"""Issue 10 (adversarial pass), the LLM judge's security points, against fake servers on
+"""The LLM judge's security points, against fake servers on
 127.0.0.1: no OPENAI_API_KEY fallback, no key over plain http except localhost, no redirect
 followed with credentials, redacted URLs, retries with backoff and a time bound, failures
 counted and logged. (The judge is plain stdlib; these run in both environments.)"""
@@ -42,7 +42,7 @@ def fresh_state(monkeypatch):
 
 def test_openai_api_key_is_never_sent(monkeypatch):
     config = JudgeConfig.from_env({"PLAST_JUDGE_URL": "http://127.0.0.1:1/v1", "OPENAI_API_KEY": "sk-other"})
-    assert config.api_key == ""  # 3f87b2b fell back to OPENAI_API_KEY
+    assert config.api_key == ""  # an OpenAI key must not reach a judge the user did not name
 
 
 @pytest.mark.parametrize("url", ["http://judge.example.com/v1", "http://10.0.0.5:8000/v1"])
@@ -102,7 +102,7 @@ def test_redirect_with_credentials_is_not_followed(fresh_state, caplog):
         config = JudgeConfig(url=url + "/v1", api_key="secret", timeout=5)
         with caplog.at_level(logging.WARNING):
             assert judge_choice("q", OPTIONS, "purple-ish", config) is None
-        assert seen == []  # 3f87b2b: the other host got "Bearer secret"
+        assert seen == []  # the other host never gets "Bearer secret"
         assert "not followed" in caplog.text and judge_module.failure_count() == 1
     finally:
         target.shutdown()
