@@ -90,7 +90,7 @@ def _layers_path(names, explicit: str | None) -> str:
     path = layers_path_of_names(names)
     if path is None:
         raise PlastError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
-                          f"pass layers_path")
+                         f"pass layers_path")
     return path
 
 
@@ -177,7 +177,7 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
             weights.release(file)
     if path_used is None:
         raise PlastError(f"{checkpoint}: cannot find the decoder layers among the tensor names "
-                          f"(tried {known_layer_paths()})")
+                         f"(tried {known_layer_paths()})")
     if not delta:
         raise PlastError(f"{checkpoint}: no tensor of layers {parsed} ({modules}) found")
     found = {layer_index(path_used, n) for n in delta}
@@ -197,7 +197,7 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
         missing = sorted(set(delta) - set(fingerprint))
         if missing:
             raise PlastError(f"{record_path}: its base fingerprint lacks trained tensor(s) {missing[:3]}; the record "
-                              f"does not belong to this checkpoint")
+                             f"does not belong to this checkpoint")
         manifest["base_fingerprint"] = {"method": record["base_fingerprint"].get("method"),
                                         "tensors": {n: fingerprint[n] for n in sorted(delta)}}
     with staged_directory(out) as stage:
@@ -221,7 +221,7 @@ def load_delta(delta_dir) -> tuple[dict, dict]:
     if not isinstance(listed, dict) or not listed or not all(
             isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in listed.values()):
         raise PlastError(f"{manifest_path}: 'tensors' must map each tensor name to its dtype, shape and sha256; "
-                          f"export the delta again")
+                         f"export the delta again")
     if not isinstance(manifest.get("layers"), list):
         raise PlastError(f"{manifest_path}: 'layers' must be a list of layer indices; export the delta again")
     if not (delta_dir / DELTA_WEIGHTS).is_file():

@@ -160,7 +160,7 @@ def _read_tsv(spec: str) -> list[Row]:
             source = table.image_row(pos)
         except ImageReferenceError as err:
             raise PlastError(f"{where}: image refers to row index {err.reference!r}, which has no image "
-                                    f"({err.problem}); fix the image cell") from None
+                             f"({err.problem}); fix the image cell") from None
         image = None if source is None else table.rows[source]["image"]
         _check_unicode(row["question"], f"{where}: question")
         rows.append((row["index"], lang_text, row["question"], image, where))

@@ -33,7 +33,7 @@ def _local_folder(source: str) -> Path:
         return Path(snapshot_download(source))
     except Exception as exc:  # offline without a cached copy, unknown id, gated ...
         raise PlastError(f"--baseline {source}: could not get it from the Hugging Face hub ({exc}); "
-                            "download the official checkpoint and pass its folder") from None
+                         "download the official checkpoint and pass its folder") from None
 
 
 def _model_type(folder: Path) -> str | None:
@@ -70,7 +70,7 @@ def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bo
         return folder
     if not (model_type or "").startswith("llava"):
         raise PlastError(f"--baseline {source}: model_type {model_type!r} is not an official LLaVA checkpoint "
-                            "(llava_llama)")
+                         "(llava_llama)")
     if model and Path(model).is_dir() and _converted_from(Path(model)) is None:
         print(f"plast eval: warning: {model} has no {CONVERSION_RECORD}: it was not converted by `plast export "
               "--to-hf`, so the baseline and the model went through different conversions", file=sys.stderr)
@@ -80,7 +80,7 @@ def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bo
             print(f"baseline: reusing the conversion of {folder} in {out_dir}")
             return out_dir
         raise PlastError(f"{out_dir} exists and is not the conversion of {folder}; remove it or choose "
-                            "another --output")
+                         "another --output")
     print(f"baseline: converting {folder} with plast export --to-hf into {out_dir}", flush=True)
     if dry_run:
         return out_dir

@@ -89,7 +89,7 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
     missing = [i for i, r in rows.items() if key not in r]
     if missing:
         raise PlastError(f"{where}: index {missing[0]} has no '{key}' verdict; this log predates the "
-                           f"exact matcher, compare with --scorer extractor")
+                         f"exact matcher, compare with --scorer extractor")
     if metric == "circular_acc":
         groups: dict[int, bool] = {}
         for index, record in rows.items():
@@ -137,7 +137,7 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
     common = sorted(set(run_a.records) & set(run_b.records))
     if not common:
         raise PlastError(f"{run_a.folder} and {run_b.folder} have no task in common "
-                           f"(A: {', '.join(sorted(run_a.records))}; B: {', '.join(sorted(run_b.records))})")
+                         f"(A: {', '.join(sorted(run_a.records))}; B: {', '.join(sorted(run_b.records))})")
     warnings = []
     for name, run, other in (("A", run_a, run_b), ("B", run_b, run_a)):
         only = sorted(set(run.records) - set(other.records))
@@ -161,7 +161,7 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         md5_b = {str(r.get("source_md5")) for r in rows_b.values() if r.get("source_md5")}
         if md5_a and md5_b and md5_a != md5_b:
             raise PlastError(f"{task}: the runs read different data files (md5 {', '.join(sorted(md5_a))} in A, "
-                               f"{', '.join(sorted(md5_b))} in B); paired statistics need the same questions")
+                             f"{', '.join(sorted(md5_b))} in B); paired statistics need the same questions")
         # True / False: the published file (VLMEvalKit's md5) or not; None: the logs recorded no md5
         published = (md5_a | md5_b == {PUBLISHED_MD5.get(task)}) if md5_a | md5_b else None
         if published is False:

@@ -84,7 +84,7 @@ def _number(env: Mapping[str, str], name: str, default: float, kind=float, minim
         value = None
     if value is None or value < minimum or value != value:
         raise PlastError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number >= {minimum:g}; "
-                               f"unset it for the default {default}")
+                         f"unset it for the default {default}")
     return value
 
 
@@ -101,7 +101,7 @@ class JudgeConfig:
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise PlastError(f"PLAST_JUDGE_URL {redact_url(self.url)!r}: use http(s)://host[:port]/path, "
-                                   f"e.g. http://127.0.0.1:8000/v1")
+                             f"e.g. http://127.0.0.1:8000/v1")
         if self.api_key and parts.scheme == "http" and not _is_local(parts.hostname):
             raise PlastError(
                 f"PLAST_JUDGE_API_KEY would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "

@@ -29,7 +29,7 @@ def _not_found(name: str, revision: str | None, err: Exception) -> PlastError:
         how = ("check the spelling, pass a local folder, or log in (`huggingface-cli login`) for a "
                "gated or private model")
     return PlastError(f"model {name!r}{at}: not a local folder and not found on the hub: {how} "
-                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+                      f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
 
 
 def _cache_dir() -> str:
@@ -49,7 +49,7 @@ def read_config(name_or_path: str, revision: str | None = None) -> dict:
         config = local / "config.json"
         if not config.is_file():
             raise PlastError(f"{name_or_path}: the folder has no config.json; pass a model folder "
-                                     "(the one holding config.json and the weights)")
+                             "(the one holding config.json and the weights)")
         from plast_plugin.json_files import read_json_object
 
         return read_json_object(config, "model config")

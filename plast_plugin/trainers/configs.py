@@ -79,7 +79,7 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
     classes = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
     if kind in classes and not hasattr(transformers, classes[kind]):
         raise PlastError(f"{name_or_path}: transformers {transformers.__version__} has no {classes[kind]}; "
-                                f"export the config in the environment you train in")
+                         f"export the config in the environment you train in")
     config = AutoConfig.from_pretrained(str(local_dir(name_or_path, revision)))
     with torch.device("meta"):
         if kind in classes:
