@@ -88,6 +88,9 @@ def local_dir(name_or_path: str, revision: str | None = None) -> Path:
 # transformers' own LLaVA ports; every other ``llava*`` model_type (llava_llama, llava_mistral,
 # llava_qwen, ...) is the official LLaVA / LLaVA-NeXT code's format, which needs the `llava` package.
 HF_LLAVA_MODEL_TYPES = {"llava": "llava-hf", "llava_next": "llava-next-hf"}
+# The transformers class that builds each kind of checkpoint but the official LLaVA's.
+HF_MODEL_CLASSES = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration",
+                    "causal-lm": "AutoModelForCausalLM"}
 
 
 def checkpoint_kind(config: dict) -> str:

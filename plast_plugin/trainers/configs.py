@@ -67,7 +67,7 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
     import transformers
     from transformers import AutoConfig
 
-    from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
+    from plast_plugin.models.model_source import HF_MODEL_CLASSES, checkpoint_kind, local_dir, read_config
 
     kind = checkpoint_kind(read_config(name_or_path, revision))
     if kind == "official-llava":
@@ -76,16 +76,15 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
             f"LLaMA-Factory load transformers' ports; convert it first (`plast export {name_or_path} --to-hf "
             f"--out DIR`) and export the config for DIR"
         )
-    classes = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
-    if kind in classes and not hasattr(transformers, classes[kind]):
-        raise PlastError(f"{name_or_path}: transformers {transformers.__version__} has no {classes[kind]}; "
+    if not hasattr(transformers, HF_MODEL_CLASSES[kind]):
+        raise PlastError(f"{name_or_path}: transformers {transformers.__version__} has no {HF_MODEL_CLASSES[kind]}; "
                          f"export the config in the environment you train in")
     config = AutoConfig.from_pretrained(str(local_dir(name_or_path, revision)))
     with torch.device("meta"):
-        if kind in classes:
-            model = getattr(transformers, classes[kind])(config)
-        else:
+        if kind == "causal-lm":
             model = transformers.AutoModelForCausalLM.from_config(config)
+        else:
+            model = getattr(transformers, HF_MODEL_CLASSES[kind])(config)
     layout = find_decoder_layers(model)
     return TargetModel(name_or_path, kind, model, layout, transformers.__version__,
                        model_architecture(model))
