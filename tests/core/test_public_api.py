@@ -27,3 +27,16 @@ def test_importing_the_package_loads_no_torch():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'select'"):
         plast_plugin.select  # noqa: B018
+
+
+def test_select_in_python_as_the_readme_shows(tiny_llama_dir, questions_jsonl, tmp_path):
+    from plast_plugin import (SelectionFile, SelectionOptions, load_for_probe, load_parallel_questions,
+                              load_selected_layers, run_selection, write_selection)
+
+    model, tokenizer, image_processor = load_for_probe(str(tiny_llama_dir), "cpu", "fp32")
+    questions = load_parallel_questions(questions_jsonl, ["zh"])
+    selection = run_selection(model, tokenizer, questions, SelectionOptions(rule="msd-top:2", contiguous_shallow=False),
+                              image_processor=image_processor, progress=False)
+    path = write_selection(selection, tmp_path / "select", plot=False)
+    assert SelectionFile.load(path).selected_layers == selection.selected_layers
+    assert load_selected_layers(path, model) == selection.selected_layers and len(selection.selected_layers) == 2
