@@ -19,8 +19,6 @@ from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.errors import PlastError
 from plast_plugin.models.model_source import checkpoint_kind, local_dir
 
-__all__ = ["convert_to_hf", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
-
 IMAGE_TOKEN = "<image>"
 _SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
            "The assistant gives helpful, detailed, and polite answers to the user's questions.")

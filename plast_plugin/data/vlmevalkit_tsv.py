@@ -25,9 +25,6 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 
-__all__ = ["IMAGE_REFERENCE_MAX_CHARS", "ImageReferenceError", "VlmevalkitTsv", "is_image_reference",
-           "read_vlmevalkit_tsv"]
-
 # VLMEvalKit's rule: an image cell this short is the index of the row whose image it reuses.
 IMAGE_REFERENCE_MAX_CHARS = 64
 

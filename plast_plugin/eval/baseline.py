@@ -16,8 +16,6 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 
-__all__ = ["prepare_baseline", "CONVERSION_RECORD"]
-
 CONVERSION_RECORD = "plast_conversion.json"  # written by hf_convert.convert_to_hf
 
 

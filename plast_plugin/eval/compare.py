@@ -30,9 +30,6 @@ from plast_plugin.eval.parrot_data import PUBLISHED_MD5
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-__all__ = ["RunSamples", "read_run", "task_outcomes", "compare_runs", "format_table",
-           "plot_comparison", "SCORERS"]
-
 SCORERS = {"extractor": "correct", "exact": "correct_exact"}
 _SAMPLES_FILE = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
 

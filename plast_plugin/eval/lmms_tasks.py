@@ -23,12 +23,6 @@ from plast_plugin.eval.prompts import build_prompt, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
 from plast_plugin.errors import PlastError
 
-__all__ = [
-    "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
-    "aggregate_acc", "aggregate_circular_acc", "aggregate_acc_exact", "aggregate_circular_acc_exact",
-    "docs_to_dataset",
-]
-
 log = logging.getLogger(__name__)
 # What process_docs read for each task (file, md5, counts, warnings), reported with the scores.
 # Aggregation runs in the process (rank 0) that also ran process_docs.

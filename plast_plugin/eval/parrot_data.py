@@ -42,25 +42,6 @@ from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.data.languages import PARROT_LANGUAGES, language_row, normalize_language
 from plast_plugin.data.vlmevalkit_tsv import ImageReferenceError, read_vlmevalkit_tsv
 
-__all__ = [
-    "BENCHMARKS",
-    "PARROT_LANGUAGES",
-    "PARROT_REPO",
-    "PARROT_DIR_ENV",
-    "parrot_filename",
-    "resolve_parrot_file",
-    "read_parrot_tsv",
-    "load_parrot_docs",
-    "load_parrot_task",
-    "ParrotTask",
-    "parrot_language",
-    "PUBLISHED_MD5",
-    "PARROT_REVISION",
-    "DataIdentity",
-    "check_identity",
-    "file_md5",
-]
-
 log = logging.getLogger(__name__)
 
 PARROT_REPO = "AIDC-AI/Parrot-dataset"
