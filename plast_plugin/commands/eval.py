@@ -79,8 +79,8 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def task_list(benchmarks: str, languages: str) -> list[str]:
-    """Group names where all six languages are asked for, else the single tasks."""
+def _benchmarks_and_languages(benchmarks: str, languages: str) -> tuple[list[str], list[str]]:
+    """The --benchmarks and --languages lists, checked; language codes normalised, order kept."""
     from plast_plugin.eval.parrot_data import parrot_language
 
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
@@ -98,6 +98,12 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
                 langs.append(code)
     if not langs:
         raise PlastError("no languages given")
+    return benches, langs
+
+
+def task_list(benchmarks: str, languages: str) -> list[str]:
+    """Group names where all six languages are asked for, else the single tasks."""
+    benches, langs = _benchmarks_and_languages(benchmarks, languages)
     if set(langs) == set(PARROT_LANGUAGES):
         return benches
     return [f"{b}_{lang}" for b in benches for lang in langs]
@@ -176,13 +182,14 @@ def _task_env(args) -> dict:
 def _check_data(args, env: dict) -> None:
     """Refuse unpinned data before lmms-eval starts (it would retry each task five times and
     then report only the exception's type)."""
-    from plast_plugin.eval.parrot_data import check_identity, parrot_language, resolve_parrot_file
+    from plast_plugin.eval.parrot_data import check_identity, resolve_parrot_file
 
+    benches, langs = _benchmarks_and_languages(args.benchmarks, args.languages)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        for bench in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
-            for lang in dict.fromkeys(parrot_language(x) for x in args.languages.split(",") if x.strip()):
+        for bench in benches:
+            for lang in langs:
                 check_identity(resolve_parrot_file(bench, lang), bench, lang)
     finally:
         os.environ.clear()

@@ -19,31 +19,6 @@ from plast_plugin.errors import PlastError
 CONVERSION_RECORD = "plast_conversion.json"  # written by hf_convert.convert_to_hf
 
 
-def _local_folder(source: str) -> Path:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or source.count("/") != 1:
-        raise PlastError(f"--baseline {source}: not a checkpoint folder nor a hub id (org/name)")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(source))
-    except Exception as exc:  # offline without a cached copy, unknown id, gated ...
-        raise PlastError(f"--baseline {source}: could not get it from the Hugging Face hub ({exc}); "
-                         "download the official checkpoint and pass its folder") from None
-
-
-def _model_type(folder: Path) -> str | None:
-    config = folder / "config.json"
-    if not config.is_file():
-        raise PlastError(f"--baseline {folder}: no config.json; give an official LLaVA checkpoint folder")
-    try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except json.JSONDecodeError as exc:
-        raise PlastError(f"{config}: not valid JSON ({exc})") from None
-
-
 def _converted_from(folder: Path) -> str | None:
     record = folder / CONVERSION_RECORD
     if not record.is_file():
@@ -55,9 +30,11 @@ def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bo
     """The llava-hf folder to evaluate as the baseline: `source` converted into `out_dir`
     (reused when `out_dir` already holds the conversion of the same checkpoint), or `source`
     itself when it is already a conversion made by ``plast export --to-hf``."""
+    from plast_plugin.models.model_source import local_dir, read_config
+
     out_dir = Path(out_dir)
-    folder = _local_folder(source)
-    model_type = _model_type(folder)
+    folder = local_dir(source)  # a folder, or a hub id's snapshot (one clear error when neither)
+    model_type = read_config(str(folder)).get("model_type")
     if model_type == "llava":
         if _converted_from(folder) is None:
             raise PlastError(

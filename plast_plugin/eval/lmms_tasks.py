@@ -66,10 +66,6 @@ def _loguru(level: str, message: str) -> None:
         getattr(log, level)(message)
 
 
-def _loguru_error(message: str) -> None:
-    _loguru("error", message)
-
-
 def process_docs(dataset):
     """Replace the one-line source dataset by the benchmark's rows."""
     if len(dataset) != 1 or "benchmark" not in dataset.column_names:
@@ -81,7 +77,7 @@ def process_docs(dataset):
         data = load_parrot_task(source["benchmark"], source["language"])
     except (PlastError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
-        _loguru_error(f"{task}: {exc}")
+        _loguru("error", f"{task}: {exc}")
         raise
     for warning in data.warnings:
         _loguru("warning", f"{task}: {warning}")
