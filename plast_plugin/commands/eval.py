@@ -1,19 +1,12 @@
 """`plast eval`: run Parrot's MMMB / multilingual MMBench through lmms-eval and check the result.
 
 lmms-eval 0.7.3 finds external tasks only through ``--include_path`` (its ``LMMS_EVAL_PLUGINS``
-task route appends the path after the task index is built, so it never takes effect), and its
-CLI exits 0 even when an evaluation failed. This command adds the plugin's ``eval_tasks/``
-folder, sets ``PLAST_PARROT_DIR`` when ``--parrot-dir`` is given, runs ``python -m lmms_eval``
-in the current interpreter (the eval env), and then reads the results file: it prints the
-scores and returns 1 when lmms-eval produced none.
-
-Settings reach the tasks as environment variables (a task YAML cannot take run-time options):
-``--protocol`` -> ``PLAST_EVAL_PROTOCOL``, ``--parrot-dir`` -> ``PLAST_PARROT_DIR``,
-``--parrot-md5`` -> ``PLAST_PARROT_MD5``, ``--parrot-revision`` -> ``PLAST_PARROT_REVISION``.
-
-``--baseline CKPT`` makes the comparison like-for-like: the official LLaVA checkpoint is
-converted by the same converter (``plast export --to-hf``) as the tuned model, both are
-evaluated by the same tasks under the same protocol, and ``plast compare`` runs on the two.
+route appends the path after the task index is built), and its CLI exits 0 even when an
+evaluation failed. So this command passes the plugin's task folder, runs ``python -m lmms_eval``
+in this interpreter (the eval env), then reads the results file: no scores, exit 1. Settings reach
+the tasks as ``PLAST_*`` environment variables (a task YAML cannot take run-time options).
+``--baseline CKPT`` converts the official checkpoint with the same converter as the tuned model,
+evaluates both alike, and runs ``plast compare`` on the two.
 """
 
 from __future__ import annotations
