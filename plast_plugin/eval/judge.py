@@ -14,7 +14,7 @@ variables so that they reach the lmms-eval tasks unchanged:
 - ``PLAST_JUDGE_TIMEOUT``: seconds per request (default 60).
 - ``PLAST_JUDGE_RETRIES``: retries of a failed request, with exponential backoff (default 2).
 - ``PLAST_JUDGE_TOTAL_TIMEOUT``: seconds all judge requests of one process may take together
-  (default 1800); past it, answers are no longer sent to the judge.
+  (default 1800); past it, the remaining answers are not sent to the judge.
 - ``PLAST_JUDGE_FAILURE_LOG``: a JSONL file to which every judge failure is appended
   (``plast eval`` sets it to ``<output>/plast_judge_failures.jsonl`` and reports the count).
 
