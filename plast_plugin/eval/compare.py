@@ -211,15 +211,11 @@ def format_table(result: dict) -> str:
     lines = [f"A = {result['run_a']}", f"B = {result['run_b']}",
              f"scorer: {result['scorer']}; paired bootstrap ({result['resamples']} resamples, seed "
              f"{result['seed']}); exact McNemar test", head, "-" * len(head)]
-    for r in sorted(result["rows"], key=lambda r: (r["benchmark"], r["metric"], _lang_key(r["language"]))):
-        lines.append(f"{r['task']:18s} {r['metric']:13s} {r['n']:5d} {100 * r['acc_a']:7.2f} {100 * r['acc_b']:7.2f} "
-                     f"{100 * r['delta']:+7.2f} [{100 * r['ci95'][0]:+6.2f}, {100 * r['ci95'][1]:+6.2f}] "
-                     f"{r['mcnemar_p']:10.3g}")
-    for m in result["means"]:
-        name = f"{m['benchmark']} mean"
-        lines.append(f"{name:18s} {m['metric']:13s} {m['n']:5d} {100 * m['acc_a']:7.2f} {100 * m['acc_b']:7.2f} "
-                     f"{100 * m['delta']:+7.2f} [{100 * m['ci95'][0]:+6.2f}, {100 * m['ci95'][1]:+6.2f}] "
-                     f"{m['mcnemar_p_pooled']:10.3g}")
+    rows = sorted(result["rows"], key=lambda r: (r["benchmark"], r["metric"], _lang_key(r["language"])))
+    for name, r, p in ([(r["task"], r, r["mcnemar_p"]) for r in rows]
+                       + [(f"{m['benchmark']} mean", m, m["mcnemar_p_pooled"]) for m in result["means"]]):
+        lines.append(f"{name:18s} {r['metric']:13s} {r['n']:5d} {100 * r['acc_a']:7.2f} {100 * r['acc_b']:7.2f} "
+                     f"{100 * r['delta']:+7.2f} [{100 * r['ci95'][0]:+6.2f}, {100 * r['ci95'][1]:+6.2f}] {p:10.3g}")
     for w in result["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
