@@ -26,28 +26,6 @@ def _umask() -> int:
     return current
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` all at once: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """UTF-8 text; encoding errors (e.g. a lone surrogate) happen before the target is touched."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
-
-
 @contextlib.contextmanager
 def atomic_output_file(path: str | os.PathLike):
     """Yield a temporary path beside ``path`` for a writer that wants a file name (e.g. savefig);
@@ -63,6 +41,15 @@ def atomic_output_file(path: str | os.PathLike):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """UTF-8 text, all at once: readers see the old file or the new one. Encoding errors (e.g. a
+    lone surrogate) happen before the target is touched."""
+    data = text.encode("utf-8")
+    with atomic_output_file(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def check_new_directory(out: str | os.PathLike, what: str = "--out") -> Path:

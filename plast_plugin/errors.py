@@ -7,7 +7,5 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 
-class PlastError(ValueError):
-    """Bad input or a refused request; the message names the input and the fix.
-
-    A ValueError, so callers that caught the older per-module errors (all ValueErrors) still do."""
+class PlastError(Exception):
+    """Bad input or a refused request; the message names the input and the fix."""

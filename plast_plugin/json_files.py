@@ -34,9 +34,9 @@ def read_json_object(path: str | os.PathLike, what: str = "file", fix: str = "")
     return value
 
 
-def iter_json_lines(path: str | os.PathLike, error: type[PlastError] = PlastError):
+def iter_json_lines(path: str | os.PathLike):
     """(``"file:line"``, parsed value) for each non-blank line of a JSON-lines file; a line that is
-    not UTF-8 or not JSON raises ``error`` naming the file and line (the caller checks the value)."""
+    not UTF-8 or not JSON raises a PlastError naming the file and line (the caller checks the value)."""
     path = Path(path)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -44,10 +44,10 @@ def iter_json_lines(path: str | os.PathLike, error: type[PlastError] = PlastErro
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise error(f"{where}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+                raise PlastError(f"{where}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as err:
-                raise error(f"{where}: not valid JSON ({err.msg})") from None
+                raise PlastError(f"{where}: not valid JSON ({err.msg})") from None

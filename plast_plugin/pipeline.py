@@ -16,7 +16,7 @@ from plast_plugin.core.options import SelectionOptions
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.core.probe import ProbeCounts, run_probe
 from plast_plugin.models.probe_inputs import encode_prompt, make_batches, pad_batch, split_pivot
-from plast_plugin.models.probe_models import ProbeInputError, family_for
+from plast_plugin.models.probe_models import family_for
 from plast_plugin.core.selection import select_layers
 from plast_plugin.core.selection_file import PLOT_FILENAME, SELECTION_FILENAME, ModelIdentity, SelectionFile
 from plast_plugin.core.statistics import compute_statistics, pivot_halves
@@ -28,12 +28,12 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
         return False
     if options.images == "on" or options.positions == "image":
         if not complete:
-            raise ProbeInputError(
+            raise PlastError(
                 f"images are required (images={options.images!r}, positions={options.positions!r}) but only "
                 f"{len(questions.images)} of {len(questions.ids)} questions have one"
             )
         if not family.supports_images:
-            raise ProbeInputError(f"this model ({family.name}) has no vision tower; use images='off'")
+            raise PlastError(f"this model ({family.name}) has no vision tower; use images='off'")
         return True
     return complete and family.supports_images
 
@@ -70,7 +70,7 @@ def _question_token_budget(model, tokenizer, options: SelectionOptions, image_id
         around += int(getattr(tower, "num_patches", 0) or 0) - 1
     budget = limit - around
     if budget < 1:
-        raise ProbeInputError(
+        raise PlastError(
             f"the prompt around the question ({around} positions with options prompt={options.prompt!r}) "
             f"already fills the model's {limit} positions; use prompt='plain' or images='off'"
         )

@@ -46,7 +46,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from plast_plugin.errors import PlastError  # noqa: E402
-from plast_plugin.eval.parrot_data import ParrotDataError, parrot_filename, parrot_language  # noqa: E402
+from plast_plugin.eval.parrot_data import parrot_filename, parrot_language  # noqa: E402
 from plast_plugin.eval.scoring import CIRCULAR_OFFSET  # noqa: E402
 from plast_plugin.data.parallel_data import load_parallel_questions  # noqa: E402
 
@@ -164,7 +164,7 @@ def build_mc_set(heldout_path, exclude: list, languages: list[str], out_dir, see
     """Write the TSVs (Parrot's names, under `out_dir`) and `out_dir/mc_set.json`; return the manifest."""
     try:
         languages = list(dict.fromkeys(parrot_language(lang) for lang in languages))
-    except ParrotDataError as exc:
+    except PlastError as exc:
         raise MCSetError(f"--languages: {exc}") from None
     if "en" not in languages or len(languages) < 2:
         raise MCSetError(f"--languages {','.join(languages)}: needs en (the options' language) and at least one other")
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
     try:
         manifest = build_mc_set(args.heldout, args.exclude, languages, args.out, max_questions=args.max_questions)
-    except (MCSetError, ValueError) as exc:
+    except (PlastError, ValueError) as exc:
         print(f"demo_mc_set: error: {exc}", file=sys.stderr)
         return 1
     print(f"   {manifest['label']}: {manifest['questions_per_language']} held-out questions x {ROTATIONS} rotations "

@@ -29,13 +29,9 @@ DELTA_MANIFEST = "plast_delta.json"
 DELTA_FORMAT = "plast-delta/1"
 
 
-class ExportError(PlastError):
-    pass
-
-
 # ----------------------------------------------------------------------------- files
 def _weights(directory: Path) -> CheckpointWeights:
-    return CheckpointWeights(directory, ExportError)
+    return CheckpointWeights(directory)
 
 
 def _save(tensors: dict, path: Path, metadata: dict | None) -> None:
@@ -71,9 +67,9 @@ def _training_record(checkpoint: Path) -> tuple[dict, Path | None]:
             layers, modules = raw.get("layers"), raw.get("modules")
             if (not isinstance(layers, list) or not layers
                     or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)):
-                raise ExportError(f"training record {record}: 'layers' must be a non-empty list of layer indices")
+                raise PlastError(f"training record {record}: 'layers' must be a non-empty list of layer indices")
             if modules not in MODULE_CHOICES:
-                raise ExportError(f"training record {record}: 'modules' must be one of {', '.join(MODULE_CHOICES)}")
+                raise PlastError(f"training record {record}: 'modules' must be one of {', '.join(MODULE_CHOICES)}")
             return raw, record
     return {}, None
 
@@ -93,8 +89,8 @@ def _layers_path(names, explicit: str | None) -> str:
         return explicit
     path = layers_path_of_names(names)
     if path is None:
-        raise ExportError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
-                          f"pass layers_path")
+        raise PlastError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
+                         f"pass layers_path")
     return path
 
 
@@ -102,7 +98,7 @@ def delta_tensor_names(names, layers, modules: str = "layer", layers_path: str |
     try:
         check_modules(modules)
     except PlastError:
-        raise ExportError(f"modules={modules!r}: use one of {', '.join(MODULE_CHOICES)}") from None
+        raise PlastError(f"modules={modules!r}: use one of {', '.join(MODULE_CHOICES)}") from None
     path = _layers_path(names, layers_path)
     prefixes = tuple(layer_prefix(path, i, modules) for i in layers)
     return sorted(n for n in names if n.startswith(prefixes))
@@ -141,12 +137,12 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
     weights = _weights(checkpoint)
     record, record_path = _training_record(checkpoint)
     if record_path is None and (layers is None or modules is None):
-        raise ExportError(
+        raise PlastError(
             f"{checkpoint}: no {TRAINING_RECORD} here or in its parent, so what was trained is unknown; "
             f"pass both --layers and --modules (export never guesses)"
         )
     if modules is not None and modules not in MODULE_CHOICES:
-        raise ExportError(f"--modules {modules!r}: use one of {', '.join(MODULE_CHOICES)}")
+        raise PlastError(f"--modules {modules!r}: use one of {', '.join(MODULE_CHOICES)}")
     delta, path_used, parsed = {}, layers_path, None
     with weights:
         for file in weights.files:
@@ -154,7 +150,7 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
             if path_used is None:
                 try:
                     path_used = _layers_path(names, None)
-                except ExportError:
+                except PlastError:
                     weights.release(file)
                     continue  # a shard without decoder layers
             if parsed is None:
@@ -165,13 +161,13 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
                 else:
                     parsed = sorted(set(int(i) for i in layers))
                 if record_path is not None and parsed != sorted(set(record["layers"])):
-                    raise ExportError(
+                    raise PlastError(
                         f"--layers {layers if isinstance(layers, str) else parsed} does not match {record_path}, "
                         f"which says layers {record['layers']} were trained; a delta of other layers would drop "
                         f"trained tensors. Drop --layers"
                     )
                 if record_path is not None and modules is not None and modules != record["modules"]:
-                    raise ExportError(
+                    raise PlastError(
                         f"--modules {modules} does not match {record_path}, which says {record['modules']!r} was "
                         f"trained; drop --modules"
                     )
@@ -180,13 +176,13 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
             delta.update({name: t.contiguous() for name, t in weights.read_from(file, wanted).items()})
             weights.release(file)
     if path_used is None:
-        raise ExportError(f"{checkpoint}: cannot find the decoder layers among the tensor names "
-                          f"(tried {known_layer_paths()})")
+        raise PlastError(f"{checkpoint}: cannot find the decoder layers among the tensor names "
+                         f"(tried {known_layer_paths()})")
     if not delta:
-        raise ExportError(f"{checkpoint}: no tensor of layers {parsed} ({modules}) found")
+        raise PlastError(f"{checkpoint}: no tensor of layers {parsed} ({modules}) found")
     found = {layer_index(path_used, n) for n in delta}
     if found != set(parsed):
-        raise ExportError(f"{checkpoint}: layers {sorted(set(parsed) - found)} have no tensors in the checkpoint")
+        raise PlastError(f"{checkpoint}: layers {sorted(set(parsed) - found)} have no tensors in the checkpoint")
     if base_model is None:
         base_model = record.get("base_model")
     if base_model is None and (checkpoint / "config.json").exists():
@@ -200,8 +196,8 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
     if fingerprint:
         missing = sorted(set(delta) - set(fingerprint))
         if missing:
-            raise ExportError(f"{record_path}: its base fingerprint lacks trained tensor(s) {missing[:3]}; the record "
-                              f"does not belong to this checkpoint")
+            raise PlastError(f"{record_path}: its base fingerprint lacks trained tensor(s) {missing[:3]}; the record "
+                             f"does not belong to this checkpoint")
         manifest["base_fingerprint"] = {"method": record["base_fingerprint"].get("method"),
                                         "tensors": {n: fingerprint[n] for n in sorted(delta)}}
     with staged_directory(out) as stage:
@@ -220,22 +216,22 @@ def load_delta(delta_dir) -> tuple[dict, dict]:
     manifest = read_json_object(manifest_path, "delta manifest",
                                 "create the delta with `plast export CHECKPOINT --out DIR`")
     if manifest.get("format") != DELTA_FORMAT:
-        raise ExportError(f"{manifest_path}: format {manifest.get('format')!r}, expected {DELTA_FORMAT!r}")
+        raise PlastError(f"{manifest_path}: format {manifest.get('format')!r}, expected {DELTA_FORMAT!r}")
     listed = manifest.get("tensors")
     if not isinstance(listed, dict) or not listed or not all(
             isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in listed.values()):
-        raise ExportError(f"{manifest_path}: 'tensors' must map each tensor name to its dtype, shape and sha256; "
-                          f"export the delta again")
+        raise PlastError(f"{manifest_path}: 'tensors' must map each tensor name to its dtype, shape and sha256; "
+                         f"export the delta again")
     if not isinstance(manifest.get("layers"), list):
-        raise ExportError(f"{manifest_path}: 'layers' must be a list of layer indices; export the delta again")
+        raise PlastError(f"{manifest_path}: 'layers' must be a list of layer indices; export the delta again")
     if not (delta_dir / DELTA_WEIGHTS).is_file():
-        raise ExportError(f"{delta_dir} has no {DELTA_WEIGHTS}; export the delta again")
-    tensors, _ = read_weights_file(delta_dir / DELTA_WEIGHTS, ExportError)
+        raise PlastError(f"{delta_dir} has no {DELTA_WEIGHTS}; export the delta again")
+    tensors, _ = read_weights_file(delta_dir / DELTA_WEIGHTS)
     if set(tensors) != set(listed):
-        raise ExportError(f"{delta_dir}: the weights file and the manifest list different tensors")
+        raise PlastError(f"{delta_dir}: the weights file and the manifest list different tensors")
     for name, tensor in tensors.items():
         if tensor_sha256(tensor) != listed[name]["sha256"]:
-            raise ExportError(f"{delta_dir}: tensor {name} does not match its checksum (corrupt file?)")
+            raise PlastError(f"{delta_dir}: tensor {name} does not match its checksum (corrupt file?)")
     return tensors, manifest
 
 
@@ -249,7 +245,7 @@ def _check_base_tensor(name: str, tensor, manifest: dict, base: Path) -> None:
     dtype = getattr(torch, str(recorded.get("dtype", "")), None)
     value = tensor.to(dtype) if isinstance(dtype, torch.dtype) and dtype != tensor.dtype else tensor
     if tensor_sha256(value) != recorded["sha256"]:
-        raise ExportError(
+        raise PlastError(
             f"--merge-into {base} is not the model this delta was trained from: its {name} differs from the "
             f"training run's base (fingerprint in the delta's {DELTA_MANIFEST}; base_model "
             f"{manifest.get('base_model')!r}). Merge into that base"
@@ -266,7 +262,7 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
 
     base, out = local_dir(str(base_dir), revision), Path(out_dir)  # a folder or a hub id (HF cache)
     if out.resolve() == base.resolve():
-        raise ExportError("merge writes a new checkpoint: --out must differ from the base checkpoint")
+        raise PlastError("merge writes a new checkpoint: --out must differ from the base checkpoint")
     check_new_directory(out)
     delta, manifest = load_delta(delta_dir)
     weights = _weights(base)
@@ -288,7 +284,7 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
             for name in [n for n in tensors if n in remaining]:
                 new = remaining.pop(name)
                 if tuple(new.shape) != tuple(tensors[name].shape) or new.dtype != tensors[name].dtype:
-                    raise ExportError(
+                    raise PlastError(
                         f"{name}: delta has {new.dtype} {tuple(new.shape)}, base has {tensors[name].dtype} "
                         f"{tuple(tensors[name].shape)}; the delta was made from another model"
                     )
@@ -296,7 +292,7 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
                 tensors[name] = new
             _save(tensors, stage / file.name, metadata)
         if remaining:
-            raise ExportError(f"base checkpoint {base} lacks {len(remaining)} delta tensor(s), e.g. {sorted(remaining)[:3]}")
+            raise PlastError(f"base checkpoint {base} lacks {len(remaining)} delta tensor(s), e.g. {sorted(remaining)[:3]}")
         for extra in (DELTA_MANIFEST, "plast_layers.json"):
             if (Path(delta_dir) / extra).exists():
                 shutil.copyfile(Path(delta_dir) / extra, stage / extra)

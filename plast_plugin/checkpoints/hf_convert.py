@@ -30,8 +30,6 @@ from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.errors import PlastError
 from plast_plugin.models.model_source import checkpoint_kind, local_dir
 
-__all__ = ["convert_to_hf", "ConversionError", "LLAVA_V1_CHAT_TEMPLATE", "IMAGE_TOKEN"]
-
 IMAGE_TOKEN = "<image>"
 _SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
            "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -67,13 +65,9 @@ _LLAMA_KEYS = (
 )
 
 
-class ConversionError(PlastError):
-    """The checkpoint cannot be converted; the message says why and what to do."""
-
-
 def _load_state_dict(folder: Path) -> dict:
     """Every tensor of a checkpoint folder (the conversion rewrites them all)."""
-    with CheckpointWeights(folder, ConversionError) as weights:
+    with CheckpointWeights(folder) as weights:
         return weights.read_all()
 
 
@@ -86,7 +80,7 @@ def _vision_source(tower: str) -> Path:
 
         return Path(snapshot_download(tower, allow_patterns=["*.json", "*.safetensors", "*.bin"]))
     except Exception as exc:
-        raise ConversionError(
+        raise PlastError(
             f"the vision tower {tower!r} named by the checkpoint is neither a local folder nor "
             f"downloadable here ({exc}); pass --vision-tower <local CLIP folder> (vision_tower= in Python)") from exc
 
@@ -98,14 +92,14 @@ def _vision_weights(state: dict, tower_dir: Path) -> dict:
     if inside:
         return inside
     # A CLIP folder holds the text tower too: read only the vision tower's tensors.
-    with CheckpointWeights(tower_dir, ConversionError) as clip:
+    with CheckpointWeights(tower_dir) as clip:
         return clip.read_where(lambda name: name.startswith("vision_model."))
 
 
 def _projector_keys(cfg: dict) -> dict[str, str]:
     kind = cfg.get("mm_projector_type", "linear")
     if kind != "mlp2x_gelu":
-        raise ConversionError(
+        raise PlastError(
             f"mm_projector_type {kind!r}: transformers' LlavaForConditionalGeneration has a "
             "two-layer GELU projector, so only 'mlp2x_gelu' (LLaVA-1.5) converts")
     return {"model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
@@ -164,17 +158,17 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     proj_map = _projector_keys(cfg)
     tower_name = vision_tower or cfg.get("mm_vision_tower") or cfg.get("vision_tower")
     if not tower_name:
-        raise ConversionError(f"{cfg_path}: no mm_vision_tower; pass --vision-tower <CLIP folder> (vision_tower= in Python)")
+        raise PlastError(f"{cfg_path}: no mm_vision_tower; pass --vision-tower <CLIP folder> (vision_tower= in Python)")
     tower_dir = _vision_source(str(tower_name))
     vision_config = CLIPVisionConfig.from_pretrained(str(tower_dir))
     select = cfg.get("mm_vision_select_feature", "patch")
     if select not in ("patch", "cls_patch"):
-        raise ConversionError(f"{cfg_path}: mm_vision_select_feature {select!r} is not supported")
+        raise PlastError(f"{cfg_path}: mm_vision_select_feature {select!r} is not supported")
 
     state = _load_state_dict(src)
     vision = _vision_weights(state, tower_dir)
     if not vision:
-        raise ConversionError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
+        raise PlastError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
     tokenizer = _tokenizer_with_image_token(src)
     embed = state["model.embed_tokens.weight"]
     new_vocab = _vocab_size(embed.shape[0], len(tokenizer), pad_vocab_to)
@@ -204,21 +198,21 @@ def _checked_config(src: Path, out: Path) -> tuple[dict, Path]:
 
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
-        raise ConversionError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
+        raise PlastError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
     cfg = read_json_object(cfg_path, "checkpoint config")
     if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:
-        raise ConversionError(
+        raise PlastError(
             f"{cfg_path}: model_type {cfg.get('model_type')!r} is not an official LLaVA-LLaMA "
             "checkpoint (model_type llava_llama with mm_* fields)")
     if cfg.get("mm_use_im_start_end"):
-        raise ConversionError(f"{cfg_path}: mm_use_im_start_end=true has no llava-hf equivalent")
+        raise PlastError(f"{cfg_path}: mm_use_im_start_end=true has no llava-hf equivalent")
     aspect = cfg.get("image_aspect_ratio", "pad")
     if aspect not in ("pad", "square", None):
-        raise ConversionError(
+        raise PlastError(
             f"{cfg_path}: image_aspect_ratio {aspect!r} (LLaVA-NeXT style) has no LlavaForConditionalGeneration "
             "equivalent; only LLaVA-1.5's 'pad' (or 'square') converts")
     if src.resolve() == out.resolve():
-        raise ConversionError(f"{out}: write the llava-hf copy to a different folder than the checkpoint")
+        raise PlastError(f"{out}: write the llava-hf copy to a different folder than the checkpoint")
     check_new_directory(out)
     return cfg, cfg_path
 
@@ -296,11 +290,11 @@ def _renamed_weights(state: dict, vision: dict, proj_map: dict, src: Path, wante
             continue
         mapped = next((new + key[len(old):] for old, new in proj_map.items() if key.startswith(old)), None)
         if mapped is None and key.startswith("model.mm_projector."):
-            raise ConversionError(f"{src}: unexpected projector weight {key}")
+            raise PlastError(f"{src}: unexpected projector weight {key}")
         if mapped is None and key.startswith("model."):
             mapped = "model.language_model." + key[len("model."):]
         if mapped is None:
-            raise ConversionError(f"{src}: weight {key} has no place in LlavaForConditionalGeneration")
+            raise PlastError(f"{src}: weight {key} has no place in LlavaForConditionalGeneration")
         new_state[mapped] = value
     for key, value in vision.items():
         for candidate in (f"model.vision_tower.{key}", f"model.vision_tower.{key.removeprefix('vision_model.')}"):
@@ -311,7 +305,7 @@ def _renamed_weights(state: dict, vision: dict, proj_map: dict, src: Path, wante
     missing = sorted(wanted - set(new_state))
     extra = sorted(set(new_state) - wanted)
     if missing or extra:
-        raise ConversionError(
+        raise PlastError(
             f"{src}: weights do not match LlavaForConditionalGeneration: missing {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''}, unexpected {extra[:8]}{' ...' if len(extra) > 8 else ''}")
     return new_state

@@ -10,7 +10,7 @@ A checkpoint holds its tensors in one file or in shards named by an index
 - ``read_file(file)``: one whole file with its metadata (a merge rewrites whole shards).
 
 A ``.bin`` file has no table of contents: it is loaded whole, once, and kept while the reader
-lives. An unreadable file is the input's fault: one error (the caller's error type) naming it.
+lives. An unreadable file is the input's fault: one PlastError naming it.
 Export, merge and the llava-hf conversion all read through here.
 """
 from __future__ import annotations
@@ -25,22 +25,22 @@ INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
 
 
-def weight_files(directory: Path, error: type[PlastError] = PlastError) -> list[Path]:
+def weight_files(directory: Path) -> list[Path]:
     """The weight files of a checkpoint folder: those its index names, else the single file,
     else unindexed shards (``model*.safetensors``, then ``pytorch_model*.bin``)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise error(f"{directory} is not a folder; give a checkpoint folder (config.json + weights)")
+        raise PlastError(f"{directory} is not a folder; give a checkpoint folder (config.json + weights)")
     for index_name in INDEX_NAMES:
         index = directory / index_name
         if index.exists():
             weight_map = read_json_object(index, "weights index").get("weight_map")
             if not isinstance(weight_map, dict) or not weight_map:
-                raise error(f"weights index {index} has no 'weight_map' object; the checkpoint is incomplete")
+                raise PlastError(f"weights index {index} has no 'weight_map' object; the checkpoint is incomplete")
             files = [directory / str(f) for f in sorted(set(weight_map.values()))]
             missing = [f.name for f in files if not f.is_file()]
             if missing:
-                raise error(f"weights index {index} names missing file(s) {missing[:3]}; the checkpoint is incomplete")
+                raise PlastError(f"weights index {index} names missing file(s) {missing[:3]}; the checkpoint is incomplete")
             return files
     for single in SINGLE_NAMES:
         if (directory / single).is_file():
@@ -49,20 +49,20 @@ def weight_files(directory: Path, error: type[PlastError] = PlastError) -> list[
         shards = sorted(directory.glob(pattern))
         if shards:
             return shards
-    raise error(f"{directory}: no model.safetensors / pytorch_model.bin (or their index, or shards) found")
+    raise PlastError(f"{directory}: no model.safetensors / pytorch_model.bin (or their index, or shards) found")
 
 
-def read_weights_file(path: Path, error: type[PlastError] = PlastError) -> tuple[dict, dict | None]:
+def read_weights_file(path: Path) -> tuple[dict, dict | None]:
     """(every tensor, safetensors metadata or None for .bin) of one file."""
-    with _Opened(Path(path), error) as opened:
+    with _Opened(Path(path)) as opened:
         return opened.read(opened.names()), opened.metadata()
 
 
 class _Opened:
     """One weights file, opened once: safetensors lazily (header now, tensors on request)."""
 
-    def __init__(self, path: Path, error: type[PlastError]):
-        self.path, self.error = path, error
+    def __init__(self, path: Path):
+        self.path = path
         self._handle = None
         self._loaded: dict | None = None  # a .bin file's tensors
 
@@ -93,7 +93,7 @@ class _Opened:
         except OSError:
             raise
         except Exception as err:  # SafetensorError, UnpicklingError, ...: a truncated or foreign file
-            raise self.error(f"cannot read weights file {self.path} ({type(err).__name__}: {err}); it is "
+            raise PlastError(f"cannot read weights file {self.path} ({type(err).__name__}: {err}); it is "
                              f"truncated or not a weights file, write it again") from None
 
     def names(self) -> list[str]:
@@ -112,10 +112,9 @@ class CheckpointWeights:
     """The weights of one checkpoint folder (see the module doc). Use as a context manager, or
     call ``close()``; files are opened on first use and kept open until then."""
 
-    def __init__(self, directory, error: type[PlastError] = PlastError):
+    def __init__(self, directory):
         self.directory = Path(directory)
-        self.error = error
-        self.files = weight_files(self.directory, error)
+        self.files = weight_files(self.directory)
         self._opened: dict[Path, _Opened] = {}
 
     def __enter__(self) -> "CheckpointWeights":
@@ -137,7 +136,7 @@ class CheckpointWeights:
 
     def _file(self, path: Path) -> _Opened:
         if path not in self._opened:
-            self._opened[path] = _Opened(path, self.error).__enter__()
+            self._opened[path] = _Opened(path).__enter__()
         return self._opened[path]
 
     def names_in(self, path: Path) -> list[str]:
@@ -156,7 +155,7 @@ class CheckpointWeights:
             out.update(self._file(path).read([n for n in wanted if n in here and n not in out]))
         missing = [n for n in wanted if n not in out]
         if missing:
-            raise self.error(f"{self.directory}: no tensor {missing[:3]} in its weight files")
+            raise PlastError(f"{self.directory}: no tensor {missing[:3]} in its weight files")
         return {n: out[n] for n in wanted}
 
     def read_from(self, path: Path, names: Iterable[str]) -> dict:

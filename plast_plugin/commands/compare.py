@@ -9,8 +9,6 @@ accuracies, the delta with its paired-bootstrap 95% CI and the exact McNemar p-v
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,25 +40,8 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def run(args) -> int:
+    from plast_plugin.atomic import atomic_output_file, write_text_atomic
     from plast_plugin.eval.compare import compare_runs, format_table, plot_comparison, read_run
 
     if args.resamples < 100:
@@ -73,8 +54,8 @@ def run(args) -> int:
     result = compare_runs(read_run(args.run_a), read_run(args.run_b), scorer=args.scorer,
                           resamples=args.resamples, seed=args.seed)
     print(format_table(result))
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(targets[0], lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8"))
-    _write_atomic(targets[1], lambda tmp: plot_comparison(result, tmp))
+    write_text_atomic(targets[0], json.dumps(result, indent=1) + "\n")
+    with atomic_output_file(targets[1]) as tmp:
+        plot_comparison(result, tmp)
     print(f"\nwrote {targets[0]} and {targets[1]}")
     return 0

@@ -1,19 +1,12 @@
 """`plast eval`: run Parrot's MMMB / multilingual MMBench through lmms-eval and check the result.
 
 lmms-eval 0.7.3 finds external tasks only through ``--include_path`` (its ``LMMS_EVAL_PLUGINS``
-task route appends the path after the task index is built, so it never takes effect), and its
-CLI exits 0 even when an evaluation failed. This command adds the plugin's ``eval_tasks/``
-folder, sets ``PLAST_PARROT_DIR`` when ``--parrot-dir`` is given, runs ``python -m lmms_eval``
-in the current interpreter (the eval env), and then reads the results file: it prints the
-scores and returns 1 when lmms-eval produced none.
-
-Settings reach the tasks as environment variables (a task YAML cannot take run-time options):
-``--protocol`` -> ``PLAST_EVAL_PROTOCOL``, ``--parrot-dir`` -> ``PLAST_PARROT_DIR``,
-``--parrot-md5`` -> ``PLAST_PARROT_MD5``, ``--parrot-revision`` -> ``PLAST_PARROT_REVISION``.
-
-``--baseline CKPT`` makes the comparison like-for-like: the official LLaVA checkpoint is
-converted by the same converter (``plast export --to-hf``) as the tuned model, both are
-evaluated by the same tasks under the same protocol, and ``plast compare`` runs on the two.
+route appends the path after the task index is built), and its CLI exits 0 even when an
+evaluation failed. So this command passes the plugin's task folder, runs ``python -m lmms_eval``
+in this interpreter (the eval env), then reads the results file: no scores, exit 1. Settings reach
+the tasks as ``PLAST_*`` environment variables (a task YAML cannot take run-time options).
+``--baseline CKPT`` converts the official checkpoint with the same converter as the tuned model,
+evaluates both alike, and runs ``plast compare`` on the two.
 """
 
 from __future__ import annotations
@@ -79,8 +72,8 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def task_list(benchmarks: str, languages: str) -> list[str]:
-    """Group names where all six languages are asked for, else the single tasks."""
+def _benchmarks_and_languages(benchmarks: str, languages: str) -> tuple[list[str], list[str]]:
+    """The --benchmarks and --languages lists, checked; language codes normalised, order kept."""
     from plast_plugin.eval.parrot_data import parrot_language
 
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
@@ -92,12 +85,18 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
         if item.strip():
             try:
                 code = parrot_language(item)
-            except ValueError as err:  # ParrotDataError: an unknown --languages entry
+            except PlastError as err:
                 raise PlastError(f"--languages: {err}") from None
             if code not in langs:
                 langs.append(code)
     if not langs:
         raise PlastError("no languages given")
+    return benches, langs
+
+
+def task_list(benchmarks: str, languages: str) -> list[str]:
+    """Group names where all six languages are asked for, else the single tasks."""
+    benches, langs = _benchmarks_and_languages(benchmarks, languages)
     if set(langs) == set(PARROT_LANGUAGES):
         return benches
     return [f"{b}_{lang}" for b in benches for lang in langs]
@@ -176,13 +175,14 @@ def _task_env(args) -> dict:
 def _check_data(args, env: dict) -> None:
     """Refuse unpinned data before lmms-eval starts (it would retry each task five times and
     then report only the exception's type)."""
-    from plast_plugin.eval.parrot_data import check_identity, parrot_language, resolve_parrot_file
+    from plast_plugin.eval.parrot_data import check_identity, resolve_parrot_file
 
+    benches, langs = _benchmarks_and_languages(args.benchmarks, args.languages)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        for bench in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
-            for lang in dict.fromkeys(parrot_language(x) for x in args.languages.split(",") if x.strip()):
+        for bench in benches:
+            for lang in langs:
                 check_identity(resolve_parrot_file(bench, lang), bench, lang)
     finally:
         os.environ.clear()

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from plast_plugin.core.options import SelectionOptions
+from plast_plugin.errors import PlastError
 
 DATA_HELP = ("parallel questions: a .jsonl (id, lang, question[, image]) or VLMEvalKit .tsv files, "
              "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
@@ -87,7 +88,6 @@ def format_table(selection) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plast_plugin.errors import PlastError
     from plast_plugin.data.languages import parse_language_list
     from plast_plugin.models.loading import load_for_probe
     from plast_plugin.data.parallel_data import load_parallel_questions

@@ -9,10 +9,6 @@ import re
 from plast_plugin.errors import PlastError
 
 
-class LayerSpecError(PlastError):
-    pass
-
-
 _ABLATION = re.compile(r"^(first|last|random):(\d+)$")
 _MANUAL_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 
@@ -28,35 +24,35 @@ def is_layer_spec(text: str) -> bool:
 def parse_layer_spec(spec: str, num_layers: int, *, seed: int = 0) -> list[int]:
     """Sorted, unique layer indices that `spec` names for a model with `num_layers` layers."""
     if num_layers <= 0:
-        raise LayerSpecError(f"model has {num_layers} decoder layers; cannot select from it")
+        raise PlastError(f"model has {num_layers} decoder layers; cannot select from it")
     text = str(spec).strip().replace(" ", "")
     valid = f"valid: 0-{num_layers - 1}"
     ablation = _ABLATION.match(text)
     if ablation:
         kind, k = ablation.group(1), int(ablation.group(2))
         if not 1 <= k <= num_layers:
-            raise LayerSpecError(f"layer spec {spec!r}: K must be between 1 and {num_layers}")
+            raise PlastError(f"layer spec {spec!r}: K must be between 1 and {num_layers}")
         if kind == "first":
             return list(range(k))
         if kind == "last":
             return list(range(num_layers - k, num_layers))
         return sorted(random.Random(seed).sample(range(num_layers), k))
     if not text:
-        raise LayerSpecError("empty layer spec; give e.g. '0-4', '1,3,5', 'first:5' or 'auto'")
+        raise PlastError("empty layer spec; give e.g. '0-4', '1,3,5', 'first:5' or 'auto'")
     layers: set[int] = set()
     for item in text.split(","):
         match = _MANUAL_ITEM.match(item)
         if not match:
-            raise LayerSpecError(
+            raise PlastError(
                 f"malformed layer spec {spec!r} at {item!r}: use ranges and lists such as "
                 f"'0-4', '1,3,5', '0-2,7', or 'first:K', 'last:K', 'random:K'"
             )
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start
         if end < start:
-            raise LayerSpecError(f"layer spec {spec!r}: range {item!r} runs backwards")
+            raise PlastError(f"layer spec {spec!r}: range {item!r} runs backwards")
         if end >= num_layers:
-            raise LayerSpecError(
+            raise PlastError(
                 f"layer spec {spec!r} names layer {end}, but the model has {num_layers} "
                 f"decoder layers ({valid})"
             )

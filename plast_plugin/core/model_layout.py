@@ -43,10 +43,6 @@ MODULE_CHOICES: tuple[str, ...] = typing.get_args(ModuleChoice)
 MODULE_PARTS: dict[str, str | None] = {"layer": None, "mlp": "mlp", "attn": "self_attn"}
 
 
-class UnsupportedModelError(PlastError, TypeError):
-    pass
-
-
 def check_modules(modules: str) -> str:
     """``modules`` when it is one of MODULE_CHOICES; else one error naming the choices."""
     if modules not in MODULE_CHOICES:
@@ -142,7 +138,7 @@ def find_decoder_layers(model: nn.Module) -> DecoderLayout:
                 backbone = _resolve(model, backbone_path) if backbone_path else model
                 return DecoderLayout(layers, path, backbone)
     tried = "; ".join(f"'{path}' ({family})" for path, family in KNOWN_LAYER_PATHS)
-    raise UnsupportedModelError(
+    raise PlastError(
         f"{type(model).__name__} is not a supported architecture: PLAST looks for a "
         f"ModuleList of decoder layers, each with `self_attn` and a gated FFN `mlp.gate_proj` + "
         f"`mlp.act_fn`, at one of: {tried}"

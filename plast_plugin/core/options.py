@@ -104,7 +104,7 @@ class SelectionOptions:
     )
 
     def __post_init__(self):
-        hints = _field_types()
+        hints = typing.get_type_hints(SelectionOptions)  # the annotations are strings here
         for option in fields(self):
             value, kind = getattr(self, option.name), hints[option.name]
             if typing.get_origin(kind) is Literal:
@@ -147,14 +147,3 @@ class SelectionOptions:
         if unknown:
             raise PlastError(f"unknown selection options {unknown}; known: {sorted(known)}")
         return cls(**data)
-
-
-def _field_types() -> dict:
-    """The fields' types, resolved (the annotations are strings under `from __future__`)."""
-    global _FIELD_TYPES
-    if _FIELD_TYPES is None:
-        _FIELD_TYPES = typing.get_type_hints(SelectionOptions)
-    return _FIELD_TYPES
-
-
-_FIELD_TYPES: dict | None = None

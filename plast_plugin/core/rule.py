@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from plast_plugin.core.layer_spec import LayerSpecError, is_layer_spec, parse_layer_spec
+from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
+from plast_plugin.errors import PlastError
 
 STATISTIC_RULES = ("auto", "msd-above-mean", "msd-above:X", "msd-top:K", "msd-above-max:F")
 _NUMBER = r"(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
@@ -30,7 +31,7 @@ class SelectionRule:
 
     @classmethod
     def parse(cls, text) -> "SelectionRule":
-        """The rule `text` names, or one LayerSpecError saying what is wrong and what is valid."""
+        """The rule `text` names, or one PlastError saying what is wrong and what is valid."""
         if isinstance(text, SelectionRule):
             return text
         text = str(text)
@@ -40,15 +41,15 @@ class SelectionRule:
         if match:
             kind, value = "msd-" + match.group(1), match.group(2)
             if kind == "msd-top" and (not re.fullmatch(r"\d+", value) or int(value) < 1):
-                raise LayerSpecError(f"rule {text!r}: K must be a whole number of layers, at least 1 (e.g. 'msd-top:3')")
+                raise PlastError(f"rule {text!r}: K must be a whole number of layers, at least 1 (e.g. 'msd-top:3')")
             if kind == "msd-above-max" and not 0.0 < float(value) <= 1.0:
-                raise LayerSpecError(
+                raise PlastError(
                     f"rule {text!r}: F is a fraction of the largest MSD, 0 < F <= 1 (e.g. 'msd-above-max:0.5')")
             return cls(text, kind, float(value))
         if is_layer_spec(text) or text[:1].isdigit():  # digits: meant as a spec; say what is wrong in it
             parse_layer_spec(text, 10**9)  # its shape now; the layer range once a model is known
             return cls(text, "spec")
-        raise LayerSpecError(
+        raise PlastError(
             f"unknown selection rule {text!r}; use one of {', '.join(STATISTIC_RULES)} or a layer spec "
             f"('0-4', '1,3,5', 'first:K', 'last:K', 'random:K')"
         )
@@ -69,7 +70,7 @@ class SelectionRule:
     def check(self, num_layers: int, seed: int = 0) -> None:
         """Raise when the rule cannot apply to a model of `num_layers` decoder layers."""
         if self.kind == "msd-top" and self.top_k > num_layers:
-            raise LayerSpecError(f"rule {self.text!r}: K must be between 1 and {num_layers}, the model's layer count")
+            raise PlastError(f"rule {self.text!r}: K must be between 1 and {num_layers}, the model's layer count")
         if self.is_spec:
             parse_layer_spec(self.text, num_layers, seed=seed)
 

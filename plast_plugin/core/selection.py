@@ -7,7 +7,6 @@ import math
 import torch
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.layer_spec import LayerSpecError
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.rule import SelectionRule
 
@@ -48,7 +47,7 @@ def select_by_statistic(msd: torch.Tensor, rule: str | SelectionRule) -> list[in
     else:
         k = rule.top_k
         if k > int(defined.sum()):
-            raise LayerSpecError(f"rule {rule.text!r}: only {int(defined.sum())} layers have a defined MSD")
+            raise PlastError(f"rule {rule.text!r}: only {int(defined.sum())} layers have a defined MSD")
         chosen = torch.zeros_like(values, dtype=torch.bool)
         chosen[torch.topk(torch.where(defined, values, torch.full_like(values, -math.inf)), k).indices] = True
     return [i for i, c in enumerate((chosen & defined).tolist()) if c]

@@ -20,14 +20,6 @@ SELECTION_FILENAME = "plast_layers.json"
 PLOT_FILENAME = "plast_layers.png"
 
 
-class SelectionMismatchError(PlastError):
-    pass
-
-
-class SelectionFileError(PlastError):
-    pass
-
-
 @dataclass
 class ModelIdentity:
     architecture: str
@@ -88,8 +80,8 @@ class SelectionFile:
         """Load and validate strictly: types, ranges and duplicates, each error naming the field."""
         path, raw = _read_selection_json(path)
 
-        def bad(field_name: str, problem: str) -> SelectionFileError:
-            return SelectionFileError(
+        def bad(field_name: str, problem: str) -> PlastError:
+            return PlastError(
                 f"selection file {path} is malformed: field {field_name!r} {problem}; fix the file or write it "
                 f"again with `plast select`"
             )
@@ -126,7 +118,7 @@ class SelectionFile:
         other = (model_or_identity if isinstance(model_or_identity, ModelIdentity)
                  else ModelIdentity.of(model_or_identity, layout=layout))
         if self.model.shape() != other.shape():
-            raise SelectionMismatchError(
+            raise PlastError(
                 f"selection file was made for {self.model.architecture} ({self.model.name_or_path}) with "
                 f"{self.model.num_layers} layers, FFN width {self.model.ffn_width}, hidden size "
                 f"{self.model.hidden_size}; this model ({other.architecture}, {other.name_or_path}) has "
@@ -145,10 +137,10 @@ def _read_selection_json(path) -> tuple[Path, dict]:
     try:
         raw = read_json(path, "selection file", "create it with `plast select`")
     except PlastError as err:
-        raise SelectionFileError(str(err)) from None
+        raise PlastError(str(err)) from None
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
-        raise SelectionFileError(
+        raise PlastError(
             f"{path} is not a PLAST selection file of schema {SCHEMA!r} (found {found!r})"
         )
     return path, raw

@@ -92,16 +92,12 @@ _ALIASES: dict[str, str] = {
 }
 
 
-class UnknownLanguageError(PlastError):
-    pass
-
-
 def normalize_language(code: str) -> str:
     """Return the ISO 639-1 code for `code` or raise naming the known codes."""
     key = str(code).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in LANGUAGES:
-        raise UnknownLanguageError(
+        raise PlastError(
             f"unknown language code {code!r}; use one of: {', '.join(sorted(LANGUAGES))} "
             f"(aliases: {', '.join(sorted(_ALIASES))})"
         )
@@ -122,8 +118,8 @@ def parse_language_list(text: str | list[str]) -> list[str]:
     items = text.split(",") if isinstance(text, str) else list(text)
     codes = [normalize_language(item) for item in items if str(item).strip()]
     if not codes:
-        raise UnknownLanguageError(f"no language codes in {text!r}; give e.g. 'zh,pt,ar,tr,ru'")
+        raise PlastError(f"no language codes in {text!r}; give e.g. 'zh,pt,ar,tr,ru'")
     duplicates = sorted({c for c in codes if codes.count(c) > 1})
     if duplicates:
-        raise UnknownLanguageError(f"language list {text!r} names {duplicates} twice")
+        raise PlastError(f"language list {text!r} names {duplicates} twice")
     return codes

@@ -24,12 +24,8 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.json_files import iter_json_lines
-from plast_plugin.data.languages import UnknownLanguageError, normalize_language
+from plast_plugin.data.languages import normalize_language
 from plast_plugin.data.vlmevalkit_tsv import IMAGE_REFERENCE_MAX_CHARS, ImageReferenceError, read_vlmevalkit_tsv
-
-
-class ParallelDataError(PlastError):
-    pass
 
 
 @dataclass
@@ -83,7 +79,7 @@ def _text_field(obj: dict, key: str, where: str) -> str:
         return str(value)
     if not isinstance(value, str):
         shown = "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
-        raise ParallelDataError(f"{where}: field {key!r} must be a string, got {shown}; fix that line")
+        raise PlastError(f"{where}: field {key!r} must be a string, got {shown}; fix that line")
     _check_unicode(value, f"{where}: field {key!r}")
     return value
 
@@ -92,7 +88,7 @@ def _check_unicode(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise ParallelDataError(
+        raise PlastError(
             f"{where} holds an invalid character {text[err.start:err.end]!r} at position {err.start} (a lone "
             f"surrogate, e.g. a JSON escape like \\ud800 without its pair); fix the text"
         ) from None
@@ -100,25 +96,25 @@ def _check_unicode(text: str, where: str) -> None:
 
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
-    for where, obj in iter_json_lines(path, ParallelDataError):
+    for where, obj in iter_json_lines(path):
         if not isinstance(obj, dict):
-            raise ParallelDataError(
+            raise PlastError(
                 f"{where}: a JSON {type(obj).__name__}, not an object; each line needs "
                 f'{{"id": ..., "lang": ..., "question": ...}}'
             )
         missing = [key for key in ("id", "lang", "question") if key not in obj]
         if missing:
-            raise ParallelDataError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
+            raise PlastError(f"{where}: missing field(s) {missing}; each line needs id, lang, question")
         qid, lang, question = (_text_field(obj, key, where) for key in ("id", "lang", "question"))
         image = obj.get("image")
         if image is not None and not isinstance(image, str):
-            raise ParallelDataError(f"{where}: field 'image' must be a path or base64 string, got {type(image).__name__}")
+            raise PlastError(f"{where}: field 'image' must be a path or base64 string, got {type(image).__name__}")
         if image:
             image_path = Path(image) if os.path.isabs(image) else path.parent / image
             if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
                 image = str(image_path)
             elif not _looks_like_base64(image):
-                raise ParallelDataError(f"{where}: image {image!r} not found (looked at {image_path})")
+                raise PlastError(f"{where}: image {image!r} not found (looked at {image_path})")
         rows.append((qid, lang, question, image or None, where))
     return rows
 
@@ -140,7 +136,7 @@ def load_image(reference: str):
         return Image.open(io.BytesIO(base64.b64decode(reference, validate=False))).convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as err:
         shown = reference if len(reference) < 80 else reference[:40] + "..."
-        raise ParallelDataError(f"cannot decode image {shown!r}: {err}") from None
+        raise PlastError(f"cannot decode image {shown!r}: {err}") from None
 
 
 def _language_of_tsv(spec: str) -> tuple[str, Path]:
@@ -153,18 +149,18 @@ def _language_of_tsv(spec: str) -> tuple[str, Path]:
 
 def _read_tsv(spec: str) -> list[Row]:
     lang_text, path = _language_of_tsv(spec)
-    table = read_vlmevalkit_tsv(path, ParallelDataError)
+    table = read_vlmevalkit_tsv(path)
     missing = table.missing_columns(("index", "question"))
     if missing:
-        raise ParallelDataError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
+        raise PlastError(f"{path}: missing column(s) {missing}; VLMEvalKit TSVs have index, question[, image]")
     rows: list[Row] = []
     for pos, (row, line) in enumerate(zip(table.rows, table.lines)):
         where = f"{path}:{line}"
         try:
             source = table.image_row(pos)
         except ImageReferenceError as err:
-            raise ParallelDataError(f"{where}: image refers to row index {err.reference!r}, which has no image "
-                                    f"({err.problem}); fix the image cell") from None
+            raise PlastError(f"{where}: image refers to row index {err.reference!r}, which has no image "
+                             f"({err.problem}); fix the image cell") from None
         image = None if source is None else table.rows[source]["image"]
         _check_unicode(row["question"], f"{where}: question")
         rows.append((row["index"], lang_text, row["question"], image, where))
@@ -175,11 +171,11 @@ def _read_source(source: str) -> list[Row]:
     path = Path(source)
     if path.suffix == ".jsonl" or (path.suffix == ".json" and path.exists()):
         if not path.exists():
-            raise ParallelDataError(f"data file {path} does not exist")
+            raise PlastError(f"data file {path} does not exist")
         return _read_jsonl(path)
     if path.suffix == ".tsv" or source.endswith(".tsv"):
         return _read_tsv(source)
-    raise ParallelDataError(
+    raise PlastError(
         f"cannot read {source!r}: give a .jsonl file (id, lang, question[, image]) or VLMEvalKit "
         f".tsv files, one per language (lang from the name's '_xx' suffix, or 'zh=path.tsv')"
     )
@@ -187,22 +183,22 @@ def _read_source(source: str) -> list[Row]:
 
 def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samples: int | None = None) -> ParallelQuestions:
     """Read, validate and align parallel questions. `languages` (without the pivot) defaults to
-    every language present. Raises `ParallelDataError` on anything unparallel."""
+    every language present. Raises `PlastError` on anything unparallel."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [str(sources)]
     sources = [str(s) for s in sources]
     if not sources:
-        raise ParallelDataError("no data given; pass a .jsonl file or per-language .tsv files")
+        raise PlastError("no data given; pass a .jsonl file or per-language .tsv files")
     try:
         pivot = normalize_language(pivot)
-    except UnknownLanguageError as err:
-        raise ParallelDataError(f"pivot: {err}") from None
+    except PlastError as err:
+        raise PlastError(f"pivot: {err}") from None
     texts, images, order = _read_questions(sources, pivot)
     wanted = _wanted_languages(texts, languages, pivot, sources)
     _check_parallel(texts, wanted, pivot, order)
     if max_samples is not None:
         if max_samples < 1:
-            raise ParallelDataError(f"max_samples must be positive, got {max_samples}")
+            raise PlastError(f"max_samples must be positive, got {max_samples}")
         order = order[:max_samples]
     languages_out = [pivot, *wanted]
     return ParallelQuestions(
@@ -224,13 +220,13 @@ def _read_questions(sources: list[str], pivot: str) -> tuple[dict[str, dict[str,
         for qid, lang_text, question, image, where in _read_source(source):
             try:
                 lang = normalize_language(lang_text)
-            except UnknownLanguageError as err:
-                raise ParallelDataError(f"{where}: {err}") from None
+            except PlastError as err:
+                raise PlastError(f"{where}: {err}") from None
             if not question.strip():
-                raise ParallelDataError(f"{where}: question {qid!r} ({lang}) is empty")
+                raise PlastError(f"{where}: question {qid!r} ({lang}) is empty")
             per_lang = texts.setdefault(lang, {})
             if qid in per_lang:
-                raise ParallelDataError(f"{where}: question id {qid!r} appears twice for language {lang!r}")
+                raise PlastError(f"{where}: question id {qid!r} appears twice for language {lang!r}")
             per_lang[qid] = question
             if lang == pivot:
                 order.append(qid)
@@ -242,9 +238,9 @@ def _read_questions(sources: list[str], pivot: str) -> tuple[dict[str, dict[str,
 def _wanted_languages(texts: dict, languages, pivot: str, sources: list[str]) -> list[str]:
     """The languages to compare with the pivot: those asked for (all in the data), else every one present."""
     if not texts:
-        raise ParallelDataError(f"no questions found in {sources}")
+        raise PlastError(f"no questions found in {sources}")
     if pivot not in texts:
-        raise ParallelDataError(
+        raise PlastError(
             f"the pivot language {pivot!r} is missing from the data (found: {', '.join(sorted(texts))}); "
             f"PLAST compares every language with the pivot: add its questions or choose another --pivot"
         )
@@ -253,16 +249,16 @@ def _wanted_languages(texts: dict, languages, pivot: str, sources: list[str]) ->
     else:
         try:
             wanted = [normalize_language(lang) for lang in languages]
-        except UnknownLanguageError as err:
-            raise ParallelDataError(f"languages: {err}") from None
+        except PlastError as err:
+            raise PlastError(f"languages: {err}") from None
         wanted = [lang for lang in wanted if lang != pivot]
         absent = [lang for lang in wanted if lang not in texts]
         if absent:
-            raise ParallelDataError(
+            raise PlastError(
                 f"language(s) {absent} requested but not in the data (found: {', '.join(sorted(texts))})"
             )
     if not wanted:
-        raise ParallelDataError(f"no language besides the pivot {pivot!r} in the data; PLAST needs at least one")
+        raise PlastError(f"no language besides the pivot {pivot!r} in the data; PLAST needs at least one")
     return wanted
 
 
@@ -278,6 +274,6 @@ def _check_parallel(texts: dict, wanted: list[str], pivot: str, order: list[str]
                 parts.append(f"{len(missing)} id(s) of {pivot!r} missing in {lang!r} (e.g. {missing[:5]})")
             if extra:
                 parts.append(f"{len(extra)} id(s) of {lang!r} missing in {pivot!r} (e.g. {extra[:5]})")
-            raise ParallelDataError(
+            raise PlastError(
                 "data is not parallel: " + "; ".join(parts) + ". Every question id must exist in every language."
             )

@@ -92,13 +92,13 @@ def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict,
     """The path LLaVA will open. Files stay (absolute); base64 images get a file in image_dir,
     written by ``TranslationData.save``. Every image is decoded here, so nothing unreadable (a
     text file, ``../../etc/passwd``) reaches the training data."""
-    from plast_plugin.data.parallel_data import ParallelDataError, load_image
+    from plast_plugin.data.parallel_data import load_image
 
     if reference not in checked:
         try:
             load_image(reference)  # decodes, or names the image it cannot decode
-        except ParallelDataError as err:
-            raise ParallelDataError(f"question {qid!r}: {err}; only readable images can be trained on") from None
+        except PlastError as err:
+            raise PlastError(f"question {qid!r}: {err}; only readable images can be trained on") from None
         checked.add(reference)
     if os.path.isfile(reference):
         return str(Path(reference).resolve())

@@ -23,8 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["IMAGE_REFERENCE_MAX_CHARS", "ImageReferenceError", "VlmevalkitTsv", "is_image_reference",
-           "read_vlmevalkit_tsv"]
+from plast_plugin.errors import PlastError
 
 # VLMEvalKit's rule: an image cell this short is the index of the row whose image it reuses.
 IMAGE_REFERENCE_MAX_CHARS = 64
@@ -106,17 +105,17 @@ def _as_int(text: str) -> int | None:
     return int(value) if value.is_integer() else None
 
 
-def read_vlmevalkit_tsv(path, error: type[Exception]) -> VlmevalkitTsv:
-    """Read `path` as text cells; a file that cannot be read raises `error` naming file and line."""
+def read_vlmevalkit_tsv(path) -> VlmevalkitTsv:
+    """Read `path` as text cells; a file that cannot be read raises a PlastError naming file and line."""
     path = Path(path)
     csv.field_size_limit(sys.maxsize)  # base64 images are long cells
     try:
         # utf-8-sig: a byte-order mark (Excel's UTF-8) is not part of the first column's name
         handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
+        raise PlastError(f"{path}: no such file") from None
     except OSError as err:
-        raise error(f"{path}: cannot be read ({err.strerror or err})") from None
+        raise PlastError(f"{path}: cannot be read ({err.strerror or err})") from None
     rows: list[dict[str, str]] = []
     lines: list[int] = []
     with handle:
@@ -125,21 +124,21 @@ def read_vlmevalkit_tsv(path, error: type[Exception]) -> VlmevalkitTsv:
         try:
             columns = next(reader, None)
             if columns is None:
-                raise error(f"{path}: empty file; a VLMEvalKit TSV starts with a header row (index, question, ...)")
+                raise PlastError(f"{path}: empty file; a VLMEvalKit TSV starts with a header row (index, question, ...)")
             ended = reader.line_num
             for cells in reader:
                 start, ended = ended + 1, reader.line_num
                 if not cells:  # a blank line
                     continue
                 if len(cells) > len(columns):
-                    raise error(
+                    raise PlastError(
                         f"{path}:{start}: {len(cells)} cells, the header has {len(columns)}; a tab inside a "
                         f"cell must be quoted (\"a<TAB>b\"), or the row has a cell too many")
                 rows.append(dict(zip(columns, cells + [""] * (len(columns) - len(cells)))))
                 lines.append(start)
         except UnicodeDecodeError as err:
-            raise error(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+            raise PlastError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
         except csv.Error as err:
-            raise error(f"{path}:{ended + 1}: not a readable TSV ({err}); a quote that opens a cell must "
+            raise PlastError(f"{path}:{ended + 1}: not a readable TSV ({err}); a quote that opens a cell must "
                         f"close it, and a quote inside a quoted cell is written twice") from None
     return VlmevalkitTsv(path, columns, rows, lines)

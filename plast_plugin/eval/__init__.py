@@ -21,8 +21,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["tasks_dir", "TASKS_DIR_ENV"]
-
 TASKS_DIR_ENV = "PLAST_EVAL_TASKS_DIR"
 
 

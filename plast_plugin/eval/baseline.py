@@ -16,38 +16,7 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 
-__all__ = ["BaselineError", "prepare_baseline", "CONVERSION_RECORD"]
-
 CONVERSION_RECORD = "plast_conversion.json"  # written by hf_convert.convert_to_hf
-
-
-class BaselineError(PlastError):
-    """The baseline cannot be made like-for-like; the message names the checkpoint and the fix."""
-
-
-def _local_folder(source: str) -> Path:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or source.count("/") != 1:
-        raise BaselineError(f"--baseline {source}: not a checkpoint folder nor a hub id (org/name)")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(source))
-    except Exception as exc:  # offline without a cached copy, unknown id, gated ...
-        raise BaselineError(f"--baseline {source}: could not get it from the Hugging Face hub ({exc}); "
-                            "download the official checkpoint and pass its folder") from None
-
-
-def _model_type(folder: Path) -> str | None:
-    config = folder / "config.json"
-    if not config.is_file():
-        raise BaselineError(f"--baseline {folder}: no config.json; give an official LLaVA checkpoint folder")
-    try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"{config}: not valid JSON ({exc})") from None
 
 
 def _converted_from(folder: Path) -> str | None:
@@ -61,20 +30,22 @@ def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bo
     """The llava-hf folder to evaluate as the baseline: `source` converted into `out_dir`
     (reused when `out_dir` already holds the conversion of the same checkpoint), or `source`
     itself when it is already a conversion made by ``plast export --to-hf``."""
+    from plast_plugin.models.model_source import local_dir, read_config
+
     out_dir = Path(out_dir)
-    folder = _local_folder(source)
-    model_type = _model_type(folder)
+    folder = local_dir(source)  # a folder, or a hub id's snapshot (one clear error when neither)
+    model_type = read_config(str(folder)).get("model_type")
     if model_type == "llava":
         if _converted_from(folder) is None:
-            raise BaselineError(
+            raise PlastError(
                 f"--baseline {source} is a llava-hf model converted by another tool (no {CONVERSION_RECORD}), "
                 "e.g. the hub's llava-hf/llava-1.5-7b-hf: its embeddings and image preprocessing differ from "
                 "`plast export --to-hf`, so the delta would mix conversions into the PLAST gain. Pass the "
                 "official checkpoint (liuhaotian/llava-v1.5-7b) instead")
         return folder
     if not (model_type or "").startswith("llava"):
-        raise BaselineError(f"--baseline {source}: model_type {model_type!r} is not an official LLaVA checkpoint "
-                            "(llava_llama)")
+        raise PlastError(f"--baseline {source}: model_type {model_type!r} is not an official LLaVA checkpoint "
+                         "(llava_llama)")
     if model and Path(model).is_dir() and _converted_from(Path(model)) is None:
         print(f"plast eval: warning: {model} has no {CONVERSION_RECORD}: it was not converted by `plast export "
               "--to-hf`, so the baseline and the model went through different conversions", file=sys.stderr)
@@ -83,8 +54,8 @@ def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bo
         if done is not None and Path(done) == folder.resolve():
             print(f"baseline: reusing the conversion of {folder} in {out_dir}")
             return out_dir
-        raise BaselineError(f"{out_dir} exists and is not the conversion of {folder}; remove it or choose "
-                            "another --output")
+        raise PlastError(f"{out_dir} exists and is not the conversion of {folder}; remove it or choose "
+                         "another --output")
     print(f"baseline: converting {folder} with plast export --to-hf into {out_dir}", flush=True)
     if dry_run:
         return out_dir

@@ -30,15 +30,8 @@ from plast_plugin.eval.parrot_data import PUBLISHED_MD5
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-__all__ = ["CompareError", "RunSamples", "read_run", "task_outcomes", "compare_runs", "format_table",
-           "plot_comparison", "SCORERS"]
-
 SCORERS = {"extractor": "correct", "exact": "correct_exact"}
 _SAMPLES_FILE = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
-
-
-class CompareError(PlastError):
-    """The two runs cannot be compared; the message names the folder, file or task."""
 
 
 @dataclass
@@ -56,32 +49,32 @@ def read_run(folder) -> RunSamples:
     """Every ``*_samples_<task>.jsonl`` under `folder`, one per task."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise CompareError(f"{folder}: not a folder; give the --output folder of a plast eval / lmms-eval run")
+        raise PlastError(f"{folder}: not a folder; give the --output folder of a plast eval / lmms-eval run")
     by_task: dict[str, list[Path]] = defaultdict(list)
     for path in sorted(folder.rglob("*_samples_*.jsonl")):
         match = _SAMPLES_FILE.search(path.name)
         if match:
             by_task[match.group("task")].append(path)
     if not by_task:
-        raise CompareError(
+        raise PlastError(
             f"{folder}: no lmms-eval sample logs (*_samples_<task>.jsonl); run the evaluation with "
             "--log_samples (plast eval always does)")
     run = RunSamples(folder)
     for task, paths in sorted(by_task.items()):
         if len(paths) > 1:
-            raise CompareError(
+            raise PlastError(
                 f"{folder}: {len(paths)} sample logs for {task} ({', '.join(p.name for p in paths)}): "
                 "several runs share this folder; compare the folders of single runs")
         rows: dict[int, dict] = {}
-        for where, sample in iter_json_lines(paths[0], CompareError):
+        for where, sample in iter_json_lines(paths[0]):
             record = sample.get("acc") if isinstance(sample, dict) else None
             if not isinstance(record, dict) or "index" not in record or "correct" not in record:
-                raise CompareError(
+                raise PlastError(
                     f"{where}: no scored record under 'acc' (index, correct); "
                     "is this a log of a plast task (mmmb_*, mmbench_ml_*)?")
             index = int(record["index"])
             if index in rows:
-                raise CompareError(f"{where}: index {index} appears twice")
+                raise PlastError(f"{where}: index {index} appears twice")
             rows[index] = record
         run.records[task] = rows
         run.files[task] = paths[0]
@@ -92,8 +85,8 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
     """Unit -> pass for `metric` (``acc`` by row, ``circular_acc`` by circular group)."""
     missing = [i for i, r in rows.items() if key not in r]
     if missing:
-        raise CompareError(f"{where}: index {missing[0]} has no '{key}' verdict; this log predates the "
-                           f"exact matcher, compare with --scorer extractor")
+        raise PlastError(f"{where}: index {missing[0]} has no '{key}' verdict; this log predates the "
+                         f"exact matcher, compare with --scorer extractor")
     if metric == "circular_acc":
         groups: dict[int, bool] = {}
         for index, record in rows.items():
@@ -108,7 +101,7 @@ def task_outcomes(run: RunSamples, scorer: str = "extractor") -> dict[str, dict[
     """Per task and metric (``acc``; MMBench also ``circular_acc``), each unit's pass/fail: the
     per-question correctness that paired statistics over other runs (``plast ablate``) start from."""
     if scorer not in SCORERS:
-        raise CompareError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
+        raise PlastError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
     out: dict[str, dict[str, dict[int, bool]]] = {}
     for task, rows in sorted(run.records.items()):
         bench, _ = _task_parts(task, rows)
@@ -136,12 +129,12 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
                  resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict:
     """The comparison as a JSON-ready dict: ``rows`` per task and metric, plus benchmark means."""
     if scorer not in SCORERS:
-        raise CompareError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
+        raise PlastError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
     key = SCORERS[scorer]
     common = sorted(set(run_a.records) & set(run_b.records))
     if not common:
-        raise CompareError(f"{run_a.folder} and {run_b.folder} have no task in common "
-                           f"(A: {', '.join(sorted(run_a.records))}; B: {', '.join(sorted(run_b.records))})")
+        raise PlastError(f"{run_a.folder} and {run_b.folder} have no task in common "
+                         f"(A: {', '.join(sorted(run_a.records))}; B: {', '.join(sorted(run_b.records))})")
     warnings = []
     for name, run, other in (("A", run_a, run_b), ("B", run_b, run_a)):
         only = sorted(set(run.records) - set(other.records))
@@ -157,15 +150,15 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         rows_a, rows_b = run_a.records[task], run_b.records[task]
         if set(rows_a) != set(rows_b):
             only_a, only_b = sorted(set(rows_a) - set(rows_b)), sorted(set(rows_b) - set(rows_a))
-            raise CompareError(
+            raise PlastError(
                 f"{task}: the runs scored different rows ({len(rows_a)} in A, {len(rows_b)} in B; "
                 f"e.g. index {(only_a or only_b)[0]} only in {'A' if only_a else 'B'}); paired statistics "
                 "need the same questions (same data, no --limit)")
         md5_a = {str(r.get("source_md5")) for r in rows_a.values() if r.get("source_md5")}
         md5_b = {str(r.get("source_md5")) for r in rows_b.values() if r.get("source_md5")}
         if md5_a and md5_b and md5_a != md5_b:
-            raise CompareError(f"{task}: the runs read different data files (md5 {', '.join(sorted(md5_a))} in A, "
-                               f"{', '.join(sorted(md5_b))} in B); paired statistics need the same questions")
+            raise PlastError(f"{task}: the runs read different data files (md5 {', '.join(sorted(md5_a))} in A, "
+                             f"{', '.join(sorted(md5_b))} in B); paired statistics need the same questions")
         # True / False: the published file (VLMEvalKit's md5) or not; None: the logs recorded no md5
         published = (md5_a | md5_b == {PUBLISHED_MD5.get(task)}) if md5_a | md5_b else None
         if published is False:
@@ -218,15 +211,11 @@ def format_table(result: dict) -> str:
     lines = [f"A = {result['run_a']}", f"B = {result['run_b']}",
              f"scorer: {result['scorer']}; paired bootstrap ({result['resamples']} resamples, seed "
              f"{result['seed']}); exact McNemar test", head, "-" * len(head)]
-    for r in sorted(result["rows"], key=lambda r: (r["benchmark"], r["metric"], _lang_key(r["language"]))):
-        lines.append(f"{r['task']:18s} {r['metric']:13s} {r['n']:5d} {100 * r['acc_a']:7.2f} {100 * r['acc_b']:7.2f} "
-                     f"{100 * r['delta']:+7.2f} [{100 * r['ci95'][0]:+6.2f}, {100 * r['ci95'][1]:+6.2f}] "
-                     f"{r['mcnemar_p']:10.3g}")
-    for m in result["means"]:
-        name = f"{m['benchmark']} mean"
-        lines.append(f"{name:18s} {m['metric']:13s} {m['n']:5d} {100 * m['acc_a']:7.2f} {100 * m['acc_b']:7.2f} "
-                     f"{100 * m['delta']:+7.2f} [{100 * m['ci95'][0]:+6.2f}, {100 * m['ci95'][1]:+6.2f}] "
-                     f"{m['mcnemar_p_pooled']:10.3g}")
+    rows = sorted(result["rows"], key=lambda r: (r["benchmark"], r["metric"], _lang_key(r["language"])))
+    for name, r, p in ([(r["task"], r, r["mcnemar_p"]) for r in rows]
+                       + [(f"{m['benchmark']} mean", m, m["mcnemar_p_pooled"]) for m in result["means"]]):
+        lines.append(f"{name:18s} {r['metric']:13s} {r['n']:5d} {100 * r['acc_a']:7.2f} {100 * r['acc_b']:7.2f} "
+                     f"{100 * r['delta']:+7.2f} [{100 * r['ci95'][0]:+6.2f}, {100 * r['ci95'][1]:+6.2f}] {p:10.3g}")
     for w in result["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

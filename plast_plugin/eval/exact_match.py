@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Mapping
 
-__all__ = ["exact_choice"]
-
 _SPLIT_CHARS = ".()[],:;!*#{}"
 
 

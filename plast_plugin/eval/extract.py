@@ -30,8 +30,6 @@ from typing import Mapping
 
 from plast_plugin.data.languages import LANGUAGE_TABLE
 
-__all__ = ["extract_choice", "normalize_text", "LETTER_ALIASES"]
-
 # Characters that, standing alone, name option letters: each language's own (the language table's
 # `option_letter_aliases`: Arabic, Cyrillic), read in any answer, and Greek look-alikes, which no
 # benchmark language writes but a model may.

@@ -23,9 +23,6 @@ from plast_plugin.eval.parrot_data import BENCHMARKS, PARROT_REPO, parrot_filena
 from plast_plugin.eval.scoring import metric_names
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-__all__ = ["REGENERATE_COMMAND", "render_task_files", "task_names", "group_names", "differences", "stale_files",
-           "write_task_files", "main"]
-
 REGENERATE_COMMAND = "python -m plast_plugin.eval.generate_tasks"
 CHECKOUT_TASKS_DIR = Path(__file__).resolve().parents[2] / "eval_tasks"
 # How the task files name each benchmark in their comments.

@@ -14,7 +14,7 @@ variables so that they reach the lmms-eval tasks unchanged:
 - ``PLAST_JUDGE_TIMEOUT``: seconds per request (default 60).
 - ``PLAST_JUDGE_RETRIES``: retries of a failed request, with exponential backoff (default 2).
 - ``PLAST_JUDGE_TOTAL_TIMEOUT``: seconds all judge requests of one process may take together
-  (default 1800); past it, answers are no longer sent to the judge.
+  (default 1800); past it, the remaining answers are not sent to the judge.
 - ``PLAST_JUDGE_FAILURE_LOG``: a JSONL file to which every judge failure is appended
   (``plast eval`` sets it to ``<output>/plast_judge_failures.jsonl`` and reports the count).
 
@@ -25,7 +25,7 @@ and ``user:password@`` is redacted from every URL that is logged.
 A judge failure (network, HTTP error, redirect, unreadable reply, time budget spent) leaves the
 answer unmatched (wrong); it is counted (:func:`failure_count`), logged with the reason and
 appended to ``PLAST_JUDGE_FAILURE_LOG``; it never stops an evaluation. A bad configuration
-(``JudgeConfigError``) does stop it, before any request.
+(``PlastError``) does stop it, before any request.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Mapping
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.extract import extract_choice
 
-__all__ = ["JudgeConfig", "JudgeConfigError", "judge_choice", "failure_count", "redact_url", "JUDGE_PROMPT"]
+__all__ = ["JudgeConfig", "judge_choice", "failure_count", "redact_url", "JUDGE_PROMPT"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ JUDGE_PROMPT = (
     "answer means none of the options, or several, reply Z. Reply with one uppercase letter "
     "and nothing else.\n\nQuestion: {question}\nOptions:\n{options}\nAnswer: {answer}\nYour reply:"
 )
-
-
-class JudgeConfigError(PlastError):
-    """A PLAST_JUDGE_* setting is unusable or unsafe; the message names the variable."""
 
 
 def redact_url(url: str) -> str:
@@ -87,8 +83,8 @@ def _number(env: Mapping[str, str], name: str, default: float, kind=float, minim
     except ValueError:
         value = None
     if value is None or value < minimum or value != value:
-        raise JudgeConfigError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number >= {minimum:g}; "
-                               f"unset it for the default {default}")
+        raise PlastError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number >= {minimum:g}; "
+                         f"unset it for the default {default}")
     return value
 
 
@@ -104,14 +100,14 @@ class JudgeConfig:
     def __post_init__(self):
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise JudgeConfigError(f"PLAST_JUDGE_URL {redact_url(self.url)!r}: use http(s)://host[:port]/path, "
-                                   f"e.g. http://127.0.0.1:8000/v1")
+            raise PlastError(f"PLAST_JUDGE_URL {redact_url(self.url)!r}: use http(s)://host[:port]/path, "
+                             f"e.g. http://127.0.0.1:8000/v1")
         if self.api_key and parts.scheme == "http" and not _is_local(parts.hostname):
-            raise JudgeConfigError(
+            raise PlastError(
                 f"PLAST_JUDGE_API_KEY would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "
                 f"{redact_url(self.url)}): use an https:// URL (plain http only for localhost)")
         if self.timeout <= 0:
-            raise JudgeConfigError(f"PLAST_JUDGE_TIMEOUT={self.timeout}: must be positive")
+            raise PlastError(f"PLAST_JUDGE_TIMEOUT={self.timeout}: must be positive")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "JudgeConfig | None":

@@ -18,15 +18,10 @@ import logging
 from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
-from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task
+from plast_plugin.eval.parrot_data import load_parrot_task
 from plast_plugin.eval.prompts import build_prompt, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
-
-__all__ = [
-    "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
-    "aggregate_acc", "aggregate_circular_acc", "aggregate_acc_exact", "aggregate_circular_acc_exact",
-    "docs_to_dataset",
-]
+from plast_plugin.errors import PlastError
 
 log = logging.getLogger(__name__)
 # What process_docs read for each task (file, md5, counts, warnings), reported with the scores.
@@ -71,10 +66,6 @@ def _loguru(level: str, message: str) -> None:
         getattr(log, level)(message)
 
 
-def _loguru_error(message: str) -> None:
-    _loguru("error", message)
-
-
 def process_docs(dataset):
     """Replace the one-line source dataset by the benchmark's rows."""
     if len(dataset) != 1 or "benchmark" not in dataset.column_names:
@@ -84,9 +75,9 @@ def process_docs(dataset):
     try:
         protocol = resolve_protocol()
         data = load_parrot_task(source["benchmark"], source["language"])
-    except (ParrotDataError, ValueError) as exc:
+    except (PlastError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
-        _loguru_error(f"{task}: {exc}")
+        _loguru("error", f"{task}: {exc}")
         raise
     for warning in data.warnings:
         _loguru("warning", f"{task}: {warning}")

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from math import comb
 from typing import Sequence
 
-__all__ = ["PairedCounts", "paired_counts", "mcnemar_exact_p", "bootstrap_delta_ci", "mean_delta_ci"]
-
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_SEED = 0
 

@@ -23,7 +23,7 @@ file, downloaded or from ``$PLAST_PARROT_DIR``, must have the md5 VLMEvalKit lis
 (``any``, or ``<task>=<md5>,...`` to pin other files). Row counts are checked against the
 published 1710 (MMMB) and 1164 questions (MMBench-dev) with a warning.
 
-Every problem is reported as a :class:`ParrotDataError` naming the file and the row.
+Every problem is reported as a :class:`PlastError` naming the file and the row.
 """
 
 from __future__ import annotations
@@ -39,28 +39,8 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
-from plast_plugin.data.languages import PARROT_LANGUAGES, UnknownLanguageError, language_row, normalize_language
+from plast_plugin.data.languages import PARROT_LANGUAGES, language_row, normalize_language
 from plast_plugin.data.vlmevalkit_tsv import ImageReferenceError, read_vlmevalkit_tsv
-
-__all__ = [
-    "BENCHMARKS",
-    "PARROT_LANGUAGES",
-    "PARROT_REPO",
-    "PARROT_DIR_ENV",
-    "ParrotDataError",
-    "parrot_filename",
-    "resolve_parrot_file",
-    "read_parrot_tsv",
-    "load_parrot_docs",
-    "load_parrot_task",
-    "ParrotTask",
-    "parrot_language",
-    "PUBLISHED_MD5",
-    "PARROT_REVISION",
-    "DataIdentity",
-    "check_identity",
-    "file_md5",
-]
 
 log = logging.getLogger(__name__)
 
@@ -97,25 +77,21 @@ PUBLISHED_MD5 = {
 PUBLISHED_QUESTIONS = {"mmmb": 1710, "mmbench_ml": 1164}
 
 
-class ParrotDataError(PlastError):
-    """A Parrot TSV (or the way to it) is unusable; the message names the file and row."""
-
-
 def parrot_language(language: str) -> str:
     """Normalise `language` (``cn`` -> ``zh``) and check that Parrot has it."""
     try:
         code = normalize_language(language)
-    except UnknownLanguageError as exc:
-        raise ParrotDataError(f"{exc}; Parrot's benchmarks cover {', '.join(PARROT_LANGUAGES)}") from None
+    except PlastError as exc:
+        raise PlastError(f"{exc}; Parrot's benchmarks cover {', '.join(PARROT_LANGUAGES)}") from None
     if code not in PARROT_LANGUAGES:
-        raise ParrotDataError(
+        raise PlastError(
             f"Parrot's benchmarks have no language {language!r}; use one of {', '.join(PARROT_LANGUAGES)}")
     return code
 
 
 def _benchmark(benchmark: str) -> tuple[str, str]:
     if benchmark not in BENCHMARKS:
-        raise ParrotDataError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
+        raise PlastError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
     return BENCHMARKS[benchmark]
 
 
@@ -164,7 +140,7 @@ def _md5_setting(environ=None) -> tuple[bool, dict[str, str]]:
         task, sep, md5 = item.strip().partition("=")
         task, md5 = task.strip(), md5.strip().lower()
         if not sep or task not in PUBLISHED_MD5 or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
-            raise ParrotDataError(
+            raise PlastError(
                 f"{PARROT_MD5_ENV}={raw!r}: {item.strip()!r} is not <task>=<32 hex md5> with task one of "
                 f"{', '.join(PUBLISHED_MD5)}; or set it to 'any' to accept any file (recorded, not checked)")
         pins[task] = md5
@@ -182,7 +158,7 @@ def check_identity(path, benchmark: str, language: str, environ=None) -> DataIde
         return DataIdentity(task, str(path), md5, "unchecked", PUBLISHED_MD5.get(task))
     expected, check = (pins[task], "user pin") if task in pins else (PUBLISHED_MD5[task], "published")
     if md5 != expected:
-        raise ParrotDataError(
+        raise PlastError(
             f"{path}: md5 {md5} differs from the {'pinned' if check == 'user pin' else 'published (VLMEvalKit)'} "
             f"md5 {expected} of {task}: this is not the file the published scores were computed on (the "
             f"dataset's main branch has changed, or the copy is damaged). Download it again, or accept this "
@@ -200,7 +176,7 @@ def resolve_parrot_file(benchmark: str, language: str) -> Path:
         for candidate in (root / rel, root / Path(rel).name):
             if candidate.is_file():
                 return candidate
-        raise ParrotDataError(
+        raise PlastError(
             f"{PARROT_DIR_ENV}={local} holds neither {root / rel} nor {root / Path(rel).name}; "
             f"download {rel} from the dataset repo {PARROT_REPO} or unset {PARROT_DIR_ENV}")
     try:
@@ -208,7 +184,7 @@ def resolve_parrot_file(benchmark: str, language: str) -> Path:
 
         return Path(hf_hub_download(PARROT_REPO, rel, repo_type="dataset", revision=parrot_revision()))
     except Exception as exc:  # network, offline mode, gated repo ...
-        raise ParrotDataError(
+        raise PlastError(
             f"could not fetch {rel} from the Hugging Face dataset {PARROT_REPO} ({exc}); "
             f"download the TSVs yourself and set {PARROT_DIR_ENV} to their directory") from exc
 
@@ -226,14 +202,14 @@ def _decode_image(b64: str, where: str) -> bytes:
     try:
         raw = base64.b64decode("".join(b64.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ParrotDataError(f"{where}: image is not valid base64 ({exc})") from None
+        raise PlastError(f"{where}: image is not valid base64 ({exc})") from None
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(raw)) as img:  # reads the header only
             img.size
     except Exception as exc:
-        raise ParrotDataError(f"{where}: image decodes from base64 but is not an image ({exc})") from None
+        raise PlastError(f"{where}: image decodes from base64 but is not an image ({exc})") from None
     return raw
 
 
@@ -250,11 +226,11 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
     path = Path(path)
     language = parrot_language(language)
     _benchmark(benchmark)
-    table = read_vlmevalkit_tsv(path, ParrotDataError)
+    table = read_vlmevalkit_tsv(path)
     columns = table.columns
     missing = table.missing_columns(REQUIRED_COLUMNS)
     if missing:
-        raise ParrotDataError(
+        raise PlastError(
             f"{path}: missing column(s) {', '.join(missing)}; a VLMEvalKit MCQ TSV needs "
             f"{', '.join(REQUIRED_COLUMNS)} (+ C, D, hint, category optional); found {', '.join(columns)}")
     letters = [c for c in columns if len(c) == 1 and "A" <= c <= "Z"]
@@ -266,7 +242,7 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
         docs.append({"index": indices[pos], **fields, "image": image_of(pos), "language": language,
                      "benchmark": benchmark, "source": str(path), "row": pos + 1})
     if not docs:
-        raise ParrotDataError(f"{path}: no rows")
+        raise PlastError(f"{path}: no rows")
     return docs
 
 
@@ -279,9 +255,9 @@ def _row_indices(path: Path, rows: list[dict]) -> list[int]:
         try:
             idx = int(str(raw).strip())
         except ValueError:
-            raise ParrotDataError(f"{path}: row {n}: index {raw!r} is not an integer") from None
+            raise PlastError(f"{path}: row {n}: index {raw!r} is not an integer") from None
         if idx in by_index:
-            raise ParrotDataError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
+            raise PlastError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
         by_index[idx] = n - 1
         indices.append(idx)
     return indices
@@ -301,12 +277,12 @@ def _image_reader(path: Path, table, indices: list[int]):
             source = table.image_row(pos)
         except ImageReferenceError as err:
             if err.problem == "not an index":
-                raise ParrotDataError(
+                raise PlastError(
                     f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
-            raise ParrotDataError(
+            raise PlastError(
                 f"{where}: image refers to index {err.reference}, {_REFERENCE_PROBLEMS[err.problem]}") from None
         if source is None:
-            raise ParrotDataError(f"{where}: empty image")
+            raise PlastError(f"{where}: empty image")
         if source not in images:
             images[source] = _decode_image(table.rows[source]["image"],
                                            f"{path}: row {source + 1} (index {indices[source]})")
@@ -319,15 +295,15 @@ def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
     """A row's question, hint, options and answer, checked; ``where`` names the row in errors."""
     question = _text(rec["question"])
     if not question.strip():
-        raise ParrotDataError(f"{where}: empty question")
+        raise PlastError(f"{where}: empty question")
     options = {c: (None if _is_missing(rec[c]) else str(rec[c])) for c in letters}
     present = "".join(c for c in letters if options[c] is not None and options[c].strip() != "")
     if len(present) < 2:
-        raise ParrotDataError(f"{where}: fewer than two options ({present or 'none'})")
+        raise PlastError(f"{where}: fewer than two options ({present or 'none'})")
     answer = _text(rec["answer"]).strip().upper()
     if len(answer) != 1 or answer not in letters:
         what = "is empty" if not answer else f"{_text(rec['answer']).strip()!r} is not one option letter"
-        raise ParrotDataError(
+        raise PlastError(
             f"{where}: answer {what}; the answer cell must hold exactly one of the option letters "
             f"{', '.join(letters)} (the row's options: {', '.join(present)}); fix or drop the row")
     answerable = answer in present

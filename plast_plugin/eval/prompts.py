@@ -26,9 +26,6 @@ from plast_plugin.errors import PlastError
 from plast_plugin.eval.parrot_data import parrot_language
 from plast_plugin.data.languages import PARROT_LANGUAGES, language_row
 
-__all__ = ["ANSWER_INSTRUCTIONS", "PROTOCOLS", "DEFAULT_PROTOCOL", "PROTOCOL_ENV", "VLMEVALKIT_INSTRUCTION_CJK",
-           "answer_instruction", "build_prompt", "resolve_protocol", "protocol_instruction"]
-
 # Parrot's instruction per language: the `parrot_instruction` column of the language table.
 # VLMEvalKit's English instruction is Parrot's English one.
 ANSWER_INSTRUCTIONS: dict[str, str] = {code: language_row(code).parrot_instruction for code in PARROT_LANGUAGES}

@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Mapping
 
-__all__ = ["CIRCULAR_OFFSET", "CIRCULAR_BENCHMARKS", "accuracy", "circular_accuracy", "metric_names", "summarize"]
-
 CIRCULAR_OFFSET = 1_000_000
 # Benchmarks scored with circular evaluation (their TSVs carry rotated copies).
 CIRCULAR_BENCHMARKS = frozenset({"mmbench_ml"})

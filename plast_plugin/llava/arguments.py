@@ -112,10 +112,6 @@ PlastArguments.__doc__ = "Every PLAST flag of LLaVA training (mixin for LLaVA's 
 _DEFAULT_RULE = SelectionOptions.__dataclass_fields__["rule"].default
 
 
-class PlastArgumentError(PlastError):
-    """A flag combination PLAST refuses; the message names the flag and the fix."""
-
-
 def plast_enabled(args) -> bool:
     # `is not None`, not truthiness: `--plast_layers ""` (an unset shell variable) must be refused,
     # not read as "PLAST off", which would silently fine-tune the whole model.
@@ -163,11 +159,11 @@ def validated_options(args) -> SelectionOptions:
 
 def selection_options(args) -> SelectionOptions:
     """The ``SelectionOptions`` that ``--plast_*`` flags describe (unset --plast_modules: 'layer'),
-    validated as they are built; an invalid flag is one PlastArgumentError naming it."""
+    validated as they are built; an invalid flag is one PlastError naming it."""
     try:
         return SelectionOptions(**_flag_values(args))
-    except ValueError as err:
-        raise PlastArgumentError(f"PLAST option: {err} (flags are named --plast_<option>)") from None
+    except PlastError as err:
+        raise PlastError(f"PLAST option: {err} (flags are named --plast_<option>)") from None
 
 
 def check_plast_arguments(args) -> None:
@@ -178,57 +174,57 @@ def check_plast_arguments(args) -> None:
         return
     layers = str(args.plast_layers).strip()
     if not layers:
-        raise PlastArgumentError(
+        raise PlastError(
             f"--plast_layers is empty ({args.plast_layers!r}; an unset shell variable?): give 'auto', a layer "
             f"spec such as '0-4', or a selection file; drop the flag only to fine-tune without PLAST"
         )
     if layers == "auto" and not args.plast_probe_data:
-        raise PlastArgumentError(
+        raise PlastError(
             "--plast_layers auto needs --plast_probe_data (parallel questions, e.g. a .jsonl with "
             "id, lang, question), or run `plast select` first and pass the selection file to --plast_layers"
         )
     if getattr(args, "lora_enable", False):
-        raise PlastArgumentError(
+        raise PlastError(
             "--lora_enable conflicts with --plast_layers: PLAST fine-tunes whole decoder layers, LoRA "
             "adds adapters to all of them. Drop --lora_enable (or drop --plast_layers for LoRA)."
         )
     if getattr(args, "bits", 16) in (4, 8):
-        raise PlastArgumentError(
+        raise PlastError(
             f"--bits {args.bits} conflicts with --plast_layers: quantized weights cannot be fine-tuned "
             f"directly. Use --bits 16 (the default) with bf16/fp16."
         )
     if getattr(args, "unfreeze_mm_vision_tower", False):
-        raise PlastArgumentError(
+        raise PlastError(
             "--unfreeze_mm_vision_tower conflicts with --plast_layers: PLAST keeps the vision tower "
             "frozen. Drop --unfreeze_mm_vision_tower."
         )
     if getattr(args, "mm_tunable_parts", None):
-        raise PlastArgumentError(
+        raise PlastError(
             "--mm_tunable_parts conflicts with --plast_layers: PLAST decides what is trained (only the "
             "selected layers). Drop --mm_tunable_parts."
         )
     if args.plast_probe_samples is not None and args.plast_probe_samples < 1:
-        raise PlastArgumentError(f"--plast_probe_samples must be positive, got {args.plast_probe_samples}")
+        raise PlastError(f"--plast_probe_samples must be positive, got {args.plast_probe_samples}")
     if args.plast_languages:
         from plast_plugin.data.languages import parse_language_list
 
         try:
             parse_language_list(args.plast_languages)
-        except ValueError as err:
-            raise PlastArgumentError(f"--plast_languages: {err}") from None
+        except PlastError as err:
+            raise PlastError(f"--plast_languages: {err}") from None
     options = selection_options(args)
     # One meaning each: --plast_layers says which layers (auto, a spec, a file); --plast_rule says
     # how `auto` chooses from the probe's statistics. No combination may probe and then ignore it.
     rule = options.selection_rule
     if layers == "auto" and rule.is_spec:
-        raise PlastArgumentError(
+        raise PlastError(
             f"--plast_layers auto with --plast_rule {rule.text}: that rule is a layer spec, so the probe would "
             f"run and its result be ignored. An explicit layer choice goes in --plast_layers: use "
             f"--plast_layers {rule.text} and drop --plast_rule (or keep --plast_layers auto with a statistic "
             f"rule: auto, msd-above:X, msd-top:K, msd-above-max:F)"
         )
     if layers != "auto" and rule.text != _DEFAULT_RULE:
-        raise PlastArgumentError(
+        raise PlastError(
             f"--plast_rule {rule.text} with --plast_layers {layers}: the rule chooses from the statistics that "
             f"only --plast_layers auto computes, so here it would be ignored. Drop --plast_rule (or use "
             f"--plast_layers auto --plast_probe_data ... to select with it)"
@@ -239,7 +235,7 @@ def check_plast_arguments(args) -> None:
 def check_trainer_arguments(args) -> None:
     """Refusals only possible once ``train()`` has copied model arguments into ``args``."""
     if getattr(args, "tune_mm_mlp_adapter", False):
-        raise PlastArgumentError(
+        raise PlastError(
             "--tune_mm_mlp_adapter conflicts with --plast_layers: it trains (and saves) only the "
             "projector. Drop --tune_mm_mlp_adapter; PLAST starts from a finished LLaVA checkpoint."
         )

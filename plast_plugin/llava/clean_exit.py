@@ -1,26 +1,18 @@
 """Clean exits of multi-rank (gloo) runs: let the gloo worker threads go idle before the interpreter exits.
 
-Why (docs/troubleshooting.md, "terminate called without an active exception"): a gloo process
-group runs each collective on one of its C++ worker threads (``pt_gloo_runloop``, 2 per group).
-After a collective completes, the worker drops its reference to the finished work; when that is
-the last C++ reference to a tensor that has a Python object, torch gives the Python object up,
-which needs the GIL. If the main thread starts interpreter finalization while the worker waits
-for the GIL, CPython 3.11 ends the worker with ``pthread_exit``; the forced unwind runs into a
-``noexcept`` destructor (``~AsyncWork`` -> ``~Tensor``) and libstdc++ calls ``std::terminate``:
-the rank prints ``terminate called without an active exception`` and dies of SIGABRT (launcher
-rc 250). It is a race between the last collective of ``train()`` (under ZeRO-3 presumably the
-parameter all-gathers of the final save) and the end of the process. Upstream: torch 2.13 (gloo worker
-releases the work, ``ConcretePyInterpreterVTable::decref`` takes the GIL) with CPython 3.11's
-``take_gil``/``PyThread_exit_thread`` at finalization (CPython gh-87135 / bpo-42969; CPython 3.14
-hangs such threads instead of unwinding them, PR #105805). ``destroy_process_group()`` does not
-help: DeepSpeed still holds its groups, so their workers are never joined.
+Why (docs/troubleshooting.md, "terminate called without an active exception"): a gloo worker
+thread (``pt_gloo_runloop``) that drops the last reference to a finished collective's tensor
+needs the GIL to free its Python object. If the main thread is finalizing the interpreter by
+then, CPython 3.11 ends the worker with ``pthread_exit``, whose unwind hits a ``noexcept``
+destructor (``~AsyncWork`` -> ``~Tensor``): ``std::terminate``, SIGABRT, launcher rc 250
+(CPython gh-87135; 3.14 hangs such threads instead, PR #105805). ``destroy_process_group()``
+does not help: DeepSpeed still holds its groups.
 
-The fix: when ``train()`` returns on a rank of a multi-rank run, wait, with the GIL released,
-until every gloo worker thread is idle (blocked waiting for new work: on Linux, a futex wait
-without timeout in ``/proc/self/task/<tid>/syscall``; a worker waiting for the GIL uses a timed
-wait, one running a collective is running or in a timed wait). Then no worker can need the GIL
-once finalization begins. Purely local (no collective, so no rank can hang on another); it
-costs a millisecond or two. Where ``/proc`` cannot tell, it sleeps ``GRACE_S`` instead.
+The fix: when ``train()`` returns on a rank of a multi-rank run, wait with the GIL released until
+every gloo worker is idle (on Linux, a futex wait without timeout in
+``/proc/self/task/<tid>/syscall``; a worker waiting for the GIL or running uses a timed wait or
+none). Purely local (no collective, so no rank waits on another); a millisecond or two. Where
+``/proc`` cannot tell, it sleeps ``GRACE_S`` instead.
 """
 from __future__ import annotations
 

@@ -1,17 +1,13 @@
 """The import hook: patch ``llava.train.train`` right after it is imported.
 
-The ``plast-llava-hook.pth`` file that the package puts into site-packages runs in every
-interpreter of the environment, including every process the DeepSpeed launcher starts, so it
-must cost next to nothing. It therefore runs only ``pth_bootstrap.py``'s few lines (embedded in the
-.pth by setup.py): a stand-in finder that imports this module when, and only when, LLaVA's
-training module is imported. This module then wraps that module's loader and patches it
-(``integration.patch_llava_train_module``). It imports only ``os`` and ``sys`` itself (no
-``importlib.abc``, which pulls in importlib.resources and pathlib), is idempotent, and
-``PLAST_DISABLE_HOOK=1`` turns it off.
-
-It never breaks an interpreter: a missing or broken plugin prints one line when LLaVA's training
-module is imported and leaves LLaVA unpatched, so ``--plast_*`` flags are then refused by LLaVA's
-own argument parser instead of training everything.
+The ``plast-llava-hook.pth`` file in site-packages runs in every interpreter of the environment
+(every process the DeepSpeed launcher starts included), so it runs only ``pth_bootstrap.py``'s few
+lines: a stand-in finder that imports this module when, and only when, LLaVA's training module is
+imported. This module wraps that module's loader and patches it
+(``integration.patch_llava_train_module``). It imports only ``os`` and ``sys`` (``importlib.abc``
+pulls in importlib.resources and pathlib), is idempotent, and ``PLAST_DISABLE_HOOK=1`` turns it
+off. A missing or broken plugin prints one line and leaves LLaVA unpatched, so LLaVA's own parser
+refuses ``--plast_*`` flags instead of training everything.
 
 LLaVA-NeXT's training module has the same name and the same seam (``TrainingArguments``,
 ``LLaVATrainer``); it is not on PyPI, so that path is untested here.
@@ -84,10 +80,6 @@ class LlavaTrainFinder:
         return spec
 
 
-def is_installed() -> bool:
-    return any(isinstance(f, LlavaTrainFinder) for f in sys.meta_path)
-
-
 def install_finder() -> LlavaTrainFinder:
     """The installed finder (inserted first in sys.meta_path once)."""
     for finder in sys.meta_path:
@@ -102,7 +94,7 @@ def install(force: bool = False) -> bool:
     """Install the finder once. Returns True when PLAST will patch LLaVA's training module.
 
     ``force`` ignores ``PLAST_DISABLE_HOOK`` (used by ``python -m plast_plugin.llava.train``).
-    A training module imported before this call is patched at once.
+    A training module that is already imported is patched at once.
     """
     if hook_disabled() and not force:
         return False
@@ -112,15 +104,3 @@ def install(force: bool = False) -> bool:
         if module is not None:
             _patch(module)
     return True
-
-
-def install_from_pth() -> None:
-    """What the .pth line of plast-plugin 0.1 called at every start; an environment upgraded in
-    place keeps working (and quiet) until its .pth is rewritten by the next install."""
-    try:
-        install()
-    except Exception:  # pragma: no cover - defensive; LLaVA stays unpatched and refuses --plast_*
-        pass
-
-
-_install_from_pth = install_from_pth

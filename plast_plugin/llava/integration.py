@@ -21,8 +21,8 @@ import logging
 import os
 from pathlib import Path
 
+from plast_plugin.errors import PlastError
 from plast_plugin.llava.arguments import (
-    PlastArgumentError,
     check_trainer_arguments,
     make_training_arguments,
     plast_enabled,
@@ -146,7 +146,7 @@ def prepare_plast(model, args, tokenizer=None):
     options = validated_options(args)  # checked when the arguments were parsed; not again
     check_trainer_arguments(args)
     if model is None:
-        raise PlastArgumentError("--plast_layers: LLaVATrainer was built without a model")
+        raise PlastError("--plast_layers: LLaVATrainer was built without a model")
     layout = find_decoder_layers(model)  # once; every step below is handed it
     selection = resolve_selection(model, args, tokenizer, layout=layout, options=options)
     layers = list(selection.selected_layers)
@@ -155,7 +155,7 @@ def prepare_plast(model, args, tokenizer=None):
     recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
     report = freeze_for_plast(model, layers, modules, layout=layout)
     if report.trainable_params == 0:
-        raise PlastArgumentError(
+        raise PlastError(
             f"--plast_layers {args.plast_layers} with --plast_modules {modules} leaves no "
             f"trainable parameter; refusing to train nothing"
         )
@@ -221,29 +221,26 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
     record_path = out / TRAINING_RECORD
     if not record_path.is_file():
         if not allow:
-            raise PlastArgumentError(
+            raise PlastError(
                 f"output_dir {out} holds {checkpoints[-1]}, which LLaVA's train() resumes from, but no "
                 f"{TRAINING_RECORD}: it is not a PLAST run, so what it trained is unknown. Use a new "
                 f"--output_dir (or pass --plast_allow_selection_change True to resume anyway)"
             )
         return list(layers), modules, [this_run]
-    from plast_plugin.errors import PlastError
     from plast_plugin.json_files import read_json_object
 
     try:
         previous = read_json_object(record_path)
         before_layers = sorted(int(i) for i in previous["layers"])
         before_modules = str(previous["modules"])
-    except PlastError:
-        raise
     except (KeyError, TypeError, ValueError) as err:
-        raise PlastArgumentError(f"{record_path}: malformed training record ({err!r}); use a new --output_dir") from None
+        raise PlastError(f"{record_path}: malformed training record ({err!r}); use a new --output_dir") from None
     history = previous.get("history") or [{"layers": before_layers, "modules": before_modules,
                                            "plast_layers": previous.get("plast_layers")}]
     if before_layers == sorted(layers) and before_modules == modules:
         return list(layers), modules, [*history, this_run]
     if not allow:
-        raise PlastArgumentError(
+        raise PlastError(
             f"output_dir {out} holds {checkpoints[-1]} of a run that trained layers {before_layers} "
             f"({before_modules}), which train() would resume from; this run selects {sorted(layers)} "
             f"({modules}). Resume with the same selection (--plast_layers {previous.get('plast_layers')}), "
@@ -308,7 +305,7 @@ def resolve_selection(model, args, tokenizer=None, *, layout=None, options=None)
                                   rule=value,
                                   options={"modules": getattr(args, "plast_modules", None) or "layer"})
     else:
-        raise PlastArgumentError(
+        raise PlastError(
             f"--plast_layers {value!r} is neither 'auto', a layer spec ('0-4', '1,3', 'first:K', "
             f"'last:K', 'random:K') nor an existing selection file"
         )
@@ -341,7 +338,7 @@ def run_auto_selection(model, args, tokenizer, *, layout=None, options=None):
     from plast_plugin.pipeline import run_selection, write_selection
 
     if tokenizer is None:
-        raise PlastArgumentError("--plast_layers auto needs the tokenizer passed to LLaVATrainer")
+        raise PlastError("--plast_layers auto needs the tokenizer passed to LLaVATrainer")
     sources = [s.strip() for s in str(args.plast_probe_data).split(",") if s.strip()]
     languages = parse_language_list(args.plast_languages) if args.plast_languages else None
     questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
@@ -403,7 +400,7 @@ def check_supervision(dataset, samples: int = 8, ignore_index: int = -100) -> No
         labels = item.get("labels") if isinstance(item, dict) else None
         if labels is None or int((labels != ignore_index).sum()) > 0:
             return
-    raise PlastArgumentError(
+    raise PlastError(
         f"PLAST: LLaVA's preprocessing left no supervised token in the first {count} training samples "
         f"(see 'tokenization mismatch' above): the tokenizer does not fit --version. Training would "
         f"change nothing. Use a LLaMA/Vicuna tokenizer with --version v1 (or fix the conversation template)."

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from plast_plugin.errors import PlastError
-from plast_plugin.models.model_source import checkpoint_kind, read_config
+from plast_plugin.models.model_source import HF_MODEL_CLASSES, checkpoint_kind, read_config
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -75,30 +75,19 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
                 tower.load_model()
             tower.to(dtype=torch_dtype)
             image_processor = tower.image_processor
-    elif kind == "llava-hf":
-        from transformers import AutoImageProcessor, LlavaForConditionalGeneration
-
-        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
-        model = LlavaForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
-        image_processor = AutoImageProcessor.from_pretrained(path, **hub)
-    elif kind == "llava-next-hf":
+    else:
         import transformers
 
-        if not hasattr(transformers, "LlavaNextForConditionalGeneration"):
+        if kind == "llava-next-hf" and not hasattr(transformers, HF_MODEL_CLASSES[kind]):
             raise PlastError(
                 f"{path} is a LLaVA-NeXT checkpoint (model_type {model_type!r}); transformers "
                 f"{transformers.__version__} has no LlavaNextForConditionalGeneration (added in 4.39): run "
                 f"`plast select` in an environment with a newer transformers (the evaluation env)"
             )
-        from transformers import AutoImageProcessor, LlavaNextForConditionalGeneration
-
         tokenizer = AutoTokenizer.from_pretrained(path, **hub)
-        model = LlavaNextForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
-        image_processor = AutoImageProcessor.from_pretrained(path, **hub)
-    else:
-        from transformers import AutoModelForCausalLM
-
-        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
-        model = AutoModelForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
+        model_class = getattr(transformers, HF_MODEL_CLASSES[kind])
+        model = model_class.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
+        if kind != "causal-lm":
+            image_processor = transformers.AutoImageProcessor.from_pretrained(path, **hub)
     model.to(torch_device).eval()
     return model, tokenizer, image_processor

@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-class ModelNotFoundError(FileNotFoundError):
-    """A model name that is neither a local folder nor a resolvable hub id (one clear line)."""
+from plast_plugin.errors import PlastError
 
 
 def _offline() -> bool:
@@ -21,7 +19,7 @@ def _offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def _not_found(name: str, revision: str | None, err: Exception) -> ModelNotFoundError:
+def _not_found(name: str, revision: str | None, err: Exception) -> PlastError:
     at = f" at revision {revision}" if revision else ""
     if _offline():
         how = ("the hub is off (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and the Hugging Face cache "
@@ -30,8 +28,8 @@ def _not_found(name: str, revision: str | None, err: Exception) -> ModelNotFound
     else:
         how = ("check the spelling, pass a local folder, or log in (`huggingface-cli login`) for a "
                "gated or private model")
-    return ModelNotFoundError(f"model {name!r}{at}: not a local folder and not found on the hub: {how} "
-                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+    return PlastError(f"model {name!r}{at}: not a local folder and not found on the hub: {how} "
+                      f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
 
 
 def _cache_dir() -> str:
@@ -50,8 +48,8 @@ def read_config(name_or_path: str, revision: str | None = None) -> dict:
     if local.is_dir():
         config = local / "config.json"
         if not config.is_file():
-            raise ModelNotFoundError(f"{name_or_path}: the folder has no config.json; pass a model folder "
-                                     "(the one holding config.json and the weights)")
+            raise PlastError(f"{name_or_path}: the folder has no config.json; pass a model folder "
+                             "(the one holding config.json and the weights)")
         from plast_plugin.json_files import read_json_object
 
         return read_json_object(config, "model config")
@@ -90,6 +88,9 @@ def local_dir(name_or_path: str, revision: str | None = None) -> Path:
 # transformers' own LLaVA ports; every other ``llava*`` model_type (llava_llama, llava_mistral,
 # llava_qwen, ...) is the official LLaVA / LLaVA-NeXT code's format, which needs the `llava` package.
 HF_LLAVA_MODEL_TYPES = {"llava": "llava-hf", "llava_next": "llava-next-hf"}
+# The transformers class that builds each kind of checkpoint but the official LLaVA's.
+HF_MODEL_CLASSES = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration",
+                    "causal-lm": "AutoModelForCausalLM"}
 
 
 def checkpoint_kind(config: dict) -> str:

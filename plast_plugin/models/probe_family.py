@@ -18,10 +18,6 @@ from plast_plugin.errors import PlastError
 from plast_plugin.models.probe_inputs import PaddedBatch
 
 
-class ProbeInputError(PlastError):
-    pass
-
-
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     param = next(p for p in model.parameters() if p.dtype.is_floating_point)
     return param.device, param.dtype
@@ -62,9 +58,9 @@ def hf_image_parts(model) -> tuple[int | None, nn.Module | None]:
 def check_hf_image_probe(body, image_processor, what: str) -> None:
     """Refuse probing a transformers LLaVA port with images where it cannot be done."""
     if body is None:
-        raise ProbeInputError(
+        raise PlastError(
             f"probing {what} with images needs transformers >= 4.52; use images='off' "
             "or run `plast select` in the evaluation environment"
         )
     if image_processor is None:
-        raise ProbeInputError(f"pass the model's image processor to probe {what} with images")
+        raise PlastError(f"pass the model's image processor to probe {what} with images")

@@ -18,7 +18,8 @@ import torch
 
 from plast_plugin.data.parallel_data import load_image
 from plast_plugin.models.probe_inputs import PaddedBatch
-from plast_plugin.models.probe_family import ProbeInputError, TextFamily, check_hf_image_probe, hf_image_parts
+from plast_plugin.models.probe_family import TextFamily, check_hf_image_probe, hf_image_parts
+from plast_plugin.errors import PlastError
 
 
 def _per_image_features(output) -> list[torch.Tensor]:
@@ -26,7 +27,7 @@ def _per_image_features(output) -> list[torch.Tensor]:
     an output object holding that list as ``pooler_output`` (5.x)."""
     features = getattr(output, "pooler_output", output)
     if isinstance(features, torch.Tensor) or not isinstance(features, (list, tuple)):
-        raise ProbeInputError(
+        raise PlastError(
             f"LLaVA-NeXT get_image_features returned {type(features).__name__}, not one feature tensor per "
             "image; this transformers version is not supported for probing with images (use images='off')"
         )
@@ -46,7 +47,7 @@ def expand_image_placeholders(batch: PaddedBatch, image_token_id: int, lengths: 
         count = batch.count_mask[row][real].tolist()
         placeholders = [i for i, token in enumerate(ids) if token == image_token_id]
         if len(placeholders) != 1:
-            raise ProbeInputError(
+            raise PlastError(
                 f"a LLaVA-NeXT probe prompt must hold exactly one image token (id {image_token_id}), found "
                 f"{len(placeholders)}; does a question contain the literal text '<image>'?"
             )
@@ -91,7 +92,7 @@ class LlavaNextHFFamily(TextFamily):
         if all(image is None for image in batch.images):
             return super().run(batch, positions, set_mask)
         if any(image is None for image in batch.images):
-            raise ProbeInputError("a batch mixes questions with and without images")
+            raise PlastError("a batch mixes questions with and without images")
         processed = self.image_processor([load_image(ref) for ref in batch.images], return_tensors="pt")
         config = self.model.config
         features = _per_image_features(self.multimodal_body.get_image_features(

@@ -18,9 +18,10 @@ from torch import nn
 from plast_plugin.core.model_layout import DecoderLayout, model_architecture
 from plast_plugin.data.parallel_data import load_image
 from plast_plugin.models.probe_family import (
-    ProbeInputError, TextFamily, check_hf_image_probe, hf_image_parts)
+    PlastError, TextFamily, check_hf_image_probe, hf_image_parts)
 from plast_plugin.models.probe_inputs import PaddedBatch
 from plast_plugin.models.probe_llava_next import LlavaNextHFFamily
+from plast_plugin.errors import PlastError
 
 LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
 LLAVA_IGNORE_INDEX = -100  # llava.constants.IGNORE_INDEX
@@ -50,7 +51,7 @@ def llava_pixel_values(images: list, image_processor, image_aspect_ratio: str | 
         return torch.stack([image_processor.preprocess(expand2square(img, background), return_tensors="pt")
                             ["pixel_values"][0] for img in images])
     if image_aspect_ratio not in (None, "", "square"):
-        raise ProbeInputError(
+        raise PlastError(
             f"image_aspect_ratio {image_aspect_ratio!r} (e.g. LLaVA-NeXT's anyres) is not supported by the "
             "probe; use images='off'")
     return image_processor.preprocess(images, return_tensors="pt")["pixel_values"]
@@ -100,7 +101,7 @@ class LlavaOfficialFamily(TextFamily):
         tower = model.get_vision_tower()
         self.image_processor = image_processor or getattr(tower, "image_processor", None)
         if self.image_processor is None:
-            raise ProbeInputError("the LLaVA model's vision tower has no image processor; pass one")
+            raise PlastError("the LLaVA model's vision tower has no image processor; pass one")
         aspect = getattr(model.config, "image_aspect_ratio", None)
         # LLaVA's own preprocessing (pad to square for LLaVA-1.5), once per image for all languages.
         self.pixels = PixelCache(lambda images: llava_pixel_values(images, self.image_processor, aspect))
@@ -112,7 +113,7 @@ class LlavaOfficialFamily(TextFamily):
         if all(image is None for image in batch.images):
             return super().run(batch, positions, set_mask)
         if any(image is None for image in batch.images):
-            raise ProbeInputError("a batch mixes questions with and without images")
+            raise PlastError("a batch mixes questions with and without images")
         pixels, sizes = self.pixels.get(batch.images)
         # The text positions to count ride through LLaVA's expansion as labels (1 = count,
         # 0 = do not); image features and padding come back as IGNORE_INDEX.

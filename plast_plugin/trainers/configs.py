@@ -39,10 +39,6 @@ _LLAMAFACTORY_MODULES = {choice: part or "all" for choice, part in MODULE_PARTS.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
-class ExportConfigError(PlastError):
-    """A selection that the requested tool cannot express (or a model it cannot name)."""
-
-
 @dataclass
 class TargetModel:
     """The names the training tool will see: built on the meta device from the model's config."""
@@ -71,25 +67,24 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
     import transformers
     from transformers import AutoConfig
 
-    from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
+    from plast_plugin.models.model_source import HF_MODEL_CLASSES, checkpoint_kind, local_dir, read_config
 
     kind = checkpoint_kind(read_config(name_or_path, revision))
     if kind == "official-llava":
-        raise ExportConfigError(
+        raise PlastError(
             f"{name_or_path} is an official LLaVA checkpoint (model_type llava_*): axolotl, ms-swift and "
             f"LLaMA-Factory load transformers' ports; convert it first (`plast export {name_or_path} --to-hf "
             f"--out DIR`) and export the config for DIR"
         )
-    classes = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
-    if kind in classes and not hasattr(transformers, classes[kind]):
-        raise ExportConfigError(f"{name_or_path}: transformers {transformers.__version__} has no {classes[kind]}; "
-                                f"export the config in the environment you train in")
+    if not hasattr(transformers, HF_MODEL_CLASSES[kind]):
+        raise PlastError(f"{name_or_path}: transformers {transformers.__version__} has no {HF_MODEL_CLASSES[kind]}; "
+                         f"export the config in the environment you train in")
     config = AutoConfig.from_pretrained(str(local_dir(name_or_path, revision)))
     with torch.device("meta"):
-        if kind in classes:
-            model = getattr(transformers, classes[kind])(config)
-        else:
+        if kind == "causal-lm":
             model = transformers.AutoModelForCausalLM.from_config(config)
+        else:
+            model = getattr(transformers, HF_MODEL_CLASSES[kind])(config)
     layout = find_decoder_layers(model)
     return TargetModel(name_or_path, kind, model, layout, transformers.__version__,
                        model_architecture(model))
@@ -124,13 +119,13 @@ def _quoted(text: str) -> str:
 def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, modules: str | None = None,
                   approximate: bool = False) -> ExportedConfig:
     if tool not in TOOLS:
-        raise ExportConfigError(f"--for {tool!r}: use one of {', '.join(TOOLS)}")
+        raise PlastError(f"--for {tool!r}: use one of {', '.join(TOOLS)}")
     selection.check_model(target.model, layout=target.layout)
     modules = modules or selection.options.get("modules") or "layer"
     layers = sorted(selection.selected_layers)
     plast_parameter_names(target.model, layers, modules, layout=target.layout)  # raises when nothing would be trained
     if not _PLAIN_NAME.match(target.layers_path):
-        raise ExportConfigError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
+        raise PlastError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
     sub = MODULE_PARTS[modules]
     sub_dots = f"{sub}." if sub else ""
     header = _header(selection, target, modules)
@@ -165,7 +160,7 @@ def _llamafactory(selection, target, layers, modules, header, approximate) -> Ex
         explain = (f"LLaMA-Factory's freeze_trainable_layers trains only the first N or the last N decoder layers; "
                    f"the selection {layers} of {n} layers is neither")
         if not approximate:
-            raise ExportConfigError(
+            raise PlastError(
                 f"{explain}. Use --for axolotl, --for swift or --for regex (exact), or pass --approximate to train "
                 f"{block} layers ({len(trained) - len(layers)} more than selected: "
                 f"{sorted(set(trained) - set(layers))})")

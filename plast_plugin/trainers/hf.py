@@ -11,7 +11,7 @@ Two pieces, usable alone or together::
 
 - ``apply_selection(model, selection)`` freezes every parameter but the selected decoder layers
   (for a training loop of your own); a selection file made for a model of another shape is
-  refused (``SelectionMismatchError``).
+  refused (``PlastError``).
 - ``PlastCallback(selection)`` does the same when the ``Trainer`` is built (``on_init_end``, before
   any optimizer exists), then, before the first step, checks that the optimizer holds exactly the
   selected parameters (an optimizer built by hand over ``model.parameters()`` is refused), and
@@ -43,10 +43,6 @@ from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
 logger = logging.getLogger("plast_plugin.trainers.hf")
 
 SelectionLike = Union[SelectionFile, str, os.PathLike]
-
-
-class PlastOptimizerError(PlastError):
-    """The optimizer does not hold exactly the selected parameters."""
 
 
 def load_selection(selection: SelectionLike) -> SelectionFile:
@@ -84,13 +80,13 @@ def optimizer_parameters(optimizer) -> list:
 
 
 def check_optimizer(model, optimizer, expected_names) -> None:
-    """Raise ``PlastOptimizerError`` unless ``optimizer`` holds exactly the parameters named."""
+    """Raise ``PlastError`` unless ``optimizer`` holds exactly the parameters named."""
     names = {id(p): n for n, p in model.named_parameters()}
     held = {names.get(id(p), "<not a parameter of the model>") for p in optimizer_parameters(optimizer)}
     expected = set(expected_names)
     if held != expected:
         extra, missing = sorted(held - expected), sorted(expected - held)
-        raise PlastOptimizerError(
+        raise PlastError(
             f"PLAST: the optimizer does not hold exactly the selected parameters ({len(extra)} extra, e.g. "
             f"{extra[:3]}; {len(missing)} missing, e.g. {missing[:3]}): refusing to train. Build the optimizer "
             f"after apply_selection() from the parameters with requires_grad, or let the Trainer build it."
@@ -192,7 +188,7 @@ class PlastCallback(TrainerCallback):
             # (transformers #21381): make the embedding output require grad, as LLaVA's train() does.
             model.enable_input_require_grads()
         if optimizer is None:
-            raise PlastOptimizerError("PLAST: the Trainer passed no optimizer to check; refusing to train unchecked")
+            raise PlastError("PLAST: the Trainer passed no optimizer to check; refusing to train unchecked")
         check_optimizer(model, optimizer, self.report.trainable_names)
         if state.is_world_process_zero:
             print(f"[plast] checked: the optimizer holds exactly the {len(self.report.trainable_names)} selected "

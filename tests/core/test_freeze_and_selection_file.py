@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from plast_plugin.core.freeze import count_parameters, freeze_for_plast, plast_parameter_names
-from plast_plugin.core.model_layout import UnsupportedModelError, find_decoder_layers
-from plast_plugin.core.selection_file import (SelectionFile, SelectionFileError, SelectionMismatchError, ModelIdentity,
+from plast_plugin.core.model_layout import find_decoder_layers
+from plast_plugin.core.selection_file import (SelectionFile, ModelIdentity,
                                          load_selected_layers)
+from plast_plugin.errors import PlastError
 
 
 def _fresh(tiny_llama):
@@ -51,17 +52,17 @@ def test_freeze_counts_use_ds_numel_under_zero3(tiny_llama):
 
 def test_freeze_refuses_bad_layers(tiny_llama):
     model = _fresh(tiny_llama)
-    with pytest.raises(ValueError, match="has 4 decoder layers"):
+    with pytest.raises(PlastError, match="has 4 decoder layers"):
         freeze_for_plast(model, [1, 9])
-    with pytest.raises(ValueError, match="no layers selected"):
+    with pytest.raises(PlastError, match="no layers selected"):
         plast_parameter_names(model, [])
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(PlastError, match="not one of"):
         freeze_for_plast(model, [1], "ffn")
     assert all(p.requires_grad for p in model.parameters())  # nothing was changed on error
 
 
 def test_unsupported_architecture_names_what_was_looked_for():
-    with pytest.raises(UnsupportedModelError, match="mlp.gate_proj"):
+    with pytest.raises(PlastError, match="mlp.gate_proj"):
         find_decoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
@@ -85,7 +86,7 @@ def test_selection_file_refuses_another_model(tiny_llama, tmp_path):
     selection.model.num_layers = 32
     selection.model.ffn_width = 11008
     path = selection.save(tmp_path / "plast_layers.json")
-    with pytest.raises(SelectionMismatchError, match="32 layers, FFN width 11008.*4 layers, FFN width 128"):
+    with pytest.raises(PlastError, match="32 layers, FFN width 11008.*4 layers, FFN width 128"):
         load_selected_layers(path, model)
 
 
@@ -96,7 +97,7 @@ def test_selection_file_refuses_another_model(tiny_llama, tmp_path):
 def test_broken_selection_files_are_refused(tmp_path, content, message):
     path = tmp_path / "plast_layers.json"
     path.write_text(content)
-    with pytest.raises(SelectionFileError, match=message):
+    with pytest.raises(PlastError, match=message):
         SelectionFile.load(path)
 
 
@@ -105,5 +106,5 @@ def test_selection_file_with_out_of_range_layers_is_refused(tiny_llama, tmp_path
     raw = json.loads(path.read_text())
     raw["selected_layers"] = [0, 7]
     path.write_text(json.dumps(raw))
-    with pytest.raises(SelectionFileError, match="not a non-empty subset of 0-3"):
+    with pytest.raises(PlastError, match="not a non-empty subset of 0-3"):
         SelectionFile.load(path)

@@ -1,7 +1,8 @@
 import pytest
 
-from plast_plugin.core.layer_spec import LayerSpecError, format_layer_spec, is_layer_spec, parse_layer_spec
+from plast_plugin.core.layer_spec import format_layer_spec, is_layer_spec, parse_layer_spec
 from plast_plugin.core.selection import check_rule, keep_contiguous_shallow_block, select_layers
+from plast_plugin.errors import PlastError
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -25,7 +26,7 @@ def test_random_ablation_is_seeded_and_distinct():
     ("first:0", "between 1 and 32"), ("random:33", "between 1 and 32"), ("top:3", "malformed"),
 ])
 def test_bad_specs_are_refused_with_the_reason(spec, message):
-    with pytest.raises(LayerSpecError, match=message):
+    with pytest.raises(PlastError, match=message):
         parse_layer_spec(spec, 32)
 
 
@@ -34,7 +35,7 @@ def test_spec_shape():
 
 
 def test_unknown_rule_is_refused():
-    with pytest.raises(LayerSpecError, match="unknown selection rule"):
+    with pytest.raises(PlastError, match="unknown selection rule"):
         check_rule("msd-bottom:3", 8)
 
 
@@ -51,7 +52,7 @@ def test_statistic_rules():
     assert select_layers(None, "1,2", 6) == [1, 2]
     assert select_layers(None, "0,2,5", 6, contiguous_shallow=True) == [0, 2, 5]  # specs are never trimmed
     assert keep_contiguous_shallow_block([3, 4, 6]) == [3, 4]
-    with pytest.raises(ValueError, match="selected no layer"):
+    with pytest.raises(PlastError, match="selected no layer"):
         select_layers(msd, "msd-above:9", 6)
 
 

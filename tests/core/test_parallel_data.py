@@ -9,7 +9,8 @@ import io
 import pytest
 
 from core_testutil import question_rows, write_jsonl
-from plast_plugin.data.parallel_data import ParallelDataError, load_image, load_parallel_questions
+from plast_plugin.data.parallel_data import load_image, load_parallel_questions
+from plast_plugin.errors import PlastError
 
 
 def test_jsonl_loads_aligned(questions_jsonl):
@@ -31,24 +32,24 @@ def test_jsonl_loads_aligned(questions_jsonl):
 ])
 def test_unparallel_or_broken_data_is_refused(tmp_path, mutate, message):
     path = write_jsonl(tmp_path / "q.jsonl", mutate(question_rows()))
-    with pytest.raises(ParallelDataError, match=message):
+    with pytest.raises(PlastError, match=message):
         load_parallel_questions(path, None, "en")
 
 
 def test_empty_and_unreadable_inputs(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(ParallelDataError, match="no questions found"):
+    with pytest.raises(PlastError, match="no questions found"):
         load_parallel_questions(empty)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": 1, "lang": "en"}\n')
-    with pytest.raises(ParallelDataError, match=r"broken.jsonl:1: missing field\(s\) \['question'\]"):
+    with pytest.raises(PlastError, match=r"broken.jsonl:1: missing field\(s\) \['question'\]"):
         load_parallel_questions(broken)
-    with pytest.raises(ParallelDataError, match="cannot read"):
+    with pytest.raises(PlastError, match="cannot read"):
         load_parallel_questions(tmp_path / "questions.csv")
-    with pytest.raises(ParallelDataError, match="languages: unknown language code 'klingon'"):
+    with pytest.raises(PlastError, match="languages: unknown language code 'klingon'"):
         load_parallel_questions(write_jsonl(tmp_path / "q.jsonl", question_rows()), ["klingon"])
-    with pytest.raises(ParallelDataError, match=r"requested but not in the data"):
+    with pytest.raises(PlastError, match=r"requested but not in the data"):
         load_parallel_questions(write_jsonl(tmp_path / "q2.jsonl", question_rows(("en", "zh"))), ["ru"])
 
 
@@ -80,11 +81,11 @@ def test_vlmevalkit_tsvs_aligned_by_index_with_image_references(tmp_path):
 
 def test_tsv_errors_name_file_and_row(tmp_path):
     en = _write_tsv(tmp_path / "x_en.tsv", [("1", "Where?", "7")])
-    with pytest.raises(ParallelDataError, match=r"x_en.tsv:2: image refers to row index '7'"):
+    with pytest.raises(PlastError, match=r"x_en.tsv:2: image refers to row index '7'"):
         load_parallel_questions([str(en)])
     bad = tmp_path / "x_ru.tsv"
     bad.write_text("idx\tquestion\n1\tГде?\n")
-    with pytest.raises(ParallelDataError, match=r"x_ru.tsv: missing column\(s\) \['index'\]"):
+    with pytest.raises(PlastError, match=r"x_ru.tsv: missing column\(s\) \['index'\]"):
         load_parallel_questions([str(bad)])
-    with pytest.raises(ParallelDataError, match="cannot decode image"):
+    with pytest.raises(PlastError, match="cannot decode image"):
         load_image("A" * 400)

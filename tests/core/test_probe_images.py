@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core_testutil import question_rows, write_jsonl
+from plast_plugin.errors import PlastError
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.data.parallel_data import load_parallel_questions
 from plast_plugin.pipeline import probe_questions
@@ -67,7 +68,7 @@ def test_image_features_and_padding_are_not_counted(tiny_llava, questions_with_i
 def test_images_required_but_missing_is_an_error(tiny_llava, questions_jsonl):
     model, tokenizer, image_processor = tiny_llava
     questions = load_parallel_questions(questions_jsonl, None, "en")
-    with pytest.raises(ValueError, match="only 0 of 5 questions have one"):
+    with pytest.raises(PlastError, match="only 0 of 5 questions have one"):
         probe_questions(model, tokenizer, questions, SelectionOptions(images="on"),
                         image_processor=image_processor, progress=False)
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from plast_plugin.errors import PlastError
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.statistics import compute_statistics
 
@@ -50,12 +51,12 @@ def test_statistic_variants():
 def test_a_group_without_tokens_is_an_error():
     counts, tokens = _counts()
     tokens[0] = 0
-    with pytest.raises(ValueError, match="no counted tokens"):
+    with pytest.raises(PlastError, match="no counted tokens"):
         compute_statistics(counts, tokens, GROUPS, "en", SelectionOptions())
 
 
 @pytest.mark.parametrize("field, value", [("statistic", "mean"), ("activated_set", "top:2"), ("positions", "text"),
                                           ("modules", "ffn"), ("activated_set", "quantile")])
 def test_bad_options_are_refused(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(PlastError, match=field):
         SelectionOptions(**{field: value}).validate()

@@ -10,9 +10,10 @@ import pytest
 
 from eval_testutil import REPO, install_scripted_model, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 from parrot_fixtures import md5_pins, scripted_answers
-from plast_plugin.eval.compare import CompareError, compare_runs, read_run, task_outcomes
+from plast_plugin.eval.compare import compare_runs, read_run, task_outcomes
 from plast_plugin.eval.paired_stats import (PairedCounts, bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
+from plast_plugin.errors import PlastError
 
 
 # --- the statistics, by hand ---------------------------------------------------------------
@@ -168,7 +169,7 @@ def test_compare_refuses_unpaired_runs(two_runs, parrot_dir):
     tmp, run_a, _ = two_runs
     limited = _lmms_run(tmp, parrot_dir, "run_limited", scripted_answers(("en",)), tasks="mmmb_en",
                         extra=("--limit", "3"))
-    with pytest.raises(CompareError, match=r"mmmb_en: the runs scored different rows \(5 in A, 3 in B"):
+    with pytest.raises(PlastError, match=r"mmmb_en: the runs scored different rows \(5 in A, 3 in B"):
         compare_runs(read_run(run_a), read_run(limited))
-    with pytest.raises(CompareError, match="no lmms-eval sample logs"):
+    with pytest.raises(PlastError, match="no lmms-eval sample logs"):
         read_run(tmp / "site")

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from eval_testutil import REPO
-from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task, read_parrot_tsv
+from plast_plugin.eval.parrot_data import load_parrot_task, read_parrot_tsv
 from plast_plugin.eval.scoring import CIRCULAR_OFFSET
+from plast_plugin.errors import PlastError
 
 LANGS = ("en", "zh", "ar", "ru")
 N_HELDOUT = 6
@@ -134,7 +135,7 @@ def test_served_only_with_explicit_md5_pins(built, monkeypatch):
     assert all(Path(path).is_relative_to(out) for path in manifest["files"].values())  # the folder to serve
     monkeypatch.setenv("PLAST_PARROT_DIR", str(out))
     monkeypatch.delenv("PLAST_PARROT_MD5", raising=False)
-    with pytest.raises(ParrotDataError, match="differs from the published"):
+    with pytest.raises(PlastError, match="differs from the published"):
         load_parrot_task("mmbench_ml", "zh")
     pins = (out / "parrot_md5.txt").read_text().strip()
     assert pins == manifest["parrot_md5_spec"]

@@ -14,6 +14,7 @@ import pytest
 
 from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 from parrot_fixtures import md5_pins
+from plast_plugin.errors import PlastError
 
 torch = pytest.importorskip("torch")
 TRAIN_PY = Path(os.environ.get("PLAST_ENVS_DIR", REPO / ".envs")) / "train" / "bin" / "python"
@@ -253,12 +254,12 @@ def test_plast_eval_baseline_is_the_official_checkpoint_through_the_same_convert
 def test_baseline_refuses_a_model_from_another_converter(converted, tmp_path):
     import shutil
 
-    from plast_plugin.eval.baseline import BaselineError, prepare_baseline
+    from plast_plugin.eval.baseline import prepare_baseline
 
     other = tmp_path / "hub_llava_hf"
     shutil.copytree(converted["hf"], other)
     (other / "plast_conversion.json").unlink()
-    with pytest.raises(BaselineError, match="converted by another tool .* Pass the official checkpoint"):
+    with pytest.raises(PlastError, match="converted by another tool .* Pass the official checkpoint"):
         prepare_baseline(str(other), tmp_path / "out")
     assert prepare_baseline(str(converted["hf"]), tmp_path / "out") == converted["hf"]  # already ours
 

@@ -7,11 +7,12 @@ import pytest
 from eval_testutil import parrot_dir  # noqa: F401 (fixture)
 from parrot_fixtures import COLUMNS, write_tsv
 from plast_plugin.eval import parrot_data
-from plast_plugin.eval.parrot_data import (ParrotDataError, check_identity, file_md5, load_parrot_docs,
+from plast_plugin.eval.parrot_data import (check_identity, file_md5, load_parrot_docs,
                                            load_parrot_task, parrot_filename, read_parrot_tsv, resolve_parrot_file)
 from plast_plugin.eval.prompts import (ANSWER_INSTRUCTIONS, VLMEVALKIT_INSTRUCTION_CJK, answer_instruction,
                                        build_prompt, resolve_protocol)
 from plast_plugin.eval.scoring import summarize
+from plast_plugin.errors import PlastError
 
 
 def _png_b64():
@@ -50,7 +51,7 @@ def test_local_dir_setting(parrot_dir, monkeypatch):
 
 def test_local_dir_missing_file_names_the_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PLAST_PARROT_DIR", str(tmp_path))
-    with pytest.raises(ParrotDataError, match="mmmb_tr.tsv"):
+    with pytest.raises(PlastError, match="mmmb_tr.tsv"):
         resolve_parrot_file("mmmb", "tr")
 
 
@@ -63,32 +64,32 @@ def test_flat_local_dir(tmp_path, monkeypatch):
 
 def test_missing_columns(tmp_path):
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, _png_b64())], columns=[c for c in COLUMNS if c != "answer"])
-    with pytest.raises(ParrotDataError, match=r"bad\.tsv: missing column\(s\) answer"):
+    with pytest.raises(PlastError, match=r"bad\.tsv: missing column\(s\) answer"):
         read_parrot_tsv(path, "en", "mmmb")
 
 
 def test_bad_base64_names_file_and_row(tmp_path):
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, _png_b64()), _row(7, "not*base64!" * 10)])
-    with pytest.raises(ParrotDataError, match=r"bad\.tsv: row 2 \(index 7\): image is not valid base64"):
+    with pytest.raises(PlastError, match=r"bad\.tsv: row 2 \(index 7\): image is not valid base64"):
         read_parrot_tsv(path, "en", "mmmb")
 
 
 def test_base64_that_is_no_image(tmp_path):
     junk = base64.b64encode(b"hello world, this is not a picture at all!" * 3).decode()
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, junk)])
-    with pytest.raises(ParrotDataError, match=r"row 1 \(index 0\): image decodes from base64 but is not an image"):
+    with pytest.raises(PlastError, match=r"row 1 \(index 0\): image decodes from base64 but is not an image"):
         read_parrot_tsv(path, "en", "mmmb")
 
 
 def test_back_reference_to_missing_row(tmp_path):
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, _png_b64()), _row(1, "42")])
-    with pytest.raises(ParrotDataError, match=r"bad\.tsv: row 2 \(index 1\): image refers to index 42, which no row has"):
+    with pytest.raises(PlastError, match=r"bad\.tsv: row 2 \(index 1\): image refers to index 42, which no row has"):
         read_parrot_tsv(path, "en", "mmmb")
 
 
 def test_back_reference_chain(tmp_path):
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, _png_b64()), _row(1, "0"), _row(2, "1")])
-    with pytest.raises(ParrotDataError, match=r"row 3 \(index 2\): image refers to index 1, whose image is itself a reference"):
+    with pytest.raises(PlastError, match=r"row 3 \(index 2\): image refers to index 1, whose image is itself a reference"):
         read_parrot_tsv(path, "en", "mmmb")
 
 
@@ -101,9 +102,9 @@ def test_back_reference_chain(tmp_path):
     ("E", "answer 'E' is not one option letter"),  # no E column
 ])
 def test_answer_must_be_exactly_one_option_letter(tmp_path, answer, what):
-    """Issue 10 row 10: these were accepted by a substring test on "ABCD"."""
+    """A substring test on "ABCD" would accept each of these."""
     path = write_tsv(tmp_path / "bad.tsv", [_row(0, _png_b64()), _row(5, _png_b64(), answer=answer)])
-    with pytest.raises(ParrotDataError, match=rf"bad\.tsv: row 2 \(index 5\): {what}; the answer cell must hold "
+    with pytest.raises(PlastError, match=rf"bad\.tsv: row 2 \(index 5\): {what}; the answer cell must hold "
                                               r"exactly one of the option letters A, B, C, D"):
         read_parrot_tsv(path, "en", "mmmb")
 
@@ -130,25 +131,25 @@ def test_empty_correct_option_is_kept_unanswerable_and_reported(tmp_path, monkey
 
 def test_non_integer_and_duplicate_index(tmp_path):
     path = write_tsv(tmp_path / "bad.tsv", [_row("x1", _png_b64())])
-    with pytest.raises(ParrotDataError, match=r"row 1: index 'x1' is not an integer"):
+    with pytest.raises(PlastError, match=r"row 1: index 'x1' is not an integer"):
         read_parrot_tsv(path, "en", "mmmb")
     path = write_tsv(tmp_path / "dup.tsv", [_row(3, _png_b64()), _row(3, _png_b64())])
-    with pytest.raises(ParrotDataError, match=r"dup\.tsv: row 2: index 3 repeats row 1"):
+    with pytest.raises(PlastError, match=r"dup\.tsv: row 2: index 3 repeats row 1"):
         read_parrot_tsv(path, "en", "mmmb")
 
 
 def test_unknown_language(tmp_path):
     path = write_tsv(tmp_path / "ok.tsv", [_row(0, _png_b64())])
-    with pytest.raises(ParrotDataError, match="unknown language code 'xx'"):
+    with pytest.raises(PlastError, match="unknown language code 'xx'"):
         read_parrot_tsv(path, "xx", "mmmb")
-    with pytest.raises(ParrotDataError, match="no language 'de'"):
+    with pytest.raises(PlastError, match="no language 'de'"):
         parrot_filename("mmmb", "de")
-    with pytest.raises(ParrotDataError, match="unknown benchmark"):
+    with pytest.raises(PlastError, match="unknown benchmark"):
         parrot_filename("mmbench_en", "en")
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ParrotDataError, match=r"nothere\.tsv: no such file"):
+    with pytest.raises(PlastError, match=r"nothere\.tsv: no such file"):
         read_parrot_tsv(tmp_path / "nothere.tsv", "en", "mmmb")
 
 
@@ -177,14 +178,14 @@ def test_vlmevalkit_protocol_instruction_follows_cjk_not_language(monkeypatch):
     assert build_prompt(doc).endswith(ANSWER_INSTRUCTIONS["pt"])
     assert build_prompt({**doc, "protocol": "vlmevalkit"}).endswith(english)
     monkeypatch.setenv("PLAST_EVAL_PROTOCOL", "vlmevalkt")
-    with pytest.raises(ValueError, match="PLAST_EVAL_PROTOCOL='vlmevalkt': unknown evaluation protocol"):
+    with pytest.raises(PlastError, match="PLAST_EVAL_PROTOCOL='vlmevalkt': unknown evaluation protocol"):
         resolve_protocol()
 
 
 def test_md5_published_pinned_any_and_refused(tmp_path, monkeypatch):
     path = write_tsv(tmp_path / "mmmb_en.tsv", [_row(0, _png_b64())])
     md5 = file_md5(path)
-    with pytest.raises(ParrotDataError, match=rf"mmmb_en\.tsv: md5 {md5} differs from the published \(VLMEvalKit\) "
+    with pytest.raises(PlastError, match=rf"mmmb_en\.tsv: md5 {md5} differs from the published \(VLMEvalKit\) "
                                               r"md5 1cd781a71ec5a2983c090b84105d6a01 of mmmb_en"):
         check_identity(path, "mmmb", "en", environ={})
     monkeypatch.setitem(parrot_data.PUBLISHED_MD5, "mmmb_en", md5)  # as if this were the published file
@@ -193,10 +194,10 @@ def test_md5_published_pinned_any_and_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(parrot_data.PUBLISHED_MD5, "mmmb_en", "1cd781a71ec5a2983c090b84105d6a01")
     pinned = check_identity(path, "mmmb", "en", environ={"PLAST_PARROT_MD5": f"mmmb_en={md5.upper()}"})
     assert pinned.check == "user pin"
-    with pytest.raises(ParrotDataError, match="differs from the pinned md5 0{32} of mmmb_en"):
+    with pytest.raises(PlastError, match="differs from the pinned md5 0{32} of mmmb_en"):
         check_identity(path, "mmmb", "en", environ={"PLAST_PARROT_MD5": "mmmb_en=" + "0" * 32})
     assert check_identity(path, "mmmb", "en", environ={"PLAST_PARROT_MD5": "any"}).check == "unchecked"
-    with pytest.raises(ParrotDataError, match=r"'mmmb_xx=abc' is not <task>=<32 hex md5>"):
+    with pytest.raises(PlastError, match=r"'mmmb_xx=abc' is not <task>=<32 hex md5>"):
         check_identity(path, "mmmb", "en", environ={"PLAST_PARROT_MD5": "mmmb_xx=abc"})
 
 

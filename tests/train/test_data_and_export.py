@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from plast_plugin.errors import PlastError
 
 
 
@@ -129,7 +130,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from plast_plugin.checkpoints.export import ExportError, export_delta, merge_delta
+    from plast_plugin.checkpoints.export import export_delta, merge_delta
 
     base = tmp_path / "sharded"
     base.mkdir()
@@ -142,7 +143,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
         save_file({n: tensors[n] for n in part}, str(base / fname), metadata={"format": "pt"})
         weight_map.update({n: fname for n in part})
     (base / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    # The whole record (layers 1-2): a subset would drop trained tensors and is refused (issue 10).
+    # The whole record (layers 1-2): a subset would drop trained tensors and is refused.
     delta = export_delta(spec_run["out"], tmp_path / "delta")
     merged = merge_delta(base, delta, tmp_path / "merged")
     got, want = _all_tensors(merged), load_file(str(spec_run["out"] / "model.safetensors"))
@@ -152,7 +153,7 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     save_file({"model.layers.2.mlp.up_proj.weight": torch.zeros(3, 3)}, str(small / "model.safetensors"))
-    with pytest.raises(ExportError, match="another model"):
+    with pytest.raises(PlastError, match="another model"):
         merge_delta(small, delta, tmp_path / "bad")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import base_env
+from plast_plugin.errors import PlastError
 
 PROBE_MODULES = ("import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in "
                  "('plast_plugin', 'torch', 'transformers', 'llava')));"
@@ -75,25 +76,23 @@ def test_arguments_have_help_and_pickle(args_cls, tmp_path):
     ({"plast_languages": "xx"}, "--plast_languages"),
 ])
 def test_conflicts_refused_at_parse_time(args_cls, tmp_path, extra, message):
-    from plast_plugin.llava.arguments import PlastArgumentError
 
     kwargs = {"output_dir": str(tmp_path), "plast_layers": "1,2", **extra}
-    with pytest.raises(PlastArgumentError, match=message.replace("(", r"\(")):
+    with pytest.raises(PlastError, match=message.replace("(", r"\(")):
         args_cls(**kwargs)
 
 
 @pytest.mark.parametrize("extra, message, fix", [
-    # 3f87b2b probed the model and then trained 0-4, ignoring the probe.
+    # Would probe the model and then train 0-4, ignoring the probe.
     ({"plast_layers": "auto", "plast_probe_data": "q.jsonl", "plast_rule": "0-4"},
      "--plast_layers auto with --plast_rule 0-4", "use --plast_layers 0-4 and drop --plast_rule"),
-    # 3f87b2b trained 1,2 and ignored the rule without a word.
+    # Would train 1,2 and ignore the rule without a word.
     ({"plast_layers": "1,2", "plast_rule": "msd-top:2"}, "--plast_rule msd-top:2 with --plast_layers 1,2",
      "Drop --plast_rule"),
 ])
 def test_layers_and_rule_have_one_meaning_each(args_cls, tmp_path, extra, message, fix):
-    from plast_plugin.llava.arguments import PlastArgumentError
 
-    with pytest.raises(PlastArgumentError, match=message) as err:
+    with pytest.raises(PlastError, match=message) as err:
         args_cls(output_dir=str(tmp_path), **extra)
     assert fix in str(err.value)
     args = args_cls(output_dir=str(tmp_path), plast_layers="auto", plast_probe_data="q.jsonl", plast_rule="msd-top:2")

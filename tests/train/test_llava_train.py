@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import check_only_layers_changed, layer_param_names, llava_args, run_train, run_train_ranks
+from plast_plugin.errors import PlastError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -177,11 +178,10 @@ def test_fully_masked_labels_refused():
     tokenizer and --version v1/mpt: loss 0.0, nothing learnt); PLAST refuses such data."""
     import torch
 
-    from plast_plugin.llava.arguments import PlastArgumentError
     from plast_plugin.llava.integration import check_supervision
 
     masked = [{"input_ids": torch.ones(5, dtype=torch.long), "labels": torch.full((5,), -100)}] * 3
-    with pytest.raises(PlastArgumentError, match="no supervised token"):
+    with pytest.raises(PlastError, match="no supervised token"):
         check_supervision(masked)
     check_supervision(masked + [{"labels": torch.tensor([-100, 7])}])  # one supervised sample is enough
     check_supervision(None)

@@ -17,7 +17,7 @@ def test_finetune_script_flags_parse(tmp_path):
     args = launched["args"]
     assert args["model_name_or_path"] == "liuhaotian/llava-v1.5-13b" and float(args["learning_rate"]) == 2e-5
     assert args["plast_layers"] == "auto" and args["plast_languages"] == "zh,pt,ar,tr,ru"
-    # Unset: a selection file's modules win (issue 10, row 5), so the script must not pass 'layer'.
+    # Unset: a selection file's modules win, so the script must not pass 'layer'.
     assert args["plast_modules"] in (None, "None")
     assert args["lr_scheduler_type"] == "cosine" and str(args["bf16"]) == "True"
     # ZeRO-2 by default for PLAST (the weights it would partition are mostly frozen); checkpointing on.

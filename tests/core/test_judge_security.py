@@ -1,4 +1,4 @@
-"""Issue 10 (adversarial pass), the LLM judge's security points, against fake servers on
+"""The LLM judge's security points, against fake servers on
 127.0.0.1: no OPENAI_API_KEY fallback, no key over plain http except localhost, no redirect
 followed with credentials, redacted URLs, retries with backoff and a time bound, failures
 counted and logged. (The judge is plain stdlib; these run in both environments.)"""
@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from plast_plugin.eval import judge as judge_module
-from plast_plugin.eval.judge import JudgeConfig, JudgeConfigError, judge_choice, redact_url
+from plast_plugin.eval.judge import JudgeConfig, judge_choice, redact_url
+from plast_plugin.errors import PlastError
 
 OPTIONS = {"A": "red", "B": "green", "C": "violet"}
 
@@ -41,12 +42,12 @@ def fresh_state(monkeypatch):
 
 def test_openai_api_key_is_never_sent(monkeypatch):
     config = JudgeConfig.from_env({"PLAST_JUDGE_URL": "http://127.0.0.1:1/v1", "OPENAI_API_KEY": "sk-other"})
-    assert config.api_key == ""  # 3f87b2b fell back to OPENAI_API_KEY
+    assert config.api_key == ""  # an OpenAI key must not reach a judge the user did not name
 
 
 @pytest.mark.parametrize("url", ["http://judge.example.com/v1", "http://10.0.0.5:8000/v1"])
 def test_key_over_plain_http_is_refused(url):
-    with pytest.raises(JudgeConfigError, match="clear text"):
+    with pytest.raises(PlastError, match="clear text"):
         JudgeConfig.from_env({"PLAST_JUDGE_URL": url, "PLAST_JUDGE_API_KEY": "k"})
 
 
@@ -59,7 +60,7 @@ def test_key_allowed_over_https_or_to_localhost(url):
 @pytest.mark.parametrize("name, value", [("PLAST_JUDGE_TIMEOUT", "abc"), ("PLAST_JUDGE_RETRIES", "1.5"),
                                          ("PLAST_JUDGE_TOTAL_TIMEOUT", "-3")])
 def test_bad_numbers_name_the_variable(name, value):
-    with pytest.raises(JudgeConfigError, match=name):
+    with pytest.raises(PlastError, match=name):
         JudgeConfig.from_env({"PLAST_JUDGE_URL": "http://127.0.0.1:1/v1", name: value})
 
 
@@ -101,7 +102,7 @@ def test_redirect_with_credentials_is_not_followed(fresh_state, caplog):
         config = JudgeConfig(url=url + "/v1", api_key="secret", timeout=5)
         with caplog.at_level(logging.WARNING):
             assert judge_choice("q", OPTIONS, "purple-ish", config) is None
-        assert seen == []  # 3f87b2b: the other host got "Bearer secret"
+        assert seen == []  # the other host never gets "Bearer secret"
         assert "not followed" in caplog.text and judge_module.failure_count() == 1
     finally:
         target.shutdown()

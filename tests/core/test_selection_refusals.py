@@ -1,5 +1,6 @@
-"""Issue 10 (adversarial pass), selection side: each case here was a silent wrong result or a
-traceback on 3f87b2b. Rows 7, 8, 9, 11, 13 and the select/JSONL tracebacks."""
+"""What `plast select` refuses or marks instead of a silent wrong result or a traceback: empty
+activated sets, hand-edited selection files, rule parameters, bad JSONL lines, over-long questions
+and the permissions of what it writes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from plast_plugin.cli import main
 from plast_plugin.errors import PlastError
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.selection import select_by_statistic, select_layers
-from plast_plugin.core.selection_file import SelectionFile, SelectionFileError
+from plast_plugin.core.selection_file import SelectionFile
 from plast_plugin.core.statistics import compute_statistics
 
 
@@ -23,7 +24,7 @@ def _select(model_dir, data, out, *extra):
                  "--device", "cpu", "--dtype", "fp32", *extra])
 
 
-# ----------------------------------------------------------------------------- row 7
+# ----------------------------------------------------------------------------- empty activated sets
 def _counts_with_an_empty_set():
     """3 layers x 4 neurons, groups zh, en#a, en#b, 10 tokens each; activated = rate > 0.5.
     Layer 0: zh == en (MSD 0). Layer 1: zh activates nothing (empty set). Layer 2: zh shares
@@ -33,10 +34,10 @@ def _counts_with_an_empty_set():
     return torch.tensor([zh, en, en]), torch.tensor([10, 10, 10]), ["zh", "en#a", "en#b"]
 
 
-def test_row7_empty_activated_set_is_undefined_not_maximal():
+def test_empty_activated_set_is_undefined_not_maximal():
     counts, tokens, groups = _counts_with_an_empty_set()
     stats = compute_statistics(counts, tokens, groups, "en", SelectionOptions(activated_set="rate:0.5"))
-    # 3f87b2b counted the 0/0 overlap as 0: MSD 1.0 in layer 1, the maximum, and auto chose it.
+    # A 0/0 overlap read as 0 would give layer 1 MSD 1.0, the maximum, and auto would choose it.
     assert math.isnan(float(stats.overlap["zh"][1])) and math.isnan(float(stats.msd[1]))
     assert stats.undefined == {1: ["zh"]}
     assert select_layers(stats.msd, "auto", 3) == [2]
@@ -45,10 +46,10 @@ def test_row7_empty_activated_set_is_undefined_not_maximal():
     assert record.empty_activated_sets == ["zh"] and record.msd_defined is False
 
 
-def test_row7_select_warns_and_marks_the_file(tiny_llama_dir, questions_jsonl, tmp_path):
+def test_select_warns_and_marks_undefined_layers_in_the_file(tiny_llama_dir, questions_jsonl, tmp_path):
     # With rate:0.99 the tiny model's layer 0 activates nothing for any group and layer 1 nothing
-    # for several languages (which ones depends on the probe prompt): 3f87b2b read those 0/0
-    # overlaps as 0 (maximal MSD) and chose them.
+    # for several languages (which ones depends on the probe prompt): those 0/0 overlaps must not
+    # read as 0 (maximal MSD) and be chosen.
     with pytest.warns(UserWarning, match=r"undefined in layer\(s\) \[0, 1\]: the rule excluded") as caught:
         assert _select(tiny_llama_dir, questions_jsonl, tmp_path / "out", "--activated-set", "rate:0.99") == 0
     text = (tmp_path / "out" / "plast_layers.json").read_text()
@@ -65,9 +66,9 @@ def test_row7_select_warns_and_marks_the_file(tiny_llama_dir, questions_jsonl, t
     SelectionFile.load(tmp_path / "out")  # and it loads again
 
 
-def test_row7_ties_at_the_top_are_activated_not_empty():
+def test_ties_at_the_top_are_activated_not_empty():
     """top:F when more than F of the rates share the maximum (e.g. 1.0): the tied neurons are
-    the top, not an empty set (which would now make the whole layer undefined)."""
+    the top, not an empty set (which would make the whole layer undefined)."""
     rates = [[10, 10, 10, 0], [10, 10, 0, 0], [10, 10, 10, 10]]  # counts of 10 tokens
     counts = torch.tensor([rates, [[10, 10, 0, 0]] * 3, [[10, 10, 0, 0]] * 3])
     stats = compute_statistics(counts, torch.tensor([10, 10, 10]), ["zh", "en#a", "en#b"], "en",
@@ -76,7 +77,7 @@ def test_row7_ties_at_the_top_are_activated_not_empty():
     assert [int(v) for v in stats.activated_count["en"]] == [2, 2, 2]
 
 
-# ----------------------------------------------------------------------------- row 8
+# ----------------------------------------------------------------------------- hand-edited selection files
 @pytest.mark.parametrize("edit, field", [
     ({"selected_layers": "12"}, "selected_layers"),
     ({"selected_layers": [1.9]}, "selected_layers"),
@@ -89,38 +90,38 @@ def test_row7_ties_at_the_top_are_activated_not_empty():
     ({"options": {"modules": "everything"}}, "options.modules"),
     ({"options": []}, "options"),
 ])
-def test_row8_hand_edited_selection_file_is_refused(tmp_path, edit, field):
+def test_hand_edited_selection_file_is_refused(tmp_path, edit, field):
     good = {"schema": "plast-layers/1", "selected_layers": [1],
             "model": {"architecture": "X", "num_layers": 4, "ffn_width": 128, "hidden_size": 64}, "rule": "1"}
     path = tmp_path / "plast_layers.json"
     path.write_text(json.dumps({**good, **edit}))
-    with pytest.raises(SelectionFileError, match=f"field '{field}'") as err:
+    with pytest.raises(PlastError, match=f"field '{field}'") as err:
         SelectionFile.load(path)
     assert str(path) in str(err.value)
 
 
-# ----------------------------------------------------------------------------- row 9
+# ----------------------------------------------------------------------------- rule parameters
 @pytest.mark.parametrize("rule, message", [
     ("msd-top:2.5", "whole number"), ("msd-top:0", "whole number"), ("msd-above-max:1.5", "0 < F <= 1"),
     ("msd-above-max:0", "0 < F <= 1"),
 ])
-def test_row9_rule_parameters_refused_before_probing(tmp_path, questions_jsonl, capsys, rule, message):
+def test_rule_parameters_refused_before_probing(tmp_path, questions_jsonl, capsys, rule, message):
     with pytest.raises(PlastError, match=message):
         SelectionOptions(rule=rule).validate()
-    # The options are checked first: the missing model is never reached (3f87b2b probed first).
+    # The options are checked first: the missing model is never reached, so nothing is probed in vain.
     assert _select(tmp_path / "no-such-model", questions_jsonl, tmp_path / "out", "--rule", rule) == 1
     err = capsys.readouterr().err
     assert message in err and "no-such-model" not in err
 
 
-def test_row9_msd_top_is_never_truncated():
+def test_msd_top_is_never_truncated():
     with pytest.raises(PlastError, match="whole number"):
         select_by_statistic(torch.tensor([0.1, 0.3, 0.2]), "msd-top:2.5")
     with pytest.raises(PlastError, match="between 1 and 3"):
         select_layers(torch.tensor([0.1, 0.3, 0.2]), "msd-top:4", 3)
 
 
-# ----------------------------------------------------------------------------- row 11 + JSONL tracebacks
+# ----------------------------------------------------------------------------- bad JSONL lines
 @pytest.mark.parametrize("line, message", [
     ('{"id": "1", "lang": "zh", "question": null}', "field 'question' must be a string, got null"),
     ('{"id": "1", "lang": "zh", "question": 5}', "field 'question' must be a string"),
@@ -131,7 +132,7 @@ def test_row9_msd_top_is_never_truncated():
     ('["1", "zh", "q"]', "a JSON list, not an object"),
     ('{"id": "1", "lang": "zh", "question": "bad \\ud800 text"}', "lone surrogate"),
 ])
-def test_row11_bad_jsonl_lines_name_file_and_line(tmp_path, capsys, line, message):
+def test_bad_jsonl_lines_name_file_and_line(tmp_path, capsys, line, message):
     rows = question_rows(("en", "zh"), ids={"1", "2"})
     path = tmp_path / "q.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + line + "\n", encoding="utf-8")
@@ -149,8 +150,8 @@ def test_latin1_jsonl_names_the_line(tmp_path, capsys):
     assert f"{path}:2: not UTF-8 text" in capsys.readouterr().err
 
 
-# ----------------------------------------------------------------------------- row 13
-def test_row13_questions_are_clipped_to_the_model_positions(tiny_llama_dir, tmp_path, capsys):
+# ----------------------------------------------------------------------------- question length
+def test_questions_are_clipped_to_the_model_positions(tiny_llama_dir, tmp_path, capsys):
     from plast_plugin.testing.tiny_models import make_tiny_llama
 
     model = make_tiny_llama(tmp_path / "short", tokenizer_dir=tiny_llama_dir, max_position_embeddings=160)
@@ -195,4 +196,4 @@ def test_files_are_written_with_the_users_umask(tiny_llama_dir, questions_jsonl,
     finally:
         os.umask(old)
     for name in ("plast_layers.json", "plast_layers.png"):
-        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644, name  # 3f87b2b: 0600
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644, name  # readable by others, like any file the user writes

@@ -1,5 +1,5 @@
-"""Issue 10 (adversarial pass), file side: export/merge refusals (rows 4, 5, 6), build-data
-(rows 3, 12), and tracebacks/partial output of the commands that write files. Checkpoints are
+"""What `plast export` (delta, merge) and `plast build-data` refuse, and that a refused or failed
+run leaves one line and no partial output. Checkpoints are
 made of plain safetensors files here: export works on the files alone."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _plast(*argv) -> int:
     return main([str(a) for a in argv])
 
 
-# ----------------------------------------------------------------------------- row 6
+# ----------------------------------------------------------------------------- export flags vs the training record
 @pytest.mark.parametrize("flags, message", [
     (("--layers", "0"), "--layers 0 does not match"),
     (("--layers", "1"), "--layers 1 does not match"),
@@ -66,7 +66,7 @@ def _plast(*argv) -> int:
     (("--layers", "3-1"), "runs backwards"),
     (("--layers", "1-7"), "names layer 7, but the model has 4 decoder layers"),
 ])
-def test_row6_export_refuses_what_was_not_trained(trained, capsys, flags, message):
+def test_export_refuses_what_was_not_trained(trained, capsys, flags, message):
     out = trained["root"] / "delta"
     assert _plast("export", trained["run"], "--out", out, *flags) == 1
     err = capsys.readouterr().err.strip()
@@ -74,17 +74,17 @@ def test_row6_export_refuses_what_was_not_trained(trained, capsys, flags, messag
     assert not out.exists()
 
 
-def test_row6_matching_flags_are_accepted(trained):
+def test_export_accepts_flags_matching_the_record(trained):
     """(Positive control: export with flags equal to the record still works.)"""
     out = trained["root"] / "delta"
     assert _plast("export", trained["run"], "--out", out, "--layers", "1-2", "--modules", "layer") == 0
     assert json.loads((out / "plast_delta.json").read_text())["layers"] == [1, 2]
 
 
-# ----------------------------------------------------------------------------- row 5 (export side)
-def test_row5_export_never_guesses_the_modules(trained, capsys):
-    """A run folder with only a selection file (modules mlp) and no training record: 3f87b2b
-    assumed the file's 'mlp' and dropped the attention updates."""
+# ----------------------------------------------------------------------------- no training record
+def test_export_never_guesses_the_modules(trained, capsys):
+    """A run folder with only a selection file (modules mlp) and no training record: taking the
+    file's 'mlp' would drop the attention updates of a whole-layer run."""
     run = trained["run"]
     (run / "plast_training.json").unlink()
     (run / "plast_layers.json").write_text(json.dumps({
@@ -95,8 +95,8 @@ def test_row5_export_never_guesses_the_modules(trained, capsys):
     assert _plast("export", run, "--out", trained["root"] / "delta", "--layers", "1-2", "--modules", "layer") == 0
 
 
-# ----------------------------------------------------------------------------- row 4
-def test_row4_merge_refuses_another_base_of_the_same_shapes(trained, capsys):
+# ----------------------------------------------------------------------------- merge base
+def test_merge_refuses_another_base_of_the_same_shapes(trained, capsys):
     delta = trained["root"] / "delta"
     assert _plast("export", trained["run"], "--out", delta) == 0
     manifest = json.loads((delta / "plast_delta.json").read_text())
@@ -158,7 +158,7 @@ def test_failed_merge_leaves_nothing_and_a_rerun_works(trained):
     save_file({"model.layers.1.mlp.up_proj.weight": torch.zeros(4, 5)}, str(lacking / "model.safetensors"))
     out = trained["root"] / "merged"
     assert _plast("export", delta, "--merge-into", lacking, "--out", out) == 1
-    assert not out.exists()  # 3f87b2b left config and tokenizer there
+    assert not out.exists()  # not even the config and tokenizer copied before the refusal
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".plast-tmp")]
     assert _plast("export", delta, "--merge-into", trained["base"], "--out", out) == 0
 
@@ -175,7 +175,7 @@ def test_to_hf_takes_the_vision_tower_flag(monkeypatch, tmp_path):
     assert calls == [("ckpt", str(tmp_path / "hf"), {"vision_tower": "clip"})]
 
 
-# ----------------------------------------------------------------------------- build-data: rows 3, 12
+# ----------------------------------------------------------------------------- build-data
 def _png_base64(color) -> str:
     from PIL import Image
 
@@ -184,7 +184,7 @@ def _png_base64(color) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_row3_failed_build_keeps_the_existing_output(tmp_path, capsys):
+def test_failed_build_keeps_the_existing_output(tmp_path, capsys):
     out = tmp_path / "train.json"
     out.write_text('[{"id": "good"}]\n')
     rows = question_rows(("en", "zh"))
@@ -193,10 +193,10 @@ def test_row3_failed_build_keeps_the_existing_output(tmp_path, capsys):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")  # \ud800 escaped
     assert _plast("build-data", "--data", path, "--out", out, "--quiet") == 1
     assert "lone surrogate" in capsys.readouterr().err
-    assert out.read_text() == '[{"id": "good"}]\n'  # 3f87b2b: truncated to 0 bytes
+    assert out.read_text() == '[{"id": "good"}]\n'  # not truncated
 
 
-def test_row3_the_json_write_itself_is_atomic(tmp_path):
+def test_the_training_json_write_is_atomic(tmp_path):
     from plast_plugin.data.translation_data import TranslationData
 
     out = tmp_path / "train.json"
@@ -207,7 +207,7 @@ def test_row3_the_json_write_itself_is_atomic(tmp_path):
 
 
 @pytest.mark.parametrize("image", ["../../etc/passwd", "notes.txt"])
-def test_row12_non_images_never_reach_the_training_data(tmp_path, capsys, image):
+def test_non_images_never_reach_the_training_data(tmp_path, capsys, image):
     data_dir = tmp_path / "a" / "b"
     data_dir.mkdir(parents=True)
     (data_dir / "notes.txt").write_text("not an image")
@@ -232,7 +232,7 @@ def test_build_data_stopping_on_a_bad_image_leaves_no_images(tmp_path, capsys):
     out = tmp_path / "train.json"
     assert _plast("build-data", "--data", data, "--out", out, "--quiet") == 1
     assert "cannot decode image" in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "train_images").exists()  # 3f87b2b kept q1's image
+    assert not out.exists() and not (tmp_path / "train_images").exists()  # not even q1's good image
 
 
 def test_build_data_good_inline_images_are_written(tmp_path):
