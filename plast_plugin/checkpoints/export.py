@@ -170,7 +170,7 @@ def _read_trained_tensors(checkpoint: Path, weights, record_path, record, layers
 
 def _delta_fingerprint(record_path, record, delta: dict) -> dict | None:
     """The record's base fingerprint of the delta's tensors, for the merge to check its base."""
-    fingerprint = record.fingerprint_tensors() if record is not None else {}
+    fingerprint = (record.base_fingerprint or {}).get("tensors") if record is not None else None
     if not fingerprint:
         return None
     missing = sorted(set(delta) - set(fingerprint))

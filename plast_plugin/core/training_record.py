@@ -57,10 +57,12 @@ class TrainingRecord:
         layers, fingerprint = raw.get("layers"), raw.get("base_fingerprint")
         for key, ok, expected in [
             ("layers", isinstance(layers, list) and bool(layers)
-             and all(isinstance(i, int) and not isinstance(i, bool) for i in layers), "a non-empty list of layer indices"),
+             and all(isinstance(i, int) and not isinstance(i, bool) for i in layers),
+             "a non-empty list of layer indices"),
             ("modules", raw.get("modules") in MODULE_CHOICES, f"one of {', '.join(MODULE_CHOICES)}"),
             ("base_fingerprint", fingerprint is None
-             or isinstance(fingerprint, dict) and isinstance(fingerprint.get("tensors"), dict), "an object with 'tensors'"),
+             or isinstance(fingerprint, dict) and isinstance(fingerprint.get("tensors"), dict),
+             "an object with 'tensors'"),
             ("trainable", isinstance(raw.get("trainable") or {}, dict), "an object"),
             ("trainable_names", isinstance(raw.get("trainable_names") or [], list), "a list"),
             ("history", isinstance(raw.get("history") or [], list), "a list"),
@@ -79,9 +81,6 @@ class TrainingRecord:
             if (folder / TRAINING_RECORD).exists():
                 return folder / TRAINING_RECORD
         return None
-
-    def fingerprint_tensors(self) -> dict:
-        return (self.base_fingerprint or {}).get("tensors") or {}
 
 
 def tensor_sha256(tensor) -> str:

@@ -122,12 +122,9 @@ def plast_enabled(args) -> bool:
 
 
 def _flag_values(args) -> dict:
-    values = {}
-    for f in dataclasses.fields(SelectionOptions):
-        values[f.name] = getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
-    if values["modules"] is None:
-        values["modules"] = "layer"
-    return values
+    values = {f.name: getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
+              for f in dataclasses.fields(SelectionOptions)}
+    return {**values, "modules": values["modules"] or "layer"}
 
 
 def selection_options(args) -> SelectionOptions:
