@@ -11,7 +11,7 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.core.freeze import trainable_fraction
-from plast_plugin.core.model_layout import DecoderLayout, find_decoder_layers
+from plast_plugin.core.model_layout import find_decoder_layers
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.core.probe import ProbeCounts, run_probe
@@ -94,11 +94,9 @@ class ProbeResult:
 
 
 def probe_questions(model, tokenizer, questions: ParallelQuestions, options: SelectionOptions, *,
-                    image_processor=None, progress: bool = True, padding_side: str = "right",
-                    layout: DecoderLayout | None = None) -> ProbeResult:
-    """Activation counts of every language (and both pivot halves) over `questions`. `layout`:
-    the model's decoder layout when the caller has found it (found here otherwise)."""
-    layout = layout or find_decoder_layers(model)
+                    image_processor=None, progress: bool = True, padding_side: str = "right") -> ProbeResult:
+    """Activation counts of every language (and both pivot halves) over `questions`."""
+    layout = find_decoder_layers(model)
     family = family_for(model, layout, image_processor)
     with_images = _use_images(options, questions, family)
     image_ids = family.image_ids() if with_images else None
@@ -133,21 +131,20 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
 
 def run_selection(model, tokenizer, questions: ParallelQuestions, options: SelectionOptions | None = None, *,
                   image_processor=None, name_or_path: str | None = None, progress: bool = True,
-                  padding_side: str = "right", layout: DecoderLayout | None = None) -> SelectionFile:
-    """Probe, statistics, rule: the selection file for `model`. Its decoder layout is found once
-    (or given as `layout`) and passed to every step."""
+                  padding_side: str = "right") -> SelectionFile:
+    """Probe, statistics, rule: the selection file for `model`."""
     options = options or SelectionOptions()  # valid by construction; its rule parsed once
     rule = options.selection_rule
-    layout = layout or find_decoder_layers(model)
-    rule.check(layout.num_layers, options.seed)  # fail before the expensive part
+    num_layers = find_decoder_layers(model).num_layers
+    rule.check(num_layers, options.seed)  # fail before the expensive part
     probed = probe_questions(model, tokenizer, questions, options, image_processor=image_processor,
-                             progress=progress, padding_side=padding_side, layout=layout)
+                             progress=progress, padding_side=padding_side)
     counts, groups, with_images = probed.counts, probed.groups, probed.images_used
 
     stats = compute_statistics(counts.counts, counts.tokens, groups, questions.pivot, options)
     selected = select_layers(stats.msd if rule.needs_statistics else None, rule,
-                             layout.num_layers, seed=options.seed, contiguous_shallow=options.contiguous_shallow)
-    trainable = trainable_fraction(model, selected, options.modules, layout=layout)
+                             num_layers, seed=options.seed, contiguous_shallow=options.contiguous_shallow)
+    trainable = trainable_fraction(model, selected, options.modules)
     data = questions.describe()
     if stats.undefined:
         excluded = [layer for layer in stats.undefined if math.isnan(float(stats.msd[layer]))]
@@ -164,7 +161,7 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
     data["tokens_counted"] = {g: int(t) for g, t in zip(groups, counts.tokens.tolist())}
     return SelectionFile(
         selected_layers=selected,
-        model=ModelIdentity.of(model, name_or_path, layout=layout),
+        model=ModelIdentity.of(model, name_or_path),
         rule=options.rule,
         options=options.to_dict(),
         data=data,

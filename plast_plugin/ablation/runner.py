@@ -27,10 +27,10 @@ from typing import Callable, Sequence
 from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
 from plast_plugin.ablation.plan import AblationPlan, PlannedRun
+from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord
 
 RESULT = "result.json"
 PLAN_FILE = "plan.json"
-TRAINING_RECORD = "plast_training.json"
 
 # train_dir -> {language: {question id: [nll sum, tokens]}}
 Scorer = Callable[[Path], dict]
@@ -116,12 +116,12 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
     if not record_path.exists():
         raise PlastError(f"training run {run.name} wrote no {record_path}: the launcher did not run PLAST's training "
                          f"(does it run LLaVA's train() with the plast plugin installed?); see {log}")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    trained = record.get("trainable", {}).get("trainable_params")
+    record = TrainingRecord.load(record_path)
+    trained = record.trainable.get("trainable_params")
     # The training path's own report, not the plan's count: this run trained exactly its layers
     # with the budget every other run has.
-    if record.get("layers") != list(run.layers) or trained != plan.budget:
-        raise PlastError(f"training run {run.name} trained layers {record.get('layers')} with {trained} parameters, "
+    if record.layers != list(run.layers) or trained != plan.budget:
+        raise PlastError(f"training run {run.name} trained layers {record.layers} with {trained} parameters, "
                          f"the plan says {list(run.layers)} with {plan.budget}; see {record_path}")
     shutil.copy2(record_path, folder / TRAINING_RECORD)
     started = time.time()

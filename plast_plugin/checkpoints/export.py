@@ -11,16 +11,16 @@ file or sharded with an index.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.checkpoints.weights import CheckpointWeights, read_weights_file
 from plast_plugin.core.model_layout import MODULE_CHOICES, check_modules, known_layer_paths, layer_index, layer_prefix
 from plast_plugin.core.model_layout import layers_path_of_names
+from plast_plugin.core.selection_file import SELECTION_FILENAME
+from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, tensor_sha256
 from plast_plugin.json_files import read_json_object
 from plast_plugin.models.model_source import local_dir
 
@@ -45,35 +45,7 @@ def _save(tensors: dict, path: Path, metadata: dict | None) -> None:
         torch.save(tensors, str(path))
 
 
-def tensor_sha256(tensor) -> str:
-    import torch
-
-    t = tensor.detach().contiguous().cpu()
-    raw = t.view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
-    return hashlib.sha256(raw.numpy().tobytes()).hexdigest()
-
-
 # ----------------------------------------------------------------------------- layer discovery
-TRAINING_RECORD = "plast_training.json"  # written by the LLaVA integration
-
-
-def _training_record(checkpoint: Path) -> tuple[dict, Path | None]:
-    """plast_training.json (written by the LLaVA integration) in the checkpoint or its parent
-    (Trainer's checkpoint-N folders). Nothing else is read: export never guesses what was trained."""
-    for folder in (checkpoint, checkpoint.parent):
-        record = folder / TRAINING_RECORD
-        if record.exists():
-            raw = read_json_object(record, "training record")
-            layers, modules = raw.get("layers"), raw.get("modules")
-            if (not isinstance(layers, list) or not layers
-                    or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)):
-                raise PlastError(f"training record {record}: 'layers' must be a non-empty list of layer indices")
-            if modules not in MODULE_CHOICES:
-                raise PlastError(f"training record {record}: 'modules' must be one of {', '.join(MODULE_CHOICES)}")
-            return raw, record
-    return {}, None
-
-
 def _num_layers(checkpoint: Path, names, path: str) -> int:
     config = checkpoint / "config.json"
     if config.is_file():
@@ -84,130 +56,137 @@ def _num_layers(checkpoint: Path, names, path: str) -> int:
     return 1 + max(i for i in indices if i is not None)
 
 
-def _layers_path(names, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    path = layers_path_of_names(names)
-    if path is None:
-        raise PlastError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
-                         f"pass layers_path")
-    return path
-
-
 def delta_tensor_names(names, layers, modules: str = "layer", layers_path: str | None = None) -> list[str]:
     try:
         check_modules(modules)
     except PlastError:
         raise PlastError(f"modules={modules!r}: use one of {', '.join(MODULE_CHOICES)}") from None
-    path = _layers_path(names, layers_path)
+    path = layers_path or layers_path_of_names(names)
+    if path is None:
+        raise PlastError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
+                          f"pass layers_path")
     prefixes = tuple(layer_prefix(path, i, modules) for i in layers)
     return sorted(n for n in names if n.startswith(prefixes))
 
 
 # ----------------------------------------------------------------------------- export / merge
-@dataclass
-class DeltaManifest:
-    base_model: str | None
-    layers: list[int]
-    modules: str
-    layers_path: str
-    tensors: dict
-    source: str
-    format: str = DELTA_FORMAT
-
-    def to_dict(self) -> dict:
-        from plast_plugin import __version__
-
-        return {"format": self.format, "created_by": f"plast-plugin {__version__}", "base_model": self.base_model,
-                "layers": self.layers, "modules": self.modules, "layers_path": self.layers_path,
-                "source": self.source, "tensors": self.tensors}
-
-
 def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None, base_model: str | None = None,
                  layers_path: str | None = None) -> Path:
     """Write only the trained layers of ``checkpoint`` to ``out_dir`` (a new folder, written beside
-    and renamed into place). Layers and modules come from the run's plast_training.json; given
-    ``layers`` (a list or a spec such as '0-4') and ``modules`` must match it. Without a record
-    both must be given."""
-    from plast_plugin.atomic import check_new_directory, staged_directory, write_text_atomic
-    from plast_plugin.core.layer_spec import parse_layer_spec
+    and renamed into place). Layers and modules come from the run's plast_training.json (in the
+    checkpoint or its parent); given ``layers`` (a list or a spec such as '0-4') and ``modules``
+    must match it. Without a record both must be given: export never guesses what was trained."""
+    from plast_plugin import __version__
+    from plast_plugin.atomic import check_new_directory
 
     checkpoint, out = Path(checkpoint), Path(out_dir)
     check_new_directory(out)
     weights = _weights(checkpoint)
-    record, record_path = _training_record(checkpoint)
-    if record_path is None and (layers is None or modules is None):
+    record_path = TrainingRecord.find(checkpoint)
+    record = TrainingRecord.load(record_path) if record_path else None
+    modules = _modules_to_export(checkpoint, record_path, record, layers, modules)
+    delta, path, layers = _read_trained_tensors(checkpoint, weights, record_path, record, layers, modules, layers_path)
+    if base_model is None and record is not None:
+        base_model = record.base_model
+    if base_model is None and (checkpoint / "config.json").exists():
+        base_model = read_json_object(checkpoint / "config.json", "config").get("_name_or_path")
+    manifest = {"format": DELTA_FORMAT, "created_by": f"plast-plugin {__version__}", "base_model": base_model,
+                "layers": layers, "modules": modules, "layers_path": path, "source": str(checkpoint.resolve()),
+                "tensors": {n: {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape),
+                                "sha256": tensor_sha256(t)} for n, t in sorted(delta.items())}}
+    fingerprint = _delta_fingerprint(record_path, record, delta)
+    if fingerprint:
+        manifest["base_fingerprint"] = fingerprint
+    _write_delta(out, delta, manifest, checkpoint)
+    return out
+
+
+def _modules_to_export(checkpoint: Path, record_path, record, layers, modules) -> str:
+    """The record's modules; ``modules`` when given must be valid and agree with it."""
+    if record is None and (layers is None or modules is None):
         raise PlastError(
             f"{checkpoint}: no {TRAINING_RECORD} here or in its parent, so what was trained is unknown; "
             f"pass both --layers and --modules (export never guesses)"
         )
     if modules is not None and modules not in MODULE_CHOICES:
         raise PlastError(f"--modules {modules!r}: use one of {', '.join(MODULE_CHOICES)}")
-    delta, path_used, parsed = {}, layers_path, None
+    if record is not None and modules is not None and modules != record.modules:
+        raise PlastError(
+            f"--modules {modules} does not match {record_path}, which says {record.modules!r} was "
+            f"trained; drop --modules"
+        )
+    return modules or record.modules
+
+
+def _layers_to_export(checkpoint: Path, record_path, record, layers, names, path: str) -> list[int]:
+    """The record's layers; ``layers`` when given must name the same ones (a delta of other layers
+    would drop trained tensors). A spec is read against the checkpoint's number of layers."""
+    from plast_plugin.core.layer_spec import parse_layer_spec
+
+    if layers is None:
+        return sorted(set(record.layers))
+    if isinstance(layers, str):
+        parsed = parse_layer_spec(layers, _num_layers(checkpoint, names, path))
+    else:
+        parsed = sorted(set(int(i) for i in layers))
+    if record is not None and parsed != sorted(set(record.layers)):
+        raise PlastError(
+            f"--layers {layers if isinstance(layers, str) else parsed} does not match {record_path}, "
+            f"which says layers {record.layers} were trained; a delta of other layers would drop "
+            f"trained tensors. Drop --layers"
+        )
+    return parsed
+
+
+def _read_trained_tensors(checkpoint: Path, weights, record_path, record, layers, modules: str,
+                          layers_path: str | None) -> tuple[dict, str, list[int]]:
+    """(tensors of the trained layers, the layer-list path, the layers), file by file: the headers
+    say where the layers are, and only the delta's tensors are read."""
+    delta, path, parsed = {}, layers_path, None
     with weights:
         for file in weights.files:
-            names = weights.names_in(file)  # the header only: no tensor is read to find the layers
-            if path_used is None:
-                try:
-                    path_used = _layers_path(names, None)
-                except PlastError:
-                    weights.release(file)
-                    continue  # a shard without decoder layers
-            if parsed is None:
-                if layers is None:
-                    parsed = sorted(set(record["layers"]))
-                elif isinstance(layers, str):
-                    parsed = parse_layer_spec(layers, _num_layers(checkpoint, names, path_used))
-                else:
-                    parsed = sorted(set(int(i) for i in layers))
-                if record_path is not None and parsed != sorted(set(record["layers"])):
-                    raise PlastError(
-                        f"--layers {layers if isinstance(layers, str) else parsed} does not match {record_path}, "
-                        f"which says layers {record['layers']} were trained; a delta of other layers would drop "
-                        f"trained tensors. Drop --layers"
-                    )
-                if record_path is not None and modules is not None and modules != record["modules"]:
-                    raise PlastError(
-                        f"--modules {modules} does not match {record_path}, which says {record['modules']!r} was "
-                        f"trained; drop --modules"
-                    )
-                modules = modules or record["modules"]
-            wanted = delta_tensor_names(names, parsed, modules, path_used)
-            delta.update({name: t.contiguous() for name, t in weights.read_from(file, wanted).items()})
+            names = weights.names_in(file)
+            path = path or layers_path_of_names(names)
+            if path is not None:  # else a shard without decoder layers
+                if parsed is None:
+                    parsed = _layers_to_export(checkpoint, record_path, record, layers, names, path)
+                wanted = delta_tensor_names(names, parsed, modules, path)
+                delta.update({name: t.contiguous() for name, t in weights.read_from(file, wanted).items()})
             weights.release(file)
-    if path_used is None:
+    if path is None:
         raise PlastError(f"{checkpoint}: cannot find the decoder layers among the tensor names "
-                         f"(tried {known_layer_paths()})")
+                          f"(tried {known_layer_paths()})")
     if not delta:
         raise PlastError(f"{checkpoint}: no tensor of layers {parsed} ({modules}) found")
-    found = {layer_index(path_used, n) for n in delta}
+    found = {layer_index(path, n) for n in delta}
     if found != set(parsed):
         raise PlastError(f"{checkpoint}: layers {sorted(set(parsed) - found)} have no tensors in the checkpoint")
-    if base_model is None:
-        base_model = record.get("base_model")
-    if base_model is None and (checkpoint / "config.json").exists():
-        base_model = read_json_object(checkpoint / "config.json", "config").get("_name_or_path")
-    fingerprint = (record.get("base_fingerprint") or {}).get("tensors") or {}
-    manifest = DeltaManifest(
-        base_model=base_model, layers=parsed, modules=modules, layers_path=path_used, source=str(checkpoint.resolve()),
-        tensors={n: {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape), "sha256": tensor_sha256(t)}
-                 for n, t in sorted(delta.items())},
-    ).to_dict()
-    if fingerprint:
-        missing = sorted(set(delta) - set(fingerprint))
-        if missing:
-            raise PlastError(f"{record_path}: its base fingerprint lacks trained tensor(s) {missing[:3]}; the record "
-                             f"does not belong to this checkpoint")
-        manifest["base_fingerprint"] = {"method": record["base_fingerprint"].get("method"),
-                                        "tensors": {n: fingerprint[n] for n in sorted(delta)}}
+    return delta, path, parsed
+
+
+def _delta_fingerprint(record_path, record, delta: dict) -> dict | None:
+    """The record's base fingerprint of the delta's tensors, for the merge to check its base."""
+    fingerprint = (record.base_fingerprint or {}).get("tensors") if record is not None else None
+    if not fingerprint:
+        return None
+    missing = sorted(set(delta) - set(fingerprint))
+    if missing:
+        raise PlastError(f"{record_path}: its base fingerprint lacks trained tensor(s) {missing[:3]}; the record "
+                          f"does not belong to this checkpoint")
+    return {"method": record.base_fingerprint.get("method"), "tensors": {n: fingerprint[n] for n in sorted(delta)}}
+
+
+def _write_delta(out: Path, delta: dict, manifest: dict, checkpoint: Path) -> None:
+    """The delta folder: weights, manifest and the run's selection file, complete or absent."""
+    from plast_plugin.atomic import staged_directory, write_text_atomic
+
     with staged_directory(out) as stage:
         _save(delta, stage / DELTA_WEIGHTS, {"format": "pt"})
         write_text_atomic(stage / DELTA_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for folder in (checkpoint, checkpoint.parent):
-            if (folder / "plast_layers.json").exists():
-                shutil.copyfile(folder / "plast_layers.json", stage / "plast_layers.json")
+            if (folder / SELECTION_FILENAME).exists():
+                shutil.copyfile(folder / SELECTION_FILENAME, stage / SELECTION_FILENAME)
                 break
-    return out
 
 
 def load_delta(delta_dir) -> tuple[dict, dict]:
@@ -293,7 +272,7 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
             _save(tensors, stage / file.name, metadata)
         if remaining:
             raise PlastError(f"base checkpoint {base} lacks {len(remaining)} delta tensor(s), e.g. {sorted(remaining)[:3]}")
-        for extra in (DELTA_MANIFEST, "plast_layers.json"):
+        for extra in (DELTA_MANIFEST, SELECTION_FILENAME):
             if (Path(delta_dir) / extra).exists():
                 shutil.copyfile(Path(delta_dir) / extra, stage / extra)
     return out

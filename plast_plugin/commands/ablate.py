@@ -143,7 +143,6 @@ def run(args) -> int:
     from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
     from plast_plugin.atomic import write_text_atomic
     from plast_plugin.core.freeze import trainable_fraction
-    from plast_plugin.core.model_layout import find_decoder_layers
     from plast_plugin.data.languages import parse_language_list
     from plast_plugin.models.loading import load_for_probe
     from plast_plugin.data.parallel_data import load_parallel_questions
@@ -180,9 +179,8 @@ def run(args) -> int:
     transformers.logging.set_verbosity_error()
     print(f"loading {model_path} (budgets, identity, untrained score)", flush=True)
     model, tokenizer, _ = load_for_probe(model_path, args.device, args.dtype)
-    layout = find_decoder_layers(model)  # once, for the identity check and every budget
-    selection.check_model(model, layout=layout)  # a selection made for another model is refused here
-    identity = ModelIdentity.of(model, model_path, layout=layout)
+    selection.check_model(model)  # a selection made for another model is refused here
+    identity = ModelIdentity.of(model, model_path)
     plan = make_plan(
         model=model_path, num_layers=identity.num_layers, selection=selection.selected_layers, modules=modules,
         seeds=args.seeds, alternatives=alternatives, random_draws=args.random_draws,
@@ -193,7 +191,7 @@ def run(args) -> int:
                  # only with --plast-eval, so a loss-only plan stays the plan it was
                  **({"eval": eval_scoring.record()} if eval_scoring else {})},
     )
-    budgets = {layers: trainable_fraction(model, list(layers), modules, layout=layout).trainable_params
+    budgets = {layers: trainable_fraction(model, list(layers), modules).trainable_params
                for layers in {run.layers for run in plan.runs}}
     budget = check_budgets(plan, budgets)
     prepare_run_folder(out, plan)

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from plast_plugin.core.options import SelectionOptions
-from plast_plugin.errors import PlastError
 
 DATA_HELP = ("parallel questions: a .jsonl (id, lang, question[, image]) or VLMEvalKit .tsv files, "
              "one per language ('mmmb_cn.tsv' or 'zh=path.tsv')")
@@ -57,10 +56,10 @@ help=DATA_HELP)
     parser.set_defaults(func=run)
 
 
-def _init_distributed(device: str) -> tuple[int, str]:
-    """Under torchrun: join the process group, one device per local rank."""
+def _init_distributed(device: str) -> str:
+    """Under torchrun: join the process group, one device per local rank (the device returned)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, device
+        return device
     import torch
     import torch.distributed as dist
 
@@ -71,7 +70,7 @@ def _init_distributed(device: str) -> tuple[int, str]:
         device = f"cuda:{local}"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return dist.get_rank(), device if use_cuda else "cpu"
+    return device if use_cuda else "cpu"
 
 
 def format_table(selection) -> str:
@@ -88,6 +87,8 @@ def format_table(selection) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from plast_plugin.core import ranks
+    from plast_plugin.errors import PlastError
     from plast_plugin.data.languages import parse_language_list
     from plast_plugin.models.loading import load_for_probe
     from plast_plugin.data.parallel_data import load_parallel_questions
@@ -100,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     languages = parse_language_list(args.languages) if args.languages else None
     # Data errors surface before the model is loaded.
     questions = load_parallel_questions(args.data, languages, args.pivot, args.max_samples)
-    rank, device = _init_distributed(args.device)
+    device = _init_distributed(args.device)
     model, tokenizer, image_processor = load_for_probe(args.model, device, args.dtype, revision=args.revision)
     selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
                               name_or_path=args.model, progress=not args.quiet)
-    if rank != 0:
+    if ranks.rank() != 0:
         return 0
     path = write_selection(selection, args.out, plot=not args.no_plot)
     print(format_table(selection))

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 from torch import nn
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.model_layout import DecoderLayout, check_modules, find_decoder_layers
+from plast_plugin.core.model_layout import check_modules, find_decoder_layers
 
 
 def parameter_count(param: nn.Parameter) -> int:
@@ -31,11 +31,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str = "layer", *,
-                          layout: DecoderLayout | None = None) -> set[str]:
-    """Names (as in `model.named_parameters()`) of the parameters PLAST trains. `layout`: the
-    model's decoder layout when the caller has found it already (found here otherwise)."""
-    layout = layout or find_decoder_layers(model)
+def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str = "layer") -> set[str]:
+    """Names (as in `model.named_parameters()`) of the parameters PLAST trains."""
+    layout = find_decoder_layers(model)
     check_modules(modules)
     wanted = sorted(set(layers))
     out_of_range = [i for i in wanted if not 0 <= i < layout.num_layers]
@@ -85,11 +83,10 @@ class TrainableReport:
         }
 
 
-def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "layer", *,
-                       layout: DecoderLayout | None = None) -> TrainableReport:
+def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "layer") -> TrainableReport:
     """What `freeze_for_plast` would report, without changing `requires_grad`."""
-    layout = layout or find_decoder_layers(model)
-    names = plast_parameter_names(model, layers, modules, layout=layout)
+    layout = find_decoder_layers(model)
+    names = plast_parameter_names(model, layers, modules)
     total = trainable = 0
     per_layer: dict[int, int] = {}
     for name, param in model.named_parameters():
@@ -102,14 +99,12 @@ def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "
     return TrainableReport(sorted(set(layers)), modules, trainable, total, per_layer, sorted(names))
 
 
-def freeze_for_plast(model: nn.Module, layers: Sequence[int], modules: str = "layer", *,
-                     layout: DecoderLayout | None = None) -> TrainableReport:
+def freeze_for_plast(model: nn.Module, layers: Sequence[int], modules: str = "layer") -> TrainableReport:
     """Freeze every parameter of `model` except those of the selected layers' `modules`."""
-    layout = layout or find_decoder_layers(model)
-    names = plast_parameter_names(model, layers, modules, layout=layout)
+    names = plast_parameter_names(model, layers, modules)
     for name, param in model.named_parameters():
         param.requires_grad_(name in names)
-    report = trainable_fraction(model, layers, modules, layout=layout)
+    report = trainable_fraction(model, layers, modules)
     # The report is recomputed from the names; check it against what the model now says.
     assert count_parameters(model) == (report.trainable_params, report.total_params)
     return report

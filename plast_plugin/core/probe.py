@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from plast_plugin.core import ranks
 from plast_plugin.core.model_layout import DecoderLayout
 
 # Activations whose sign equals the sign of their input (act(z) > 0 <=> z > 0).
@@ -79,18 +80,12 @@ class ActivationCounter:
         self._handles.clear()
 
 
-def _distributed() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def run_probe(family, layout: DecoderLayout, batches: list, num_groups: int, *, positions: str,
               progress: bool = True, description: str = "probing") -> ProbeCounts:
     """Run `batches` (PaddedBatch) through the model and count. Under torch.distributed each rank
     takes every world_size-th batch and the counts are summed over ranks, so the result equals
     a single-process run."""
-    rank, world = _distributed()
+    rank, world = ranks.rank(), ranks.world_size()
     mine = batches[rank::world]
     model = family.model
     was_training = model.training

@@ -13,7 +13,7 @@ from typing import Any
 from plast_plugin import __version__
 from plast_plugin.errors import PlastError
 from plast_plugin.core.statistics import LayerRecord
-from plast_plugin.core.model_layout import MODULE_CHOICES, DecoderLayout, find_decoder_layers, model_architecture
+from plast_plugin.core.model_layout import MODULE_CHOICES, find_decoder_layers, model_architecture
 
 SCHEMA = "plast-layers/1"
 SELECTION_FILENAME = "plast_layers.json"
@@ -29,8 +29,8 @@ class ModelIdentity:
     name_or_path: str | None = None
 
     @classmethod
-    def of(cls, model, name_or_path: str | None = None, *, layout: DecoderLayout | None = None) -> "ModelIdentity":
-        layout = layout or find_decoder_layers(model)
+    def of(cls, model, name_or_path: str | None = None) -> "ModelIdentity":
+        layout = find_decoder_layers(model)
         if name_or_path is None:
             name_or_path = getattr(getattr(model, "config", None), "_name_or_path", None) or None
         return cls(model_architecture(model), layout.num_layers, layout.ffn_width, layout.hidden_size,
@@ -113,10 +113,10 @@ class SelectionFile:
             schema=raw["schema"], created_by=created_by if isinstance(created_by, str) else str(created_by),
         )
 
-    def check_model(self, model_or_identity, *, layout: DecoderLayout | None = None) -> None:
-        """Raise if the file was made for a model of another shape (`layout`: the model's, if found)."""
+    def check_model(self, model_or_identity) -> None:
+        """Raise if the file was made for a model of another shape."""
         other = (model_or_identity if isinstance(model_or_identity, ModelIdentity)
-                 else ModelIdentity.of(model_or_identity, layout=layout))
+                 else ModelIdentity.of(model_or_identity))
         if self.model.shape() != other.shape():
             raise PlastError(
                 f"selection file was made for {self.model.architecture} ({self.model.name_or_path}) with "

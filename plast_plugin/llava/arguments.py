@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-import weakref
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -119,42 +118,9 @@ def plast_enabled(args) -> bool:
 
 
 def _flag_values(args) -> dict:
-    values = {}
-    for f in dataclasses.fields(SelectionOptions):
-        values[f.name] = getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
-    if values["modules"] is None:
-        values["modules"] = "layer"
-    return values
-
-
-# args object -> (the PLAST flags it had when validated, the SelectionOptions they make). Kept
-# beside the arguments, not on them: the Trainer pickles them into training_args.bin, which must
-# load where PLAST is not installed.
-_VALIDATED: dict[int, tuple[tuple, SelectionOptions]] = {}
-
-
-def _plast_flags(args) -> tuple:
-    return tuple((f.name, getattr(args, f.name, None)) for f in dataclasses.fields(PlastArguments))
-
-
-def _remember(args, options: SelectionOptions) -> None:
-    key = id(args)
-    if key not in _VALIDATED:
-        try:
-            weakref.finalize(args, _VALIDATED.pop, key, None)
-        except TypeError:  # not weak-referenceable: nothing to remember it by
-            return
-    _VALIDATED[key] = (_plast_flags(args), options)
-
-
-def validated_options(args) -> SelectionOptions:
-    """The ``SelectionOptions`` of already validated arguments (LLaVA's ``TrainingArguments`` are
-    validated in ``__post_init__``); validates them first when they were not, or changed since."""
-    known = _VALIDATED.get(id(args))
-    if known is None or known[0] != _plast_flags(args):
-        check_plast_arguments(args)
-        known = _VALIDATED.get(id(args))
-    return known[1] if known is not None else selection_options(args)
+    values = {f.name: getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
+              for f in dataclasses.fields(SelectionOptions)}
+    return {**values, "modules": values["modules"] or "layer"}
 
 
 def selection_options(args) -> SelectionOptions:
@@ -167,9 +133,8 @@ def selection_options(args) -> SelectionOptions:
 
 
 def check_plast_arguments(args) -> None:
-    """Validate the PLAST flags and refuse conflicting LLaVA flags (``__post_init__`` calls it). The
-    result is remembered, so ``validated_options`` does not check the same flags again. No-op when
-    PLAST is off."""
+    """Validate the PLAST flags and refuse conflicting LLaVA flags (``__post_init__`` calls it, and
+    the trainer hook again). No-op when PLAST is off."""
     if not plast_enabled(args):
         return
     layers = str(args.plast_layers).strip()
@@ -229,7 +194,6 @@ def check_plast_arguments(args) -> None:
             f"only --plast_layers auto computes, so here it would be ignored. Drop --plast_rule (or use "
             f"--plast_layers auto --plast_probe_data ... to select with it)"
         )
-    _remember(args, options)
 
 
 def check_trainer_arguments(args) -> None:
@@ -241,9 +205,6 @@ def check_trainer_arguments(args) -> None:
         )
 
 
-_CLASS_CACHE: dict[type, type] = {}
-
-
 def make_training_arguments(base: type) -> type:
     """``base`` (LLaVA's TrainingArguments) plus the PLAST fields, validated in ``__post_init__``.
 
@@ -253,8 +214,6 @@ def make_training_arguments(base: type) -> type:
     """
     if getattr(base, "__plast__", False):
         return base
-    if base in _CLASS_CACHE:
-        return _CLASS_CACHE[base]
 
     def __post_init__(self):
         base.__post_init__(self)
@@ -264,7 +223,4 @@ def make_training_arguments(base: type) -> type:
                  "__qualname__": base.__qualname__,
                  "__doc__": (base.__doc__ or "") + "\n\nWith PLAST's --plast_* flags."}
     # PLAST first: its fields all have defaults and must come after output_dir.
-    cls = type(base.__name__, (PlastArguments, base), namespace)
-    cls = dataclass(cls, repr=False, eq=False)
-    _CLASS_CACHE[base] = cls
-    return cls
+    return dataclass(type(base.__name__, (PlastArguments, base), namespace), repr=False, eq=False)

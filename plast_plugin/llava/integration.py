@@ -16,23 +16,26 @@ Without ``--plast_layers`` training behaves exactly as upstream (3. still applie
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
-from plast_plugin.errors import PlastError
+from plast_plugin.core import ranks
+from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.llava.arguments import (
+    PlastError,
+    check_plast_arguments,
     check_trainer_arguments,
     make_training_arguments,
     plast_enabled,
-    validated_options,
+    selection_options,
 )
 from plast_plugin.llava.clean_exit import wrap_train
+from plast_plugin.models.zero3 import gathered, is_zero3
+from plast_plugin.errors import PlastError
 
 logger = logging.getLogger("plast_plugin.llava")
 
-TRAINING_RECORD = "plast_training.json"
 _PATCHED = "__plast_patched__"
 
 
@@ -91,7 +94,7 @@ def wrap_trainer_init(trainer_cls) -> None:
             return original(self, *args, **kwargs)
         report = prepare_plast(model, training_args, tokenizer=kwargs.get("tokenizer"))
         original(self, *args, **kwargs)
-        _guard_optimizer(self, report)
+        _guard_optimizer(self, report.trainable_names)
         check_supervision(kwargs.get("train_dataset"))
 
     __init__.__plast_wrapped__ = True
@@ -100,60 +103,29 @@ def wrap_trainer_init(trainer_cls) -> None:
     trainer_cls.__init__ = __init__
 
 
-# ----------------------------------------------------------------------------- ranks
-def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def _rank() -> int:
-    dist = _dist()
-    return dist.get_rank() if dist else 0
-
-
-def _barrier() -> None:
-    dist = _dist()
-    if dist:
-        dist.barrier()
-
-
 def _log(message: str) -> None:
     """Rank 0 prints (LLaVA's rank0_print style; its logging is often silenced)."""
-    if _rank() == 0:
+    if ranks.rank() == 0:
         print(f"[plast] {message}", flush=True)
     logger.info(message)
-
-
-def _is_zero3(model) -> bool:
-    try:
-        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-
-        if is_deepspeed_zero3_enabled():
-            return True
-    except Exception:  # pragma: no cover - older transformers
-        pass
-    return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 # ----------------------------------------------------------------------------- main step
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
     from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
-    from plast_plugin.core.model_layout import find_decoder_layers
     from plast_plugin.llava.short_backward import shorten_backward
 
-    options = validated_options(args)  # checked when the arguments were parsed; not again
+    check_plast_arguments(args)  # again: a flag may have been set after parsing
     check_trainer_arguments(args)
     if model is None:
         raise PlastError("--plast_layers: LLaVATrainer was built without a model")
-    layout = find_decoder_layers(model)  # once; every step below is handed it
-    selection = resolve_selection(model, args, tokenizer, layout=layout, options=options)
+    selection = resolve_selection(model, args, tokenizer)
     layers = list(selection.selected_layers)
     modules = resolve_modules(selection, args)
     selection.options["modules"] = modules
     recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
-    report = freeze_for_plast(model, layers, modules, layout=layout)
+    report = freeze_for_plast(model, layers, modules)
     if report.trainable_params == 0:
         raise PlastError(
             f"--plast_layers {args.plast_layers} with --plast_modules {modules} leaves no "
@@ -162,15 +134,15 @@ def prepare_plast(model, args, tokenizer=None):
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
     _log("training only decoder layers %s (%s)\n%s" % (layers, modules, report.format_table()))
-    _log(shorten_backward(model, args, layout=layout).describe())
+    _log(shorten_backward(model, args).describe())
     selection.trainable = report.to_dict()
     # The base's values of every tensor the record says was trained, hashed now, before any
     # step: `plast export --merge-into` refuses a base whose tensors differ (another model of
     # the same shapes would otherwise be mixed with this delta without a word).
-    fingerprint = base_fingerprint(model, sorted(plast_parameter_names(model, recorded_layers, recorded_modules,
-                                                                       layout=layout)))
-    if _rank() == 0:
-        from plast_plugin.atomic import write_text_atomic
+    names = plast_parameter_names(model, recorded_layers, recorded_modules)
+    with gathered(model, names):  # a collective under ZeRO-3: every rank
+        fingerprint = base_fingerprint(model, names) if ranks.rank() == 0 else None
+    if ranks.rank() == 0:
         from plast_plugin.core.selection_file import SELECTION_FILENAME
 
         out = Path(args.output_dir)
@@ -178,18 +150,11 @@ def prepare_plast(model, args, tokenizer=None):
         # output_dir/plast_layers.json always names the layers this run trains: a resumed run
         # (--plast_layers auto) and `plast export` read it.
         selection.save(out / SELECTION_FILENAME)
-        record = {
-            "layers": recorded_layers,
-            "modules": recorded_modules,
-            "plast_layers": str(args.plast_layers),
-            "base_model": getattr(getattr(model, "config", None), "_name_or_path", None),
-            "base_fingerprint": fingerprint,
-            "trainable": report.to_dict(),
-            "trainable_names": report.trainable_names,
-            "history": history,
-        }
-        write_text_atomic(out / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
-    _barrier()
+        TrainingRecord(layers=recorded_layers, modules=recorded_modules, plast_layers=str(args.plast_layers),
+                       base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
+                       base_fingerprint=fingerprint, trainable=report.to_dict(),
+                       trainable_names=report.trainable_names, history=history).save(out)
+    ranks.barrier()
     return report
 
 
@@ -227,23 +192,17 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
                 f"--output_dir (or pass --plast_allow_selection_change True to resume anyway)"
             )
         return list(layers), modules, [this_run]
-    from plast_plugin.json_files import read_json_object
-
-    try:
-        previous = read_json_object(record_path)
-        before_layers = sorted(int(i) for i in previous["layers"])
-        before_modules = str(previous["modules"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise PlastError(f"{record_path}: malformed training record ({err!r}); use a new --output_dir") from None
-    history = previous.get("history") or [{"layers": before_layers, "modules": before_modules,
-                                           "plast_layers": previous.get("plast_layers")}]
+    previous = TrainingRecord.load(record_path)
+    before_layers, before_modules = sorted(previous.layers), previous.modules
+    history = previous.history or [{"layers": before_layers, "modules": before_modules,
+                                    "plast_layers": previous.plast_layers}]
     if before_layers == sorted(layers) and before_modules == modules:
         return list(layers), modules, [*history, this_run]
     if not allow:
         raise PlastError(
             f"output_dir {out} holds {checkpoints[-1]} of a run that trained layers {before_layers} "
             f"({before_modules}), which train() would resume from; this run selects {sorted(layers)} "
-            f"({modules}). Resume with the same selection (--plast_layers {previous.get('plast_layers')}), "
+            f"({modules}). Resume with the same selection (--plast_layers {previous.plast_layers}), "
             f"use a new --output_dir, or pass --plast_allow_selection_change True to train both "
             f"(the record then keeps the union)"
         )
@@ -254,33 +213,11 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
     return union, union_modules, [*history, this_run]
 
 
-def base_fingerprint(model, names: list[str]) -> dict:
-    """SHA-256 (and dtype) of each named parameter as loaded, i.e. the base's values."""
-    import contextlib
-
-    from plast_plugin.checkpoints.export import tensor_sha256
-
-    params = dict(model.named_parameters())
-    chosen = [params[n] for n in names]
-    gather = contextlib.nullcontext()
-    if any(hasattr(p, "ds_id") for p in chosen):
-        import deepspeed
-
-        gather = deepspeed.zero.GatheredParameters(chosen, modifier_rank=None)  # collective: every rank
-    with gather:
-        tensors = {n: {"dtype": str(params[n].dtype).replace("torch.", ""), "sha256": tensor_sha256(params[n].data)}
-                   for n in names} if _rank() == 0 else {}
-    return {"method": "sha256 of each trained tensor in the base model, before training", "tensors": tensors}
-
-
-def resolve_selection(model, args, tokenizer=None, *, layout=None, options=None):
-    """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir.
-    ``layout``: the model's decoder layout; ``options``: the validated --plast_* options."""
+def resolve_selection(model, args, tokenizer=None):
+    """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir."""
     from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
     from plast_plugin.core.model_layout import find_decoder_layers
     from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
-
-    layout = layout or find_decoder_layers(model)
 
     value = str(args.plast_layers).strip()
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
@@ -288,20 +225,19 @@ def resolve_selection(model, args, tokenizer=None, *, layout=None, options=None)
     if value == "auto":
         if saved.exists():
             selection = SelectionFile.load(saved)
-            selection.check_model(model, layout=layout)
+            selection.check_model(model)
             _log(f"resumed run: reusing the layers selected before, {selection.selected_layers}, from {saved}")
             return selection
-        selection = run_auto_selection(model, args, tokenizer, layout=layout, options=options)
-        return selection
+        return run_auto_selection(model, args, tokenizer)
     if os.path.exists(value):
         selection = SelectionFile.load(value)
-        selection.check_model(model, layout=layout)
+        selection.check_model(model)
         warn_if_other_model(selection.model.name_or_path, name, value)
         _log(f"layers {selection.selected_layers} from selection file {value}"
              f" (modules {selection.options.get('modules', 'layer')!r})")
     elif is_layer_spec(value):
-        layers = parse_layer_spec(value, layout.num_layers, seed=args.plast_seed)
-        selection = SelectionFile(selected_layers=layers, model=ModelIdentity.of(model, name, layout=layout),
+        layers = parse_layer_spec(value, find_decoder_layers(model).num_layers, seed=args.plast_seed)
+        selection = SelectionFile(selected_layers=layers, model=ModelIdentity.of(model, name),
                                   rule=value,
                                   options={"modules": getattr(args, "plast_modules", None) or "layer"})
     else:
@@ -329,10 +265,8 @@ def warn_if_other_model(selected_on: str | None, training: str | None, selection
         _log(msg)
 
 
-def run_auto_selection(model, args, tokenizer, *, layout=None, options=None):
+def run_auto_selection(model, args, tokenizer):
     """Probe the loaded model on the parallel questions (all ranks), write JSON + plot (rank 0)."""
-    import contextlib
-
     from plast_plugin.data.languages import parse_language_list
     from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.pipeline import run_selection, write_selection
@@ -343,39 +277,34 @@ def run_auto_selection(model, args, tokenizer, *, layout=None, options=None):
     languages = parse_language_list(args.plast_languages) if args.plast_languages else None
     questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
                                         max_samples=args.plast_probe_samples)
-    options = options or validated_options(args)
+    options = selection_options(args)
     image_processor = None
     try:
         tower = model.get_vision_tower()
         image_processor = getattr(tower, "image_processor", None) if tower is not None else None
     except Exception:
         pass
-    zero3 = _is_zero3(model)
+    zero3 = is_zero3(model)
     device = getattr(args, "device", None)
     if not zero3 and device is not None:
         model.to(device)  # the Trainer / DeepSpeed engine would move it there anyway
-    gather = contextlib.nullcontext()
-    if zero3:
-        import deepspeed
-
-        # Weights are partitioned before the trainer exists (docs/troubleshooting.md pitfall 5):
-        # gather them for the probe.
-        gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
     _log(f"--plast_layers auto: probing {len(questions.ids)} questions x {len(questions.languages)} "
          f"languages ({', '.join(questions.languages)}){' with ZeRO-3 parameters gathered' if zero3 else ''}")
     was_training = model.training
     model.eval()
     try:
-        with gather:
+        # Under ZeRO-3 the weights are partitioned before the trainer exists (docs/troubleshooting.md
+        # pitfall 5): gathered for the probe.
+        with gathered(model):
             selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
                                       name_or_path=getattr(model.config, "_name_or_path", None),
-                                      progress=_rank() == 0, layout=layout)
+                                      progress=ranks.rank() == 0)
     finally:
         model.train(was_training)
-    if _rank() == 0:
+    if ranks.rank() == 0:
         write_selection(selection, args.output_dir)
         _log(f"--plast_layers auto selected layers {selection.selected_layers}; written to {args.output_dir}")
-    _barrier()
+    ranks.barrier()
     return selection
 
 
@@ -408,28 +337,15 @@ def check_supervision(dataset, samples: int = 8, ignore_index: int = -100) -> No
 
 
 # ----------------------------------------------------------------------------- optimizer
-def _guard_optimizer(trainer, report) -> None:
-    """Drop empty parameter groups (docs/troubleshooting.md pitfall 4) and check the optimizer
-    holds only PLAST params."""
+def _guard_optimizer(trainer, expected_names) -> None:
+    """Drop the empty parameter groups LLaVA's grouping leaves (docs/troubleshooting.md pitfall 4),
+    then check that the optimizer holds only PLAST's parameters."""
     original = trainer.create_optimizer
-    if getattr(original, "__plast_wrapped__", False):
-        return
-    expected = set(report.trainable_names)
 
     def create_optimizer():
         optimizer = original()
-        groups = [g for g in optimizer.param_groups if len(g["params"]) > 0]
-        if len(groups) != len(optimizer.param_groups):
-            optimizer.param_groups[:] = groups
-        names = {id(p): n for n, p in trainer.model.named_parameters()}
-        held = {names.get(id(p), "?") for g in optimizer.param_groups for p in g["params"]}
-        if held != expected:
-            extra, missing = sorted(held - expected)[:5], sorted(expected - held)[:5]
-            raise RuntimeError(
-                f"PLAST: the optimizer does not hold exactly the selected parameters "
-                f"(extra {extra}, missing {missing}); refusing to train"
-            )
+        optimizer.param_groups[:] = [g for g in optimizer.param_groups if len(g["params"]) > 0]
+        check_optimizer(trainer.model, optimizer, expected_names)
         return optimizer
 
-    create_optimizer.__plast_wrapped__ = True
     trainer.create_optimizer = create_optimizer

@@ -57,13 +57,13 @@ class ShortBackward:
                 f"checkpointed; --plast_short_backward False keeps LLaVA's path")
 
 
-def lowest_trainable_layer(model, layout=None) -> int | None:
+def lowest_trainable_layer(model) -> int | None:
     """Index of the lowest decoder layer with a trainable parameter, or None when a trainable
     parameter lives outside ``layers[lowest:]`` (embeddings, projector, ...): then backward must
     run further down and nothing may be shortened."""
     from plast_plugin.core.model_layout import find_decoder_layers
 
-    layout = layout or find_decoder_layers(model)
+    layout = find_decoder_layers(model)
     lowest = None
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -88,7 +88,7 @@ def remove_input_grad_hooks(model) -> int:
     return removed
 
 
-def shorten_backward(model, training_args, *, layout=None) -> ShortBackward:
+def shorten_backward(model, training_args) -> ShortBackward:
     """Apply the three changes above to ``model`` if ``training_args`` allow; report what was done.
 
     Call after freezing and before the Trainer enables checkpointing (it does so in ``train()``
@@ -102,22 +102,22 @@ def shorten_backward(model, training_args, *, layout=None) -> ShortBackward:
     if kwargs.get("use_reentrant") is True:
         # Without input grads reentrant checkpointing would zero every gradient (docs/troubleshooting.md pitfall 3).
         return ShortBackward(False, "gradient_checkpointing_kwargs asks for use_reentrant=True, which needs input grads")
-    lowest = lowest_trainable_layer(model, layout)
+    lowest = lowest_trainable_layer(model)
     if lowest is None:
         return ShortBackward(False, "a parameter outside the decoder layers trains, so backward must reach it")
     removed = remove_input_grad_hooks(model)
-    install_checkpointing(model, layout)
+    install_checkpointing(model)
     return ShortBackward(True, "", lowest, removed)
 
 
-def install_checkpointing(model, layout=None) -> None:
+def install_checkpointing(model) -> None:
     """From now on ``model.gradient_checkpointing_enable(...)`` checkpoints non-reentrantly and
     skips the last decoder layer (idempotent; the Trainer calls it at the start of ``train()``)."""
     if getattr(model.gradient_checkpointing_enable, _WRAPPED, False):
         return
     from plast_plugin.core.model_layout import find_decoder_layers
 
-    layout = layout or find_decoder_layers(model)
+    layout = find_decoder_layers(model)
     original = model.gradient_checkpointing_enable
 
     def gradient_checkpointing_enable(gradient_checkpointing_kwargs=None):

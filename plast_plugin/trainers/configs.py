@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from plast_plugin.errors import PlastError
 from plast_plugin.core.freeze import plast_parameter_names
-from plast_plugin.core.model_layout import MODULE_PARTS, DecoderLayout, find_decoder_layers, model_architecture
+from plast_plugin.core.model_layout import MODULE_PARTS, find_decoder_layers, model_architecture
 from plast_plugin.core.selection_file import SelectionFile
 
 TOOLS = ("axolotl", "swift", "llamafactory", "regex")
@@ -45,17 +45,16 @@ class TargetModel:
     name: str
     kind: str  # checkpoint_kind: llava-hf | llava-next-hf | causal-lm
     model: object  # the meta-device model (no weights)
-    layout: DecoderLayout  # found once, when the model is built
     transformers_version: str
     architecture: str
 
     @property
     def layers_path(self) -> str:  # e.g. "model.language_model.layers"
-        return self.layout.path
+        return find_decoder_layers(self.model).path
 
     @property
     def num_layers(self) -> int:
-        return self.layout.num_layers
+        return find_decoder_layers(self.model).num_layers
 
     def parameter_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters()]
@@ -83,11 +82,8 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
     with torch.device("meta"):
         if kind == "causal-lm":
             model = transformers.AutoModelForCausalLM.from_config(config)
-        else:
-            model = getattr(transformers, HF_MODEL_CLASSES[kind])(config)
-    layout = find_decoder_layers(model)
-    return TargetModel(name_or_path, kind, model, layout, transformers.__version__,
-                       model_architecture(model))
+    find_decoder_layers(model)  # an unsupported architecture is refused here, before any config is written
+    return TargetModel(name_or_path, kind, model, transformers.__version__, model_architecture(model))
 
 
 @dataclass
@@ -120,10 +116,10 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
                   approximate: bool = False) -> ExportedConfig:
     if tool not in TOOLS:
         raise PlastError(f"--for {tool!r}: use one of {', '.join(TOOLS)}")
-    selection.check_model(target.model, layout=target.layout)
+    selection.check_model(target.model)
     modules = modules or selection.options.get("modules") or "layer"
     layers = sorted(selection.selected_layers)
-    plast_parameter_names(target.model, layers, modules, layout=target.layout)  # raises when nothing would be trained
+    plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
     if not _PLAIN_NAME.match(target.layers_path):
         raise PlastError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
     sub = MODULE_PARTS[modules]

@@ -25,8 +25,6 @@ transformers lines (parameter names differ between them; the layout is found on 
 """
 from __future__ import annotations
 
-import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -34,13 +32,18 @@ from typing import Union
 
 from transformers import TrainerCallback
 
-from plast_plugin.atomic import write_text_atomic
-from plast_plugin.errors import PlastError
+from plast_plugin.core import ranks
 from plast_plugin.core.freeze import TrainableReport, freeze_for_plast
-from plast_plugin.llava.integration import TRAINING_RECORD
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
-
-logger = logging.getLogger("plast_plugin.trainers.hf")
+from plast_plugin.core.training_record import (
+    TRAINING_RECORD,
+    PlastError,
+    TrainingRecord,
+    base_fingerprint,
+    check_optimizer,
+)
+from plast_plugin.errors import PlastError
+from plast_plugin.models.zero3 import gathered
 
 SelectionLike = Union[SelectionFile, str, os.PathLike]
 
@@ -54,43 +57,10 @@ def apply_selection(model, selection: SelectionLike, modules: str | None = None)
     """Freeze everything of ``model`` but the selection's decoder layers (``modules``: what of each
     layer, 'layer' | 'mlp' | 'attn'; default: the selection file's own). Refuses a model whose
     shape (layers, FFN width, hidden size) differs from the one the file was made for."""
-    from plast_plugin.core.model_layout import find_decoder_layers
-
     selection = load_selection(selection)
-    layout = find_decoder_layers(model)  # once, for the check and the freeze
-    selection.check_model(model, layout=layout)
+    selection.check_model(model)
     modules = modules or selection.options.get("modules") or "layer"
-    return freeze_for_plast(model, list(selection.selected_layers), modules, layout=layout)
-
-
-def optimizer_parameters(optimizer) -> list:
-    """The model parameters an optimizer updates, through the wrappers the Trainer may add:
-    accelerate's ``AcceleratedOptimizer`` (``.optimizer``) and DeepSpeed's ZeRO optimizers, whose
-    ``param_groups`` hold flat fp32 partitions while ``bit16_groups`` (ZeRO-1/2) or
-    ``fp16_groups`` (ZeRO-3) hold the model's own parameters."""
-    inner, seen = optimizer, set()
-    while inner is not None and id(inner) not in seen:
-        seen.add(id(inner))
-        for attr in ("bit16_groups", "fp16_groups"):
-            groups = getattr(inner, attr, None)
-            if groups:
-                return [p for group in groups for p in group]
-        inner = getattr(inner, "optimizer", None)
-    return [p for group in optimizer.param_groups for p in group["params"]]
-
-
-def check_optimizer(model, optimizer, expected_names) -> None:
-    """Raise ``PlastError`` unless ``optimizer`` holds exactly the parameters named."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    held = {names.get(id(p), "<not a parameter of the model>") for p in optimizer_parameters(optimizer)}
-    expected = set(expected_names)
-    if held != expected:
-        extra, missing = sorted(held - expected), sorted(expected - held)
-        raise PlastError(
-            f"PLAST: the optimizer does not hold exactly the selected parameters ({len(extra)} extra, e.g. "
-            f"{extra[:3]}; {len(missing)} missing, e.g. {missing[:3]}): refusing to train. Build the optimizer "
-            f"after apply_selection() from the parameters with requires_grad, or let the Trainer build it."
-        )
+    return freeze_for_plast(model, list(selection.selected_layers), modules)
 
 
 def _checkpoint_tensor_names(model) -> list[str] | None:
@@ -143,17 +113,14 @@ def checkpoint_names(model, names) -> dict[str, str] | None:
     return mapping
 
 
-def base_fingerprint(model, names) -> dict | None:
-    """SHA-256 of each trained tensor as loaded (the base's values), keyed by checkpoint file names,
-    the record `plast export --merge-into` checks a base against; None when the names are unknown."""
-    from plast_plugin.llava.integration import base_fingerprint as fingerprint_by_parameter_name
-
+def fingerprint_by_file_name(model, names) -> dict | None:
+    """The base fingerprint of the trained tensors keyed by the base checkpoint's file names (what
+    `plast export --merge-into` checks a base against); None when those names are unknown."""
     mapping = checkpoint_names(model, names)
     if mapping is None:
         return None
-    fingerprint = fingerprint_by_parameter_name(model, sorted(names))
-    fingerprint["tensors"] = {mapping[n]: value for n, value in fingerprint["tensors"].items()}
-    return fingerprint
+    with gathered(model, names):  # a collective under ZeRO-3: every rank
+        return base_fingerprint(model, names, mapping) if ranks.rank() == 0 else None
 
 
 class PlastCallback(TrainerCallback):
@@ -172,7 +139,7 @@ class PlastCallback(TrainerCallback):
             raise PlastError("PlastCallback: the Trainer was built without a model")
         self.report = apply_selection(model, self.selection, self.modules)
         # Hashed now, before any step (and before a resumed run loads its checkpoint's weights).
-        self.fingerprint = base_fingerprint(model, self.report.trainable_names)
+        self.fingerprint = fingerprint_by_file_name(model, self.report.trainable_names)
         if state.is_world_process_zero:
             print(f"[plast] training only decoder layers {self.report.layers} ({self.modules})\n"
                   f"{self.report.format_table()}", flush=True)
@@ -210,21 +177,14 @@ class PlastCallback(TrainerCallback):
     def _write_records(self, out: Path, model) -> None:
         """The two files the official-LLaVA integration writes, in the same format."""
         out.mkdir(parents=True, exist_ok=True)
-        selection = self.selection
-        selection.trainable = self.report.to_dict()
-        selection.save(out / SELECTION_FILENAME)
-        record = {
-            "layers": self.report.layers,
-            "modules": self.modules,
-            "plast_layers": self.source or "(SelectionFile object)",
-            "base_model": getattr(getattr(model, "config", None), "_name_or_path", None),
-            "trainable": self.report.to_dict(),
-            "trainable_names": self.report.trainable_names,
-            "trainer": "transformers.Trainer + plast_plugin.trainers.hf.PlastCallback",
-        }
-        if self.fingerprint is not None:
-            record["base_fingerprint"] = self.fingerprint
-        else:
+        self.selection.trainable = self.report.to_dict()
+        self.selection.save(out / SELECTION_FILENAME)
+        if self.fingerprint is None:
             print("[plast] note: the base model's checkpoint files were not readable here, so the record has no "
                   "base fingerprint; `plast export --merge-into` cannot check the base it merges into", flush=True)
-        write_text_atomic(out / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
+        TrainingRecord(layers=self.report.layers, modules=self.modules,
+                       plast_layers=self.source or "(SelectionFile object)",
+                       base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
+                       base_fingerprint=self.fingerprint, trainable=self.report.to_dict(),
+                       trainable_names=self.report.trainable_names,
+                       trainer="transformers.Trainer + plast_plugin.trainers.hf.PlastCallback").save(out)

@@ -3,7 +3,7 @@
 - an invalid SelectionOptions cannot exist (constructor, from_dict, replace, assignment);
 - the rule is parsed once into a value, and select_layers' default agrees with the options';
 - per-layer statistics are typed records whose on-disk form is the selection file's;
-- the decoder layout is found once per `plast select` run;
+- `plast select` records the shape and trainable parameters of the model it probed;
 - layer paths and module parts have one owner: freezing (a model) and export (tensor names)
   pick the same parameters;
 - the weights reader reads only the tensors needed.
@@ -19,8 +19,7 @@ import math
 import pytest
 import torch
 
-from plast_plugin.core import model_layout
-from plast_plugin.core.freeze import plast_parameter_names
+from plast_plugin.core.freeze import plast_parameter_names, trainable_fraction
 from plast_plugin.core.model_layout import MODULE_CHOICES, find_decoder_layers
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.rule import SelectionRule
@@ -131,25 +130,20 @@ def _identity():
     return ModelIdentity("LlamaForCausalLM", 4, 128, 64, "tiny")
 
 
-# ----------------------------------------------------------------------------- layout found once
-def test_plast_select_finds_the_decoder_layout_once(tiny_llama, questions_jsonl, monkeypatch):
+# ----------------------------------------------------------------------------- the probed model, recorded
+def test_plast_select_records_the_model_it_probed(tiny_llama, questions_jsonl):
     from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.pipeline import run_selection
 
-    found = []
-
-    class CountingLayout(model_layout.DecoderLayout):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            found.append(self.path)
-
-    monkeypatch.setattr(model_layout, "DecoderLayout", CountingLayout)
     model, tokenizer = tiny_llama
     questions = load_parallel_questions(questions_jsonl, ["zh", "ru"], "en")
     selection = run_selection(model, tokenizer, questions, SelectionOptions(rule="msd-top:1", batch_size=4),
                               progress=False)
-    assert found == ["model.layers"]
     assert len(selection.selected_layers) == 1 and selection.trainable["trainable_params"] > 0
+    layout = find_decoder_layers(model)
+    assert selection.model.shape() == (layout.num_layers, layout.ffn_width, layout.hidden_size)
+    assert selection.trainable == trainable_fraction(model, selection.selected_layers).to_dict()
+    assert [record.layer for record in selection.layers] == list(range(layout.num_layers))
 
 
 # ----------------------------------------------------------------------------- one owner of layer names

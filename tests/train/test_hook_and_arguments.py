@@ -99,18 +99,18 @@ def test_layers_and_rule_have_one_meaning_each(args_cls, tmp_path, extra, messag
     assert args.plast_rule == "msd-top:2"  # a statistic rule with auto is what the rule is for
 
 
-def test_plast_flags_are_validated_once(args_cls, tmp_path, monkeypatch):
-    from plast_plugin.llava import arguments
+def test_plast_flags_changed_after_parsing_are_checked_again(args_cls, tmp_path):
+    from plast_plugin.llava.arguments import selection_options
+    from plast_plugin.llava.integration import prepare_plast
 
     args = args_cls(output_dir=str(tmp_path), plast_layers="1,2", plast_modules="mlp")  # validated here
-    calls = []
-    real = arguments.check_plast_arguments
-    monkeypatch.setattr(arguments, "check_plast_arguments", lambda a: calls.append(a) or real(a))
-    options = arguments.validated_options(args)
-    assert calls == [] and options.modules == "mlp" and options.selection_rule.text == "auto"
-    assert arguments.validated_options(args) is options
-    args.plast_statistic = "rate"  # changed after parsing: checked again, not taken on trust
-    assert arguments.validated_options(args).statistic == "rate" and calls == [args]
+    options = selection_options(args)
+    assert options.modules == "mlp" and options.selection_rule.text == "auto"
+    args.plast_statistic = "rate"  # changed after parsing: read as it is now, not as it was
+    assert selection_options(args).statistic == "rate"
+    args.plast_statistic = "mean"
+    with pytest.raises(PlastError, match="statistic='mean'"):
+        prepare_plast(None, args)  # the trainer hook checks the flags again before it touches a model
 
 
 def test_plast_off_is_upstream(args_cls, tmp_path):

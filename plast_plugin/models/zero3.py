@@ -1,0 +1,24 @@
+"""DeepSpeed ZeRO-3 partitions a model's parameters across ranks (a local tensor is an empty
+shard): code that reads whole weights before the engine exists gathers them first."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def is_zero3(model) -> bool:
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled() or any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def gathered(model, names=None):
+    """Context in which the named parameters of ``model`` (all when ``names`` is None) are whole.
+    Under ZeRO-3 it is a collective: every rank must enter it. Without ZeRO-3 it does nothing."""
+    wanted = None if names is None else set(names)
+    params = [p for n, p in model.named_parameters() if wanted is None or n in wanted]
+    if not any(hasattr(p, "ds_id") for p in params):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
