@@ -1,7 +1,7 @@
 """Issue 10 (adversarial pass), the LLM judge's security points, against fake servers on
 127.0.0.1: no OPENAI_API_KEY fallback, no key over plain http except localhost, no redirect
 followed with credentials, redacted URLs, retries with backoff and a time bound, failures
-counted and logged. (The judge is plain stdlib; these run in both environments.)"""
+counted and logged. (The judge uses requests, in both environments; these run in both.)"""
 from __future__ import annotations
 
 import json
