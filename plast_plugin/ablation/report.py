@@ -117,65 +117,58 @@ def _layers_label(alt: dict) -> str:
     return f"{len(sets)} draws"
 
 
-def _cell(entry: dict) -> str:
-    return f"{entry['mean']:.3f} [{entry['low']:.3f},{entry['high']:.3f}]"
+def _cell(entry: dict, sign: str = "") -> str:
+    return f"{entry['mean']:{sign}.3f} [{entry['low']:{sign}.3f},{entry['high']:{sign}.3f}]"
+
+
+def _rows(summary: dict, alternatives, cells, width: int) -> list[str]:
+    """One table row per alternative: its name, its layers, then ``cells(alternative)``."""
+    return [f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}" + "".join(f"{c:>{width}}" for c in cells(alt))
+            for alt in alternatives]
 
 
 def format_table(summary: dict) -> str:
-    columns = [*summary["languages"], MEAN]
-    width = 25
+    languages, columns, width = summary["languages"], [*summary["languages"], MEAN], 25
     head = f"{'':<10} {'layers':<11}" + "".join(f"{c:>{width}}" for c in columns)
     lines = [f"held-out translation loss (nats/token), mean [95% CI] over {len(summary['seeds'])} seeds "
              f"(each run trains {summary['trainable_params_per_run']:,} parameters)", head]
     if summary.get("base_loss"):
-        base = summary["base_loss"]
-        values = [base[lang] for lang in summary["languages"]]
-        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in values)
-                     + f"{sum(values) / len(values):>{width}.3f}")
-    for alt, entry in summary["alternatives"].items():
-        lines.append(f"{alt:<10} {_layers_label(entry):<11}" + "".join(f"{_cell(entry['loss'][c]):>{width}}" for c in columns))
+        values = [summary["base_loss"][lang] for lang in languages]
+        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in [*values, sum(values) / len(values)]))
+    differences = summary["differences"]
+    lines += _rows(summary, summary["alternatives"], lambda a: [_cell(summary["alternatives"][a]["loss"][c]) for c in columns],
+                   width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (negative: PLAST lower loss)", head]
-    for alt, cols in summary["differences"].items():
-        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
-                     + "".join(f"{_signed_cell(cols[c]):>{width}}" for c in columns))
+    lines += _rows(summary, differences, lambda a: [_cell(differences[a][c], "+") for c in columns], width)
     lines += ["", "verdict (mean over languages):"]
-    for alt, cols in summary["differences"].items():
+    for alt, cols in differences.items():
         m = cols[MEAN]
         lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
-                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in summary["languages"]) + ")")
+                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in languages) + ")")
     if summary.get("accuracy"):
         lines += ["", *format_accuracy_table(summary)]
     return "\n".join(lines)
 
 
 def format_accuracy_table(summary: dict) -> list[str]:
-    accuracy = summary["accuracy"]
-    columns = [(task, metric) for task, metrics in accuracy["tasks"].items() for metric in metrics]
-    labels = [f"{task} {metric}" for task, metric in columns]
-    width = max(25, *(len(label) + 2 for label in labels))
-    head = f"{'':<10} {'layers':<11}" + "".join(f"{label:>{width}}" for label in labels)
+    tasks = summary["accuracy"]["tasks"]
+    entries = {f"{task} {metric}": entry for task, metrics in tasks.items() for metric, entry in metrics.items()}
+    width = max(25, *(len(label) + 2 for label in entries))
+    head = f"{'':<10} {'layers':<11}" + "".join(f"{label:>{width}}" for label in entries)
     lines = [f"lmms-eval accuracy through plast eval (0-1, higher is better), mean [95% CI] over "
              f"{len(summary['seeds'])} seeds; questions per task: "
-             + ", ".join(f"{label} {accuracy['tasks'][t][m]['alternatives'][PLAST]['units']}"
-                         for label, (t, m) in zip(labels, columns)), head]
-    for alt in summary["alternatives"]:
-        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
-                     + "".join(f"{_cell(accuracy['tasks'][t][m]['alternatives'][alt]):>{width}}" for t, m in columns))
+             + ", ".join(f"{label} {e['alternatives'][PLAST]['units']}" for label, e in entries.items()), head]
+    lines += _rows(summary, summary["alternatives"], lambda a: [_cell(e["alternatives"][a]) for e in entries.values()],
+                   width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (positive: PLAST more accurate)",
               head]
-    for alt in summary["differences"]:
-        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
-                     + "".join(f"{_signed_cell(accuracy['tasks'][t][m]['differences'][alt]):>{width}}" for t, m in columns))
+    lines += _rows(summary, summary["differences"], lambda a: [_cell(e["differences"][a], "+") for e in entries.values()],
+                   width)
     lines += ["", "accuracy verdict per task (higher is better: an interval above 0 is PLAST better):"]
-    for alt in summary["differences"]:
-        lines.append(f"  vs {alt:<9} " + "; ".join(
-            f"{label} {_short(accuracy['tasks'][t][m]['differences'][alt]['verdict'])}"
-            for label, (t, m) in zip(labels, columns)))
+    lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_short(e['differences'][alt]['verdict'])}"
+                                           for label, e in entries.items())
+              for alt in summary["differences"]]
     return lines
-
-
-def _signed_cell(entry: dict) -> str:
-    return f"{entry['mean']:+.3f} [{entry['low']:+.3f},{entry['high']:+.3f}]"
 
 
 def _short(verdict: str) -> str:

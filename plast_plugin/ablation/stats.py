@@ -141,14 +141,6 @@ def paired_accuracy_differences(plast: Mapping[int, Mapping[str, bool]], other: 
 def verdict(difference: Interval, higher_is_better: bool = False) -> str:
     """For PLAST minus an alternative: a loss by default (lower is better, so an interval below 0 is
     PLAST better); an accuracy with ``higher_is_better`` (an interval above 0 is PLAST better)."""
-    if higher_is_better:
-        if difference.low > 0:
-            return BETTER
-        if difference.high < 0:
-            return WORSE
-        return TIED
-    if difference.high < 0:
-        return BETTER
-    if difference.low > 0:
-        return WORSE
-    return TIED
+    # Read as a loss difference: an accuracy difference with its sign turned.
+    low, high = (-difference.high, -difference.low) if higher_is_better else (difference.low, difference.high)
+    return BETTER if high < 0 else WORSE if low > 0 else TIED
