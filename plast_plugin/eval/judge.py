@@ -20,9 +20,9 @@ variables so that they reach the lmms-eval tasks unchanged:
   (``plast eval`` sets it to ``<output>/plast_judge_failures.jsonl`` and reports the count).
 
 The client is ``requests`` (a dependency of lmms-eval, in both environments) with urllib3's
-``Retry`` for the retries. Security: a key is never sent over plain http except to localhost
-(refused otherwise), no redirect is ever followed (the new host would get the request), and
-``user:password@`` is redacted from every URL that is logged.
+``Retry`` for the retries. Security: a key, or a password in the URL (sent as basic auth), never
+goes over plain http except to localhost (refused otherwise), no redirect is ever followed (the
+new host would get the request), and ``user:password@`` is redacted from everything logged.
 
 A judge failure (network, HTTP error, redirect, unreadable reply, time budget spent) leaves the
 answer unmatched (wrong); it is counted (:func:`failure_count`), logged with the reason and
@@ -111,9 +111,10 @@ class JudgeConfig:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise JudgeConfigError(f"PLAST_JUDGE_URL {redact_url(self.url)!r}: use http(s)://host[:port]/path, "
                                    f"e.g. http://127.0.0.1:8000/v1")
-        if self.api_key and parts.scheme == "http" and not _is_local(parts.hostname):
+        if (self.api_key or parts.password) and parts.scheme == "http" and not _is_local(parts.hostname):
+            what = "PLAST_JUDGE_API_KEY" if self.api_key else "the URL's password"
             raise JudgeConfigError(
-                f"PLAST_JUDGE_API_KEY would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "
+                f"{what} would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "
                 f"{redact_url(self.url)}): use an https:// URL (plain http only for localhost)")
         if self.timeout <= 0:
             raise JudgeConfigError(f"PLAST_JUDGE_TIMEOUT={self.timeout}: must be positive")

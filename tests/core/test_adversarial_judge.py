@@ -48,6 +48,8 @@ def test_openai_api_key_is_never_sent(monkeypatch):
 def test_key_over_plain_http_is_refused(url):
     with pytest.raises(JudgeConfigError, match="clear text"):
         JudgeConfig.from_env({"PLAST_JUDGE_URL": url, "PLAST_JUDGE_API_KEY": "k"})
+    with pytest.raises(JudgeConfigError, match="URL's password would be sent in clear text"):
+        JudgeConfig.from_env({"PLAST_JUDGE_URL": url.replace("http://", "http://user:pw@")})
 
 
 @pytest.mark.parametrize("url", ["http://localhost:8000/v1", "http://127.0.0.1:8000/v1", "http://[::1]:8000/v1",
