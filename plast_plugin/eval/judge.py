@@ -136,7 +136,7 @@ class JudgeConfig:
 
 
 _LOCK = threading.Lock()
-_STATE = {"spent": 0.0, "requests": 0, "failures": 0}
+_STATE = {"spent": 0.0, "failures": 0}  # judge time spent and failures, in this process
 _USERINFO = re.compile(r"//[^/@\s]*@")
 
 
@@ -204,8 +204,6 @@ def judge_choice(question: str, options: Mapping[str, str | None], answer: str,
         options="\n".join(f"{k}. {v}" for k, v in present.items()))
     body = {"model": config.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
             "max_tokens": 8}
-    with _LOCK:
-        _STATE["requests"] += 1
     try:
         content = _post(config, body)
     except Exception as exc:  # never stop an evaluation: count, log, score as unmatched

@@ -35,7 +35,7 @@ def _reply(handler, status=200, content="C", headers=None):
 
 @pytest.fixture()
 def fresh_state(monkeypatch):
-    monkeypatch.setattr(judge_module, "_STATE", {"spent": 0.0, "requests": 0, "failures": 0})
+    monkeypatch.setattr(judge_module, "_STATE", {"spent": 0.0, "failures": 0})
     monkeypatch.setattr(judge_module.time, "sleep", lambda s: None)  # backoff without waiting
 
 
