@@ -14,6 +14,16 @@ from plast_plugin.ablation.plan import PLAST, AblationPlan
 MEAN = "mean"  # the unweighted mean over languages, a column of its own
 
 
+def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None) -> dict:
+    """Mean and 95% interval over seeds with the per-seed values; for a difference (``higher_is_better``
+    given), its verdict."""
+    interval = stats.mean_interval(list(per_seed.values()))
+    entry = {**interval.to_dict(), "per_seed": {str(s): v for s, v in per_seed.items()}}
+    if higher_is_better is not None:
+        entry["verdict"] = stats.verdict(interval, higher_is_better=higher_is_better)
+    return entry
+
+
 def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = None) -> dict:
     """Means and 95% intervals over seeds, paired differences PLAST minus each alternative, verdicts."""
     languages = list(plan.scoring.get("languages") or next(iter(results.values()))["losses"])
@@ -27,8 +37,7 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
         alternatives[alt] = {
             "layers": {str(s): r["layers"] for s, r in seeds.items()},
             "trainable_params": sorted({r["trainable_params"] for r in seeds.values()}),
-            "loss": {col: {**stats.mean_interval(list(v.values())).to_dict(), "per_seed": {str(s): x for s, x in v.items()}}
-                     for col, v in per_lang.items()},
+            "loss": {col: _over_seeds(v) for col, v in per_lang.items()},
         }
     differences: dict[str, dict] = {}
     plast = by_alt[PLAST]
@@ -40,12 +49,7 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
                                                    where=f"{alt}, {lang}")
                     for lang in languages}
         per_lang[MEAN] = stats.mean_over_languages(per_lang)
-        columns = {}
-        for col, per_seed in per_lang.items():
-            interval = stats.mean_interval(list(per_seed.values()))
-            columns[col] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in per_seed.items()},
-                            "verdict": stats.verdict(interval)}
-        differences[alt] = columns
+        differences[alt] = {col: _over_seeds(per_seed, higher_is_better=False) for col, per_seed in per_lang.items()}
     summary = {
         "schema": "plast-ablation/1",
         "model": plan.model,
@@ -92,17 +96,13 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
                        for alt, seeds in by_alt.items()}
             entry = {"alternatives": {}, "differences": {}}
             for alt, per_seed in correct.items():
-                values = {s: stats.accuracy(c) for s, c in per_seed.items()}
-                entry["alternatives"][alt] = {**stats.mean_interval(list(values.values())).to_dict(),
-                                              "per_seed": {str(s): v for s, v in values.items()},
+                entry["alternatives"][alt] = {**_over_seeds({s: stats.accuracy(c) for s, c in per_seed.items()}),
                                               "units": len(next(iter(per_seed.values())))}
             for alt, per_seed in correct.items():
                 if alt == PLAST:
                     continue
                 diffs = stats.paired_accuracy_differences(correct[PLAST], per_seed, where=f"{alt}, {task} {metric}")
-                interval = stats.mean_interval(list(diffs.values()))
-                entry["differences"][alt] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in diffs.items()},
-                                             "verdict": stats.verdict(interval, higher_is_better=True)}
+                entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
             tasks[task][metric] = entry
     return {"metric": ACCURACY_METRIC, "higher_is_better": True, "eval": plan.scoring["eval"],
             "interval": "95% Student-t interval over seeds; differences are PLAST's accuracy minus the "
