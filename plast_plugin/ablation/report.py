@@ -123,8 +123,8 @@ def _cell(entry: dict, sign: str = "") -> str:
 
 def _rows(summary: dict, alternatives, cells, width: int) -> list[str]:
     """One table row per alternative: its name, its layers, then ``cells(alternative)``."""
-    return [f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}" + "".join(f"{c:>{width}}" for c in cells(alt))
-            for alt in alternatives]
+    return [f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
+            + "".join(f"{c:>{width}}" for c in cells(alt)) for alt in alternatives]
 
 
 def format_table(summary: dict) -> str:
@@ -134,10 +134,11 @@ def format_table(summary: dict) -> str:
              f"(each run trains {summary['trainable_params_per_run']:,} parameters)", head]
     if summary.get("base_loss"):
         values = [summary["base_loss"][lang] for lang in languages]
-        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in [*values, sum(values) / len(values)]))
+        values.append(sum(values) / len(values))
+        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in values))
     differences = summary["differences"]
-    lines += _rows(summary, summary["alternatives"], lambda a: [_cell(summary["alternatives"][a]["loss"][c]) for c in columns],
-                   width)
+    alternatives = summary["alternatives"]
+    lines += _rows(summary, alternatives, lambda a: [_cell(alternatives[a]["loss"][c]) for c in columns], width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (negative: PLAST lower loss)", head]
     lines += _rows(summary, differences, lambda a: [_cell(differences[a][c], "+") for c in columns], width)
     lines += ["", "verdict (mean over languages):"]
@@ -158,12 +159,12 @@ def format_accuracy_table(summary: dict) -> list[str]:
     lines = [f"lmms-eval accuracy through plast eval (0-1, higher is better), mean [95% CI] over "
              f"{len(summary['seeds'])} seeds; questions per task: "
              + ", ".join(f"{label} {e['alternatives'][PLAST]['units']}" for label, e in entries.items()), head]
-    lines += _rows(summary, summary["alternatives"], lambda a: [_cell(e["alternatives"][a]) for e in entries.values()],
-                   width)
+    cells = list(entries.values())
+    lines += _rows(summary, summary["alternatives"], lambda a: [_cell(e["alternatives"][a]) for e in cells], width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (positive: PLAST more accurate)",
               head]
-    lines += _rows(summary, summary["differences"], lambda a: [_cell(e["differences"][a], "+") for e in entries.values()],
-                   width)
+    differences = summary["differences"]
+    lines += _rows(summary, differences, lambda a: [_cell(e["differences"][a], "+") for e in cells], width)
     lines += ["", "accuracy verdict per task (higher is better: an interval above 0 is PLAST better):"]
     lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_short(e['differences'][alt]['verdict'])}"
                                            for label, e in entries.items())
