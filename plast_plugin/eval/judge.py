@@ -66,12 +66,9 @@ class JudgeConfigError(PlastError):
     """A PLAST_JUDGE_* setting is unusable or unsafe; the message names the variable."""
 
 
-def redact_url(url: str) -> str:
-    """``https://user:secret@host/v1`` -> ``https://***@host/v1``, for logs and messages."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+def redact_url(text: str) -> str:
+    """``https://user:secret@host/v1`` -> ``https://***@host/v1``, in a URL or in a message quoting one."""
+    return re.sub(r"//[^/\s]*@", "//***@", text)
 
 
 def _is_local(host: str) -> bool:
@@ -137,7 +134,6 @@ class JudgeConfig:
 
 _LOCK = threading.Lock()
 _STATE = {"spent": 0.0, "failures": 0}  # judge time spent and failures, in this process
-_USERINFO = re.compile(r"//[^/@\s]*@")
 
 
 def failure_count() -> int:
@@ -148,7 +144,7 @@ def failure_count() -> int:
 def _record_failure(config: JudgeConfig, reason: str, answer: str) -> None:
     with _LOCK:
         _STATE["failures"] += 1
-    reason = _USERINFO.sub("//***@", reason)  # requests' messages quote the URL as given
+    reason = redact_url(reason)  # requests' messages quote the URL as given
     log.warning("LLM judge at %s failed (%s); the answer counts as unmatched", redact_url(config.url), reason)
     path = os.environ.get("PLAST_JUDGE_FAILURE_LOG")
     if path:
