@@ -103,30 +103,21 @@ def make_plan(*, model: str, num_layers: int, selection: Sequence[int], modules:
                          f"{k} layers to compare it with")
     if "random" in alternatives and random_draws < 1:
         raise PlastError(f"--random-draws {random_draws}: give 1 or more, or leave 'random' out of --alternatives")
+    layers_of = {"first": tuple(range(k)), "last": tuple(range(num_layers - k, num_layers))}
     names: list[str] = []
-    layers_of: dict[str, Any] = {}
     for kind in alternatives:
-        if kind == "first":
-            layers_of["first"] = tuple(range(k))
-        elif kind == "last":
-            layers_of["last"] = tuple(range(num_layers - k, num_layers))
-        if kind in ("first", "last"):
-            if list(layers_of[kind]) == selection:
-                others = ",".join(a for a in alternatives if a != kind) or "random"
-                raise PlastError(
-                    f"alternative {kind}:{k} is the selection itself (layers {format_layer_spec(selection)}): "
-                    f"comparing PLAST with itself says nothing; leave it out with --alternatives {others}")
-            names.append(kind)
-        else:
+        if kind == "random":
             names += [f"random{r}" for r in range(1, random_draws + 1)]
+        elif list(layers_of[kind]) == selection:
+            others = ",".join(a for a in alternatives if a != kind) or "random"
+            raise PlastError(f"alternative {kind}:{k} is the selection itself (layers {format_layer_spec(selection)}): "
+                             f"comparing PLAST with itself says nothing; leave it out with --alternatives {others}")
+        else:
+            names.append(kind)
     runs = [PlannedRun(PLAST, s, tuple(selection)) for s in seed_list]
-    for name in names:
-        for s in seed_list:
-            if name.startswith("random"):
-                layers = random_draw(num_layers, k, int(name[len("random"):]), s, selection)
-            else:
-                layers = layers_of[name]
-            runs.append(PlannedRun(name, s, layers))
+    runs += [PlannedRun(name, s, random_draw(num_layers, k, int(name[len("random"):]), s, selection)
+                         if name.startswith("random") else layers_of[name])
+             for name in names for s in seed_list]
     return AblationPlan(model=model, num_layers=num_layers, selection=selection, modules=modules, seeds=seed_list,
                         alternatives=[PLAST, *names], runs=runs, training=dict(training or {}),
                         scoring=dict(scoring or {}))

@@ -14,6 +14,16 @@ from plast_plugin.ablation.plan import PLAST, AblationPlan
 MEAN = "mean"  # the unweighted mean over languages, a column of its own
 
 
+def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None) -> dict:
+    """Mean and 95% interval over seeds with the per-seed values; for a difference (``higher_is_better``
+    given), its verdict."""
+    interval = stats.mean_interval(list(per_seed.values()))
+    entry = {**interval.to_dict(), "per_seed": {str(s): v for s, v in per_seed.items()}}
+    if higher_is_better is not None:
+        entry["verdict"] = stats.verdict(interval, higher_is_better=higher_is_better)
+    return entry
+
+
 def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = None) -> dict:
     """Means and 95% intervals over seeds, paired differences PLAST minus each alternative, verdicts."""
     languages = list(plan.scoring.get("languages") or next(iter(results.values()))["losses"])
@@ -27,8 +37,7 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
         alternatives[alt] = {
             "layers": {str(s): r["layers"] for s, r in seeds.items()},
             "trainable_params": sorted({r["trainable_params"] for r in seeds.values()}),
-            "loss": {col: {**stats.mean_interval(list(v.values())).to_dict(), "per_seed": {str(s): x for s, x in v.items()}}
-                     for col, v in per_lang.items()},
+            "loss": {col: _over_seeds(v) for col, v in per_lang.items()},
         }
     differences: dict[str, dict] = {}
     plast = by_alt[PLAST]
@@ -40,12 +49,7 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
                                                    where=f"{alt}, {lang}")
                     for lang in languages}
         per_lang[MEAN] = stats.mean_over_languages(per_lang)
-        columns = {}
-        for col, per_seed in per_lang.items():
-            interval = stats.mean_interval(list(per_seed.values()))
-            columns[col] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in per_seed.items()},
-                            "verdict": stats.verdict(interval)}
-        differences[alt] = columns
+        differences[alt] = {col: _over_seeds(per_seed, higher_is_better=False) for col, per_seed in per_lang.items()}
     summary = {
         "schema": "plast-ablation/1",
         "model": plan.model,
@@ -92,17 +96,13 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
                        for alt, seeds in by_alt.items()}
             entry = {"alternatives": {}, "differences": {}}
             for alt, per_seed in correct.items():
-                values = {s: stats.accuracy(c) for s, c in per_seed.items()}
-                entry["alternatives"][alt] = {**stats.mean_interval(list(values.values())).to_dict(),
-                                              "per_seed": {str(s): v for s, v in values.items()},
+                entry["alternatives"][alt] = {**_over_seeds({s: stats.accuracy(c) for s, c in per_seed.items()}),
                                               "units": len(next(iter(per_seed.values())))}
             for alt, per_seed in correct.items():
                 if alt == PLAST:
                     continue
                 diffs = stats.paired_accuracy_differences(correct[PLAST], per_seed, where=f"{alt}, {task} {metric}")
-                interval = stats.mean_interval(list(diffs.values()))
-                entry["differences"][alt] = {**interval.to_dict(), "per_seed": {str(s): d for s, d in diffs.items()},
-                                             "verdict": stats.verdict(interval, higher_is_better=True)}
+                entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
             tasks[task][metric] = entry
     return {"metric": ACCURACY_METRIC, "higher_is_better": True, "eval": plan.scoring["eval"],
             "interval": "95% Student-t interval over seeds; differences are PLAST's accuracy minus the "
@@ -117,65 +117,59 @@ def _layers_label(alt: dict) -> str:
     return f"{len(sets)} draws"
 
 
-def _cell(entry: dict) -> str:
-    return f"{entry['mean']:.3f} [{entry['low']:.3f},{entry['high']:.3f}]"
+def _cell(entry: dict, sign: str = "") -> str:
+    return f"{entry['mean']:{sign}.3f} [{entry['low']:{sign}.3f},{entry['high']:{sign}.3f}]"
+
+
+def _rows(summary: dict, alternatives, cells, width: int) -> list[str]:
+    """One table row per alternative: its name, its layers, then ``cells(alternative)``."""
+    return [f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
+            + "".join(f"{c:>{width}}" for c in cells(alt)) for alt in alternatives]
 
 
 def format_table(summary: dict) -> str:
-    columns = [*summary["languages"], MEAN]
-    width = 25
+    languages, columns, width = summary["languages"], [*summary["languages"], MEAN], 25
     head = f"{'':<10} {'layers':<11}" + "".join(f"{c:>{width}}" for c in columns)
     lines = [f"held-out translation loss (nats/token), mean [95% CI] over {len(summary['seeds'])} seeds "
              f"(each run trains {summary['trainable_params_per_run']:,} parameters)", head]
     if summary.get("base_loss"):
-        base = summary["base_loss"]
-        values = [base[lang] for lang in summary["languages"]]
-        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in values)
-                     + f"{sum(values) / len(values):>{width}.3f}")
-    for alt, entry in summary["alternatives"].items():
-        lines.append(f"{alt:<10} {_layers_label(entry):<11}" + "".join(f"{_cell(entry['loss'][c]):>{width}}" for c in columns))
+        values = [summary["base_loss"][lang] for lang in languages]
+        values.append(sum(values) / len(values))
+        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in values))
+    differences = summary["differences"]
+    alternatives = summary["alternatives"]
+    lines += _rows(summary, alternatives, lambda a: [_cell(alternatives[a]["loss"][c]) for c in columns], width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (negative: PLAST lower loss)", head]
-    for alt, cols in summary["differences"].items():
-        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
-                     + "".join(f"{_signed_cell(cols[c]):>{width}}" for c in columns))
+    lines += _rows(summary, differences, lambda a: [_cell(differences[a][c], "+") for c in columns], width)
     lines += ["", "verdict (mean over languages):"]
-    for alt, cols in summary["differences"].items():
+    for alt, cols in differences.items():
         m = cols[MEAN]
         lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
-                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in summary["languages"]) + ")")
+                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in languages) + ")")
     if summary.get("accuracy"):
         lines += ["", *format_accuracy_table(summary)]
     return "\n".join(lines)
 
 
 def format_accuracy_table(summary: dict) -> list[str]:
-    accuracy = summary["accuracy"]
-    columns = [(task, metric) for task, metrics in accuracy["tasks"].items() for metric in metrics]
-    labels = [f"{task} {metric}" for task, metric in columns]
-    width = max(25, *(len(label) + 2 for label in labels))
-    head = f"{'':<10} {'layers':<11}" + "".join(f"{label:>{width}}" for label in labels)
+    tasks = summary["accuracy"]["tasks"]
+    entries = {f"{task} {metric}": entry for task, metrics in tasks.items() for metric, entry in metrics.items()}
+    width = max(25, *(len(label) + 2 for label in entries))
+    head = f"{'':<10} {'layers':<11}" + "".join(f"{label:>{width}}" for label in entries)
     lines = [f"lmms-eval accuracy through plast eval (0-1, higher is better), mean [95% CI] over "
              f"{len(summary['seeds'])} seeds; questions per task: "
-             + ", ".join(f"{label} {accuracy['tasks'][t][m]['alternatives'][PLAST]['units']}"
-                         for label, (t, m) in zip(labels, columns)), head]
-    for alt in summary["alternatives"]:
-        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
-                     + "".join(f"{_cell(accuracy['tasks'][t][m]['alternatives'][alt]):>{width}}" for t, m in columns))
+             + ", ".join(f"{label} {e['alternatives'][PLAST]['units']}" for label, e in entries.items()), head]
+    cells = list(entries.values())
+    lines += _rows(summary, summary["alternatives"], lambda a: [_cell(e["alternatives"][a]) for e in cells], width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (positive: PLAST more accurate)",
               head]
-    for alt in summary["differences"]:
-        lines.append(f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
-                     + "".join(f"{_signed_cell(accuracy['tasks'][t][m]['differences'][alt]):>{width}}" for t, m in columns))
+    differences = summary["differences"]
+    lines += _rows(summary, differences, lambda a: [_cell(e["differences"][a], "+") for e in cells], width)
     lines += ["", "accuracy verdict per task (higher is better: an interval above 0 is PLAST better):"]
-    for alt in summary["differences"]:
-        lines.append(f"  vs {alt:<9} " + "; ".join(
-            f"{label} {_short(accuracy['tasks'][t][m]['differences'][alt]['verdict'])}"
-            for label, (t, m) in zip(labels, columns)))
+    lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_short(e['differences'][alt]['verdict'])}"
+                                           for label, e in entries.items())
+              for alt in summary["differences"]]
     return lines
-
-
-def _signed_cell(entry: dict) -> str:
-    return f"{entry['mean']:+.3f} [{entry['low']:+.3f},{entry['high']:+.3f}]"
 
 
 def _short(verdict: str) -> str:

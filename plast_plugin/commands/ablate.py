@@ -10,10 +10,19 @@ training environment (the `llava` package).
 """
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import shlex
 import sys
 from pathlib import Path
 
+# The ablation's own modules are plain Python (no torch): imported here; the model side lazily.
+from plast_plugin.ablation import report
+from plast_plugin.ablation.lmms_scoring import check_arguments, evaluate_run, parse_eval_options
+from plast_plugin.ablation.plan import check_budgets, check_seeds, file_sha256, make_plan, parse_alternatives
+from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
+from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
 
 DEFAULT_LAUNCHER = f"{shlex.quote(sys.executable)} -m plast_plugin.llava.train"
@@ -80,32 +89,38 @@ def _underscored(flag: str) -> str:
     return "--" + flag[2:].replace("-", "_")
 
 
-def _flag_value(args: list[str], name: str, default=None):
-    """The value of training flag ``name`` (underscore spelling) in either spelling HfArgumentParser
-    takes (``--model_max_length`` / ``--model-max-length``), as ``--flag value`` or ``--flag=value``."""
-    for i, item in enumerate(args):
-        flag, has_value, value = item.partition("=")
-        if not flag.startswith("--") or _underscored(flag) != name:
-            continue
-        if has_value:
-            return value
-        if i + 1 < len(args):
-            return args[i + 1]
-    return default
+def _refuse(message: str):
+    raise PlastError(f"the training arguments after `--`: {message}")
 
 
-def check_training_arguments(train_args: list[str]) -> str:
-    """Refuse flags the ablation sets itself; return --model_name_or_path."""
-    # HfArgumentParser takes --output-dir for --output_dir as well: compare the underscore spelling.
+def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
+    """Refuse flags the ablation sets itself; return the training flags as LLaVA's train() reads them.
+
+    The reader is train()'s own HfArgumentParser over LLaVA's three argument dataclasses (with PLAST's
+    fields), so the defaults (--version v0, --model_max_length 512) and the spellings it accepts are
+    LLaVA's and the installed transformers' (some take --model-max-length, some only --model_max_length).
+    Flags it does not know are left to the launcher, which may run another training script."""
+    # In any spelling: a controlled flag is refused even where this transformers would not take it.
     given = {_underscored(a.split("=", 1)[0]): a.split("=", 1)[0] for a in train_args if a.startswith("--")}
     for flag, why in CONTROLLED.items():
         if flag in given:
             raise PlastError(f"training argument {given[flag]} is set by plast ablate for each run ({why}); remove it")
-    model = _flag_value(train_args, "--model_name_or_path")
-    if not model:
+    from llava.train import train as llava_train
+    from transformers import HfArgumentParser
+
+    from plast_plugin.llava.arguments import make_training_arguments
+
+    parser = HfArgumentParser((llava_train.ModelArguments, llava_train.DataArguments,
+                               make_training_arguments(llava_train.TrainingArguments)))
+    parser.error = _refuse  # argparse would print its usage and exit
+    # --output_dir is required by TrainingArguments and set per run; model_name_or_path starts as None
+    # (not LLaVA's facebook/opt-125m default) to tell a missing flag.
+    flags, _ = parser.parse_known_args(["--output_dir", "unused", *train_args],
+                                       namespace=argparse.Namespace(model_name_or_path=None))
+    if not flags.model_name_or_path:
         raise PlastError("no --model_name_or_path in the training arguments: give LLaVA's train() arguments after "
                          "`--`, e.g. plast ablate ... -- --model_name_or_path MODEL --data_path train.json ...")
-    return model
+    return flags
 
 
 def _release_memory() -> None:
@@ -118,63 +133,36 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _losses_of(model, tokenizer, questions, args, conv_version: str, max_length: int) -> dict:
+def _heldout_scorer(args, flags):
+    """model, tokenizer -> {language: {question id: [nll sum, tokens]}} on the held-out questions, with the
+    runs' template and length; also returns the questions."""
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.data.translation_data import DEFAULT_TEMPLATE
     from plast_plugin.models.translation_loss import translation_losses
 
-    result = translation_losses(model, tokenizer, questions, template=args.template or DEFAULT_TEMPLATE,
-                                conv_version=conv_version, batch_size=args.score_batch_size, fast=True,
-                                model_max_length=max_length)
-    return {lang: {qid: [s, t] for qid, (s, t) in r.per_question.items()} for lang, r in result.items()}
-
-
-def run(args) -> int:
-    import datetime
-    import json
-
-    try:
-        import llava  # noqa: F401
-    except ImportError:
-        raise PlastError("plast ablate trains with LLaVA's train() and needs the training environment "
-                         "(the `llava` package); run it with that environment's plast") from None
-    from plast_plugin.ablation import report
-    from plast_plugin.ablation.lmms_scoring import check_arguments, evaluate_run, parse_eval_options
-    from plast_plugin.ablation.plan import check_budgets, check_seeds, file_sha256, make_plan, parse_alternatives
-    from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
-    from plast_plugin.atomic import write_text_atomic
-    from plast_plugin.core.freeze import trainable_fraction
-    from plast_plugin.data.languages import parse_language_list
-    from plast_plugin.models.loading import load_for_probe
-    from plast_plugin.data.parallel_data import load_parallel_questions
-    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
-
-    train_args = list(args.train_args)
-    if train_args[:1] == ["--"]:
-        train_args = train_args[1:]
-    model_path = check_training_arguments(train_args)
-    check_seeds(args.seeds)
-    alternatives = parse_alternatives(args.alternatives)
-    eval_scoring = parse_eval_options(args.plast_eval, args.eval_args)
-    if eval_scoring is not None:
-        check_arguments(eval_scoring, default_env())
-    launcher = shlex.split(args.launcher)
-    if not launcher:
-        raise PlastError("--launcher is empty; give the command that runs training, e.g. the default")
-    selection_path = Path(args.selection)
-    if selection_path.is_dir():
-        from plast_plugin.core.selection_file import SELECTION_FILENAME
-
-        selection_path = selection_path / SELECTION_FILENAME
-    selection = SelectionFile.load(selection_path)
-    modules = args.modules or selection.options.get("modules") or "layer"
     languages = parse_language_list(args.languages) if args.languages else None
     heldout = load_parallel_questions(args.heldout, languages=languages, pivot=args.pivot)
-    conv_version = _flag_value(train_args, "--version", "v0")  # LLaVA's ModelArguments default
-    max_length = int(_flag_value(train_args, "--model_max_length", "512"))  # LLaVA's TrainingArguments default
-    out = Path(args.out)
 
+    def losses(model, tokenizer) -> dict:
+        result = translation_losses(model, tokenizer, heldout, template=args.template or DEFAULT_TEMPLATE,
+                                    conv_version=flags.version, batch_size=args.score_batch_size, fast=True,
+                                    model_max_length=flags.model_max_length)
+        return {lang: {qid: [s, t] for qid, (s, t) in r.per_question.items()} for lang, r in result.items()}
+
+    return heldout, losses
+
+
+def _plan_on_the_model(args, flags, training: dict, selection, modules: str, eval_scoring, heldout, losses):
+    """Load the model once: check the selection was made for it, plan the runs at one budget, create the
+    run folder and score the untrained model. Returns the plan, the model's identity and the base result."""
     import transformers
 
+    from plast_plugin.core.freeze import trainable_fraction
+    from plast_plugin.core.selection_file import ModelIdentity
+    from plast_plugin.models.loading import load_for_probe
+
+    model_path, out = flags.model_name_or_path, Path(args.out)
     # LLaVA checkpoints carry their vision tower's weights, which loading lists as "not used"; noise here.
     transformers.logging.set_verbosity_error()
     print(f"loading {model_path} (budgets, identity, untrained score)", flush=True)
@@ -183,11 +171,11 @@ def run(args) -> int:
     identity = ModelIdentity.of(model, model_path)
     plan = make_plan(
         model=model_path, num_layers=identity.num_layers, selection=selection.selected_layers, modules=modules,
-        seeds=args.seeds, alternatives=alternatives, random_draws=args.random_draws,
-        training={"launcher": launcher, "arguments": train_args},
+        seeds=args.seeds, alternatives=parse_alternatives(args.alternatives), random_draws=args.random_draws,
+        training=training,
         scoring={"heldout": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.heldout],
                  "languages": list(heldout.other_languages), "pivot": heldout.pivot,
-                 "template": args.template, "conv_version": conv_version, "model_max_length": max_length,
+                 "template": args.template, "conv_version": flags.version, "model_max_length": flags.model_max_length,
                  # only with --plast-eval, so a loss-only plan stays the plan it was
                  **({"eval": eval_scoring.record()} if eval_scoring else {})},
     )
@@ -198,31 +186,19 @@ def run(args) -> int:
     print(f"plan: {len(plan.runs)} runs = {len(plan.alternatives)} alternatives x {len(plan.seeds)} seeds, "
           f"{len(selection.selected_layers)} layers ({modules}) = {budget:,} trainable parameters each; {out / 'plan.json'}",
           flush=True)
-    base_folder = out / "base"
-    base = load_result(base_folder)
+    base = load_result(out / "base")
     if base is None:
-        base = {"run": "base", "losses": _losses_of(model, tokenizer, heldout, args, conv_version, max_length)}
-        write_text_atomic(base_folder / "result.json", json.dumps(base, indent=1) + "\n")
+        base = {"run": "base", "losses": losses(model, tokenizer)}
+        write_text_atomic(out / "base" / "result.json", json.dumps(base, indent=1) + "\n")
     del model
     _release_memory()  # the training runs need the accelerator's memory this process cached
+    return plan, identity, base
 
-    def write_selection(run, path: Path) -> None:
-        SelectionFile(selected_layers=list(run.layers), model=identity, rule=f"plast ablate: {run.alternative}",
-                      options={"modules": modules}).save(path)
 
-    def score(train_dir: Path) -> dict:
-        trained, trained_tokenizer, _ = load_for_probe(str(train_dir), args.device, args.dtype)
-        losses = _losses_of(trained, trained_tokenizer, heldout, args, conv_version, max_length)
-        del trained
-        _release_memory()
-        return losses
+def _report(plan, results, base, selection_path: Path, out: Path) -> None:
+    """Print and write the tables and plots, and record the verdicts in the selection file."""
+    from plast_plugin.core.selection_file import SelectionFile
 
-    def evaluate(train_dir: Path, folder: Path) -> dict:
-        return evaluate_run(eval_scoring, train_dir, folder, default_env(), keep_model=args.keep_checkpoints)
-
-    results = run_all(plan, out, progress=not args.quiet, launcher=launcher, train_args=train_args,
-                      write_selection=write_selection, score=score, keep_checkpoints=args.keep_checkpoints,
-                      env=default_env(), evaluate=evaluate if eval_scoring is not None else None)
     summary = report.summarize(plan, results, base)
     written = report.write_outputs(summary, out)
     print()
@@ -234,4 +210,52 @@ def run(args) -> int:
     selection.save(selection_path)
     print(f"\nwrote {', '.join(str(p) for p in written[:2])} and {len(written) - 2} plots; "
           f"recorded the verdicts in {selection_path}")
+
+
+def run(args) -> int:
+    try:
+        import llava  # noqa: F401
+    except ImportError:
+        raise PlastError("plast ablate trains with LLaVA's train() and needs the training environment "
+                         "(the `llava` package); run it with that environment's plast") from None
+    from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
+    from plast_plugin.models.loading import load_for_probe
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else list(args.train_args)
+    flags = check_training_arguments(train_args)
+    check_seeds(args.seeds)
+    parse_alternatives(args.alternatives)
+    eval_scoring = parse_eval_options(args.plast_eval, args.eval_args)
+    if eval_scoring is not None:
+        check_arguments(eval_scoring, default_env())
+    launcher = shlex.split(args.launcher)
+    if not launcher:
+        raise PlastError("--launcher is empty; give the command that runs training, e.g. the default")
+    selection_path = Path(args.selection)
+    if selection_path.is_dir():
+        selection_path = selection_path / SELECTION_FILENAME
+    selection = SelectionFile.load(selection_path)
+    modules = args.modules or selection.options.get("modules") or "layer"
+    heldout, losses = _heldout_scorer(args, flags)
+    plan, identity, base = _plan_on_the_model(args, flags, {"launcher": launcher, "arguments": train_args},
+                                              selection, modules, eval_scoring, heldout, losses)
+
+    def write_selection(run, path: Path) -> None:
+        SelectionFile(selected_layers=list(run.layers), model=identity, rule=f"plast ablate: {run.alternative}",
+                      options={"modules": modules}).save(path)
+
+    def score(train_dir: Path) -> dict:
+        trained, trained_tokenizer, _ = load_for_probe(str(train_dir), args.device, args.dtype)
+        result = losses(trained, trained_tokenizer)
+        del trained
+        _release_memory()
+        return result
+
+    def evaluate(train_dir: Path, folder: Path) -> dict:
+        return evaluate_run(eval_scoring, train_dir, folder, default_env(), keep_model=args.keep_checkpoints)
+
+    results = run_all(plan, Path(args.out), progress=not args.quiet, launcher=launcher, train_args=train_args,
+                      write_selection=write_selection, score=score, keep_checkpoints=args.keep_checkpoints,
+                      env=default_env(), evaluate=evaluate if eval_scoring is not None else None)
+    _report(plan, results, base, selection_path, Path(args.out))
     return 0

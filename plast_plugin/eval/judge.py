@@ -14,13 +14,15 @@ variables so that they reach the lmms-eval tasks unchanged:
 - ``PLAST_JUDGE_TIMEOUT``: seconds per request (default 60).
 - ``PLAST_JUDGE_RETRIES``: retries of a failed request, with exponential backoff (default 2).
 - ``PLAST_JUDGE_TOTAL_TIMEOUT``: seconds all judge requests of one process may take together
-  (default 1800); past it, the remaining answers are not sent to the judge.
+  (default 1800); once spent, answers are no longer sent to the judge (a request under way
+  finishes its retries).
 - ``PLAST_JUDGE_FAILURE_LOG``: a JSONL file to which every judge failure is appended
   (``plast eval`` sets it to ``<output>/plast_judge_failures.jsonl`` and reports the count).
 
-Security: a key is never sent over plain http except to localhost (refused otherwise), no
-redirect is ever followed (urllib would forward the ``Authorization`` header to the new host),
-and ``user:password@`` is redacted from every URL that is logged.
+The client is ``requests`` (a dependency of lmms-eval, in both environments) with urllib3's
+``Retry`` for the retries. Security: a key, or a password in the URL (sent as basic auth), never
+goes over plain http except to localhost (refused otherwise), no redirect is ever followed (the
+new host would get the request), and ``user:password@`` is redacted from everything logged.
 
 A judge failure (network, HTTP error, redirect, unreadable reply, time budget spent) leaves the
 answer unmatched (wrong); it is counted (:func:`failure_count`), logged with the reason and
@@ -34,13 +36,16 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Mapping
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.extract import extract_choice
@@ -57,12 +62,9 @@ JUDGE_PROMPT = (
 )
 
 
-def redact_url(url: str) -> str:
-    """``https://user:secret@host/v1`` -> ``https://***@host/v1``, for logs and messages."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+def redact_url(text: str) -> str:
+    """``https://user:secret@host/v1`` -> ``https://***@host/v1``, in a URL or in a message quoting one."""
+    return re.sub(r"//[^/\s]*@", "//***@", text)
 
 
 def _is_local(host: str) -> bool:
@@ -101,10 +103,11 @@ class JudgeConfig:
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise PlastError(f"PLAST_JUDGE_URL {redact_url(self.url)!r}: use http(s)://host[:port]/path, "
-                             f"e.g. http://127.0.0.1:8000/v1")
-        if self.api_key and parts.scheme == "http" and not _is_local(parts.hostname):
+                                   f"e.g. http://127.0.0.1:8000/v1")
+        if (self.api_key or parts.password) and parts.scheme == "http" and not _is_local(parts.hostname):
+            what = "PLAST_JUDGE_API_KEY" if self.api_key else "the URL's password"
             raise PlastError(
-                f"PLAST_JUDGE_API_KEY would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "
+                f"{what} would be sent in clear text to {parts.hostname} (PLAST_JUDGE_URL "
                 f"{redact_url(self.url)}): use an https:// URL (plain http only for localhost)")
         if self.timeout <= 0:
             raise PlastError(f"PLAST_JUDGE_TIMEOUT={self.timeout}: must be positive")
@@ -125,18 +128,8 @@ class JudgeConfig:
         )
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Never follow a redirect: urllib would send the Authorization header to the new host."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise urllib.error.HTTPError(
-            req.full_url, code, f"redirect to {redact_url(newurl)} not followed (credentials are never "
-            f"forwarded; set PLAST_JUDGE_URL to the final address)", headers, fp)
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
 _LOCK = threading.Lock()
-_STATE = {"spent": 0.0, "requests": 0, "failures": 0}
+_STATE = {"spent": 0.0, "failures": 0}  # judge time spent and failures, in this process
 
 
 def failure_count() -> int:
@@ -147,6 +140,7 @@ def failure_count() -> int:
 def _record_failure(config: JudgeConfig, reason: str, answer: str) -> None:
     with _LOCK:
         _STATE["failures"] += 1
+    reason = redact_url(reason)  # requests' messages quote the URL as given
     log.warning("LLM judge at %s failed (%s); the answer counts as unmatched", redact_url(config.url), reason)
     path = os.environ.get("PLAST_JUDGE_FAILURE_LOG")
     if path:
@@ -158,41 +152,39 @@ def _record_failure(config: JudgeConfig, reason: str, answer: str) -> None:
             log.warning("could not append to PLAST_JUDGE_FAILURE_LOG %s: %s", path, err)
 
 
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+def _bearer(key: str):
+    # As requests' auth (not a header), so neither ~/.netrc nor user:password@ in the URL replaces it.
+    def add(request):
+        request.headers["Authorization"] = f"Bearer {key}"
+        return request
+    return add
 
 
-def _post(config: JudgeConfig, body: bytes, headers: dict) -> str:
-    """The reply's content; retries transient failures with backoff within the time budget."""
-    url = f"{config.url}/chat/completions"
-    delay = 1.0
-    for attempt in range(config.retries + 1):
-        left = config.total_timeout - _STATE["spent"]
-        if left <= 0:
-            raise TimeoutError(f"judge time budget of {config.total_timeout:g} s (PLAST_JUDGE_TOTAL_TIMEOUT) spent")
-        started = time.monotonic()
-        try:
-            request = urllib.request.Request(url, data=body, headers=headers)
-            with _OPENER.open(request, timeout=min(config.timeout, left)) as reply:
-                payload = json.loads(reply.read().decode("utf-8"))
-            return str(payload["choices"][0]["message"]["content"])
-        except urllib.error.HTTPError as err:
-            if err.code not in _RETRY_STATUS or attempt == config.retries:
-                raise
-            error = err
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            if attempt == config.retries:
-                raise
-            error = err
-        finally:
-            with _LOCK:
-                _STATE["spent"] += time.monotonic() - started
-        log.info("LLM judge: attempt %d failed (%s); retrying in %.0f s", attempt + 1, error, delay)
-        pause = min(delay, max(0.0, config.total_timeout - _STATE["spent"]))
-        time.sleep(pause)
+def _post(config: JudgeConfig, body: dict) -> str:
+    """The reply's content. urllib3's Retry repeats connection errors and transient statuses with
+    exponential backoff (not a server's Retry-After, which could outlast the time budget); no
+    redirect is followed (the new host would get the request; set PLAST_JUDGE_URL to the final address)."""
+    left = config.total_timeout - _STATE["spent"]
+    if left <= 0:
+        raise TimeoutError(f"judge time budget of {config.total_timeout:g} s (PLAST_JUDGE_TOTAL_TIMEOUT) spent")
+    retry = Retry(total=config.retries, backoff_factor=1.0, status_forcelist=(408, 425, 429, 500, 502, 503, 504),
+                  allowed_methods=None, raise_on_status=False, respect_retry_after_header=False)
+    started = time.monotonic()
+    try:
+        with requests.Session() as session:
+            session.mount("http://", HTTPAdapter(max_retries=retry))
+            session.mount("https://", HTTPAdapter(max_retries=retry))
+            reply = session.post(f"{config.url}/chat/completions", json=body, timeout=min(config.timeout, left),
+                                 allow_redirects=False, auth=_bearer(config.api_key) if config.api_key else None)
+    finally:
         with _LOCK:
-            _STATE["spent"] += pause
-        delay *= 2
-    raise AssertionError("unreachable")
+            _STATE["spent"] += time.monotonic() - started
+    if reply.is_redirect:
+        raise requests.HTTPError(f"{reply.status_code} redirect to {redact_url(reply.headers.get('Location', ''))} "
+                                 f"not followed (credentials are never forwarded; set PLAST_JUDGE_URL to the final "
+                                 f"address)")
+    reply.raise_for_status()
+    return str(reply.json()["choices"][0]["message"]["content"])
 
 
 def judge_choice(question: str, options: Mapping[str, str | None], answer: str,
@@ -202,19 +194,10 @@ def judge_choice(question: str, options: Mapping[str, str | None], answer: str,
     prompt = JUDGE_PROMPT.format(
         question=question, answer=answer,
         options="\n".join(f"{k}. {v}" for k, v in present.items()))
-    body = json.dumps({
-        "model": config.model,
-        "messages": [{"role": "user", "content": prompt}],
-        "temperature": 0,
-        "max_tokens": 8,
-    }).encode("utf-8")
-    headers = {"Content-Type": "application/json"}
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    with _LOCK:
-        _STATE["requests"] += 1
+    body = {"model": config.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+            "max_tokens": 8}
     try:
-        content = _post(config, body, headers)
+        content = _post(config, body)
     except Exception as exc:  # never stop an evaluation: count, log, score as unmatched
         _record_failure(config, f"{type(exc).__name__}: {exc}", answer)
         return None

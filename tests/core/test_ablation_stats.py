@@ -12,10 +12,12 @@ from plast_plugin.errors import PlastError
 
 
 def test_t_quantiles_match_the_printed_table():
-    # t_{0.975, df} from any printed Student-t table.
-    for df, expected in ((1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)):
-        assert stats.t_quantile(0.975, df) == pytest.approx(expected, abs=5e-5)
-    assert stats.t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=5e-5)
+    # t_{0.975, df} from any printed Student-t table; beyond df 30 (the series) as well.
+    for df, expected in ((1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423),
+                         (40, 2.0211), (60, 2.0003), (120, 1.9799)):
+        assert stats.t975(df) == pytest.approx(expected, abs=5e-5)
+    with pytest.raises(ValueError, match="at least 1 degree of freedom"):
+        stats.t975(0)
 
 
 def test_mean_interval_by_hand():

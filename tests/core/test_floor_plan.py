@@ -29,7 +29,7 @@ FLOORS = [
 ]
 FLOOR_OF = {area: level for level, areas in enumerate(FLOORS) for area in areas}
 # What the core may import from outside the package: the standard library, torch and a progress bar.
-CORE_THIRD_PARTY = {"torch", "tqdm"}
+CORE_MAY_IMPORT = set(sys.stdlib_module_names) | {"__future__", "torch", "tqdm"}
 
 
 def _area(module: str) -> str:
@@ -37,63 +37,44 @@ def _area(module: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def _imports(path: Path) -> list[str]:
-    names = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            assert node.level == 0, f"{path}: relative import; use plast_plugin.<area>.<module>"
-            names.append(node.module)
-    return names
+def _imports(source: str) -> list[str]:
+    """Every module an import statement names, at the top or inside a function."""
+    nodes = list(ast.walk(ast.parse(source)))
+    assert not any(isinstance(n, ast.ImportFrom) and n.level for n in nodes), "use plast_plugin.<area>.<module>"
+    return ([alias.name for n in nodes if isinstance(n, ast.Import) for alias in n.names]
+            + [n.module for n in nodes if isinstance(n, ast.ImportFrom)])
 
 
-def _modules() -> list[tuple[str, Path]]:
-    found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        found.append((".".join(rel.parts).removesuffix(".__init__"), path))
-    return found
+# (module, source file) of every module but the test helpers, and (module, imported module) of every import in them
+MODULES = [(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"), path)
+           for path in sorted(PACKAGE.rglob("*.py"))]
+MODULES = [(module, path) for module, path in MODULES if _area(module) != "testing"]
+EDGES = [(module, name) for module, path in MODULES for name in _imports(path.read_text(encoding="utf-8"))]
+
+
+def _upward(area: str, name: str) -> bool:
+    """Whether importing ``name`` from ``area`` breaks the plan: a higher floor, or the test helpers."""
+    return name.split(".")[0] == "plast_plugin" and (_area(name) == "testing" or FLOOR_OF[_area(name)] > FLOOR_OF[area])
 
 
 def test_every_area_has_a_floor():
-    areas = {_area(module) for module, _ in _modules()} - {"testing"}
+    areas = {_area(module) for module, _ in MODULES}
     assert areas <= set(FLOOR_OF), f"areas without a floor in the plan: {sorted(areas - set(FLOOR_OF))}"
 
 
 def test_no_area_imports_a_higher_floor_or_the_test_helpers():
-    wrong = []
-    for module, path in _modules():
-        area = _area(module)
-        if area == "testing":
-            continue
-        for name in _imports(path):
-            if not name.startswith("plast_plugin"):
-                continue
-            target = _area(name)
-            if target == "testing" or FLOOR_OF[target] > FLOOR_OF[area]:
-                wrong.append(f"{module} ({area}) imports {name} ({target})")
+    wrong = [f"{module} imports {name}" for module, name in EDGES if _upward(_area(module), name)]
     assert not wrong, "\n".join(wrong)
 
 
 def test_the_core_imports_torch_and_nothing_model_family_specific():
-    stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    wrong = []
-    for module, path in _modules():
-        if _area(module) != "core":
-            continue
-        for name in _imports(path):
-            top = name.split(".")[0]
-            if top == "plast_plugin":
-                if FLOOR_OF[_area(name)] > FLOOR_OF["core"]:
-                    wrong.append(f"{module} imports {name}")
-            elif top not in stdlib and top not in CORE_THIRD_PARTY:
-                wrong.append(f"{module} imports {name}")
+    wrong = [f"{module} imports {name}" for module, name in EDGES if _area(module) == "core"
+             and (_upward("core", name) or name.split(".")[0] not in CORE_MAY_IMPORT | {"plast_plugin"})]
     assert not wrong, "\n".join(wrong)
 
 
-def test_the_floor_plan_rule_would_catch_an_upward_import(tmp_path):
-    # The checker itself: a core module importing a model-family module is reported.
-    probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from plast_plugin.models.loading import load_for_probe\n")
-    assert FLOOR_OF[_area(_imports(probe)[0])] > FLOOR_OF["core"]
+def test_the_floor_plan_rule_would_catch_an_upward_import():
+    # The checker itself: a lazy import of a model-family module in the core, or of the test helpers, is reported.
+    (name,) = _imports("def f():\n    from plast_plugin.models.loading import load_for_probe\n")
+    assert _upward("core", name) and _upward("eval", "plast_plugin.testing.tiny")
+    assert not _upward("commands", name)

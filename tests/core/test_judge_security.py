@@ -1,7 +1,7 @@
 """The LLM judge's security points, against fake servers on
 127.0.0.1: no OPENAI_API_KEY fallback, no key over plain http except localhost, no redirect
 followed with credentials, redacted URLs, retries with backoff and a time bound, failures
-counted and logged. (The judge is plain stdlib; these run in both environments.)"""
+counted and logged. (The judge uses requests, in both environments; these run in both.)"""
 from __future__ import annotations
 
 import json
@@ -36,7 +36,7 @@ def _reply(handler, status=200, content="C", headers=None):
 
 @pytest.fixture()
 def fresh_state(monkeypatch):
-    monkeypatch.setattr(judge_module, "_STATE", {"spent": 0.0, "requests": 0, "failures": 0})
+    monkeypatch.setattr(judge_module, "_STATE", {"spent": 0.0, "failures": 0})
     monkeypatch.setattr(judge_module.time, "sleep", lambda s: None)  # backoff without waiting
 
 
@@ -49,6 +49,8 @@ def test_openai_api_key_is_never_sent(monkeypatch):
 def test_key_over_plain_http_is_refused(url):
     with pytest.raises(PlastError, match="clear text"):
         JudgeConfig.from_env({"PLAST_JUDGE_URL": url, "PLAST_JUDGE_API_KEY": "k"})
+    with pytest.raises(PlastError, match="URL's password would be sent in clear text"):
+        JudgeConfig.from_env({"PLAST_JUDGE_URL": url.replace("http://", "http://user:pw@")})
 
 
 @pytest.mark.parametrize("url", ["http://localhost:8000/v1", "http://127.0.0.1:8000/v1", "http://[::1]:8000/v1",

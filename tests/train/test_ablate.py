@@ -200,14 +200,25 @@ def test_attention_only_under_the_deepspeed_launcher(assets, tmp_path):
         assert record["modules"] == "attn" and record["trainable"]["trainable_params"] == 4 * 64 * 64
 
 
-def test_training_flags_are_read_in_either_spelling_the_trainer_takes():
-    # HfArgumentParser takes --model-max-length for --model_max_length: the ablation must score with the
-    # template and length the runs train with, whichever spelling the user wrote.
-    from plast_plugin.commands.ablate import _flag_value, check_training_arguments
+def test_training_flags_are_read_as_llavas_train_reads_them():
+    # The ablation must score with the template and length the runs train with, whichever spelling the
+    # user wrote: the flags are read by train()'s own HfArgumentParser, with LLaVA's defaults (the
+    # transformers of the training env takes only --model_max_length; newer ones take --model-max-length too).
+    from llava.train import train as llava_train
+    from transformers import HfArgumentParser
 
-    args = ["--model-name-or-path", "m", "--model-max-length=1024", "--version", "v1", "--data_path", "x.json"]
-    assert check_training_arguments(args) == "m"
-    assert _flag_value(args, "--model_max_length") == "1024"
-    assert _flag_value(args, "--version") == "v1"
-    assert _flag_value(args, "--learning_rate", "default") == "default"
-    assert _flag_value(["--version"], "--version", "v0") == "v0"  # a flag without its value
+    from plast_plugin.commands.ablate import check_training_arguments
+    from plast_plugin.errors import PlastError
+
+    trainer = HfArgumentParser((llava_train.ModelArguments, llava_train.DataArguments, llava_train.TrainingArguments))
+    for given in (["--model_max_length=1024", "--version", "v1"], ["--model-max-length=1024", "--version", "v1"], []):
+        flags = check_training_arguments(["--model_name_or_path", "m", *given, "--data_path", "x.json"])
+        model_args, _, training_args, _ = trainer.parse_args_into_dataclasses(
+            ["--output_dir", "unused", *given], return_remaining_strings=True)
+        assert (flags.model_max_length, flags.version) == (training_args.model_max_length, model_args.version)
+        if given[:1] == ["--model_max_length=1024"]:
+            assert (flags.model_name_or_path, flags.model_max_length, flags.version) == ("m", 1024, "v1")
+        if not given:
+            assert (flags.model_max_length, flags.version) == (512, "v0")  # LLaVA's defaults
+    with pytest.raises(PlastError, match="--version: expected one argument"):  # a flag without its value
+        check_training_arguments(["--model_name_or_path", "m", "--version"])
