@@ -23,7 +23,6 @@ from pathlib import Path
 from plast_plugin.core import ranks
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.llava.arguments import (
-    PlastError,
     check_plast_arguments,
     check_trainer_arguments,
     make_training_arguments,

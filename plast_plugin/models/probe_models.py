@@ -17,8 +17,7 @@ from torch import nn
 
 from plast_plugin.core.model_layout import DecoderLayout, model_architecture
 from plast_plugin.data.parallel_data import load_image
-from plast_plugin.models.probe_family import (
-    PlastError, TextFamily, check_hf_image_probe, hf_image_parts)
+from plast_plugin.models.probe_family import TextFamily, check_hf_image_probe, hf_image_parts
 from plast_plugin.models.probe_inputs import PaddedBatch
 from plast_plugin.models.probe_llava_next import LlavaNextHFFamily
 from plast_plugin.errors import PlastError

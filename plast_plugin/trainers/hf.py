@@ -37,7 +37,6 @@ from plast_plugin.core.freeze import TrainableReport, freeze_for_plast
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
 from plast_plugin.core.training_record import (
     TRAINING_RECORD,
-    PlastError,
     TrainingRecord,
     base_fingerprint,
     check_optimizer,

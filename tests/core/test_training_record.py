@@ -10,7 +10,6 @@ import torch
 
 from plast_plugin.core.training_record import (
     TRAINING_RECORD,
-    PlastError,
     TrainingRecord,
     base_fingerprint,
     check_optimizer,
