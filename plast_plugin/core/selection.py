@@ -7,10 +7,11 @@ import math
 import torch
 
 from plast_plugin.errors import PlastError
+from plast_plugin.core.layer_spec import consecutive_runs, parse_layer_spec
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.rule import SelectionRule
 
-# One default for "keep only the shallow block", the options' (select_layers had its own, False).
+# "Keep only the shallow block" has one default: the options'.
 DEFAULT_CONTIGUOUS_SHALLOW: bool = SelectionOptions.__dataclass_fields__["contiguous_shallow"].default
 
 
@@ -55,15 +56,8 @@ def select_by_statistic(msd: torch.Tensor, rule: str | SelectionRule) -> list[in
 
 def keep_contiguous_shallow_block(layers: list[int]) -> list[int]:
     """[1,2,3,7,9] -> [1,2,3]: the run of consecutive layers starting at the shallowest."""
-    if not layers:
-        return []
-    ordered = sorted(layers)
-    block = [ordered[0]]
-    for layer in ordered[1:]:
-        if layer != block[-1] + 1:
-            break
-        block.append(layer)
-    return block
+    runs = consecutive_runs(layers)
+    return runs[0] if runs else []
 
 
 def select_layers(msd: torch.Tensor | None, rule: str | SelectionRule, num_layers: int, *, seed: int = 0,
@@ -78,7 +72,7 @@ def select_layers(msd: torch.Tensor | None, rule: str | SelectionRule, num_layer
             layers = keep_contiguous_shallow_block(layers)
     else:
         # A spec is the user's explicit choice: taken exactly, never trimmed.
-        layers = rule.spec_layers(num_layers, seed)
+        layers = parse_layer_spec(rule.text, num_layers, seed=seed)
     if not layers:
         raise PlastError(f"rule {rule.text!r} selected no layer; refusing to train nothing (try another rule)")
     return layers
