@@ -8,10 +8,8 @@ import sys as _sys
 
 
 class PlastLlavaHookBootstrap:
-    """Stands first in sys.meta_path until ``llava.train.train`` is imported; then it loads the
-    real hook (plast_plugin.llava.hook), hands over to it, and steps aside. A missing or broken
-    plugin then costs one line on stderr, never a traceback, and LLaVA runs as upstream (its own
-    parser refuses --plast_* flags instead of training everything)."""
+    """Stands first in sys.meta_path until ``llava.train.train`` is imported, then hands over to the
+    real hook (plast_plugin.llava.hook) and steps aside; a broken plugin costs one line, not a traceback."""
 
     target = "llava.train.train"
 
