@@ -5,8 +5,7 @@ Two layouts are read:
   the file, or base64). The same `id` in every language is the same question.
 - VLMEvalKit TSVs, one file per language, aligned by `index`; the language comes from the file
   name's last `_xx` part (`mmmb_cn.tsv` -> zh) or from an explicit `zh=path.tsv`. An `image`
-  cell may refer to the row whose image it reuses (VLMEvalKit's convention; read by
-  `plast_plugin.data.vlmevalkit_tsv`, the reader the evaluation tasks use too).
+  cell may refer to the row whose image it reuses (read by `plast_plugin.data.vlmevalkit_tsv`).
 
 Anything that is not parallel is an error naming the file and the question: training or
 probing on misaligned pairs would silently measure the wrong thing.

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import string
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
-from plast_plugin.data.languages import language_name
-from plast_plugin.data.parallel_data import ParallelQuestions
+from plast_plugin.data.languages import language_row
+from plast_plugin.data.parallel_data import ParallelQuestions, load_image
 
 DEFAULT_TEMPLATE = "Translate the following question from {language} to {target}.\n{question}"
 IMAGE_TOKEN = "<image>"  # LLaVA's DEFAULT_IMAGE_TOKEN
@@ -31,8 +32,6 @@ TEMPLATE_FIELDS = ("language", "target", "question", "lang", "target_lang")
 
 def check_template(template: str) -> str:
     """The template must contain {question}; only the documented placeholders are allowed."""
-    import string
-
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as err:  # e.g. "expected '}' before end of string"
@@ -58,14 +57,12 @@ class TranslationData:
     records: list[dict]
     counts: dict[str, int]  # per source language
     with_images: int = 0
-    image_files: list[str] = field(default_factory=list)  # inline images, written by save()
-    inline_images: dict[str, str] = field(default_factory=dict, repr=False)  # file path -> base64 reference
+    inline_images: dict[str, str] = field(default_factory=dict, repr=False)  # file path -> base64, written by save()
 
     def save(self, path) -> Path:
         """Write the inline images, then the JSON, each file atomically; if anything fails, the
         images this call created are removed and an existing JSON is left as it was."""
         from plast_plugin.atomic import atomic_output_file, write_text_atomic
-        from plast_plugin.data.parallel_data import load_image
 
         path = Path(path)
         if path.is_dir():
@@ -92,8 +89,6 @@ def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict,
     """The path LLaVA will open. Files stay (absolute); base64 images get a file in image_dir,
     written by ``TranslationData.save``. Every image is decoded here, so nothing unreadable (a
     text file, ``../../etc/passwd``) reaches the training data."""
-    from plast_plugin.data.parallel_data import load_image
-
     if reference not in checked:
         try:
             load_image(reference)  # decodes, or names the image it cannot decode
@@ -102,15 +97,14 @@ def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict,
         checked.add(reference)
     if os.path.isfile(reference):
         return str(Path(reference).resolve())
-    for target, known in planned.items():
-        if known == reference:
-            return target
+    if reference in planned:
+        return planned[reference]
     if image_dir is None:
         raise PlastError("the data has inline (base64) images: pass an image directory to write them to")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)[:40]
     name = f"{safe}-{hashlib.sha256(reference.encode()).hexdigest()[:10]}.png"
     target = str((image_dir / name).resolve())
-    planned[target] = reference
+    planned[reference] = target
     return target
 
 
@@ -127,7 +121,7 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
     image_dir = Path(image_dir) if image_dir else None
     if image_dir is not None and image_dir.exists() and not image_dir.is_dir():
         raise PlastError(f"image directory {image_dir} is an existing file; give a folder")
-    target = language_name(questions.pivot)
+    target = language_row(questions.pivot).name
     records, counts, planned, checked = [], Counter(), {}, set()
     items = [(qid, lang) for qid in questions.ids for lang in questions.other_languages]
     if progress:
@@ -136,7 +130,7 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
         items = tqdm(items, desc="build-data", unit="pair")
     with_images = 0
     for qid, lang in items:
-        prompt = template.format(language=language_name(lang), target=target, lang=lang,
+        prompt = template.format(language=language_row(lang).name, target=target, lang=lang,
                                  target_lang=questions.pivot, question=questions.question(qid, lang))
         record = {"id": f"{qid}-{lang}"}
         reference = questions.image(qid) if use_images else None
@@ -151,4 +145,4 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
         records.append(record)
         counts[lang] += 1
     return TranslationData(records, {lang: counts[lang] for lang in questions.other_languages}, with_images,
-                           sorted(planned), dict(planned))
+                           {target: reference for reference, target in planned.items()})

@@ -11,9 +11,6 @@ an option text ``None`` or ``NA`` into NaN and drop the option; here only an emp
 Quoting is pandas' (``"a<TAB>b"`` is one cell, ``""`` inside quotes is ``"``); a quote left open
 is an error, not a cell that swallows the rest of the file. A row with fewer cells than the
 header has empty trailing cells, as in pandas; one with more is an error.
-
-Callers (:mod:`plast_plugin.data.parallel_data`, :mod:`plast_plugin.eval.parrot_data`) check the
-columns and cells they need and word the errors with their own row locations.
 """
 
 from __future__ import annotations
@@ -35,12 +32,8 @@ def is_image_reference(cell: str) -> bool:
 
 
 class ImageReferenceError(ValueError):
-    """A back-reference that leads to no image. Callers word it with their row location.
-
-    `problem` is one of ``"not an index"`` (the short cell is no number and no row's index),
-    ``"no such row"``, ``"empty image"`` (the row it names has no image) and ``"a reference"``
-    (the row it names refers on: VLMEvalKit refuses chains too).
-    """
+    """A back-reference that leads to no image; callers word it with their row location. `problem`:
+    "not an index", "no such row", "empty image" or "a reference" (VLMEvalKit refuses chains too)."""
 
     def __init__(self, reference: str, problem: str):
         super().__init__(f"image refers to index {reference}: {problem}")
