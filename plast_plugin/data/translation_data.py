@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import string
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,16 +84,14 @@ class TranslationData:
         return path
 
 
-def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict, checked: set) -> str:
+def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict) -> str:
     """The path LLaVA will open. Files stay (absolute); base64 images get a file in image_dir,
     written by ``TranslationData.save``. Every image is decoded here, so nothing unreadable (a
     text file, ``../../etc/passwd``) reaches the training data."""
-    if reference not in checked:
-        try:
-            load_image(reference)  # decodes, or names the image it cannot decode
-        except PlastError as err:
-            raise PlastError(f"question {qid!r}: {err}; only readable images can be trained on") from None
-        checked.add(reference)
+    try:
+        load_image(reference)  # decodes, or names the image it cannot decode
+    except PlastError as err:
+        raise PlastError(f"question {qid!r}: {err}; only readable images can be trained on") from None
     if os.path.isfile(reference):
         return str(Path(reference).resolve())
     if reference in planned:
@@ -122,27 +119,27 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
     if image_dir is not None and image_dir.exists() and not image_dir.is_dir():
         raise PlastError(f"image directory {image_dir} is an existing file; give a folder")
     target = language_row(questions.pivot).name
-    records, counts, planned, checked = [], Counter(), {}, set()
-    items = [(qid, lang) for qid in questions.ids for lang in questions.other_languages]
+    records, planned, with_images = [], {}, 0
+    ids = questions.ids
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, desc="build-data", unit="pair")
-    with_images = 0
-    for qid, lang in items:
-        prompt = template.format(language=language_row(lang).name, target=target, lang=lang,
-                                 target_lang=questions.pivot, question=questions.question(qid, lang))
-        record = {"id": f"{qid}-{lang}"}
+        ids = tqdm(ids, desc="build-data", unit="question")
+    for qid in ids:
         reference = questions.image(qid) if use_images else None
-        if reference:
-            record["image"] = _image_file(reference, image_dir, qid, planned, checked)
-            prompt = f"{IMAGE_TOKEN}\n{prompt}"
-            with_images += 1
-        record["conversations"] = [
-            {"from": "human", "value": prompt},
-            {"from": "gpt", "value": questions.question(qid, questions.pivot)},
-        ]
-        records.append(record)
-        counts[lang] += 1
-    return TranslationData(records, {lang: counts[lang] for lang in questions.other_languages}, with_images,
-                           {target: reference for reference, target in planned.items()})
+        image = _image_file(reference, image_dir, qid, planned) if reference else None
+        for lang in questions.other_languages:
+            prompt = template.format(language=language_row(lang).name, target=target, lang=lang,
+                                     target_lang=questions.pivot, question=questions.question(qid, lang))
+            record = {"id": f"{qid}-{lang}"}
+            if image:
+                record["image"] = image
+                prompt = f"{IMAGE_TOKEN}\n{prompt}"
+                with_images += 1
+            record["conversations"] = [
+                {"from": "human", "value": prompt},
+                {"from": "gpt", "value": questions.question(qid, questions.pivot)},
+            ]
+            records.append(record)
+    counts = {lang: len(questions.ids) for lang in questions.other_languages}  # one conversation per question
+    return TranslationData(records, counts, with_images, {path: ref for ref, path in planned.items()})
