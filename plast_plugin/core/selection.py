@@ -16,9 +16,7 @@ DEFAULT_CONTIGUOUS_SHALLOW: bool = SelectionOptions.__dataclass_fields__["contig
 
 
 def check_rule(rule: str | SelectionRule, num_layers: int | None = None, seed: int = 0) -> SelectionRule:
-    """The parsed rule, or a clear error for a rule that is neither a valid statistic rule nor a
-    valid spec. Without ``num_layers`` only what needs no model is checked (the shape, K whole,
-    F in (0, 1])."""
+    """The parsed rule, checked against the model's layer count when ``num_layers`` is given."""
     parsed = SelectionRule.parse(rule)
     if num_layers is not None:
         parsed.check(num_layers, seed)

@@ -80,11 +80,8 @@ def install_finder() -> LlavaTrainFinder:
 
 
 def install(force: bool = False) -> bool:
-    """Install the finder once. Returns True when PLAST will patch LLaVA's training module.
-
-    ``force`` ignores ``PLAST_DISABLE_HOOK`` (used by ``python -m plast_plugin.llava.train``).
-    A training module that is already imported is patched at once.
-    """
+    """Install the finder once (``force``: despite ``PLAST_DISABLE_HOOK``, for ``python -m plast_plugin.llava.train``)
+    and patch a training module already imported. True when PLAST will patch LLaVA's training module."""
     if not force and os.environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     install_finder()
