@@ -15,11 +15,10 @@ from plast_plugin.core.rule import SelectionRule
 DEFAULT_CONTIGUOUS_SHALLOW: bool = SelectionOptions.__dataclass_fields__["contiguous_shallow"].default
 
 
-def check_rule(rule: str | SelectionRule, num_layers: int | None = None, seed: int = 0) -> SelectionRule:
-    """The parsed rule, checked against the model's layer count when ``num_layers`` is given."""
+def check_rule(rule: str | SelectionRule, num_layers: int, seed: int = 0) -> SelectionRule:
+    """The parsed rule, checked against a model of ``num_layers`` decoder layers."""
     parsed = SelectionRule.parse(rule)
-    if num_layers is not None:
-        parsed.check(num_layers, seed)
+    parsed.check(num_layers, seed)
     return parsed
 
 

@@ -1,8 +1,6 @@
-# What the `plast-llava-hook.pth` line runs at every interpreter start of the environment.
-# setup.py embeds this file's text into that line (`exec(<text>, {...})`), so the start costs
-# compiling these few lines and nothing else: no module of the plugin is imported until LLaVA's
-# training module itself is. Keep it tiny, standard-library only, and free of anything that could
-# raise at start (site prints a traceback for any exception a .pth line raises).
+# What the `plast-llava-hook.pth` line runs (setup.py embeds this text) at every interpreter start:
+# no module of the plugin is imported until LLaVA's training module is. Keep it tiny, standard-library
+# only, and free of anything that could raise at start (site prints a traceback for it).
 import os as _os
 import sys as _sys
 
