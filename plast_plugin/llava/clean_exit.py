@@ -1,10 +1,10 @@
 """Clean exits of multi-rank (gloo) runs: after ``train()``, wait until the gloo worker threads are idle.
 
 Otherwise a worker that frees a finished collective's tensor needs the GIL while CPython 3.11
-finalizes, and is ended through a ``noexcept`` destructor: ``std::terminate``, launcher rc 250 (cause and measurements in
-docs/troubleshooting.md, "terminate called without an active exception"). A worker is idle when
-``/proc/self/task/<tid>/syscall`` shows a futex wait without timeout; the wait is local to the rank
-(no collective). Where ``/proc`` cannot tell, it sleeps ``GRACE_S`` instead.
+finalizes and is ended through a ``noexcept`` destructor: ``std::terminate``, launcher rc 250
+(cause and measurements: docs/troubleshooting.md, "terminate called without an active exception").
+A worker is idle when ``/proc/self/task/<tid>/syscall`` shows a futex wait without timeout; the
+wait is local to the rank (no collective). Where ``/proc`` cannot tell, it sleeps ``GRACE_S``.
 """
 from __future__ import annotations
 
