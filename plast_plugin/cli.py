@@ -29,10 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
-    return f"plast: warning: {message}\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("PLAST_DEBUG"))
     previous_format = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = _one_line_warning
+        warnings.formatwarning = lambda message, *_, **__: f"plast: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except (PlastError, OSError) as err:

@@ -16,8 +16,7 @@ def add_parser(subparsers) -> None:
         "unparallel data is refused. Train with --data_path OUT (images are written as absolute paths, "
         "so any --image_folder works).",
     )
-    parser.add_argument("--data", required=True, nargs="+",
-help=DATA_HELP)
+    parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
     parser.add_argument("--out", required=True, help="output .json file")
     parser.add_argument("--languages", default=None,
                         help="comma-separated source languages, e.g. zh,pt,ar,tr,ru (default: all in the data)")
@@ -54,6 +53,6 @@ def run(args) -> int:
     print(f"wrote {len(data.records)} conversations to {out} ({data.with_images} with images)")
     for lang, count in data.counts.items():
         print(f"  {lang} -> {questions.pivot}: {count}")
-    if data.image_files:
-        print(f"  {len(data.image_files)} inline images written to {image_dir}")
+    if data.inline_images:
+        print(f"  {len(data.inline_images)} inline images written to {image_dir}")
     return 0

@@ -1,10 +1,5 @@
-"""`plast compare RUN_A RUN_B`: is run B's score different from run A's beyond chance?
-
-Neither lmms-eval nor VLMEvalKit gives a paired test; a few-point gain on 1710 questions needs
-one. Reads the per-sample logs of two evaluation folders, prints per task and language the
-accuracies, the delta with its paired-bootstrap 95% CI and the exact McNemar p-value, and writes
-``compare.json`` and ``compare.png`` into ``--out``.
-"""
+"""`plast compare RUN_A RUN_B`: is run B's score different from run A's beyond chance? Neither
+lmms-eval nor VLMEvalKit gives the paired test that a few-point gain on 1710 questions needs."""
 
 from __future__ import annotations
 

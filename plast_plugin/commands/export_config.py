@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from plast_plugin.core.model_layout import MODULE_CHOICES
+from plast_plugin.errors import PlastError
 
 USAGE = {
     "axolotl": "axolotl: add these lines to the training YAML (full fine-tuning, no adapter)",
@@ -45,8 +47,6 @@ def run(args) -> int:
     from plast_plugin.trainers.configs import build_target_model, export_config
 
     if args.approximate and args.tool != "llamafactory":
-        from plast_plugin.errors import PlastError
-
         raise PlastError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
     selection = SelectionFile.load(args.selection)
     target = build_target_model(args.model, args.revision)
@@ -54,8 +54,6 @@ def run(args) -> int:
     if exported.warning:
         print(f"plast export-config: WARNING: {exported.warning}", file=sys.stderr)
     if args.out:
-        from pathlib import Path
-
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(exported.text, encoding="utf-8")
     else:

@@ -26,7 +26,6 @@ def parse_layer_spec(spec: str, num_layers: int, *, seed: int = 0) -> list[int]:
     if num_layers <= 0:
         raise PlastError(f"model has {num_layers} decoder layers; cannot select from it")
     text = str(spec).strip().replace(" ", "")
-    valid = f"valid: 0-{num_layers - 1}"
     ablation = _ABLATION.match(text)
     if ablation:
         kind, k = ablation.group(1), int(ablation.group(2))
@@ -54,22 +53,23 @@ def parse_layer_spec(spec: str, num_layers: int, *, seed: int = 0) -> list[int]:
         if end >= num_layers:
             raise PlastError(
                 f"layer spec {spec!r} names layer {end}, but the model has {num_layers} "
-                f"decoder layers ({valid})"
+                f"decoder layers (valid: 0-{num_layers - 1})"
             )
         layers.update(range(start, end + 1))
     return sorted(layers)
 
 
+def consecutive_runs(layers: list[int]) -> list[list[int]]:
+    """[0,1,2,5,7,8] -> [[0,1,2], [5], [7,8]]: the sorted, unique layers in runs of consecutive indices."""
+    runs: list[list[int]] = []
+    for layer in sorted(set(layers)):
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return runs
+
 
 def format_layer_spec(layers: list[int]) -> str:
     """[0,1,2,5] -> '0-2,5': the inverse of the manual form, how `plast ablate` names its layer sets."""
-    parts: list[str] = []
-    ordered = sorted(set(layers))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in consecutive_runs(layers))

@@ -133,7 +133,6 @@ class SelectionOptions:
 
     @property
     def selection_rule(self) -> SelectionRule:
-        """`rule`, parsed (when the options were built)."""
         return self._selection_rule
 
     def to_dict(self) -> dict:

@@ -74,11 +74,5 @@ class SelectionRule:
         if self.is_spec:
             parse_layer_spec(self.text, num_layers, seed=seed)
 
-    def spec_layers(self, num_layers: int, seed: int = 0) -> list[int]:
-        """The layers a spec names (sorted, unique) for a model of `num_layers` layers."""
-        if not self.is_spec:
-            raise ValueError(f"rule {self.text!r} chooses from statistics; it names no layers itself")
-        return parse_layer_spec(self.text, num_layers, seed=seed)
-
     def __str__(self) -> str:
         return self.text

@@ -7,20 +7,18 @@ import math
 import torch
 
 from plast_plugin.errors import PlastError
+from plast_plugin.core.layer_spec import consecutive_runs, parse_layer_spec
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.core.rule import SelectionRule
 
-# One default for "keep only the shallow block", the options' (select_layers had its own, False).
+# "Keep only the shallow block" has one default: the options'.
 DEFAULT_CONTIGUOUS_SHALLOW: bool = SelectionOptions.__dataclass_fields__["contiguous_shallow"].default
 
 
-def check_rule(rule: str | SelectionRule, num_layers: int | None = None, seed: int = 0) -> SelectionRule:
-    """The parsed rule, or a clear error for a rule that is neither a valid statistic rule nor a
-    valid spec. Without ``num_layers`` only what needs no model is checked (the shape, K whole,
-    F in (0, 1])."""
+def check_rule(rule: str | SelectionRule, num_layers: int, seed: int = 0) -> SelectionRule:
+    """The parsed rule, checked against a model of ``num_layers`` decoder layers."""
     parsed = SelectionRule.parse(rule)
-    if num_layers is not None:
-        parsed.check(num_layers, seed)
+    parsed.check(num_layers, seed)
     return parsed
 
 
@@ -55,15 +53,8 @@ def select_by_statistic(msd: torch.Tensor, rule: str | SelectionRule) -> list[in
 
 def keep_contiguous_shallow_block(layers: list[int]) -> list[int]:
     """[1,2,3,7,9] -> [1,2,3]: the run of consecutive layers starting at the shallowest."""
-    if not layers:
-        return []
-    ordered = sorted(layers)
-    block = [ordered[0]]
-    for layer in ordered[1:]:
-        if layer != block[-1] + 1:
-            break
-        block.append(layer)
-    return block
+    runs = consecutive_runs(layers)
+    return runs[0] if runs else []
 
 
 def select_layers(msd: torch.Tensor | None, rule: str | SelectionRule, num_layers: int, *, seed: int = 0,
@@ -78,7 +69,7 @@ def select_layers(msd: torch.Tensor | None, rule: str | SelectionRule, num_layer
             layers = keep_contiguous_shallow_block(layers)
     else:
         # A spec is the user's explicit choice: taken exactly, never trimmed.
-        layers = rule.spec_layers(num_layers, seed)
+        layers = parse_layer_spec(rule.text, num_layers, seed=seed)
     if not layers:
         raise PlastError(f"rule {rule.text!r} selected no layer; refusing to train nothing (try another rule)")
     return layers

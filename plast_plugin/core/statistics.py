@@ -16,11 +16,8 @@ import torch
 from plast_plugin.errors import PlastError
 from plast_plugin.core.options import SelectionOptions
 
-HALF_A, HALF_B = "#a", "#b"
-
-
 def pivot_halves(pivot: str) -> tuple[str, str]:
-    return pivot + HALF_A, pivot + HALF_B
+    return pivot + "#a", pivot + "#b"
 
 
 @dataclass

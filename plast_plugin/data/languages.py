@@ -3,9 +3,7 @@
 :data:`LANGUAGE_TABLE` has one :class:`Language` row per language: its ISO 639-1 code and English
 name, and for the six languages of Parrot's benchmarks (MMMB, multilingual MMBench) the code in
 their file names, the ``parrot`` protocol's answer instruction, and what answer extraction must
-know of the language's script. Everything else reads it: the evaluation data
-(:mod:`plast_plugin.eval.parrot_data`), the prompts, the answer extractor, ``plast eval``, and the
-lmms-eval task files, which ``python -m plast_plugin.eval.generate_tasks`` writes from it.
+know of the language's script.
 
 Codes are ISO 639-1. Benchmarks and catalogs spell some of them differently (Parrot's TSVs use
 `cn` for Chinese, gettext uses `zh_Hans`, `pt_BR`), so every code that enters the package goes
@@ -107,10 +105,6 @@ def normalize_language(code: str) -> str:
 def language_row(code: str) -> Language:
     """The table row of `code` (any spelling `normalize_language` accepts)."""
     return _BY_CODE[normalize_language(code)]
-
-
-def language_name(code: str) -> str:
-    return language_row(code).name
 
 
 def parse_language_list(text: str | list[str]) -> list[str]:

@@ -5,8 +5,7 @@ Two layouts are read:
   the file, or base64). The same `id` in every language is the same question.
 - VLMEvalKit TSVs, one file per language, aligned by `index`; the language comes from the file
   name's last `_xx` part (`mmmb_cn.tsv` -> zh) or from an explicit `zh=path.tsv`. An `image`
-  cell may refer to the row whose image it reuses (VLMEvalKit's convention; read by
-  `plast_plugin.data.vlmevalkit_tsv`, the reader the evaluation tasks use too).
+  cell may refer to the row whose image it reuses (read by `plast_plugin.data.vlmevalkit_tsv`).
 
 Anything that is not parallel is an error naming the file and the question: training or
 probing on misaligned pairs would silently measure the wrong thing.
@@ -110,7 +109,7 @@ def _read_jsonl(path: Path) -> list[Row]:
         if image is not None and not isinstance(image, str):
             raise PlastError(f"{where}: field 'image' must be a path or base64 string, got {type(image).__name__}")
         if image:
-            image_path = Path(image) if os.path.isabs(image) else path.parent / image
+            image_path = path.parent / image  # an absolute image path stays as it is
             if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
                 image = str(image_path)
             elif not _looks_like_base64(image):
@@ -184,9 +183,7 @@ def _read_source(source: str) -> list[Row]:
 def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samples: int | None = None) -> ParallelQuestions:
     """Read, validate and align parallel questions. `languages` (without the pivot) defaults to
     every language present. Raises `PlastError` on anything unparallel."""
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [str(sources)]
-    sources = [str(s) for s in sources]
+    sources = [str(sources)] if isinstance(sources, (str, os.PathLike)) else [str(s) for s in sources]
     if not sources:
         raise PlastError("no data given; pass a .jsonl file or per-language .tsv files")
     try:
@@ -267,13 +264,9 @@ def _check_parallel(texts: dict, wanted: list[str], pivot: str, order: list[str]
     pivot_ids = set(order)
     for lang in wanted:
         ids = set(texts[lang])
-        missing, extra = sorted(pivot_ids - ids), sorted(ids - pivot_ids)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} id(s) of {pivot!r} missing in {lang!r} (e.g. {missing[:5]})")
-            if extra:
-                parts.append(f"{len(extra)} id(s) of {lang!r} missing in {pivot!r} (e.g. {extra[:5]})")
+        gaps = ((sorted(pivot_ids - ids), pivot, lang), (sorted(ids - pivot_ids), lang, pivot))
+        parts = [f"{len(gap)} id(s) of {have!r} missing in {lack!r} (e.g. {gap[:5]})" for gap, have, lack in gaps if gap]
+        if parts:
             raise PlastError(
                 "data is not parallel: " + "; ".join(parts) + ". Every question id must exist in every language."
             )

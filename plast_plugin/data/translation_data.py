@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
-from plast_plugin.data.languages import language_name
-from plast_plugin.data.parallel_data import ParallelQuestions
+from plast_plugin.data.languages import language_row
+from plast_plugin.data.parallel_data import ParallelQuestions, load_image
 
 DEFAULT_TEMPLATE = "Translate the following question from {language} to {target}.\n{question}"
 IMAGE_TOKEN = "<image>"  # LLaVA's DEFAULT_IMAGE_TOKEN
@@ -31,8 +31,6 @@ TEMPLATE_FIELDS = ("language", "target", "question", "lang", "target_lang")
 
 def check_template(template: str) -> str:
     """The template must contain {question}; only the documented placeholders are allowed."""
-    import string
-
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as err:  # e.g. "expected '}' before end of string"
@@ -58,14 +56,12 @@ class TranslationData:
     records: list[dict]
     counts: dict[str, int]  # per source language
     with_images: int = 0
-    image_files: list[str] = field(default_factory=list)  # inline images, written by save()
-    inline_images: dict[str, str] = field(default_factory=dict, repr=False)  # file path -> base64 reference
+    inline_images: dict[str, str] = field(default_factory=dict, repr=False)  # file path -> base64, written by save()
 
     def save(self, path) -> Path:
         """Write the inline images, then the JSON, each file atomically; if anything fails, the
         images this call created are removed and an existing JSON is left as it was."""
         from plast_plugin.atomic import atomic_output_file, write_text_atomic
-        from plast_plugin.data.parallel_data import load_image
 
         path = Path(path)
         if path.is_dir():
@@ -88,29 +84,24 @@ class TranslationData:
         return path
 
 
-def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict, checked: set) -> str:
+def _image_file(reference: str, image_dir: Path | None, qid: str, planned: dict) -> str:
     """The path LLaVA will open. Files stay (absolute); base64 images get a file in image_dir,
     written by ``TranslationData.save``. Every image is decoded here, so nothing unreadable (a
     text file, ``../../etc/passwd``) reaches the training data."""
-    from plast_plugin.data.parallel_data import load_image
-
-    if reference not in checked:
-        try:
-            load_image(reference)  # decodes, or names the image it cannot decode
-        except PlastError as err:
-            raise PlastError(f"question {qid!r}: {err}; only readable images can be trained on") from None
-        checked.add(reference)
+    try:
+        load_image(reference)  # decodes, or names the image it cannot decode
+    except PlastError as err:
+        raise PlastError(f"question {qid!r}: {err}; only readable images can be trained on") from None
     if os.path.isfile(reference):
         return str(Path(reference).resolve())
-    for target, known in planned.items():
-        if known == reference:
-            return target
+    if reference in planned:
+        return planned[reference]
     if image_dir is None:
         raise PlastError("the data has inline (base64) images: pass an image directory to write them to")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)[:40]
     name = f"{safe}-{hashlib.sha256(reference.encode()).hexdigest()[:10]}.png"
     target = str((image_dir / name).resolve())
-    planned[target] = reference
+    planned[reference] = target
     return target
 
 
@@ -127,28 +118,28 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
     image_dir = Path(image_dir) if image_dir else None
     if image_dir is not None and image_dir.exists() and not image_dir.is_dir():
         raise PlastError(f"image directory {image_dir} is an existing file; give a folder")
-    target = language_name(questions.pivot)
-    records, counts, planned, checked = [], Counter(), {}, set()
-    items = [(qid, lang) for qid in questions.ids for lang in questions.other_languages]
+    target = language_row(questions.pivot).name
+    records, planned, with_images = [], {}, 0
+    ids = questions.ids
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, desc="build-data", unit="pair")
-    with_images = 0
-    for qid, lang in items:
-        prompt = template.format(language=language_name(lang), target=target, lang=lang,
-                                 target_lang=questions.pivot, question=questions.question(qid, lang))
-        record = {"id": f"{qid}-{lang}"}
+        ids = tqdm(ids, desc="build-data", unit="question")
+    for qid in ids:
         reference = questions.image(qid) if use_images else None
-        if reference:
-            record["image"] = _image_file(reference, image_dir, qid, planned, checked)
-            prompt = f"{IMAGE_TOKEN}\n{prompt}"
-            with_images += 1
-        record["conversations"] = [
-            {"from": "human", "value": prompt},
-            {"from": "gpt", "value": questions.question(qid, questions.pivot)},
-        ]
-        records.append(record)
-        counts[lang] += 1
-    return TranslationData(records, {lang: counts[lang] for lang in questions.other_languages}, with_images,
-                           sorted(planned), dict(planned))
+        image = _image_file(reference, image_dir, qid, planned) if reference else None
+        for lang in questions.other_languages:
+            prompt = template.format(language=language_row(lang).name, target=target, lang=lang,
+                                     target_lang=questions.pivot, question=questions.question(qid, lang))
+            record = {"id": f"{qid}-{lang}"}
+            if image:
+                record["image"] = image
+                prompt = f"{IMAGE_TOKEN}\n{prompt}"
+                with_images += 1
+            record["conversations"] = [
+                {"from": "human", "value": prompt},
+                {"from": "gpt", "value": questions.question(qid, questions.pivot)},
+            ]
+            records.append(record)
+    counts = {lang: len(questions.ids) for lang in questions.other_languages}  # one conversation per question
+    return TranslationData(records, counts, with_images, {path: ref for ref, path in planned.items()})

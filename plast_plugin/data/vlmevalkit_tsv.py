@@ -1,19 +1,14 @@
 """Reading VLMEvalKit's benchmark TSVs: the one reader of the probe data and the evaluation tasks.
 
-VLMEvalKit's layout: a header row, then one question per row, tab-separated, with an ``index``
-column and an ``image`` column. An image cell holds the image as base64 or, so that an image used
-by several questions is stored once, the ``index`` of the row whose image it reuses: VLMEvalKit
-(``ImageBaseDataset``) reads a cell of at most :data:`IMAGE_REFERENCE_MAX_CHARS` characters as
-such a back-reference (no base64 image is that short), and refuses a reference to a reference.
+A header row, then one question per row, tab-separated, with ``index`` and ``image`` columns. An
+image cell holds base64 or, for an image several questions share, the ``index`` of the row whose
+image it reuses: VLMEvalKit (``ImageBaseDataset``) reads a cell of at most
+:data:`IMAGE_REFERENCE_MAX_CHARS` characters as such a back-reference, and refuses a reference to a reference.
 
-Cells are read as text, never as missing values: pandas' defaults, which VLMEvalKit uses, turn
-an option text ``None`` or ``NA`` into NaN and drop the option; here only an empty cell is empty.
-Quoting is pandas' (``"a<TAB>b"`` is one cell, ``""`` inside quotes is ``"``); a quote left open
-is an error, not a cell that swallows the rest of the file. A row with fewer cells than the
-header has empty trailing cells, as in pandas; one with more is an error.
-
-Callers (:mod:`plast_plugin.data.parallel_data`, :mod:`plast_plugin.eval.parrot_data`) check the
-columns and cells they need and word the errors with their own row locations.
+Cells are text, never missing values: pandas' defaults would turn an option ``None`` or ``NA`` into
+NaN (docs/evaluation.md); only an empty cell is empty. Quoting is pandas'; a quote left open is an
+error, not a cell that swallows the rest of the file. A row with fewer cells than the header has
+empty trailing cells, as in pandas; one with more is an error.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 
-# VLMEvalKit's rule: an image cell this short is the index of the row whose image it reuses.
 IMAGE_REFERENCE_MAX_CHARS = 64
 
 
@@ -35,12 +29,8 @@ def is_image_reference(cell: str) -> bool:
 
 
 class ImageReferenceError(ValueError):
-    """A back-reference that leads to no image. Callers word it with their row location.
-
-    `problem` is one of ``"not an index"`` (the short cell is no number and no row's index),
-    ``"no such row"``, ``"empty image"`` (the row it names has no image) and ``"a reference"``
-    (the row it names refers on: VLMEvalKit refuses chains too).
-    """
+    """A back-reference that leads to no image; callers word it with their row location. `problem`:
+    "not an index", "no such row", "empty image" or "a reference" (VLMEvalKit refuses chains too)."""
 
     def __init__(self, reference: str, problem: str):
         super().__init__(f"image refers to index {reference}: {problem}")

@@ -1,21 +1,14 @@
-"""Clean exits of multi-rank (gloo) runs: let the gloo worker threads go idle before the interpreter exits.
+"""Clean exits of multi-rank (gloo) runs: after ``train()``, wait until the gloo worker threads are idle.
 
-Why (docs/troubleshooting.md, "terminate called without an active exception"): a gloo worker
-thread (``pt_gloo_runloop``) that drops the last reference to a finished collective's tensor
-needs the GIL to free its Python object. If the main thread is finalizing the interpreter by
-then, CPython 3.11 ends the worker with ``pthread_exit``, whose unwind hits a ``noexcept``
-destructor (``~AsyncWork`` -> ``~Tensor``): ``std::terminate``, SIGABRT, launcher rc 250
-(CPython gh-87135; 3.14 hangs such threads instead, PR #105805). ``destroy_process_group()``
-does not help: DeepSpeed still holds its groups.
-
-The fix: when ``train()`` returns on a rank of a multi-rank run, wait with the GIL released until
-every gloo worker is idle (on Linux, a futex wait without timeout in
-``/proc/self/task/<tid>/syscall``; a worker waiting for the GIL or running uses a timed wait or
-none). Purely local (no collective, so no rank waits on another); a millisecond or two. Where
-``/proc`` cannot tell, it sleeps ``GRACE_S`` instead.
+Otherwise a worker that frees a finished collective's tensor needs the GIL while CPython 3.11
+finalizes and is ended through a ``noexcept`` destructor: ``std::terminate``, launcher rc 250
+(cause and measurements: docs/troubleshooting.md, "terminate called without an active exception").
+A worker is idle when ``/proc/self/task/<tid>/syscall`` shows a futex wait without timeout; the
+wait is local to the rank (no collective). Where ``/proc`` cannot tell, it sleeps ``GRACE_S``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -28,10 +21,6 @@ IDLE_TIMEOUT_S = 120.0
 GRACE_S = 0.2
 _SYS_FUTEX = {"x86_64": "202", "aarch64": "98"}.get(os.uname().machine)  # futex's syscall number
 _FUTEX_WAIT_BITSET = 9  # what pthread_cond_wait uses; a mutex lock uses FUTEX_WAIT (0)
-
-
-def clean_exit_disabled() -> bool:
-    return os.environ.get(ENV_DISABLE_CLEAN_EXIT, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _uses_gloo(dist) -> bool:
@@ -110,9 +99,10 @@ def wrap_train(module) -> None:
     if original is None or getattr(original, "__plast_wrapped__", False):
         return
 
+    @functools.wraps(original)
     def train(*args, **kwargs):
         result = original(*args, **kwargs)
-        if not clean_exit_disabled():
+        if os.environ.get(ENV_DISABLE_CLEAN_EXIT, "").strip().lower() not in ("1", "true", "yes", "on"):
             try:
                 wait_for_idle_gloo_workers()
             except Exception as err:  # never turn a finished training into a failure
@@ -121,7 +111,4 @@ def wrap_train(module) -> None:
         return result
 
     train.__plast_wrapped__ = True
-    train.__wrapped__ = original
-    train.__doc__ = original.__doc__
-    train.__name__ = getattr(original, "__name__", "train")
     module.train = train

@@ -1,16 +1,11 @@
-"""The import hook: patch ``llava.train.train`` right after it is imported.
+"""The import hook: patch ``llava.train.train`` (``integration.patch_llava_train_module``) right after it is imported.
 
-The ``plast-llava-hook.pth`` file in site-packages runs in every interpreter of the environment
-(every process the DeepSpeed launcher starts included), so it runs only ``pth_bootstrap.py``'s few
-lines: a stand-in finder that imports this module when, and only when, LLaVA's training module is
-imported. This module wraps that module's loader and patches it
-(``integration.patch_llava_train_module``). It imports only ``os`` and ``sys`` (``importlib.abc``
-pulls in importlib.resources and pathlib), is idempotent, and ``PLAST_DISABLE_HOOK=1`` turns it
-off. A missing or broken plugin prints one line and leaves LLaVA unpatched, so LLaVA's own parser
-refuses ``--plast_*`` flags instead of training everything.
-
-LLaVA-NeXT's training module has the same name and the same seam (``TrainingArguments``,
-``LLaVATrainer``); it is not on PyPI, so that path is untested here.
+``plast-llava-hook.pth`` runs ``pth_bootstrap.py`` in every interpreter of the environment; that
+stand-in imports this module only when LLaVA's training module is imported. This module imports
+only ``os`` and ``sys`` (``importlib.abc`` pulls in importlib.resources and pathlib), is
+idempotent, and ``PLAST_DISABLE_HOOK=1`` turns it off. A broken plugin prints one line and leaves
+LLaVA unpatched, so LLaVA's own parser refuses ``--plast_*`` flags instead of training everything.
+LLaVA-NeXT's training module has the same name and seam; it is not on PyPI, so that path is untested.
 """
 from __future__ import annotations
 
@@ -18,16 +13,11 @@ import os
 import sys
 
 ENV_DISABLE = "PLAST_DISABLE_HOOK"
-TARGET_MODULES = ("llava.train.train",)
-
-
-def hook_disabled() -> bool:
-    return os.environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on")
+TARGET = "llava.train.train"
 
 
 def _patch(module) -> None:
-    """Add PLAST to LLaVA's freshly imported training module; one line, not a traceback, if the
-    plugin itself is broken (LLaVA then runs as upstream and refuses ``--plast_*`` flags)."""
+    """Add PLAST to LLaVA's freshly imported training module; one line, not a traceback, if the plugin is broken."""
     try:
         from plast_plugin.llava.integration import patch_llava_train_module
     except Exception as err:
@@ -38,8 +28,7 @@ def _patch(module) -> None:
 
 
 class _PatchingLoader:
-    """Delegates to the real loader, then patches the freshly executed module. (A plain class:
-    the import system only needs ``create_module`` and ``exec_module``.)"""
+    """Delegates to the real loader, then patches the freshly executed module."""
 
     def __init__(self, loader):
         self._loader = loader
@@ -61,7 +50,7 @@ class LlavaTrainFinder:
     _busy = False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in TARGET_MODULES or self._busy:
+        if fullname != TARGET or self._busy:
             return None
         self._busy = True
         try:
@@ -91,16 +80,11 @@ def install_finder() -> LlavaTrainFinder:
 
 
 def install(force: bool = False) -> bool:
-    """Install the finder once. Returns True when PLAST will patch LLaVA's training module.
-
-    ``force`` ignores ``PLAST_DISABLE_HOOK`` (used by ``python -m plast_plugin.llava.train``).
-    A training module that is already imported is patched at once.
-    """
-    if hook_disabled() and not force:
+    """Install the finder once (``force``: despite ``PLAST_DISABLE_HOOK``, for ``python -m plast_plugin.llava.train``)
+    and patch a training module already imported. True when PLAST will patch LLaVA's training module."""
+    if not force and os.environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     install_finder()
-    for name in TARGET_MODULES:
-        module = sys.modules.get(name)
-        if module is not None:
-            _patch(module)
+    if TARGET in sys.modules:
+        _patch(sys.modules[TARGET])
     return True

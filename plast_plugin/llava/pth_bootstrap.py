@@ -1,17 +1,13 @@
-# What the `plast-llava-hook.pth` line runs at every interpreter start of the environment.
-# setup.py embeds this file's text into that line (`exec(<text>, {...})`), so the start costs
-# compiling these few lines and nothing else: no module of the plugin is imported until LLaVA's
-# training module itself is. Keep it tiny, standard-library only, and free of anything that could
-# raise at start (site prints a traceback for any exception a .pth line raises).
+# What the `plast-llava-hook.pth` line runs (setup.py embeds this text) at every interpreter start:
+# no module of the plugin is imported until LLaVA's training module is. Keep it tiny, standard-library
+# only, and free of anything that could raise at start (site prints a traceback for it).
 import os as _os
 import sys as _sys
 
 
 class PlastLlavaHookBootstrap:
-    """Stands first in sys.meta_path until ``llava.train.train`` is imported; then it loads the
-    real hook (plast_plugin.llava.hook), hands over to it, and steps aside. A missing or broken
-    plugin then costs one line on stderr, never a traceback, and LLaVA runs as upstream (its own
-    parser refuses --plast_* flags instead of training everything)."""
+    """Stands first in sys.meta_path until ``llava.train.train`` is imported, then hands over to the
+    real hook (plast_plugin.llava.hook) and steps aside; a broken plugin costs one line, not a traceback."""
 
     target = "llava.train.train"
 
