@@ -58,15 +58,13 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     image_processor = None
     if kind == "official-llava":
         try:
-            from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
+            from llava.model import LlavaLlamaForCausalLM  # registers llava_llama
         except ImportError as err:
             raise PlastError(
                 f"{path} is an official LLaVA checkpoint (model_type {model_type!r}); loading it needs "
                 f"the `llava` package (the training environment), or convert it with "
                 f"`plast export --to-hf` ({err})"
             ) from None
-        from llava.model import LlavaLlamaForCausalLM
-
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False, **hub)
         model = LlavaLlamaForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
         tower = model.get_vision_tower()
@@ -75,25 +73,19 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
                 tower.load_model()
             tower.to(dtype=torch_dtype)
             image_processor = tower.image_processor
-    elif kind == "llava-hf":
-        from transformers import AutoImageProcessor, LlavaForConditionalGeneration
-
-        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
-        model = LlavaForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
-        image_processor = AutoImageProcessor.from_pretrained(path, **hub)
-    elif kind == "llava-next-hf":
+    elif kind in ("llava-hf", "llava-next-hf"):
         import transformers
+        from transformers import AutoImageProcessor
 
-        if not hasattr(transformers, "LlavaNextForConditionalGeneration"):
+        name = "LlavaForConditionalGeneration" if kind == "llava-hf" else "LlavaNextForConditionalGeneration"
+        if not hasattr(transformers, name):  # only LLaVA-NeXT's class can be missing (4.37)
             raise PlastError(
                 f"{path} is a LLaVA-NeXT checkpoint (model_type {model_type!r}); transformers "
-                f"{transformers.__version__} has no LlavaNextForConditionalGeneration (added in 4.39): run "
+                f"{transformers.__version__} has no {name} (added in 4.39): run "
                 f"`plast select` in an environment with a newer transformers (the evaluation env)"
             )
-        from transformers import AutoImageProcessor, LlavaNextForConditionalGeneration
-
         tokenizer = AutoTokenizer.from_pretrained(path, **hub)
-        model = LlavaNextForConditionalGeneration.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
+        model = getattr(transformers, name).from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
         image_processor = AutoImageProcessor.from_pretrained(path, **hub)
     else:
         from transformers import AutoModelForCausalLM

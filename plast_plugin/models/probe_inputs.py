@@ -179,11 +179,9 @@ def split_pivot(num_questions: int, seed: int) -> list[int]:
 def make_batches(prompts: list[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
     """One group per batch, similar lengths together (less padding); deterministic order.
 
-    Prompts with images go question block by question block: ``batch_size`` questions, then
-    their batch in every group, so the batches that share images run one after the other and
-    each image is decoded and preprocessed once for all languages (``probe_models.PixelCache``
-    keeps only the last blocks' pixels, so memory stays flat). The counts are sums over
-    batches, so the order changes nothing in the result."""
+    Prompts with images go question block by question block (``batch_size`` questions, then their
+    batch in every group), so ``probe_models.PixelCache`` preprocesses each image once for all
+    languages. The counts are sums over batches: the order changes nothing in the result."""
     if prompts and all(p.image is not None and p.question >= 0 for p in prompts):
         return _batches_by_question_block(prompts, batch_size)
     batches: list[list[EncodedPrompt]] = []

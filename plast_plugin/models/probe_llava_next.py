@@ -1,13 +1,10 @@
 """Probing transformers' LLaVA-NeXT (`LlavaNextForConditionalGeneration`, llava-hf/llava-v1.6-*).
 
-LLaVA-NeXT tiles each image ("anyres": a base view plus a grid of crops chosen from the image's
-aspect ratio, with a learned newline embedding after each row), so the number of image features
-differs from image to image. The prompt therefore carries one image placeholder token per image;
-``run`` computes each image's features with the model's own ``get_image_features`` (tiling,
-unpadding and newlines included), widens the placeholder to that many positions and splices the
-features in, as the model's forward does with the processor's expanded text. The counted
-positions ride along: text tokens keep their flag (the question's tokens by default) and every
-feature position takes the placeholder's flag (set only for positions 'image' / 'all').
+LLaVA-NeXT tiles each image ("anyres"), so the number of image features differs from image to
+image: the prompt carries one placeholder token per image, and ``run`` widens it to as many
+positions as the model's own ``get_image_features`` returns and splices the features in, as the
+model's forward does. Feature positions take the placeholder's count flag (set only for
+positions 'image' / 'all'); text tokens keep theirs.
 """
 
 from __future__ import annotations

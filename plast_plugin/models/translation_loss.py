@@ -114,7 +114,7 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
     for lang in questions.other_languages:
         rows = per_question[lang]
         tokens = sum(count for _, count in rows.values())
-        # Summed in question order, as before per-question values were kept: the same float result.
+        # Summed in question order, whatever the batching: the same float result either way.
         loss = sum(total for total, _ in rows.values()) / tokens
         out[lang] = LanguageLoss(lang, loss, tokens, len(questions.ids), rows)
     return out
