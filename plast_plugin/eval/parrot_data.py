@@ -1,20 +1,10 @@
 """Reading and checking Parrot's MMMB and multilingual MMBench TSVs (VLMEvalKit MCQ layout).
 
-The published files live in the Hugging Face dataset repo ``AIDC-AI/Parrot-dataset``
-(CC BY-NC-SA 4.0) as ``mmmb/mmmb_<code>.tsv`` and ``mmbench/mmbench_dev_<code>.tsv`` with
-``<code>`` the language's ``parrot_file_code`` in :data:`plast_plugin.data.languages.LANGUAGE_TABLE`
-(``cn``, not ``zh``, for Chinese). Set ``PLAST_PARROT_DIR`` to a
-directory holding the same files (that layout, or all files flat in one folder) to work
-offline; otherwise they are fetched once through ``huggingface_hub`` into its cache.
-
-Columns (VLMEvalKit): ``index``, ``question``, ``hint`` (optional), one column per option
-letter ``A``, ``B``, ... (empty where a question has fewer options), ``answer`` (a letter),
-``category`` and ``l2-category`` (optional), ``image`` (base64, or VLMEvalKit's back-reference
-to the row whose image it reuses). The file is read by :mod:`plast_plugin.data.vlmevalkit_tsv`.
-
-Cells are read as text, never as missing values: an option whose text is ``None`` or ``NA`` is
-an option with that text (pandas' defaults, which VLMEvalKit uses, turn such texts into NaN and
-drop the option). Only an empty cell is an absent option.
+The files (``mmmb/mmmb_<code>.tsv``, ``mmbench/mmbench_dev_<code>.tsv`` in the Hugging Face dataset
+``AIDC-AI/Parrot-dataset``, ``<code>`` the language table's ``parrot_file_code``) come from
+``$PLAST_PARROT_DIR`` (that layout, or flat) or the hub cache. :mod:`plast_plugin.data.vlmevalkit_tsv`
+reads them as text: an option whose text is ``None`` or ``NA`` is an option with that text (pandas'
+defaults, which VLMEvalKit uses, would drop it); only an empty cell is an absent option.
 
 Data identity (the published LLaVA-1.5 rows were computed on specific files): a download is
 taken from revision :data:`PARROT_REVISION` (``$PLAST_PARROT_REVISION`` overrides), and every
@@ -42,25 +32,9 @@ from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
 from plast_plugin.data.languages import PARROT_LANGUAGES, UnknownLanguageError, language_row, normalize_language
 from plast_plugin.data.vlmevalkit_tsv import ImageReferenceError, read_vlmevalkit_tsv
 
-__all__ = [
-    "BENCHMARKS",
-    "PARROT_LANGUAGES",
-    "PARROT_REPO",
-    "PARROT_DIR_ENV",
-    "ParrotDataError",
-    "parrot_filename",
-    "resolve_parrot_file",
-    "read_parrot_tsv",
-    "load_parrot_docs",
-    "load_parrot_task",
-    "ParrotTask",
-    "parrot_language",
-    "PUBLISHED_MD5",
-    "PARROT_REVISION",
-    "DataIdentity",
-    "check_identity",
-    "file_md5",
-]
+__all__ = ["BENCHMARKS", "PARROT_LANGUAGES", "PARROT_REPO", "PARROT_DIR_ENV", "ParrotDataError", "parrot_filename",
+           "resolve_parrot_file", "read_parrot_tsv", "load_parrot_docs", "load_parrot_task", "ParrotTask",
+           "parrot_language", "PUBLISHED_MD5", "PARROT_REVISION", "DataIdentity", "check_identity", "file_md5"]
 
 log = logging.getLogger(__name__)
 
