@@ -32,17 +32,13 @@ from plast_plugin.data.languages import LANGUAGE_TABLE
 
 __all__ = ["extract_choice", "normalize_text", "LETTER_ALIASES"]
 
-# Characters that, standing alone, name option letters: each language's own (the language table's
-# `option_letter_aliases`: Arabic, Cyrillic), read in any answer, and Greek look-alikes, which no
-# benchmark language writes but a model may.
+# Each language's own letters (Arabic, Cyrillic), read in any answer, and Greek look-alikes a model may write.
 LETTER_ALIASES: dict[str, str] = {
     **{char: letter for lang in LANGUAGE_TABLE for char, letter in lang.option_letter_aliases.items()},
     "Α": "A", "Β": "B", "Ε": "E",
 }
-# Capitals that are also ordinary words at the start of a phrase (the table's `option_letter_words`:
-# the article "A" in English and Portuguese, Russian "А" but, "В" in, "С" with). A language that
-# has such words reads all of them as possible words; one that has none (Chinese, Arabic,
-# Turkish) reads a capital A always as an option letter; an unknown one is treated as having some.
+# Capitals that are also words ("A" in en/pt, Russian "А", "В", "С"): a language with such words reads
+# all of them as possible words, one without (zh, ar, tr) never; an unknown language as having some.
 _WORDLIKE_ALL = frozenset().union(*(lang.option_letter_words or () for lang in LANGUAGE_TABLE))
 _WORDLIKE = {lang.code: _WORDLIKE_ALL if lang.option_letter_words else frozenset()
              for lang in LANGUAGE_TABLE if lang.option_letter_words is not None}
