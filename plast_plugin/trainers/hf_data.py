@@ -1,11 +1,9 @@
 """`plast build-data` output (LLaVA conversation JSON) as Hugging Face Trainer data for transformers'
-LLaVA ports (llava-hf, LLaVA-NeXT-hf), to train with ``trainers.hf.PlastCallback``.
+LLaVA ports, to train with ``trainers.hf.PlastCallback`` (``scripts/train_hf_example.py`` runs it).
 
-Each conversation is rendered with the model's own chat template (the processor's, else the
-tokenizer's); the loss is on the answer only (the prompt's labels are -100). The prompt goes
-through the model's processor, so images are expanded exactly as at inference (in transformers 5
-the processor writes one image token per feature, LLaVA-NeXT's anyres tiles included).
-``scripts/train_hf_example.py`` is a runnable Trainer script built on it.
+Each conversation is rendered with the model's own chat template and encoded by its processor, so
+images expand exactly as at inference (LLaVA-NeXT's anyres tiles included); the loss is on the
+answer only.
 """
 from __future__ import annotations
 
