@@ -22,11 +22,6 @@ class ProbeInputError(PlastError):
     pass
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    param = next(p for p in model.parameters() if p.dtype.is_floating_point)
-    return param.device, param.dtype
-
-
 class TextFamily:
     """Any decoder used text-only (LLaMA, Qwen2, Gemma3, and LLaVA models without images)."""
 
@@ -35,7 +30,8 @@ class TextFamily:
 
     def __init__(self, model: nn.Module, layout: DecoderLayout, image_processor=None):
         self.model, self.layout = model, layout
-        self.device, self.dtype = _model_device_dtype(model)
+        param = next(p for p in model.parameters() if p.dtype.is_floating_point)
+        self.device, self.dtype = param.device, param.dtype
 
     def image_ids(self) -> list[int] | None:
         return None
