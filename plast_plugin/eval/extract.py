@@ -5,10 +5,9 @@ made to work for answers in the six Parrot languages:
 
 - Letters are read after Unicode NFKC normalisation, so full-width ``Ｂ``, ``（Ｂ）`` and circled
   ``Ⓑ`` become ``B`` and ``(B)``.
-- Arabic letters ``أ ب ج د هـ`` (and bare ``ا``) stand for A B C D E; Cyrillic look-alikes
-  ``А В С Е`` and the transliterations ``Б Д`` stand for A B C E / B D. Russian prompts show
-  Latin letters, so a Cyrillic ``В`` (3rd letter of the Cyrillic alphabet) is read as the
-  look-alike ``B``, not as the third option.
+- Arabic and Cyrillic letters stand for Latin ones (the language table's ``option_letter_aliases``:
+  ``أ ب ج د هـ`` are A-E); a Cyrillic ``В`` is the look-alike ``B``, not the third option, as
+  Russian prompts show Latin letters.
 - A letter counts only when it stands alone in its script: ``B`` in ``答案是B`` (no spaces in
   Chinese) counts, ``B`` in ``B12`` or ``Bus`` does not.
 - A capital that reads as a word — the article ``A`` ("A resposta é B", "A cat"), Russian
