@@ -13,7 +13,7 @@ file, downloaded or from ``$PLAST_PARROT_DIR``, must have the md5 VLMEvalKit lis
 (``any``, or ``<task>=<md5>,...`` to pin other files). Row counts are checked against the
 published 1710 (MMMB) and 1164 questions (MMBench-dev) with a warning.
 
-Every problem is reported as a :class:`ParrotDataError` naming the file and the row.
+Every problem is a :class:`ParrotDataError` naming the file and row; docs/evaluation.md lists the checks.
 """
 
 from __future__ import annotations
