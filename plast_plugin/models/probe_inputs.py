@@ -147,21 +147,27 @@ class PaddedBatch:
     images: list[str | None]
 
 
+def pad_rows(rows: list, dtype: torch.dtype, left: bool, fill: int = 0) -> torch.Tensor:
+    """The rows (lists or 1-d tensors) as one [len(rows), longest] tensor, padded with ``fill`` on the
+    left or the right."""
+    width = max(len(row) for row in rows)
+    out = torch.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        out[i, span] = torch.as_tensor(row, dtype=dtype)
+    return out
+
+
 def pad_batch(prompts: list[EncodedPrompt], positions: str, pad_id: int, padding_side: str = "right") -> PaddedBatch:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    count = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for row, p in enumerate(prompts):
-        span = slice(0, len(p)) if padding_side == "right" else slice(width - len(p), width)
-        ids[row, span] = torch.tensor(p.input_ids, dtype=torch.long)
-        mask[row, span] = 1
-        count[row, span] = torch.tensor(count_flags(p.kinds, positions), dtype=torch.bool)
-    # Positions follow the real tokens, so left padding does not shift the rotary phases.
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    left = padding_side != "right"
+    mask = pad_rows([[1] * len(p) for p in prompts], torch.long, left)
     return PaddedBatch(
         groups=torch.tensor([p.group for p in prompts], dtype=torch.long),
-        input_ids=ids, attention_mask=mask, position_ids=position_ids, count_mask=count,
+        input_ids=pad_rows([p.input_ids for p in prompts], torch.long, left, fill=pad_id),
+        attention_mask=mask,
+        # Positions follow the real tokens, so left padding does not shift the rotary phases.
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        count_mask=pad_rows([count_flags(p.kinds, positions) for p in prompts], torch.bool, left),
         images=[p.image for p in prompts],
     )
 

@@ -94,18 +94,14 @@ class ConversationDataset:
 def collate(pad_id: int):
     import torch
 
+    from plast_plugin.models.probe_inputs import pad_rows
+
     def collate_fn(items):
-        width = max(len(item["input_ids"]) for item in items)
         batch = {
-            "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
-            "labels": torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long),
+            "input_ids": pad_rows([item["input_ids"] for item in items], torch.long, left=False, fill=pad_id),
+            "attention_mask": pad_rows([[1] * len(item["input_ids"]) for item in items], torch.long, left=False),
+            "labels": pad_rows([item["labels"] for item in items], torch.long, left=False, fill=IGNORE_INDEX),
         }
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            batch["input_ids"][row, :n] = item["input_ids"]
-            batch["attention_mask"][row, :n] = 1
-            batch["labels"][row, :n] = item["labels"]
         pixels = [item["pixel_values"] for item in items if "pixel_values" in item]
         if pixels:
             if pixels[0].dim() == 5:  # LLaVA-NeXT: [1, tiles, C, H, W]; tile counts differ per image
