@@ -105,10 +105,9 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
     pre = tower_dir / "preprocessor_config.json"
     if pre.is_file():
         src = json.loads(pre.read_text())
-        for key in ("size", "crop_size", "image_mean", "image_std", "resample", "rescale_factor",
-                    "do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb"):
-            if key in src:
-                kwargs[key] = src[key]
+        keys = ("size", "crop_size", "image_mean", "image_std", "resample", "rescale_factor",
+                "do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb")
+        kwargs.update({key: src[key] for key in keys if key in src})
         if isinstance(kwargs["size"], int):
             kwargs["size"] = {"shortest_edge": kwargs["size"]}
         if isinstance(kwargs["crop_size"], int):
@@ -266,9 +265,8 @@ def _renamed_weights(state: dict, vision: dict, proj_map: dict, src: Path, wante
     lm_head = state.get("lm_head.weight", embed)
     new_state = {"model.language_model.embed_tokens.weight": _grow(embed, vocab), "lm_head.weight": _grow(lm_head, vocab)}
     for key, value in state.items():
-        if key.startswith(("model.vision_tower.", "model.embed_tokens.")) or key == "lm_head.weight":
-            continue
-        if key.endswith("rotary_emb.inv_freq"):
+        if (key.startswith(("model.vision_tower.", "model.embed_tokens.")) or key == "lm_head.weight"
+                or key.endswith("rotary_emb.inv_freq")):  # placed separately, or recomputed
             continue
         mapped = next((new + key[len(old):] for old, new in proj_map.items() if key.startswith(old)), None)
         if mapped is None and key.startswith("model.mm_projector."):
