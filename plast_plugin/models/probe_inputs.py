@@ -148,8 +148,7 @@ class PaddedBatch:
 
 
 def pad_rows(rows: list, dtype: torch.dtype, left: bool, fill: int = 0) -> torch.Tensor:
-    """The rows (lists or 1-d tensors) as one [len(rows), longest] tensor, padded with ``fill`` on the
-    left or the right."""
+    """Rows (lists or 1-d tensors) as one [len(rows), longest] tensor, padded with ``fill`` left or right."""
     width = max(len(row) for row in rows)
     out = torch.full((len(rows), width), fill, dtype=dtype)
     for i, row in enumerate(rows):
