@@ -25,9 +25,6 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-__all__ = ["Interval", "t975", "mean_interval", "paired_differences", "mean_over_languages",
-           "accuracy", "paired_accuracy_differences", "verdict", "BETTER", "WORSE", "TIED"]
-
 BETTER = "PLAST better at 95%"
 WORSE = "PLAST worse at 95%"
 TIED = "not distinguishable at 95%"

@@ -1,21 +1,12 @@
 """Convert an official LLaVA checkpoint (``llava_llama``) to transformers' llava-hf format.
 
-Checkpoints written by the official LLaVA training script (``LlavaLlamaForCausalLM``,
-transformers 4.37) do not load in a modern transformers. lmms-eval's ``llava_hf`` model runs
-transformers' ``LlavaForConditionalGeneration``; :func:`convert_to_hf` writes that format.
-It reads the safetensors / ``.bin`` files directly (no ``llava`` import), so it runs in the
-eval env. ``plast export --to-hf`` calls it.
-
-What it does: maps ``model.layers.*``/``model.embed_tokens``/``model.norm`` to
-``model.language_model.*``, ``model.mm_projector.{0,2}`` to
-``model.multi_modal_projector.linear_{1,2}``, the CLIP tower to ``model.vision_tower``;
-adds the ``<image>`` token to the tokenizer (its id becomes ``image_token_index``) and grows
-embeddings / LM head with the mean of the existing rows (logits of the original
-vocabulary are unchanged); sets ``vision_feature_layer`` from ``mm_vision_select_layer``
-and ``vision_feature_select_strategy`` from ``mm_vision_select_feature`` (``patch`` ->
-``default``, drops CLS); writes a processor that pads images to a square when
-``image_aspect_ratio`` is ``pad`` (as LLaVA-1.5 does) and a chat template reproducing
-LLaVA-1.5's ``llava_v1`` conversation.
+Checkpoints of the official LLaVA training script (transformers 4.37) do not load in a modern
+transformers, whose ``LlavaForConditionalGeneration`` lmms-eval's ``llava_hf`` model runs.
+:func:`convert_to_hf` (``plast export --to-hf``) reads the weight files directly (no ``llava``
+import, so it runs in the eval env), renames the tensors, adds the ``<image>`` token (new
+embedding rows are the mean of the existing ones, so the original vocabulary's logits are
+unchanged) and writes a processor that pads images to a square as LLaVA-1.5 does, with its chat
+template.
 """
 
 from __future__ import annotations
@@ -65,10 +56,6 @@ _LLAMA_KEYS = (
 )
 
 
-def _load_state_dict(folder: Path) -> dict:
-    """Every tensor of a checkpoint folder (the conversion rewrites them all)."""
-    with CheckpointWeights(folder) as weights:
-        return weights.read_all()
 
 
 def _vision_source(tower: str) -> Path:
@@ -114,10 +101,9 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
     pre = tower_dir / "preprocessor_config.json"
     if pre.is_file():
         src = json.loads(pre.read_text())
-        for key in ("size", "crop_size", "image_mean", "image_std", "resample", "rescale_factor",
-                    "do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb"):
-            if key in src:
-                kwargs[key] = src[key]
+        keys = ("size", "crop_size", "image_mean", "image_std", "resample", "rescale_factor",
+                "do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb")
+        kwargs.update({key: src[key] for key in keys if key in src})
         if isinstance(kwargs["size"], int):
             kwargs["size"] = {"shortest_edge": kwargs["size"]}
         if isinstance(kwargs["crop_size"], int):
@@ -130,24 +116,14 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
 
 def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, dtype: str | None = None,
                   pad_vocab_to: int = 64, revision: str | None = None) -> Path:
-    """Write the llava-hf (``LlavaForConditionalGeneration``) form of an official LLaVA checkpoint.
+    """Write the llava-hf form of an official LLaVA checkpoint into ``out_dir`` (returned), which
+    lmms-eval runs with ``--model llava_hf --model_args pretrained=<out_dir>``.
 
-    Args:
-        checkpoint_dir: folder written by the official LLaVA script (``config.json`` with
-            ``model_type: llava_llama``, weights as safetensors or ``pytorch_model*.bin``,
-            tokenizer). Vision tower weights are taken from the checkpoint
-            (``model.vision_tower.vision_tower.*``) or, when it has none (LLaVA-1.5 releases),
-            from the CLIP folder named by ``mm_vision_tower``.
-        out_dir: output folder; afterwards ``LlavaForConditionalGeneration.from_pretrained``
-            and ``AutoProcessor.from_pretrained`` load it, and lmms-eval runs it with
-            ``--model llava_hf --model_args pretrained=<out_dir>,device_map=cpu`` (or ``cuda``).
-        vision_tower: local CLIP vision folder overriding ``mm_vision_tower`` (needed offline
-            when the checkpoint names a hub id such as ``openai/clip-vit-large-patch14-336``).
-        dtype: ``float16`` / ``bfloat16`` / ``float32`` for the written weights (default: keep).
-        pad_vocab_to: the embedding and LM-head rows are padded to a multiple of this, as
-            transformers' own LLaVA conversion does.
-
-    Returns ``out_dir``; the steps below are described in the module docstring.
+    The vision tower's weights come from the checkpoint or, when it has none (LLaVA-1.5 releases),
+    from the CLIP folder named by ``mm_vision_tower``; ``vision_tower`` overrides that folder
+    (needed offline when the checkpoint names a hub id). ``dtype`` (``float16`` / ``bfloat16`` /
+    ``float32``) converts the written weights (default: keep); the embedding and LM-head rows are
+    padded to a multiple of ``pad_vocab_to``, as transformers' own LLaVA conversion does.
     """
     import torch
     from transformers import CLIPVisionConfig
@@ -165,7 +141,8 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     if select not in ("patch", "cls_patch"):
         raise PlastError(f"{cfg_path}: mm_vision_select_feature {select!r} is not supported")
 
-    state = _load_state_dict(src)
+    with CheckpointWeights(src, PlastError) as weights:
+        state = weights.read_all()
     vision = _vision_weights(state, tower_dir)
     if not vision:
         raise PlastError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
@@ -284,9 +261,8 @@ def _renamed_weights(state: dict, vision: dict, proj_map: dict, src: Path, wante
     lm_head = state.get("lm_head.weight", embed)
     new_state = {"model.language_model.embed_tokens.weight": _grow(embed, vocab), "lm_head.weight": _grow(lm_head, vocab)}
     for key, value in state.items():
-        if key.startswith(("model.vision_tower.", "model.embed_tokens.")) or key == "lm_head.weight":
-            continue
-        if key.endswith("rotary_emb.inv_freq"):
+        if (key.startswith(("model.vision_tower.", "model.embed_tokens.")) or key == "lm_head.weight"
+                or key.endswith("rotary_emb.inv_freq")):  # placed separately, or recomputed
             continue
         mapped = next((new + key[len(old):] for old, new in proj_map.items() if key.startswith(old)), None)
         if mapped is None and key.startswith("model.mm_projector."):

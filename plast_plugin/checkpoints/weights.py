@@ -1,17 +1,10 @@
-"""One reader of a checkpoint folder's weights, lazy where the format allows.
+"""One reader of a checkpoint folder's weights (export, merge and the llava-hf conversion).
 
-A checkpoint holds its tensors in one file or in shards named by an index
-(``model.safetensors.index.json`` / ``pytorch_model.bin.index.json``), as safetensors or as
-``pytorch_model*.bin``. `CheckpointWeights` finds the files once and reads:
-
-- names: for safetensors from the file headers only (``safetensors.safe_open``), no tensor data;
-- ``read(names)``: only the tensors asked for, each shard opened lazily (the delta export of a
-  few layers reads those layers, not the whole model);
-- ``read_file(file)``: one whole file with its metadata (a merge rewrites whole shards).
-
-A ``.bin`` file has no table of contents: it is loaded whole, once, and kept while the reader
-lives. An unreadable file is the input's fault: one PlastError naming it.
-Export, merge and the llava-hf conversion all read through here.
+The weights are one file or shards named by an index, as safetensors or ``pytorch_model*.bin``.
+Safetensors are read lazily: names from the headers, and only the tensors asked for (the delta
+export of a few layers reads those layers, not the whole model). A ``.bin`` file has no table of
+contents: it is loaded whole, once. An unreadable file is the input's fault: one PlastError
+naming it.
 """
 from __future__ import annotations
 

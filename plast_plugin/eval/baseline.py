@@ -1,29 +1,23 @@
-"""A like-for-like baseline for `plast eval --baseline`: the base model through the same converter.
-
-The tuned model reaches lmms-eval through ``plast export --to-hf`` (:mod:`plast_plugin.checkpoints.hf_convert`:
-vocabulary padded with mean-initialised rows, LLaVA-1.5's pad-to-square preprocessing, the
-``v1`` chat template). The hub's ``llava-hf/llava-1.5-7b-hf`` was made by another converter
-(no padding, randomly sampled new rows, ``do_pad=False``), so a delta against it mixes the two
-conversions into the PLAST gain. The baseline is therefore the *official* LLaVA checkpoint
-(e.g. ``liuhaotian/llava-v1.5-7b``) converted here exactly like the tuned one.
+"""A like-for-like baseline for `plast eval --baseline`: the official LLaVA checkpoint converted by
+the same ``plast export --to-hf`` as the tuned model. The hub's ``llava-hf/llava-1.5-7b-hf`` came
+from another converter (other new embedding rows and preprocessing), so a delta against it would
+mix the two conversions into the PLAST gain (docs/evaluation.md).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json_object
 
 CONVERSION_RECORD = "plast_conversion.json"  # written by hf_convert.convert_to_hf
 
 
 def _converted_from(folder: Path) -> str | None:
     record = folder / CONVERSION_RECORD
-    if not record.is_file():
-        return None
-    return json.loads(record.read_text(encoding="utf-8")).get("source")
+    return read_json_object(record, "conversion record").get("source") if record.is_file() else None
 
 
 def prepare_baseline(source: str, out_dir, model: str | None = None, dry_run: bool = False) -> Path:

@@ -1,26 +1,16 @@
-"""A VLMEvalKit-style exact answer matcher, written here from its published rules.
-
-VLMEvalKit (``vlmeval/utils/matching_util.py``: ``can_infer``) reads a multiple-choice answer by
-rules before any LLM judge; without a judge, an answer the rules cannot read is "no answer"
-(scored wrong). The published baseline rows were scored this way (or with a judge on top), so
-this matcher shows how much of a score comes from our multilingual extractor
-(:mod:`plast_plugin.eval.extract`), which also reads full-width, Arabic and Cyrillic letters
-and phrases such as "A resposta é B". The rules:
-
-1. Replace each of ``.()[],:;!*#{}`` by a space and split on whitespace. If exactly one of the
-   row's option letters occurs as a token, that is the answer (``"(B)"`` -> B, ``"答案是B"`` ->
-   none: ``B`` is not a token there).
-2. Otherwise, if exactly one option's text occurs in the answer (both lower-cased, plain
-   substring), that option is the answer.
-3. Otherwise no answer. (VLMEvalKit also maps a few refusal phrases to "no answer"; they have
-   no letter token and rarely an option text, so they end here too.)
+"""A VLMEvalKit-style exact answer matcher, written here from its published rules
+(``vlmeval/utils/matching_util.py``: ``can_infer``, what VLMEvalKit reads before any LLM judge).
+Reported beside our multilingual extractor (:mod:`plast_plugin.eval.extract`), it shows how much of a
+score comes from the extractor. The rules: if exactly one option letter is a token once each of
+``.()[],:;!*#{}`` is a space (``"(B)"`` -> B; ``"答案是B"`` -> none), that letter; else if exactly one
+option's text occurs in the answer (lower-cased substring), that option; else no answer (wrong).
 """
 
 from __future__ import annotations
 
 from typing import Mapping
 
-_SPLIT_CHARS = ".()[],:;!*#{}"
+_TO_SPACE = str.maketrans(dict.fromkeys(".()[],:;!*#{}", " "))
 
 
 def exact_choice(response: str | None, options: Mapping[str, str | None]) -> str | None:
@@ -29,10 +19,7 @@ def exact_choice(response: str | None, options: Mapping[str, str | None]) -> str
     if response is None or not present:
         return None
     text = str(response)
-    spaced = text
-    for ch in _SPLIT_CHARS:
-        spaced = spaced.replace(ch, " ")
-    tokens = set(spaced.split())
+    tokens = set(text.translate(_TO_SPACE).split())
     letters = [k for k in present if k in tokens]
     if len(letters) == 1:
         return letters[0]

@@ -5,10 +5,9 @@ made to work for answers in the six Parrot languages:
 
 - Letters are read after Unicode NFKC normalisation, so full-width ``Ｂ``, ``（Ｂ）`` and circled
   ``Ⓑ`` become ``B`` and ``(B)``.
-- Arabic letters ``أ ب ج د هـ`` (and bare ``ا``) stand for A B C D E; Cyrillic look-alikes
-  ``А В С Е`` and the transliterations ``Б Д`` stand for A B C E / B D. Russian prompts show
-  Latin letters, so a Cyrillic ``В`` (3rd letter of the Cyrillic alphabet) is read as the
-  look-alike ``B``, not as the third option.
+- Arabic and Cyrillic letters stand for Latin ones (the language table's ``option_letter_aliases``:
+  ``أ ب ج د هـ`` are A-E); a Cyrillic ``В`` is the look-alike ``B``, not the third option, as
+  Russian prompts show Latin letters.
 - A letter counts only when it stands alone in its script: ``B`` in ``答案是B`` (no spaces in
   Chinese) counts, ``B`` in ``B12`` or ``Bus`` does not.
 - A capital that reads as a word — the article ``A`` ("A resposta é B", "A cat"), Russian
@@ -30,17 +29,13 @@ from typing import Mapping
 
 from plast_plugin.data.languages import LANGUAGE_TABLE
 
-# Characters that, standing alone, name option letters: each language's own (the language table's
-# `option_letter_aliases`: Arabic, Cyrillic), read in any answer, and Greek look-alikes, which no
-# benchmark language writes but a model may.
+# Each language's own letters (Arabic, Cyrillic), read in any answer, and Greek look-alikes a model may write.
 LETTER_ALIASES: dict[str, str] = {
     **{char: letter for lang in LANGUAGE_TABLE for char, letter in lang.option_letter_aliases.items()},
     "Α": "A", "Β": "B", "Ε": "E",
 }
-# Capitals that are also ordinary words at the start of a phrase (the table's `option_letter_words`:
-# the article "A" in English and Portuguese, Russian "А" but, "В" in, "С" with). A language that
-# has such words reads all of them as possible words; one that has none (Chinese, Arabic,
-# Turkish) reads a capital A always as an option letter; an unknown one is treated as having some.
+# Capitals that are also words ("A" in en/pt, Russian "А", "В", "С"): a language with such words reads
+# all of them as possible words, one without (zh, ar, tr) never; an unknown language as having some.
 _WORDLIKE_ALL = frozenset().union(*(lang.option_letter_words or () for lang in LANGUAGE_TABLE))
 _WORDLIKE = {lang.code: _WORDLIKE_ALL if lang.option_letter_words else frozenset()
              for lang in LANGUAGE_TABLE if lang.option_letter_words is not None}

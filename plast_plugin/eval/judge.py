@@ -50,8 +50,6 @@ from urllib3.util.retry import Retry
 from plast_plugin.errors import PlastError
 from plast_plugin.eval.extract import extract_choice
 
-__all__ = ["JudgeConfig", "judge_choice", "failure_count", "redact_url", "JUDGE_PROMPT"]
-
 log = logging.getLogger(__name__)
 
 JUDGE_PROMPT = (

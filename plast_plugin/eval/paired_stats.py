@@ -57,18 +57,9 @@ def paired_counts(a: Sequence[bool], b: Sequence[bool]) -> PairedCounts:
     """Counts from per-unit outcomes of A and B (same order, same length)."""
     if len(a) != len(b):
         raise ValueError(f"paired outcomes need the same units: {len(a)} for A, {len(b)} for B")
-    both = only_a = only_b = neither = 0
-    for x, y in zip(a, b):
-        x, y = bool(x), bool(y)
-        if x and y:
-            both += 1
-        elif x:
-            only_a += 1
-        elif y:
-            only_b += 1
-        else:
-            neither += 1
-    return PairedCounts(both, only_a, only_b, neither)
+    pairs = [(bool(x), bool(y)) for x, y in zip(a, b)]
+    return PairedCounts(both=pairs.count((True, True)), only_a=pairs.count((True, False)),
+                        only_b=pairs.count((False, True)), neither=pairs.count((False, False)))
 
 
 def mcnemar_exact_p(only_a: int, only_b: int) -> float:

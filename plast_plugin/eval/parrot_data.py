@@ -1,20 +1,10 @@
 """Reading and checking Parrot's MMMB and multilingual MMBench TSVs (VLMEvalKit MCQ layout).
 
-The published files live in the Hugging Face dataset repo ``AIDC-AI/Parrot-dataset``
-(CC BY-NC-SA 4.0) as ``mmmb/mmmb_<code>.tsv`` and ``mmbench/mmbench_dev_<code>.tsv`` with
-``<code>`` the language's ``parrot_file_code`` in :data:`plast_plugin.data.languages.LANGUAGE_TABLE`
-(``cn``, not ``zh``, for Chinese). Set ``PLAST_PARROT_DIR`` to a
-directory holding the same files (that layout, or all files flat in one folder) to work
-offline; otherwise they are fetched once through ``huggingface_hub`` into its cache.
-
-Columns (VLMEvalKit): ``index``, ``question``, ``hint`` (optional), one column per option
-letter ``A``, ``B``, ... (empty where a question has fewer options), ``answer`` (a letter),
-``category`` and ``l2-category`` (optional), ``image`` (base64, or VLMEvalKit's back-reference
-to the row whose image it reuses). The file is read by :mod:`plast_plugin.data.vlmevalkit_tsv`.
-
-Cells are read as text, never as missing values: an option whose text is ``None`` or ``NA`` is
-an option with that text (pandas' defaults, which VLMEvalKit uses, turn such texts into NaN and
-drop the option). Only an empty cell is an absent option.
+The files (``mmmb/mmmb_<code>.tsv``, ``mmbench/mmbench_dev_<code>.tsv`` in the Hugging Face dataset
+``AIDC-AI/Parrot-dataset``, ``<code>`` the language table's ``parrot_file_code``) come from
+``$PLAST_PARROT_DIR`` (that layout, or flat) or the hub cache. :mod:`plast_plugin.data.vlmevalkit_tsv`
+reads them as text: an option whose text is ``None`` or ``NA`` is an option with that text (pandas'
+defaults, which VLMEvalKit uses, would drop it); only an empty cell is an absent option.
 
 Data identity (the published LLaVA-1.5 rows were computed on specific files): a download is
 taken from revision :data:`PARROT_REVISION` (``$PLAST_PARROT_REVISION`` overrides), and every
@@ -23,7 +13,7 @@ file, downloaded or from ``$PLAST_PARROT_DIR``, must have the md5 VLMEvalKit lis
 (``any``, or ``<task>=<md5>,...`` to pin other files). Row counts are checked against the
 published 1710 (MMMB) and 1164 questions (MMBench-dev) with a warning.
 
-Every problem is reported as a :class:`PlastError` naming the file and the row.
+Every problem is a :class:`PlastError` naming the file and row; docs/evaluation.md lists the checks.
 """
 
 from __future__ import annotations

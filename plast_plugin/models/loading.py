@@ -58,15 +58,13 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     image_processor = None
     if kind == "official-llava":
         try:
-            from llava.model import LlavaLlamaForCausalLM  # noqa: F401  (registers llava_llama)
+            from llava.model import LlavaLlamaForCausalLM  # registers llava_llama
         except ImportError as err:
             raise PlastError(
                 f"{path} is an official LLaVA checkpoint (model_type {model_type!r}); loading it needs "
                 f"the `llava` package (the training environment), or convert it with "
                 f"`plast export --to-hf` ({err})"
             ) from None
-        from llava.model import LlavaLlamaForCausalLM
-
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False, **hub)
         model = LlavaLlamaForCausalLM.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
         tower = model.get_vision_tower()

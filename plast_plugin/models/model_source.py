@@ -1,7 +1,5 @@
-"""Where a model lives: a local folder or a Hugging Face hub id (``liuhaotian/llava-v1.5-7b``,
-``llava-hf/llava-1.5-7b-hf``), resolved the way transformers resolves it: a local folder first,
-else the hub cache (``HF_HUB_CACHE``), downloading only when the hub is reachable and
-``HF_HUB_OFFLINE`` is not set. ``revision`` pins a hub branch, tag or commit.
+"""Where a model lives: a local folder, else a Hugging Face hub id resolved as transformers does
+(the hub cache first; a download only when the hub is reachable and not switched off).
 
 Every command that reads a model's config or files asks here, so a hub id works wherever a folder
 does, and a missing id gets one clear error instead of a fall-back to the wrong model class.
@@ -20,25 +18,18 @@ def _offline() -> bool:
 
 
 def _not_found(name: str, revision: str | None, err: Exception) -> PlastError:
+    from huggingface_hub import constants
+
     at = f" at revision {revision}" if revision else ""
     if _offline():
         how = ("the hub is off (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and the Hugging Face cache "
-               f"({_cache_dir()}) has no copy; download it where the hub is reachable "
+               f"({constants.HF_HUB_CACHE}) has no copy; download it where the hub is reachable "
                f"(`huggingface-cli download {name}`) and copy the cache here, or pass a local folder")
     else:
         how = ("check the spelling, pass a local folder, or log in (`huggingface-cli login`) for a "
                "gated or private model")
     return PlastError(f"model {name!r}{at}: not a local folder and not found on the hub: {how} "
                       f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
-
-
-def _cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except Exception:  # pragma: no cover - very old huggingface_hub
-        return os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
 
 
 def read_config(name_or_path: str, revision: str | None = None) -> dict:
@@ -65,10 +56,6 @@ def read_config(name_or_path: str, revision: str | None = None) -> dict:
     except (OSError, ValueError) as err:
         raise _not_found(name_or_path, revision, err) from None
     return config
-
-
-def model_type(name_or_path: str, revision: str | None = None) -> str:
-    return str(read_config(name_or_path, revision).get("model_type") or "")
 
 
 def local_dir(name_or_path: str, revision: str | None = None) -> Path:

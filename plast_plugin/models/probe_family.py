@@ -18,9 +18,6 @@ from plast_plugin.errors import PlastError
 from plast_plugin.models.probe_inputs import PaddedBatch
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    param = next(p for p in model.parameters() if p.dtype.is_floating_point)
-    return param.device, param.dtype
 
 
 class TextFamily:
@@ -31,7 +28,8 @@ class TextFamily:
 
     def __init__(self, model: nn.Module, layout: DecoderLayout, image_processor=None):
         self.model, self.layout = model, layout
-        self.device, self.dtype = _model_device_dtype(model)
+        param = next(p for p in model.parameters() if p.dtype.is_floating_point)
+        self.device, self.dtype = param.device, param.dtype
 
     def image_ids(self) -> list[int] | None:
         return None

@@ -147,21 +147,26 @@ class PaddedBatch:
     images: list[str | None]
 
 
+def pad_rows(rows: list, dtype: torch.dtype, left: bool, fill: int = 0) -> torch.Tensor:
+    """Rows (lists or 1-d tensors) as one [len(rows), longest] tensor, padded with ``fill`` left or right."""
+    width = max(len(row) for row in rows)
+    out = torch.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        out[i, span] = torch.as_tensor(row, dtype=dtype)
+    return out
+
+
 def pad_batch(prompts: list[EncodedPrompt], positions: str, pad_id: int, padding_side: str = "right") -> PaddedBatch:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    count = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for row, p in enumerate(prompts):
-        span = slice(0, len(p)) if padding_side == "right" else slice(width - len(p), width)
-        ids[row, span] = torch.tensor(p.input_ids, dtype=torch.long)
-        mask[row, span] = 1
-        count[row, span] = torch.tensor(count_flags(p.kinds, positions), dtype=torch.bool)
-    # Positions follow the real tokens, so left padding does not shift the rotary phases.
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    left = padding_side != "right"
+    mask = pad_rows([[1] * len(p) for p in prompts], torch.long, left)
     return PaddedBatch(
         groups=torch.tensor([p.group for p in prompts], dtype=torch.long),
-        input_ids=ids, attention_mask=mask, position_ids=position_ids, count_mask=count,
+        input_ids=pad_rows([p.input_ids for p in prompts], torch.long, left, fill=pad_id),
+        attention_mask=mask,
+        # Positions follow the real tokens, so left padding does not shift the rotary phases.
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        count_mask=pad_rows([count_flags(p.kinds, positions) for p in prompts], torch.bool, left),
         images=[p.image for p in prompts],
     )
 
@@ -179,11 +184,9 @@ def split_pivot(num_questions: int, seed: int) -> list[int]:
 def make_batches(prompts: list[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
     """One group per batch, similar lengths together (less padding); deterministic order.
 
-    Prompts with images go question block by question block: ``batch_size`` questions, then
-    their batch in every group, so the batches that share images run one after the other and
-    each image is decoded and preprocessed once for all languages (``probe_models.PixelCache``
-    keeps only the last blocks' pixels, so memory stays flat). The counts are sums over
-    batches, so the order changes nothing in the result."""
+    Prompts with images go question block by question block (``batch_size`` questions, then their
+    batch in every group), so ``probe_models.PixelCache`` preprocesses each image once for all
+    languages. The counts are sums over batches: the order changes nothing in the result."""
     if prompts and all(p.image is not None and p.question >= 0 for p in prompts):
         return _batches_by_question_block(prompts, batch_size)
     batches: list[list[EncodedPrompt]] = []

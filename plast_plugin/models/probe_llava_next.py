@@ -1,13 +1,10 @@
 """Probing transformers' LLaVA-NeXT (`LlavaNextForConditionalGeneration`, llava-hf/llava-v1.6-*).
 
-LLaVA-NeXT tiles each image ("anyres": a base view plus a grid of crops chosen from the image's
-aspect ratio, with a learned newline embedding after each row), so the number of image features
-differs from image to image. The prompt therefore carries one image placeholder token per image;
-``run`` computes each image's features with the model's own ``get_image_features`` (tiling,
-unpadding and newlines included), widens the placeholder to that many positions and splices the
-features in, as the model's forward does with the processor's expanded text. The counted
-positions ride along: text tokens keep their flag (the question's tokens by default) and every
-feature position takes the placeholder's flag (set only for positions 'image' / 'all').
+LLaVA-NeXT tiles each image ("anyres"), so the number of image features differs from image to
+image: the prompt carries one placeholder token per image, and ``run`` widens it to as many
+positions as the model's own ``get_image_features`` returns and splices the features in, as the
+model's forward does. Feature positions take the placeholder's count flag (set only for
+positions 'image' / 'all'); text tokens keep theirs.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from typing import Callable
 import torch
 
 from plast_plugin.data.parallel_data import load_image
-from plast_plugin.models.probe_inputs import PaddedBatch
+from plast_plugin.models.probe_inputs import PaddedBatch, pad_rows
 from plast_plugin.models.probe_family import TextFamily, check_hf_image_probe, hf_image_parts
 from plast_plugin.errors import PlastError
 
@@ -55,20 +52,9 @@ def expand_image_placeholders(batch: PaddedBatch, image_token_id: int, lengths: 
         rows_ids.append(ids[:at] + [image_token_id] * n + ids[at + 1:])
         rows_count.append(count[:at] + [count[at]] * n + count[at + 1:])
         rows_image.append([False] * at + [True] * n + [False] * (len(ids) - at - 1))
-    width = max(len(r) for r in rows_ids)
-    shape = (len(rows_ids), width)
-    input_ids = torch.zeros(shape, dtype=torch.long)
-    attention_mask = torch.zeros(shape, dtype=torch.long)
-    count_mask = torch.zeros(shape, dtype=torch.bool)
-    is_image = torch.zeros(shape, dtype=torch.bool)
-    for row, ids in enumerate(rows_ids):
-        span = slice(width - len(ids), width) if left_padded else slice(0, len(ids))
-        input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, span] = 1
-        count_mask[row, span] = torch.tensor(rows_count[row], dtype=torch.bool)
-        is_image[row, span] = torch.tensor(rows_image[row], dtype=torch.bool)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return input_ids, attention_mask, position_ids, count_mask, is_image
+    mask = pad_rows([[1] * len(ids) for ids in rows_ids], torch.long, left_padded)
+    return (pad_rows(rows_ids, torch.long, left_padded), mask, (mask.cumsum(-1) - 1).clamp(min=0),
+            pad_rows(rows_count, torch.bool, left_padded), pad_rows(rows_image, torch.bool, left_padded))
 
 
 class LlavaNextHFFamily(TextFamily):

@@ -1,9 +1,8 @@
 """How each supported model family is run for the probe (duck-typed: no LLaVA import).
 
-Each family turns a padded batch into a call of the decoder stack and returns the mask of
-counted positions *in the sequence the decoder sees*, which for the official LLaVA differs
-from the token sequence (one image token becomes hundreds of features). The LM head is never
-run: the probe only needs the FFN activations.
+Each family sets the mask of counted positions *in the sequence the decoder sees* (for the
+official LLaVA one image token becomes hundreds of features) and runs the decoder stack only:
+the probe needs the FFN activations, not the LM head.
 """
 
 from __future__ import annotations
@@ -41,10 +40,8 @@ def expand2square(image, background: tuple[int, ...]):
 
 
 def llava_pixel_values(images: list, image_processor, image_aspect_ratio: str | None) -> torch.Tensor:
-    """Pixel values as LLaVA's ``process_images`` makes them for the model's
-    ``image_aspect_ratio``: ``pad`` (LLaVA-1.5) pads each image to a square with the processor's
-    mean colour before the CLIP processor (whose centre crop then removes nothing); otherwise
-    the processor alone (resize + centre crop)."""
+    """Pixel values as LLaVA's ``process_images`` makes them: for ``image_aspect_ratio`` ``pad``
+    (LLaVA-1.5) each image padded to a square with the processor's mean colour first."""
     if image_aspect_ratio == "pad":
         background = tuple(int(x * 255) for x in image_processor.image_mean)
         return torch.stack([image_processor.preprocess(expand2square(img, background), return_tensors="pt")
@@ -57,12 +54,10 @@ def llava_pixel_values(images: list, image_processor, image_aspect_ratio: str | 
 
 
 class PixelCache:
-    """Preprocessed pixels per image reference, so each image is decoded and preprocessed once
-    for all languages (about 13 ms per image on the main thread for a 336 px CLIP processor).
-
-    The probe's batches visit every question once per language; ``make_batches`` puts the
-    batches that share images next to each other, so keeping the images of the last two batches
-    is enough. Bounded (``2 x`` the largest batch), so memory does not grow with the data."""
+    """Preprocessed pixels per image reference, so each image is decoded and preprocessed once for
+    all languages, not once per language (docs/benchmarks.md). ``make_batches`` puts the batches
+    that share images next to each other, so keeping the last two batches' images (``2 x`` the
+    largest batch) is enough: memory does not grow with the data."""
 
     def __init__(self, preprocess: Callable[[list], torch.Tensor]):
         self._preprocess = preprocess  # list of PIL images -> [N, 3, H, W]

@@ -11,6 +11,7 @@ import torch
 
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
+from plast_plugin.models.probe_inputs import pad_rows
 
 IGNORE_INDEX = -100
 
@@ -88,12 +89,9 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
             for start in batches:
                 indices = order[start : start + batch_size]
                 chunk = [items[i] for i in indices]
-                width = max(len(ids) for _, ids, _ in chunk)
-                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, (_, ids, lab) in enumerate(chunk):
-                    input_ids[row, : len(ids)], labels[row, : len(ids)], mask[row, : len(ids)] = ids, lab, 1
+                input_ids = pad_rows([ids for _, ids, _ in chunk], torch.long, left=False, fill=pad)
+                labels = pad_rows([lab for _, _, lab in chunk], torch.long, left=False, fill=IGNORE_INDEX)
+                mask = pad_rows([[1] * len(ids) for _, ids, _ in chunk], torch.long, left=False)
                 if fast:
                     nll, valid = _answer_nll(model, input_ids.to(device), mask.to(device), labels.to(device))
                 else:
@@ -114,7 +112,7 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
     for lang in questions.other_languages:
         rows = per_question[lang]
         tokens = sum(count for _, count in rows.values())
-        # Summed in question order, so the loss does not depend on how the questions were batched.
+        # Summed in question order, whatever the batching: the same float result either way.
         loss = sum(total for total, _ in rows.values()) / tokens
         out[lang] = LanguageLoss(lang, loss, tokens, len(questions.ids), rows)
     return out

@@ -1,11 +1,9 @@
 """`plast build-data` output (LLaVA conversation JSON) as Hugging Face Trainer data for transformers'
-LLaVA ports (llava-hf, LLaVA-NeXT-hf), to train with ``trainers.hf.PlastCallback``.
+LLaVA ports, to train with ``trainers.hf.PlastCallback`` (``scripts/train_hf_example.py`` runs it).
 
-Each conversation is rendered with the model's own chat template (the processor's, else the
-tokenizer's); the loss is on the answer only (the prompt's labels are -100). The prompt goes
-through the model's processor, so images are expanded exactly as at inference (in transformers 5
-the processor writes one image token per feature, LLaVA-NeXT's anyres tiles included).
-``scripts/train_hf_example.py`` is a runnable Trainer script built on it.
+Each conversation is rendered with the model's own chat template and encoded by its processor, so
+images expand exactly as at inference (LLaVA-NeXT's anyres tiles included); the loss is on the
+answer only.
 """
 from __future__ import annotations
 
@@ -96,18 +94,14 @@ class ConversationDataset:
 def collate(pad_id: int):
     import torch
 
+    from plast_plugin.models.probe_inputs import pad_rows
+
     def collate_fn(items):
-        width = max(len(item["input_ids"]) for item in items)
         batch = {
-            "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
-            "labels": torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long),
+            "input_ids": pad_rows([item["input_ids"] for item in items], torch.long, left=False, fill=pad_id),
+            "attention_mask": pad_rows([[1] * len(item["input_ids"]) for item in items], torch.long, left=False),
+            "labels": pad_rows([item["labels"] for item in items], torch.long, left=False, fill=IGNORE_INDEX),
         }
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            batch["input_ids"][row, :n] = item["input_ids"]
-            batch["attention_mask"][row, :n] = 1
-            batch["labels"][row, :n] = item["labels"]
         pixels = [item["pixel_values"] for item in items if "pixel_values" in item]
         if pixels:
             if pixels[0].dim() == 5:  # LLaVA-NeXT: [1, tiles, C, H, W]; tile counts differ per image
