@@ -141,7 +141,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     if select not in ("patch", "cls_patch"):
         raise PlastError(f"{cfg_path}: mm_vision_select_feature {select!r} is not supported")
 
-    with CheckpointWeights(src, PlastError) as weights:
+    with CheckpointWeights(src) as weights:
         state = weights.read_all()
     vision = _vision_weights(state, tower_dir)
     if not vision:
