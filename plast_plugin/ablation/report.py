@@ -101,7 +101,8 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
             for alt, per_seed in correct.items():
                 if alt == PLAST:
                     continue
-                diffs = stats.paired_accuracy_differences(correct[PLAST], per_seed, where=f"{alt}, {task} {metric}")
+                diffs = stats.paired_differences(correct[PLAST], per_seed, f"{alt}, {task} {metric}",
+                                                 stats.accuracy_difference)
                 entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
             tasks[task][metric] = entry
     return {"metric": ACCURACY_METRIC, "higher_is_better": True, "eval": plan.scoring["eval"],
