@@ -2,27 +2,25 @@
 
 `plast ablate` runs in the training env (LLaVA's train(), transformers 4.x) and lmms-eval lives in
 the eval env (transformers 5.x), so each run's checkpoint is scored by the eval env's own `plast`
-as subprocesses, exactly as a user scores a trained model (README step 4-5, scripts/demo.sh step 9):
+as a user scores a trained model (README steps 4-5):
 
     PLAST export RUN/train --to-hf --out RUN/eval-hf      (the same converter for every run)
     PLAST eval RUN/eval-hf --output RUN/eval EVAL_ARGS    (the real lmms_eval CLI, --log_samples)
 
-and the sample logs are read back with :mod:`plast_plugin.eval.compare` into per-question
-correctness per task and metric, which the report pairs by seed and question.
+and the sample logs are read back (:mod:`plast_plugin.eval.compare`) as per-question correctness.
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from plast_plugin.ablation.runner import log_tail, run_logged
 from plast_plugin.errors import PlastError
 
-HF_FOLDER = "eval-hf"
-EVAL_FOLDER = "eval"
 EVAL_LOG = "eval.log"
 # Decided by the ablation for each run: where the results go and which model is scored.
 CONTROLLED = {"--output": "each run's results go to OUT/runs/<run>/eval",
@@ -74,8 +72,6 @@ def _run(command: list[str], log: Path, env: dict | None, what: str) -> None:
 def check_arguments(scoring: EvalScoring, env: dict | None) -> None:
     """`plast eval --dry-run` with the user's arguments before any training (and before the run folder
     is made): a misspelt option, benchmark or language stops here, not after the first run's training."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="plast-ablate-eval-check-") as tmp:
         _run([*scoring.plast, "eval", "--dry-run", "--output", str(Path(tmp) / "eval"), *scoring.arguments],
              Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(scoring.plast)} eval --dry-run`")
@@ -85,10 +81,8 @@ def evaluate_run(scoring: EvalScoring, train_dir: Path, folder: Path, env: dict 
     """Convert, evaluate and read back one run: {task: {metric: {accuracy, units, correct: {unit: 0/1}}}}."""
     from plast_plugin.eval.compare import read_run, task_outcomes
 
-    hf, output, log = folder / HF_FOLDER, folder / EVAL_FOLDER, folder / EVAL_LOG
-    for stale in (hf, output):  # an earlier attempt at this run that did not finish
-        if stale.exists():
-            shutil.rmtree(stale)
+    # The run's folder was made afresh for its training, so nothing of an earlier attempt is left here.
+    hf, output, log = folder / "eval-hf", folder / "eval", folder / EVAL_LOG
     _run([*scoring.plast, "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
          f"plast export --to-hf of {train_dir}")
     _run([*scoring.plast, "eval", str(hf), "--output", str(output), *scoring.arguments], log, env,
