@@ -71,16 +71,10 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
     return summary
 
 
-ACCURACY_METRIC = ("lmms-eval accuracy through plast eval (share of questions right; MMBench's circular_acc: "
-                   "of circular groups; higher is better)")
-
-
 def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -> dict:
     """Per task and metric: accuracy mean and 95% interval over seeds per alternative, and PLAST minus
-    each alternative paired by seed and question. Higher accuracy is better, so the verdict is read
-    the other way round from the loss's: an interval above 0 is "PLAST better"."""
-    plast = by_alt[PLAST]
-    first = next(iter(plast.values()))
+    each alternative paired by seed and question (an interval above 0: "PLAST better")."""
+    first = next(iter(by_alt[PLAST].values()))
     for seeds in by_alt.values():
         for result in seeds.values():
             if set(result.get("eval") or {}) != set(first["eval"]):
@@ -88,27 +82,28 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
                     f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
                     f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
                     f"that run's result.json and re-run plast ablate to evaluate it again")
-    tasks: dict[str, dict] = {}
-    for task, metrics in first["eval"].items():
-        tasks[task] = {}
-        for metric in metrics:
-            correct = {alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
-                       for alt, seeds in by_alt.items()}
-            entry = {"alternatives": {}, "differences": {}}
-            for alt, per_seed in correct.items():
-                entry["alternatives"][alt] = {**_over_seeds({s: stats.accuracy(c) for s, c in per_seed.items()}),
-                                              "units": len(next(iter(per_seed.values())))}
-            for alt, per_seed in correct.items():
-                if alt == PLAST:
-                    continue
-                diffs = stats.paired_differences(correct[PLAST], per_seed, f"{alt}, {task} {metric}",
-                                                 stats.accuracy_difference)
-                entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
-            tasks[task][metric] = entry
-    return {"metric": ACCURACY_METRIC, "higher_is_better": True, "eval": plan.scoring["eval"],
+    tasks = {task: {metric: _accuracy_entry({alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
+                                             for alt, seeds in by_alt.items()}, f"{task} {metric}")
+                    for metric in metrics}
+             for task, metrics in first["eval"].items()}
+    return {"metric": "lmms-eval accuracy through plast eval (share of questions right; MMBench's circular_acc: "
+                      "of circular groups; higher is better)",
+            "higher_is_better": True, "eval": plan.scoring["eval"],
             "interval": "95% Student-t interval over seeds; differences are PLAST's accuracy minus the "
                         "alternative's, paired by seed and question: positive means PLAST answered more right",
             "tasks": tasks}
+
+
+def _accuracy_entry(correct: dict[str, dict[int, dict]], label: str) -> dict:
+    """One task's metric from {alternative: {seed: {question: 0/1}}}."""
+    entry = {"alternatives": {}, "differences": {}}
+    for alt, per_seed in correct.items():
+        entry["alternatives"][alt] = {**_over_seeds({s: stats.accuracy(c) for s, c in per_seed.items()}),
+                                      "units": len(next(iter(per_seed.values())))}
+        if alt != PLAST:
+            diffs = stats.paired_differences(correct[PLAST], per_seed, f"{alt}, {label}", stats.accuracy_difference)
+            entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
+    return entry
 
 
 def _layers_label(alt: dict) -> str:
