@@ -1,12 +1,10 @@
 """`plast ablate`: does the selection beat other layer sets of the same trainable budget, on this model?
 
-Trains the selection and equal-budget alternatives (first:K, last:K, R random draws of K layers)
-for S seeds each through the user's own training command (LLaVA's train() with the plast
-plugin), scores every run on held-out parallel questions (translation loss per language and
-question), and reports means and 95% intervals over seeds, the paired difference PLAST minus each
-alternative, and a verdict per alternative. With --plast-eval it also scores every run on lmms-eval
-tasks through the eval env's `plast eval` (accuracy per task, paired by seed and question). Needs the
-training environment (the `llava` package).
+Trains the selection and equal-budget alternatives (first:K, last:K, R random draws of K layers) for S
+seeds each through the user's own training command (LLaVA's train() with the plast plugin), scores every
+run on held-out parallel questions (translation loss), and reports means and 95% intervals over seeds,
+the paired difference PLAST minus each alternative and a verdict per alternative; with --plast-eval,
+lmms-eval accuracy per task as well. Needs the training environment (the `llava` package).
 """
 from __future__ import annotations
 
@@ -59,20 +57,17 @@ def add_parser(subparsers) -> None:
                         help="comma-separated subset of first,last,random (default: all three)")
     parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
                         help="what of each layer is trained (default: the selection file's, else layer)")
-    parser.add_argument("--launcher", default=DEFAULT_LAUNCHER,
-                        help="command that runs LLaVA's train() with the plugin, e.g. "
-                        "'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: %(default)s)")
-    parser.add_argument("--template", default=None,
-                        help="human turn of the held-out translation prompts, as given to `plast build-data` "
-                        "(default: build-data's default)")
+    parser.add_argument("--launcher", default=DEFAULT_LAUNCHER, help="command that runs LLaVA's train() with the "
+                        "plugin, e.g. 'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: %(default)s)")
+    parser.add_argument("--template", default=None, help="human turn of the held-out translation prompts, as "
+                        "given to `plast build-data` (default: build-data's default)")
     parser.add_argument("--device", default="auto", help="device for scoring (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="dtype for scoring (default: auto)")
     parser.add_argument("--score-batch-size", type=int, default=16, help="held-out questions per forward pass")
     parser.add_argument("--plast-eval", default=None, metavar="PLAST",
-                        help="also score every run on lmms-eval tasks: the eval env's plast (e.g. "
-                        ".envs/eval/bin/plast), which converts each run's checkpoint (plast export --to-hf) and "
-                        "evaluates it (plast eval) before the checkpoint is deleted")
+                        help="also score every run on lmms-eval tasks with the eval env's plast (e.g. "
+                        ".envs/eval/bin/plast): plast export --to-hf, then plast eval, before the checkpoint goes")
     parser.add_argument("--eval-args", default=None, metavar="ARGS",
                         help="options of every `plast eval`, as one string, e.g. \"--benchmarks mmbench_ml "
                         "--languages en,zh --device cpu\" (not --output or --baseline: set per run; a single option "
@@ -94,12 +89,9 @@ def _refuse(message: str):
 
 
 def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
-    """Refuse flags the ablation sets itself; return the training flags as LLaVA's train() reads them.
-
-    The reader is train()'s own HfArgumentParser over LLaVA's three argument dataclasses (with PLAST's
-    fields), so the defaults (--version v0, --model_max_length 512) and the spellings it accepts are
-    LLaVA's and the installed transformers' (some take --model-max-length, some only --model_max_length).
-    Flags it does not know are left to the launcher, which may run another training script."""
+    """Refuse flags the ablation sets itself; return the training flags as LLaVA's train() reads them:
+    its own HfArgumentParser gives LLaVA's defaults and the installed transformers' spellings. Flags it
+    does not know are left to the launcher, which may run another training script."""
     # In any spelling: a controlled flag is refused even where this transformers would not take it.
     given = {_underscored(a.split("=", 1)[0]): a.split("=", 1)[0] for a in train_args if a.startswith("--")}
     for flag, why in CONTROLLED.items():
