@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from plast_plugin.ablation.runner import log_tail, run_logged
+from plast_plugin.ablation.runner import run_logged
 from plast_plugin.errors import PlastError
 
 EVAL_LOG = "eval.log"
@@ -62,31 +62,23 @@ def parse_eval_options(plast_eval: str | None, eval_args: str | None) -> EvalSco
     return EvalScoring(command, arguments)
 
 
-def _run(command: list[str], log: Path, env: dict | None, what: str) -> None:
-    returncode = run_logged(command, log, env)
-    if returncode != 0:
-        raise PlastError(f"{what} failed (exit {returncode}); last lines of {log}:\n{log_tail(log)}\n"
-                         f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
-
-
 def check_arguments(scoring: EvalScoring, env: dict | None) -> None:
     """`plast eval --dry-run` with the user's arguments before any training (and before the run folder
     is made): a misspelt option, benchmark or language stops here, not after the first run's training."""
     with tempfile.TemporaryDirectory(prefix="plast-ablate-eval-check-") as tmp:
-        _run([*scoring.plast, "eval", "--dry-run", "--output", str(Path(tmp) / "eval"), *scoring.arguments],
-             Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(scoring.plast)} eval --dry-run`")
+        run_logged([*scoring.plast, "eval", "--dry-run", "--output", str(Path(tmp) / "eval"), *scoring.arguments],
+                   Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(scoring.plast)} eval --dry-run`")
 
 
 def evaluate_run(scoring: EvalScoring, train_dir: Path, folder: Path, env: dict | None, keep_model: bool) -> dict:
     """Convert, evaluate and read back one run: {task: {metric: {accuracy, units, correct: {unit: 0/1}}}}."""
     from plast_plugin.eval.compare import read_run, task_outcomes
 
-    # The run's folder was made afresh for its training, so nothing of an earlier attempt is left here.
     hf, output, log = folder / "eval-hf", folder / "eval", folder / EVAL_LOG
-    _run([*scoring.plast, "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
-         f"plast export --to-hf of {train_dir}")
-    _run([*scoring.plast, "eval", str(hf), "--output", str(output), *scoring.arguments], log, env,
-         f"plast eval of {hf}")
+    run_logged([*scoring.plast, "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
+               f"plast export --to-hf of {train_dir}")
+    run_logged([*scoring.plast, "eval", str(hf), "--output", str(output), *scoring.arguments], log, env,
+               f"plast eval of {hf}")
     outcomes = task_outcomes(read_run(output))
     if not keep_model:
         shutil.rmtree(hf)

@@ -69,20 +69,17 @@ def load_result(folder: Path) -> dict | None:
         raise PlastError(f"{path} is not valid JSON ({err}); delete it and re-run to train that run again")
 
 
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def run_logged(command: Sequence[str], log: Path, env: dict | None) -> int:
+def run_logged(command: Sequence[str], log: Path, env: dict | None, what: str) -> None:
     """Run one step of an ablation (a training run, a conversion, an evaluation) with its command line
-    and all its output appended to ``log``; returns the exit status."""
+    and all its output appended to ``log``; a failure is refused with the log's last lines."""
     with log.open("a", encoding="utf-8") as handle:
         handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
-        return subprocess.run(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        returncode = subprocess.run(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+    if returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        raise PlastError(f"{what} failed (exit {returncode}); last lines of {log}:\n{tail}\n"
+                         f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
 
 
 def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
@@ -99,11 +96,8 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
     command = [*launcher, *train_args, "--plast_layers", str(folder / "selection.json"), "--plast_modules",
                plan.modules, "--output_dir", str(train_dir), "--seed", str(run.seed)]
     started = time.time()
-    returncode = run_logged(command, log, env)  # a fresh folder: the log starts with this run
+    run_logged(command, log, env, f"training run {run.name}")  # a fresh folder: the log starts with this run
     train_seconds = time.time() - started
-    if returncode != 0:
-        raise PlastError(f"training run {run.name} failed (exit {returncode}); see {log}; last lines:\n"
-                         f"{log_tail(log)}\nfix the training arguments and re-run: finished runs are kept")
     record_path = train_dir / TRAINING_RECORD
     if not record_path.exists():
         raise PlastError(f"training run {run.name} wrote no {record_path}: the launcher did not run PLAST's training "
