@@ -12,6 +12,7 @@ from plast_plugin.ablation import stats
 from plast_plugin.ablation.plan import PLAST, AblationPlan
 
 MEAN = "mean"  # the unweighted mean over languages, a column of its own
+_SHORT = {stats.BETTER: "better", stats.WORSE: "worse", stats.TIED: "n.d."}  # verdicts in a table cell
 
 
 def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None) -> dict:
@@ -141,7 +142,7 @@ def format_table(summary: dict) -> str:
     for alt, cols in differences.items():
         m = cols[MEAN]
         lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
-                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in languages) + ")")
+                     f"per language: " + ", ".join(f"{lang} {_SHORT[cols[lang]['verdict']]}" for lang in languages) + ")")
     if summary.get("accuracy"):
         lines += ["", *format_accuracy_table(summary)]
     return "\n".join(lines)
@@ -162,14 +163,10 @@ def format_accuracy_table(summary: dict) -> list[str]:
     differences = summary["differences"]
     lines += _rows(summary, differences, lambda a: [_cell(e["differences"][a], "+") for e in cells], width)
     lines += ["", "accuracy verdict per task (higher is better: an interval above 0 is PLAST better):"]
-    lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_short(e['differences'][alt]['verdict'])}"
+    lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_SHORT[e['differences'][alt]['verdict']]}"
                                            for label, e in entries.items())
               for alt in summary["differences"]]
     return lines
-
-
-def _short(verdict: str) -> str:
-    return {stats.BETTER: "better", stats.WORSE: "worse", stats.TIED: "n.d."}[verdict]
 
 
 def plot_column(summary: dict, column: str, path: Path) -> Path:
@@ -201,7 +198,7 @@ def plot_column(summary: dict, column: str, path: Path) -> Path:
         right.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
                        color=color, capsize=4)
     right.axhline(0.0, color="black", linewidth=0.8)
-    right.set_xticks(range(len(others)), [f"{a}\n{_short(summary['differences'][a][column]['verdict'])}" for a in others],
+    right.set_xticks(range(len(others)), [f"{a}\n{_SHORT[summary['differences'][a][column]['verdict']]}" for a in others],
                      fontsize=8)
     right.set_ylabel("PLAST minus alternative (nats/token)")
     right.set_title("paired difference, 95% CI (below 0: PLAST better)", fontsize=10)

@@ -32,9 +32,6 @@ from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord
 RESULT = "result.json"
 PLAN_FILE = "plan.json"
 
-# train_dir -> {language: {question id: [nll sum, tokens]}}
-Scorer = Callable[[Path], dict]
-
 
 def prepare_run_folder(out: Path, plan: AblationPlan) -> None:
     """Create OUT with plan.json, or check that OUT was made by this very plan."""
@@ -84,7 +81,7 @@ def run_logged(command: Sequence[str], log: Path, env: dict | None, what: str) -
 
 def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
                     train_args: Sequence[str], write_selection: Callable[[PlannedRun, Path], None],
-                    score: Scorer, keep_checkpoints: bool, env: dict | None = None,
+                    score: Callable[[Path], dict], keep_checkpoints: bool, env: dict | None = None,
                     evaluate: Callable[[Path, Path], dict] | None = None) -> dict:
     folder = run_folder(out, run)
     if folder.exists():

@@ -111,8 +111,6 @@ def mean_over_languages(per_language: Mapping[str, Mapping[int, float]]) -> dict
 
 def accuracy(outcomes: Mapping[str, bool]) -> float:
     """A run's accuracy on one task: the share of its units (questions, circular groups) right."""
-    if not outcomes:
-        raise ValueError("no scored questions")
     return sum(bool(v) for v in outcomes.values()) / len(outcomes)
 
 
