@@ -10,6 +10,7 @@ continued with the same plan.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,13 +78,12 @@ def parse_alternatives(text: str) -> list[str]:
 
 
 def random_draw(num_layers: int, k: int, draw: int, seed: int, selection: Sequence[int]) -> tuple[int, ...]:
-    """Draw ``draw`` of K layers for ``seed``; never the selection itself."""
-    for attempt in range(1000):
+    """Draw ``draw`` of K layers for ``seed``; never the selection itself (K < num_layers: other sets exist)."""
+    for attempt in itertools.count():
         rng = random.Random(f"plast-ablate/random{draw}/seed{seed}/attempt{attempt}")
         layers = tuple(sorted(rng.sample(range(num_layers), k)))
         if list(layers) != sorted(selection):
             return layers
-    raise PlastError(f"could not draw {k} of {num_layers} layers other than the selection")  # K == num_layers
 
 
 def make_plan(*, model: str, num_layers: int, selection: Sequence[int], modules: str, seeds: int,

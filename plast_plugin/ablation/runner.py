@@ -1,16 +1,14 @@
-"""The run folder of an ablation, and one training subprocess per planned run.
+"""The run folder of an ablation, and one training subprocess per planned run:
 
     OUT/plan.json                    the plan (a folder is only continued with the same plan)
     OUT/base/result.json             the untrained model's held-out losses (a reference row)
-    OUT/runs/<alternative>-seed<s>/  selection.json (the layers this run trains), train.log,
-                                     plast_training.json (what training reports it trained),
-                                     train/ (the checkpoint; removed after scoring unless kept),
-                                     eval-hf/, eval/, eval.log (with --plast-eval: the llava-hf
-                                     conversion, removed with the checkpoint, and plast eval's output),
-                                     result.json (written atomically, last: the run is done)
+    OUT/runs/<alternative>-seed<s>/  selection.json, train.log, plast_training.json (what training
+                                     reports it trained), train/ (removed once scored unless kept),
+                                     with --plast-eval eval-hf/ (removed with train/), eval/, eval.log;
+                                     result.json, written atomically and last: the run is done
 
-A re-run skips every run with a result.json and restarts any other from scratch (a killed run's
-partial checkpoint is deleted first), so a killed ablation continues where it stopped.
+A re-run skips every run with a result.json and restarts any other from scratch, so a killed
+ablation continues where it stopped.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def _plan_on_the_model(args, flags, training: dict, selection, modules: str, eva
                  "languages": list(heldout.other_languages), "pivot": heldout.pivot,
                  "template": args.template, "conv_version": flags.version, "model_max_length": flags.model_max_length,
                  # only with --plast-eval, so a loss-only plan stays the plan it was
-                 **({"eval": eval_scoring.record()} if eval_scoring else {})},
+                 **({"eval": eval_scoring} if eval_scoring else {})},
     )
     budgets = {layers: trainable_fraction(model, list(layers), modules).trainable_params
                for layers in {run.layers for run in plan.runs}}

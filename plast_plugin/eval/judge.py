@@ -48,11 +48,9 @@ def redact_url(text: str) -> str:
 
 
 def _is_local(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
         return False
 
 
