@@ -31,26 +31,23 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
     by_alt: dict[str, dict[int, dict]] = {}
     for run in plan.runs:
         by_alt.setdefault(run.alternative, {})[run.seed] = results[run.name]
+    plast = by_alt[PLAST]
     alternatives: dict[str, dict] = {}
+    differences: dict[str, dict] = {}
     for alt, seeds in by_alt.items():
         per_lang = {lang: {s: stats.run_loss(r["losses"][lang]) for s, r in seeds.items()} for lang in languages}
-        per_lang[MEAN] = stats.mean_over_languages({lang: per_lang[lang] for lang in languages})
+        per_lang[MEAN] = stats.mean_over_languages(per_lang)
         alternatives[alt] = {
             "layers": {str(s): r["layers"] for s, r in seeds.items()},
             "trainable_params": sorted({r["trainable_params"] for r in seeds.values()}),
             "loss": {col: _over_seeds(v) for col, v in per_lang.items()},
         }
-    differences: dict[str, dict] = {}
-    plast = by_alt[PLAST]
-    for alt, seeds in by_alt.items():
-        if alt == PLAST:
-            continue
-        per_lang = {lang: stats.paired_differences({s: r["losses"][lang] for s, r in plast.items()},
-                                                   {s: r["losses"][lang] for s, r in seeds.items()},
-                                                   where=f"{alt}, {lang}")
-                    for lang in languages}
-        per_lang[MEAN] = stats.mean_over_languages(per_lang)
-        differences[alt] = {col: _over_seeds(per_seed, higher_is_better=False) for col, per_seed in per_lang.items()}
+        if alt != PLAST:
+            diffs = {lang: stats.paired_differences({s: r["losses"][lang] for s, r in plast.items()},
+                                                    {s: r["losses"][lang] for s, r in seeds.items()}, f"{alt}, {lang}")
+                     for lang in languages}
+            diffs[MEAN] = stats.mean_over_languages(diffs)
+            differences[alt] = {col: _over_seeds(per_seed, higher_is_better=False) for col, per_seed in diffs.items()}
     summary = {
         "schema": "plast-ablation/1",
         "model": plan.model,
