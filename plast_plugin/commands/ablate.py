@@ -37,10 +37,9 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "ablate",
         help="train the selection and equal-budget alternatives over seeds; is PLAST's choice better?",
-        description=__doc__.split("\n\n")[1] + " Everything after `--` is passed to every training run "
-        "(model, data, steps, learning rate, --deepspeed ...); the ablation adds --plast_layers, "
-        "--plast_modules, --output_dir and --seed. A killed ablation continues when run again with the same "
-        "arguments.",
+        description=__doc__.split("\n\n")[1] + " Everything after `--` is passed to every training run; the "
+        "ablation adds --plast_layers, --plast_modules, --output_dir and --seed. A killed ablation continues "
+        "when run again with the same arguments.",
         usage="plast ablate --selection FILE --heldout FILE --out DIR [options] -- TRAINING ARGUMENTS",
     )
     parser.add_argument("--selection", required=True, help="the selection file (plast_layers.json) to test; "
@@ -69,11 +68,10 @@ def add_parser(subparsers) -> None:
                         help="also score every run on lmms-eval tasks with the eval env's plast (e.g. "
                         ".envs/eval/bin/plast): plast export --to-hf, then plast eval, before the checkpoint goes")
     parser.add_argument("--eval-args", default=None, metavar="ARGS",
-                        help="options of every `plast eval`, as one string, e.g. \"--benchmarks mmbench_ml "
-                        "--languages en,zh --device cpu\" (not --output or --baseline: set per run; a single option "
-                        "is written --eval-args=--option)")
-    parser.add_argument("--keep-checkpoints", action="store_true",
-                        help="keep every run's trained model (default: deleted once scored)")
+                        help="options of every `plast eval` as one string, e.g. \"--benchmarks mmbench_ml --languages "
+                        "en,zh\" (not --output or --baseline; a single option is written --eval-args=--option)")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep every run's trained model "
+                        "(default: deleted once scored)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("train_args", nargs="*", metavar="-- TRAINING ARGUMENTS",
                         help="arguments of LLaVA's train(), after `--`")
