@@ -1,9 +1,6 @@
 """Writes that never leave half a result: a file or folder is built beside its target and renamed
-into place only when complete, so a failed or killed run leaves the old output (or nothing) and
-a re-run never trips over debris.
-
-Files get the mode a plain ``open(path, "w")`` would give (0666 minus the umask), not the 0600 of
-``tempfile``: selection files and plots are meant to be shared.
+into place only when complete, so a failed or killed run leaves the old output (or nothing). Files
+get the mode of a plain ``open(path, "w")``, not ``tempfile``'s 0600: outputs are meant to be shared.
 """
 from __future__ import annotations
 
@@ -85,9 +82,8 @@ def _remove_dead_stages(out: Path) -> None:
 
 @contextlib.contextmanager
 def staged_directory(out: str | os.PathLike, what: str = "--out"):
-    """Yield an empty folder beside ``out``; on success it becomes ``out`` (which must not exist
-    or be empty), on failure (or Ctrl-C, or SIGTERM through the CLI) it is deleted, so nothing
-    partial is left behind; what a SIGKILLed run left is removed by the next run."""
+    """Yield an empty folder beside ``out``; on success it becomes ``out`` (which must not exist or be
+    empty), on failure it is deleted; what a SIGKILLed run left is removed by the next run."""
     out = check_new_directory(out, what)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_stages(out)

@@ -2,27 +2,24 @@
 
 `plast ablate` runs in the training env (LLaVA's train(), transformers 4.x) and lmms-eval lives in
 the eval env (transformers 5.x), so each run's checkpoint is scored by the eval env's own `plast`
-as subprocesses, exactly as a user scores a trained model (README step 4-5, scripts/demo.sh step 9):
+as a user scores a trained model (README steps 4-5):
 
     PLAST export RUN/train --to-hf --out RUN/eval-hf      (the same converter for every run)
     PLAST eval RUN/eval-hf --output RUN/eval EVAL_ARGS    (the real lmms_eval CLI, --log_samples)
 
-and the sample logs are read back with :mod:`plast_plugin.eval.compare` into per-question
-correctness per task and metric, which the report pairs by seed and question.
+and the sample logs are read back (:mod:`plast_plugin.eval.compare`) as per-question correctness.
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 
-from plast_plugin.ablation.runner import log_tail, run_logged
+from plast_plugin.ablation.runner import run_logged
 from plast_plugin.errors import PlastError
 
-HF_FOLDER = "eval-hf"
-EVAL_FOLDER = "eval"
 EVAL_LOG = "eval.log"
 # Decided by the ablation for each run: where the results go and which model is scored.
 CONTROLLED = {"--output": "each run's results go to OUT/runs/<run>/eval",
@@ -30,18 +27,10 @@ CONTROLLED = {"--output": "each run's results go to OUT/runs/<run>/eval",
               "--dry-run": "the ablation checks the arguments with a dry run itself"}
 
 
-@dataclass(frozen=True)
-class EvalScoring:
-    plast: list[str]  # the eval env's plast command, e.g. [".envs/eval/bin/plast"]
-    arguments: list[str]  # passed to every `plast eval`
-
-    def record(self) -> dict:
-        """What the plan keeps: another command or other arguments make another plan."""
-        return {"plast_eval": self.plast, "arguments": self.arguments}
-
-
-def parse_eval_options(plast_eval: str | None, eval_args: str | None) -> EvalScoring | None:
-    """--plast-eval and --eval-args of `plast ablate`; None when lmms-eval scoring is not asked for."""
+def parse_eval_options(plast_eval: str | None, eval_args: str | None) -> dict | None:
+    """--plast-eval and --eval-args of `plast ablate` as the plan records them (another command or other
+    arguments make another plan): {"plast_eval": [command], "arguments": [of every plast eval]}; None
+    when lmms-eval scoring is not asked for."""
     if not plast_eval:
         if eval_args:
             raise PlastError("--eval-args is given without --plast-eval: name the eval env's plast, e.g. "
@@ -61,38 +50,27 @@ def parse_eval_options(plast_eval: str | None, eval_args: str | None) -> EvalSco
         flag = item.split("=", 1)[0]
         if flag in CONTROLLED:
             raise PlastError(f"--eval-args: {flag} is set by plast ablate ({CONTROLLED[flag]}); remove it")
-    return EvalScoring(command, arguments)
+    return {"plast_eval": command, "arguments": arguments}
 
 
-def _run(command: list[str], log: Path, env: dict | None, what: str) -> None:
-    returncode = run_logged(command, log, env)
-    if returncode != 0:
-        raise PlastError(f"{what} failed (exit {returncode}); last lines of {log}:\n{log_tail(log)}\n"
-                         f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
-
-
-def check_arguments(scoring: EvalScoring, env: dict | None) -> None:
+def check_arguments(scoring: dict, env: dict | None) -> None:
     """`plast eval --dry-run` with the user's arguments before any training (and before the run folder
     is made): a misspelt option, benchmark or language stops here, not after the first run's training."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="plast-ablate-eval-check-") as tmp:
-        _run([*scoring.plast, "eval", "--dry-run", "--output", str(Path(tmp) / "eval"), *scoring.arguments],
-             Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(scoring.plast)} eval --dry-run`")
+        plast = scoring["plast_eval"]
+        run_logged([*plast, "eval", "--dry-run", "--output", str(Path(tmp) / "eval"), *scoring["arguments"]],
+                   Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(plast)} eval --dry-run`")
 
 
-def evaluate_run(scoring: EvalScoring, train_dir: Path, folder: Path, env: dict | None, keep_model: bool) -> dict:
+def evaluate_run(scoring: dict, train_dir: Path, folder: Path, env: dict | None, keep_model: bool) -> dict:
     """Convert, evaluate and read back one run: {task: {metric: {accuracy, units, correct: {unit: 0/1}}}}."""
     from plast_plugin.eval.compare import read_run, task_outcomes
 
-    hf, output, log = folder / HF_FOLDER, folder / EVAL_FOLDER, folder / EVAL_LOG
-    for stale in (hf, output):  # an earlier attempt at this run that did not finish
-        if stale.exists():
-            shutil.rmtree(stale)
-    _run([*scoring.plast, "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
-         f"plast export --to-hf of {train_dir}")
-    _run([*scoring.plast, "eval", str(hf), "--output", str(output), *scoring.arguments], log, env,
-         f"plast eval of {hf}")
+    hf, output, log = folder / "eval-hf", folder / "eval", folder / EVAL_LOG
+    run_logged([*scoring["plast_eval"], "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
+               f"plast export --to-hf of {train_dir}")
+    run_logged([*scoring["plast_eval"], "eval", str(hf), "--output", str(output), *scoring["arguments"]], log, env,
+               f"plast eval of {hf}")
     outcomes = task_outcomes(read_run(output))
     if not keep_model:
         shutil.rmtree(hf)

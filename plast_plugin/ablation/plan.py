@@ -1,21 +1,16 @@
-"""The plan of an ablation: which layer sets are trained, with which seeds, under which command.
+"""The plan of an ablation: which layer sets are trained, with which seeds, under which command. The
+alternatives to the selection's K layers are first:K, last:K and random draws of K layers, a new
+draw for every seed (docs/method.md, "What varies with the seed").
 
-Alternatives to the PLAST selection (K layers):
-
-- ``first``: layers 0..K-1; ``last``: the K deepest layers;
-- ``random1`` .. ``randomR``: K layers drawn uniformly without replacement, a new draw for every
-  seed (the seed varies the data order and, for random alternatives, the draw), so a random row's
-  interval covers the spread of draws as well as of data orders. A draw that equals the selection
-  is drawn again (it would compare PLAST with itself).
-
-The plan is a pure function of its inputs (draws come from ``random.Random`` seeded with a
-string, which does not depend on PYTHONHASHSEED), is written to the run folder as plan.json, and a
-run folder is only ever continued with the same plan.
+The plan is a pure function of its inputs (draws are seeded with a string, which does not depend
+on PYTHONHASHSEED) and is written to the run folder as plan.json; a run folder is only ever
+continued with the same plan.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,13 +78,12 @@ def parse_alternatives(text: str) -> list[str]:
 
 
 def random_draw(num_layers: int, k: int, draw: int, seed: int, selection: Sequence[int]) -> tuple[int, ...]:
-    """Draw ``draw`` of K layers for ``seed``; never the selection itself."""
-    for attempt in range(1000):
+    """Draw ``draw`` of K layers for ``seed``; never the selection itself (K < num_layers: other sets exist)."""
+    for attempt in itertools.count():
         rng = random.Random(f"plast-ablate/random{draw}/seed{seed}/attempt{attempt}")
         layers = tuple(sorted(rng.sample(range(num_layers), k)))
         if list(layers) != sorted(selection):
             return layers
-    raise PlastError(f"could not draw {k} of {num_layers} layers other than the selection")  # K == num_layers
 
 
 def make_plan(*, model: str, num_layers: int, selection: Sequence[int], modules: str, seeds: int,

@@ -12,6 +12,7 @@ from plast_plugin.ablation import stats
 from plast_plugin.ablation.plan import PLAST, AblationPlan
 
 MEAN = "mean"  # the unweighted mean over languages, a column of its own
+_SHORT = {stats.BETTER: "better", stats.WORSE: "worse", stats.TIED: "n.d."}  # verdicts in a table cell
 
 
 def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None) -> dict:
@@ -30,26 +31,23 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
     by_alt: dict[str, dict[int, dict]] = {}
     for run in plan.runs:
         by_alt.setdefault(run.alternative, {})[run.seed] = results[run.name]
+    plast = by_alt[PLAST]
     alternatives: dict[str, dict] = {}
+    differences: dict[str, dict] = {}
     for alt, seeds in by_alt.items():
         per_lang = {lang: {s: stats.run_loss(r["losses"][lang]) for s, r in seeds.items()} for lang in languages}
-        per_lang[MEAN] = stats.mean_over_languages({lang: per_lang[lang] for lang in languages})
+        per_lang[MEAN] = stats.mean_over_languages(per_lang)
         alternatives[alt] = {
             "layers": {str(s): r["layers"] for s, r in seeds.items()},
             "trainable_params": sorted({r["trainable_params"] for r in seeds.values()}),
             "loss": {col: _over_seeds(v) for col, v in per_lang.items()},
         }
-    differences: dict[str, dict] = {}
-    plast = by_alt[PLAST]
-    for alt, seeds in by_alt.items():
-        if alt == PLAST:
-            continue
-        per_lang = {lang: stats.paired_differences({s: r["losses"][lang] for s, r in plast.items()},
-                                                   {s: r["losses"][lang] for s, r in seeds.items()},
-                                                   where=f"{alt}, {lang}")
-                    for lang in languages}
-        per_lang[MEAN] = stats.mean_over_languages(per_lang)
-        differences[alt] = {col: _over_seeds(per_seed, higher_is_better=False) for col, per_seed in per_lang.items()}
+        if alt != PLAST:
+            diffs = {lang: stats.paired_differences({s: r["losses"][lang] for s, r in plast.items()},
+                                                    {s: r["losses"][lang] for s, r in seeds.items()}, f"{alt}, {lang}")
+                     for lang in languages}
+            diffs[MEAN] = stats.mean_over_languages(diffs)
+            differences[alt] = {col: _over_seeds(per_seed, higher_is_better=False) for col, per_seed in diffs.items()}
     summary = {
         "schema": "plast-ablation/1",
         "model": plan.model,
@@ -71,16 +69,10 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
     return summary
 
 
-ACCURACY_METRIC = ("lmms-eval accuracy through plast eval (share of questions right; MMBench's circular_acc: "
-                   "of circular groups; higher is better)")
-
-
 def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -> dict:
     """Per task and metric: accuracy mean and 95% interval over seeds per alternative, and PLAST minus
-    each alternative paired by seed and question. Higher accuracy is better, so the verdict is read
-    the other way round from the loss's: an interval above 0 is "PLAST better"."""
-    plast = by_alt[PLAST]
-    first = next(iter(plast.values()))
+    each alternative paired by seed and question (an interval above 0: "PLAST better")."""
+    first = next(iter(by_alt[PLAST].values()))
     for seeds in by_alt.values():
         for result in seeds.values():
             if set(result.get("eval") or {}) != set(first["eval"]):
@@ -88,26 +80,28 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
                     f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
                     f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
                     f"that run's result.json and re-run plast ablate to evaluate it again")
-    tasks: dict[str, dict] = {}
-    for task, metrics in first["eval"].items():
-        tasks[task] = {}
-        for metric in metrics:
-            correct = {alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
-                       for alt, seeds in by_alt.items()}
-            entry = {"alternatives": {}, "differences": {}}
-            for alt, per_seed in correct.items():
-                entry["alternatives"][alt] = {**_over_seeds({s: stats.accuracy(c) for s, c in per_seed.items()}),
-                                              "units": len(next(iter(per_seed.values())))}
-            for alt, per_seed in correct.items():
-                if alt == PLAST:
-                    continue
-                diffs = stats.paired_accuracy_differences(correct[PLAST], per_seed, where=f"{alt}, {task} {metric}")
-                entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
-            tasks[task][metric] = entry
-    return {"metric": ACCURACY_METRIC, "higher_is_better": True, "eval": plan.scoring["eval"],
+    tasks = {task: {metric: _accuracy_entry({alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
+                                             for alt, seeds in by_alt.items()}, f"{task} {metric}")
+                    for metric in metrics}
+             for task, metrics in first["eval"].items()}
+    return {"metric": "lmms-eval accuracy through plast eval (share of questions right; MMBench's circular_acc: "
+                      "of circular groups; higher is better)",
+            "higher_is_better": True, "eval": plan.scoring["eval"],
             "interval": "95% Student-t interval over seeds; differences are PLAST's accuracy minus the "
                         "alternative's, paired by seed and question: positive means PLAST answered more right",
             "tasks": tasks}
+
+
+def _accuracy_entry(correct: dict[str, dict[int, dict]], label: str) -> dict:
+    """One task's metric from {alternative: {seed: {question: 0/1}}}."""
+    entry = {"alternatives": {}, "differences": {}}
+    for alt, per_seed in correct.items():
+        entry["alternatives"][alt] = {**_over_seeds({s: stats.accuracy(c) for s, c in per_seed.items()}),
+                                      "units": len(next(iter(per_seed.values())))}
+        if alt != PLAST:
+            diffs = stats.paired_differences(correct[PLAST], per_seed, f"{alt}, {label}", stats.accuracy_difference)
+            entry["differences"][alt] = _over_seeds(diffs, higher_is_better=True)
+    return entry
 
 
 def _layers_label(alt: dict) -> str:
@@ -145,7 +139,7 @@ def format_table(summary: dict) -> str:
     for alt, cols in differences.items():
         m = cols[MEAN]
         lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
-                     f"per language: " + ", ".join(f"{lang} {_short(cols[lang]['verdict'])}" for lang in languages) + ")")
+                     f"per language: " + ", ".join(f"{lang} {_SHORT[cols[lang]['verdict']]}" for lang in languages) + ")")
     if summary.get("accuracy"):
         lines += ["", *format_accuracy_table(summary)]
     return "\n".join(lines)
@@ -166,14 +160,10 @@ def format_accuracy_table(summary: dict) -> list[str]:
     differences = summary["differences"]
     lines += _rows(summary, differences, lambda a: [_cell(e["differences"][a], "+") for e in cells], width)
     lines += ["", "accuracy verdict per task (higher is better: an interval above 0 is PLAST better):"]
-    lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_short(e['differences'][alt]['verdict'])}"
+    lines += [f"  vs {alt:<9} " + "; ".join(f"{label} {_SHORT[e['differences'][alt]['verdict']]}"
                                            for label, e in entries.items())
               for alt in summary["differences"]]
     return lines
-
-
-def _short(verdict: str) -> str:
-    return {stats.BETTER: "better", stats.WORSE: "worse", stats.TIED: "n.d."}[verdict]
 
 
 def plot_column(summary: dict, column: str, path: Path) -> Path:
@@ -205,7 +195,7 @@ def plot_column(summary: dict, column: str, path: Path) -> Path:
         right.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
                        color=color, capsize=4)
     right.axhline(0.0, color="black", linewidth=0.8)
-    right.set_xticks(range(len(others)), [f"{a}\n{_short(summary['differences'][a][column]['verdict'])}" for a in others],
+    right.set_xticks(range(len(others)), [f"{a}\n{_SHORT[summary['differences'][a][column]['verdict']]}" for a in others],
                      fontsize=8)
     right.set_ylabel("PLAST minus alternative (nats/token)")
     right.set_title("paired difference, 95% CI (below 0: PLAST better)", fontsize=10)

@@ -1,16 +1,14 @@
-"""The run folder of an ablation, and one training subprocess per planned run.
+"""The run folder of an ablation, and one training subprocess per planned run:
 
     OUT/plan.json                    the plan (a folder is only continued with the same plan)
     OUT/base/result.json             the untrained model's held-out losses (a reference row)
-    OUT/runs/<alternative>-seed<s>/  selection.json (the layers this run trains), train.log,
-                                     plast_training.json (what training reports it trained),
-                                     train/ (the checkpoint; removed after scoring unless kept),
-                                     eval-hf/, eval/, eval.log (with --plast-eval: the llava-hf
-                                     conversion, removed with the checkpoint, and plast eval's output),
-                                     result.json (written atomically, last: the run is done)
+    OUT/runs/<alternative>-seed<s>/  selection.json, train.log, plast_training.json (what training
+                                     reports it trained), train/ (removed once scored unless kept),
+                                     with --plast-eval eval-hf/ (removed with train/), eval/, eval.log;
+                                     result.json, written atomically and last: the run is done
 
-A re-run skips every run with a result.json and restarts any other from scratch (a killed run's
-partial checkpoint is deleted first), so a killed ablation continues where it stopped.
+A re-run skips every run with a result.json and restarts any other from scratch, so a killed
+ablation continues where it stopped.
 """
 
 from __future__ import annotations
@@ -31,9 +29,6 @@ from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord
 
 RESULT = "result.json"
 PLAN_FILE = "plan.json"
-
-# train_dir -> {language: {question id: [nll sum, tokens]}}
-Scorer = Callable[[Path], dict]
 
 
 def prepare_run_folder(out: Path, plan: AblationPlan) -> None:
@@ -69,49 +64,35 @@ def load_result(folder: Path) -> dict | None:
         raise PlastError(f"{path} is not valid JSON ({err}); delete it and re-run to train that run again")
 
 
-def training_command(launcher: Sequence[str], train_args: Sequence[str], run: PlannedRun, folder: Path,
-                     modules: str) -> list[str]:
-    """The user's launcher and training arguments, plus what this run decides: its layers, its seed
-    (data order) and its output folder."""
-    return [*launcher, *train_args,
-            "--plast_layers", str(folder / "selection.json"), "--plast_modules", modules,
-            "--output_dir", str(folder / "train"), "--seed", str(run.seed)]
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def run_logged(command: Sequence[str], log: Path, env: dict | None) -> int:
+def run_logged(command: Sequence[str], log: Path, env: dict | None, what: str) -> None:
     """Run one step of an ablation (a training run, a conversion, an evaluation) with its command line
-    and all its output appended to ``log``; returns the exit status."""
+    and all its output appended to ``log``; a failure is refused with the log's last lines."""
     with log.open("a", encoding="utf-8") as handle:
         handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
-        return subprocess.run(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        returncode = subprocess.run(list(command), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+    if returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        raise PlastError(f"{what} failed (exit {returncode}); last lines of {log}:\n{tail}\n"
+                         f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
 
 
 def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
                     train_args: Sequence[str], write_selection: Callable[[PlannedRun, Path], None],
-                    score: Scorer, keep_checkpoints: bool, env: dict | None = None,
+                    score: Callable[[Path], dict], keep_checkpoints: bool, env: dict | None = None,
                     evaluate: Callable[[Path, Path], dict] | None = None) -> dict:
     folder = run_folder(out, run)
     if folder.exists():
         shutil.rmtree(folder)  # an unfinished run (no result.json): start it again from nothing
     folder.mkdir(parents=True)
     write_selection(run, folder / "selection.json")
-    command = training_command(launcher, train_args, run, folder, plan.modules)
-    log = folder / "train.log"
+    train_dir, log = folder / "train", folder / "train.log"
+    # The user's launcher and training arguments, plus what this run decides: layers, seed (data order), output.
+    command = [*launcher, *train_args, "--plast_layers", str(folder / "selection.json"), "--plast_modules",
+               plan.modules, "--output_dir", str(train_dir), "--seed", str(run.seed)]
     started = time.time()
-    returncode = run_logged(command, log, env)  # a fresh folder: the log starts with this run
+    run_logged(command, log, env, f"training run {run.name}")  # a fresh folder: the log starts with this run
     train_seconds = time.time() - started
-    if returncode != 0:
-        raise PlastError(f"training run {run.name} failed (exit {returncode}); see {log}; last lines:\n"
-                         f"{log_tail(log)}\nfix the training arguments and re-run: finished runs are kept")
-    train_dir = folder / "train"
     record_path = train_dir / TRAINING_RECORD
     if not record_path.exists():
         raise PlastError(f"training run {run.name} wrote no {record_path}: the launcher did not run PLAST's training "
@@ -126,12 +107,9 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
     shutil.copy2(record_path, folder / TRAINING_RECORD)
     started = time.time()
     losses = score(train_dir)
+    # Before the checkpoint goes; a failure leaves no result.json, so the run is redone.
+    evaluation = evaluate(train_dir, folder) if evaluate is not None else None
     score_seconds = time.time() - started
-    evaluation = None
-    if evaluate is not None:  # before the checkpoint goes; a failure leaves no result.json: the run is redone
-        started = time.time()
-        evaluation = evaluate(train_dir, folder)
-        score_seconds += time.time() - started
     if not keep_checkpoints:
         shutil.rmtree(train_dir)
     result = {"run": run.name, "alternative": run.alternative, "seed": run.seed, "layers": list(run.layers),
@@ -143,39 +121,22 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
     return result
 
 
-def run_all(plan: AblationPlan, out: Path, *, progress: bool = True, log=print, **kwargs) -> dict[str, dict]:
+def run_all(plan: AblationPlan, out: Path, *, progress: bool = True, **kwargs) -> dict[str, dict]:
     """Train and score every planned run that has no result yet; returns every run's result."""
-    results: dict[str, dict] = {}
-    todo = []
-    for run in plan.runs:
-        found = load_result(run_folder(out, run))
-        if found is not None:
-            results[run.name] = found
-        else:
-            todo.append(run)
-    if results:
-        log(f"{len(results)} of {len(plan.runs)} runs already finished in {out}; {len(todo)} to train")
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc="ablation runs", unit="run")
-    try:
+    found = {run.name: load_result(run_folder(out, run)) for run in plan.runs}
+    results = {name: result for name, result in found.items() if result is not None}
+    todo = [run for run in plan.runs if run.name not in results]
+    if results:
+        print(f"{len(results)} of {len(plan.runs)} runs already finished in {out}; {len(todo)} to train")
+    with tqdm(total=len(todo), desc="ablation runs", unit="run", disable=not (progress and todo)) as bar:
         for run in todo:
-            if bar is not None:
-                bar.set_postfix_str(run.name)
-            result = train_and_score(plan, out, run, **kwargs)
-            results[run.name] = result
-            message = (f"{run.name}: layers {list(run.layers)}, trained {result['train_seconds']:.0f}s, "
-                       f"scored {result['score_seconds']:.0f}s")
-            if bar is not None:
-                bar.write(message)
-                bar.update(1)
-            else:
-                log(message)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.set_postfix_str(run.name)
+            result = results[run.name] = train_and_score(plan, out, run, **kwargs)
+            bar.write(f"{run.name}: layers {list(run.layers)}, trained {result['train_seconds']:.0f}s, "
+                      f"scored {result['score_seconds']:.0f}s")  # printed as well without the bar
+            bar.update(1)
     return results
 
 

@@ -1,22 +1,10 @@
-"""Statistics of a seeded ablation, in plain Python (no numpy, no scipy: the training env has no
-scipy and these are a few sums and a table of t quantiles).
+"""Statistics of a seeded ablation (docs/method.md, "plast ablate"), in plain Python: the training env
+has no scipy, and these are a few sums and a table of t quantiles.
 
-Every interval here is a two-sided 95% Student-t interval over *seeds*: a seed is one complete,
-independent repetition of the experiment (its own data order and, for random alternatives, its
-own layer draw), so the seeds are the independent units; questions within one seed are not (they
-share one trained model). For an alternative A and seed s the paired difference is
-
-    d_s = (sum over held-out questions q of (NLL_PLAST,s(q) - NLL_A,s(q))) / (answer tokens)
-
-i.e. PLAST's held-out loss minus A's at the same seed (same data order), on the same questions
-and the same answer tokens: exactly the difference of the two language losses, computed from
-per-question sums so that mismatched question sets are caught. The interval is
-mean(d) +- t_{0.975, S-1} * sd(d) / sqrt(S). Lower loss is better, so an interval entirely
-below 0 means PLAST is better at 95%.
-
-The optional lmms-eval accuracies (``plast ablate --plast-eval``) get the same interval over seeds
-of the paired per-seed difference acc_PLAST,s - acc_A,s (same questions, checked). Higher accuracy
-is better, so for them the verdict flips: an interval entirely *above* 0 means PLAST is better.
+Every interval is a two-sided 95% Student-t interval over seeds, the independent repetitions, of the
+paired per-seed difference PLAST minus an alternative: of held-out loss (per-question sums, so that
+mismatched question sets are caught; lower is better) or of lmms-eval accuracy (higher is better, so
+the verdict reads the other way round).
 """
 
 from __future__ import annotations
@@ -44,12 +32,10 @@ class Interval:
         return {"mean": self.mean, "low": self.low, "high": self.high, "seeds": self.n}
 
 
-# Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (scipy.stats.t.ppf, 6 decimals; scipy
-# is not in the training env, where the ablation runs).
+# t_{0.975, df} for df = 1..30 (scipy.stats.t.ppf, 6 decimals).
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
          2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
          2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-_Z975 = 1.959964
 
 
 def t975(df: int) -> float:
@@ -59,7 +45,7 @@ def t975(df: int) -> float:
         raise ValueError(f"Student's t needs at least 1 degree of freedom, got {df}")
     if df <= len(_T975):
         return _T975[df - 1]
-    z = _Z975
+    z = 1.959964  # the normal quantile z_{0.975}
     return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
             + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
@@ -82,11 +68,15 @@ def run_loss(questions: QuestionLosses) -> float:
     return sum(float(s) for s, _ in questions.values()) / tokens
 
 
-def paired_difference(plast: QuestionLosses, other: QuestionLosses, where: str = "") -> float:
-    """PLAST's loss minus the other run's, over the same questions and the same answer tokens."""
+def _same_questions(plast: Mapping, other: Mapping, where: str, hint: str = "") -> None:
     if set(plast) != set(other):
         missing = sorted(set(plast) ^ set(other))[:5]
-        raise ValueError(f"{where}: the two runs were scored on different questions (e.g. {missing})")
+        raise ValueError(f"{where}: the two runs were scored on different questions (e.g. {missing}){hint}")
+
+
+def paired_difference(plast: QuestionLosses, other: QuestionLosses, where: str = "") -> float:
+    """PLAST's loss minus the other run's, over the same questions and the same answer tokens."""
+    _same_questions(plast, other, where)
     total_diff, tokens = 0.0, 0
     for qid, (plast_sum, plast_tokens) in plast.items():
         other_sum, other_tokens = other[qid]
@@ -98,12 +88,18 @@ def paired_difference(plast: QuestionLosses, other: QuestionLosses, where: str =
     return total_diff / tokens
 
 
-def paired_differences(plast: Mapping[int, QuestionLosses], other: Mapping[int, QuestionLosses],
-                       where: str = "") -> dict[int, float]:
-    """Per seed, PLAST minus the other alternative (both must have every seed)."""
+def accuracy_difference(plast: Mapping[str, bool], other: Mapping[str, bool], where: str = "") -> float:
+    """PLAST's accuracy minus the other run's on the same questions (positive: PLAST more right)."""
+    _same_questions(plast, other, where, "; same data and no --limit differences are needed for pairing")
+    return accuracy(plast) - accuracy(other)
+
+
+def paired_differences(plast: Mapping[int, Mapping], other: Mapping[int, Mapping], where: str = "",
+                       difference=paired_difference) -> dict[int, float]:
+    """Per seed, ``difference`` of PLAST and the other alternative (both must have every seed)."""
     if set(plast) != set(other):
         raise ValueError(f"{where}: seeds differ: PLAST has {sorted(plast)}, the other {sorted(other)}")
-    return {seed: paired_difference(plast[seed], other[seed], f"{where} seed {seed}") for seed in sorted(plast)}
+    return {seed: difference(plast[seed], other[seed], f"{where} seed {seed}") for seed in sorted(plast)}
 
 
 def mean_over_languages(per_language: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
@@ -115,24 +111,7 @@ def mean_over_languages(per_language: Mapping[str, Mapping[int, float]]) -> dict
 
 def accuracy(outcomes: Mapping[str, bool]) -> float:
     """A run's accuracy on one task: the share of its units (questions, circular groups) right."""
-    if not outcomes:
-        raise ValueError("no scored questions")
     return sum(bool(v) for v in outcomes.values()) / len(outcomes)
-
-
-def paired_accuracy_differences(plast: Mapping[int, Mapping[str, bool]], other: Mapping[int, Mapping[str, bool]],
-                                where: str = "") -> dict[int, float]:
-    """Per seed, PLAST's accuracy minus the other run's on the same questions (positive: PLAST more right)."""
-    if set(plast) != set(other):
-        raise ValueError(f"{where}: seeds differ: PLAST has {sorted(plast)}, the other {sorted(other)}")
-    out = {}
-    for seed in sorted(plast):
-        if set(plast[seed]) != set(other[seed]):
-            missing = sorted(set(plast[seed]) ^ set(other[seed]))[:5]
-            raise ValueError(f"{where} seed {seed}: the two runs were scored on different questions (e.g. {missing}); "
-                             f"same data and no --limit differences are needed for pairing")
-        out[seed] = accuracy(plast[seed]) - accuracy(other[seed])
-    return out
 
 
 def verdict(difference: Interval, higher_is_better: bool = False) -> str:

@@ -1,12 +1,10 @@
 """`plast ablate`: does the selection beat other layer sets of the same trainable budget, on this model?
 
-Trains the selection and equal-budget alternatives (first:K, last:K, R random draws of K layers)
-for S seeds each through the user's own training command (LLaVA's train() with the plast
-plugin), scores every run on held-out parallel questions (translation loss per language and
-question), and reports means and 95% intervals over seeds, the paired difference PLAST minus each
-alternative, and a verdict per alternative. With --plast-eval it also scores every run on lmms-eval
-tasks through the eval env's `plast eval` (accuracy per task, paired by seed and question). Needs the
-training environment (the `llava` package).
+Trains the selection and equal-budget alternatives (first:K, last:K, R random draws of K layers) for S
+seeds each through the user's own training command (LLaVA's train() with the plast plugin), scores every
+run on held-out parallel questions (translation loss), and reports means and 95% intervals over seeds,
+the paired difference PLAST minus each alternative and a verdict per alternative; with --plast-eval,
+lmms-eval accuracy per task as well. Needs the training environment (the `llava` package).
 """
 from __future__ import annotations
 
@@ -39,10 +37,9 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "ablate",
         help="train the selection and equal-budget alternatives over seeds; is PLAST's choice better?",
-        description=__doc__.split("\n\n")[1] + " Everything after `--` is passed to every training run "
-        "(model, data, steps, learning rate, --deepspeed ...); the ablation adds --plast_layers, "
-        "--plast_modules, --output_dir and --seed. A killed ablation continues when run again with the same "
-        "arguments.",
+        description=__doc__.split("\n\n")[1] + " Everything after `--` is passed to every training run; the "
+        "ablation adds --plast_layers, --plast_modules, --output_dir and --seed. A killed ablation continues "
+        "when run again with the same arguments.",
         usage="plast ablate --selection FILE --heldout FILE --out DIR [options] -- TRAINING ARGUMENTS",
     )
     parser.add_argument("--selection", required=True, help="the selection file (plast_layers.json) to test; "
@@ -59,26 +56,22 @@ def add_parser(subparsers) -> None:
                         help="comma-separated subset of first,last,random (default: all three)")
     parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
                         help="what of each layer is trained (default: the selection file's, else layer)")
-    parser.add_argument("--launcher", default=DEFAULT_LAUNCHER,
-                        help="command that runs LLaVA's train() with the plugin, e.g. "
-                        "'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: %(default)s)")
-    parser.add_argument("--template", default=None,
-                        help="human turn of the held-out translation prompts, as given to `plast build-data` "
-                        "(default: build-data's default)")
+    parser.add_argument("--launcher", default=DEFAULT_LAUNCHER, help="command that runs LLaVA's train() with the "
+                        "plugin, e.g. 'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: %(default)s)")
+    parser.add_argument("--template", default=None, help="human turn of the held-out translation prompts, as "
+                        "given to `plast build-data` (default: build-data's default)")
     parser.add_argument("--device", default="auto", help="device for scoring (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="dtype for scoring (default: auto)")
     parser.add_argument("--score-batch-size", type=int, default=16, help="held-out questions per forward pass")
     parser.add_argument("--plast-eval", default=None, metavar="PLAST",
-                        help="also score every run on lmms-eval tasks: the eval env's plast (e.g. "
-                        ".envs/eval/bin/plast), which converts each run's checkpoint (plast export --to-hf) and "
-                        "evaluates it (plast eval) before the checkpoint is deleted")
+                        help="also score every run on lmms-eval tasks with the eval env's plast (e.g. "
+                        ".envs/eval/bin/plast): plast export --to-hf, then plast eval, before the checkpoint goes")
     parser.add_argument("--eval-args", default=None, metavar="ARGS",
-                        help="options of every `plast eval`, as one string, e.g. \"--benchmarks mmbench_ml "
-                        "--languages en,zh --device cpu\" (not --output or --baseline: set per run; a single option "
-                        "is written --eval-args=--option)")
-    parser.add_argument("--keep-checkpoints", action="store_true",
-                        help="keep every run's trained model (default: deleted once scored)")
+                        help="options of every `plast eval` as one string, e.g. \"--benchmarks mmbench_ml --languages "
+                        "en,zh\" (not --output or --baseline; a single option is written --eval-args=--option)")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep every run's trained model "
+                        "(default: deleted once scored)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("train_args", nargs="*", metavar="-- TRAINING ARGUMENTS",
                         help="arguments of LLaVA's train(), after `--`")
@@ -94,12 +87,9 @@ def _refuse(message: str):
 
 
 def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
-    """Refuse flags the ablation sets itself; return the training flags as LLaVA's train() reads them.
-
-    The reader is train()'s own HfArgumentParser over LLaVA's three argument dataclasses (with PLAST's
-    fields), so the defaults (--version v0, --model_max_length 512) and the spellings it accepts are
-    LLaVA's and the installed transformers' (some take --model-max-length, some only --model_max_length).
-    Flags it does not know are left to the launcher, which may run another training script."""
+    """Refuse flags the ablation sets itself; return the training flags as LLaVA's train() reads them:
+    its own HfArgumentParser gives LLaVA's defaults and the installed transformers' spellings. Flags it
+    does not know are left to the launcher, which may run another training script."""
     # In any spelling: a controlled flag is refused even where this transformers would not take it.
     given = {_underscored(a.split("=", 1)[0]): a.split("=", 1)[0] for a in train_args if a.startswith("--")}
     for flag, why in CONTROLLED.items():
@@ -177,7 +167,7 @@ def _plan_on_the_model(args, flags, training: dict, selection, modules: str, eva
                  "languages": list(heldout.other_languages), "pivot": heldout.pivot,
                  "template": args.template, "conv_version": flags.version, "model_max_length": flags.model_max_length,
                  # only with --plast-eval, so a loss-only plan stays the plan it was
-                 **({"eval": eval_scoring.record()} if eval_scoring else {})},
+                 **({"eval": eval_scoring} if eval_scoring else {})},
     )
     budgets = {layers: trainable_fraction(model, list(layers), modules).trainable_params
                for layers in {run.layers for run in plan.runs}}

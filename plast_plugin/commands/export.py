@@ -10,12 +10,10 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
         help="write only the trained layers of a checkpoint, merge such a delta, or convert to llava-hf",
-        description="Three modes. (1) `plast export CHECKPOINT --out DIR`: DIR/plast_delta.safetensors "
-        "with only the trained layers + DIR/plast_delta.json (base model and its fingerprint, layers, checksums); layers and modules "
-        "come from the run's plast_training.json (without one, pass --layers and --modules). (2) `plast export "
-        "DELTA --merge-into BASE --out DIR`: BASE with the delta's tensors replaced, bit-identical to the "
-        "trained checkpoint; a BASE other than the one the run started from is refused. (3) `plast export CHECKPOINT --to-hf --out DIR`: official LLaVA -> llava-hf "
-        "(LlavaForConditionalGeneration) for lmms-eval's llava_hf.",
+        description="Three modes. (1) CHECKPOINT --out DIR: only the trained layers (DIR/plast_delta.safetensors) "
+        "and a manifest (plast_delta.json: base model and fingerprint, layers, checksums). (2) DELTA --merge-into "
+        "BASE --out DIR: BASE with the delta's tensors, bit-identical to the trained checkpoint (another BASE is "
+        "refused). (3) CHECKPOINT --to-hf --out DIR: official LLaVA -> llava-hf for lmms-eval's llava_hf.",
     )
     parser.add_argument("checkpoint", help="a PLAST training output (mode 1), a delta directory (mode 2), an official LLaVA folder or hub id (mode 3)")
     parser.add_argument("--out", required=True, help="output directory (must not exist yet, or be empty)")

@@ -27,8 +27,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> SelectionOptions:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SelectionOptions)}
-    return SelectionOptions(**values)  # validated when built
+    return SelectionOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SelectionOptions)})
 
 
 def add_parser(subparsers) -> None:
@@ -42,8 +41,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="model directory or hub name (official LLaVA, llava-hf, or a causal LM)")
     parser.add_argument("--revision", default=None,
                         help="hub branch, tag or commit of --model (default: main); ignored for a local folder")
-    parser.add_argument("--data", required=True, nargs="+",
-help=DATA_HELP)
+    parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
     parser.add_argument("--languages", default=None, help="comma-separated codes, e.g. zh,pt,ar,tr,ru (default: all in the data)")
     parser.add_argument("--pivot", default="en", help="the reference language (default: en)")
     parser.add_argument("--out", required=True, help="output directory")

@@ -1,33 +1,15 @@
-"""Optional LLM judge for answers the rules cannot read (off unless configured).
+"""Optional LLM judge for answers the rules cannot read, as VLMEvalKit falls back to one: any
+OpenAI-compatible ``/chat/completions`` endpoint maps a free-text answer to an option letter, only
+where :func:`plast_plugin.eval.extract.extract_choice` cannot. Settings are environment variables
+(README step 5), so that they reach the lmms-eval tasks unchanged; ``PLAST_JUDGE_TOTAL_TIMEOUT``
+bounds all requests of one process together, ``PLAST_JUDGE_FAILURE_LOG`` (set by ``plast eval``)
+collects failures as JSONL.
 
-VLMEvalKit falls back to an LLM that maps a free-text answer to an option letter when rule
-matching fails; this does the same through any OpenAI-compatible ``/chat/completions``
-endpoint (vLLM, llama.cpp server, OpenAI ...). It is used only for answers whose letter
-:func:`plast_plugin.eval.extract.extract_choice` cannot determine. Settings, all environment
-variables so that they reach the lmms-eval tasks unchanged:
-
-- ``PLAST_JUDGE_URL``: base URL ending before ``/chat/completions``, e.g.
-  ``http://127.0.0.1:8000/v1``. Unset or empty: no judge.
-- ``PLAST_JUDGE_MODEL``: model name sent in the request (default ``gpt-4o-mini``).
-- ``PLAST_JUDGE_API_KEY``: bearer token (may be empty). Only this variable: an
-  ``OPENAI_API_KEY`` meant for another service is never sent to the judge.
-- ``PLAST_JUDGE_TIMEOUT``: seconds per request (default 60).
-- ``PLAST_JUDGE_RETRIES``: retries of a failed request, with exponential backoff (default 2).
-- ``PLAST_JUDGE_TOTAL_TIMEOUT``: seconds all judge requests of one process may take together
-  (default 1800); once spent, answers are no longer sent to the judge (a request under way
-  finishes its retries).
-- ``PLAST_JUDGE_FAILURE_LOG``: a JSONL file to which every judge failure is appended
-  (``plast eval`` sets it to ``<output>/plast_judge_failures.jsonl`` and reports the count).
-
-The client is ``requests`` (a dependency of lmms-eval, in both environments) with urllib3's
-``Retry`` for the retries. Security: a key, or a password in the URL (sent as basic auth), never
-goes over plain http except to localhost (refused otherwise), no redirect is ever followed (the
-new host would get the request), and ``user:password@`` is redacted from everything logged.
-
-A judge failure (network, HTTP error, redirect, unreadable reply, time budget spent) leaves the
-answer unmatched (wrong); it is counted (:func:`failure_count`), logged with the reason and
-appended to ``PLAST_JUDGE_FAILURE_LOG``; it never stops an evaluation. A bad configuration
-(``PlastError``) does stop it, before any request.
+Security: a key, or a password in the URL, never goes over plain http except to localhost, no
+redirect is followed (the new host would get the request), ``user:password@`` is redacted from
+everything logged, and an ``OPENAI_API_KEY`` meant for another service is never sent. A judge
+failure leaves the answer unmatched and is counted and logged, never stopping an evaluation; a bad
+configuration (``PlastError``) stops it before any request.
 """
 
 from __future__ import annotations
@@ -66,11 +48,9 @@ def redact_url(text: str) -> str:
 
 
 def _is_local(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
         return False
 
 
@@ -80,12 +60,12 @@ def _number(env: Mapping[str, str], name: str, default: float, kind=float, minim
         return kind(default)
     try:
         value = kind(text)
+        if value >= minimum:  # False for NaN
+            return value
     except ValueError:
-        value = None
-    if value is None or value < minimum or value != value:
-        raise PlastError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number >= {minimum:g}; "
-                         f"unset it for the default {default}")
-    return value
+        pass
+    raise PlastError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number >= {minimum:g}; "
+                     f"unset it for the default {default}")
 
 
 @dataclass(frozen=True)
