@@ -79,9 +79,9 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
         raise PlastError(f"{name_or_path}: transformers {transformers.__version__} has no {HF_MODEL_CLASSES[kind]}; "
                          f"export the config in the environment you train in")
     config = AutoConfig.from_pretrained(str(local_dir(name_or_path, revision)))
+    model_class = getattr(transformers, HF_MODEL_CLASSES[kind])
     with torch.device("meta"):
-        if kind == "causal-lm":
-            model = transformers.AutoModelForCausalLM.from_config(config)
+        model = model_class.from_config(config) if kind == "causal-lm" else model_class(config)
     find_decoder_layers(model)  # an unsupported architecture is refused here, before any config is written
     return TargetModel(name_or_path, kind, model, transformers.__version__, model_architecture(model))
 
