@@ -134,10 +134,7 @@ def _read_selection_json(path) -> tuple[Path, dict]:
     path = Path(path)
     if path.is_dir():
         path = path / SELECTION_FILENAME
-    try:
-        raw = read_json(path, "selection file", "create it with `plast select`")
-    except PlastError as err:
-        raise PlastError(str(err)) from None
+    raw = read_json(path, "selection file", "create it with `plast select`")
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
         raise PlastError(
