@@ -1,15 +1,10 @@
 """Where the decoder layers of a supported model live, and how their parameters are named.
 
-PLAST needs three things from a model: its list of decoder layers, and in each layer the FFN
-gate projection (whose activation defines a neuron) and the attention block. The supported
-families all name these the same way (`mlp.gate_proj`, `mlp.act_fn`, `self_attn`); only the
-path to the layer list differs, so the layout is found by trying the known paths in order.
-
-This module is the one owner of those facts: the layer-list paths (`KNOWN_LAYER_PATHS`, used
-for a built model and for the tensor names of checkpoint files alike), the module parts a run
-may train (`MODULE_PARTS`: layer / mlp / attn and the sub-module each one covers), and the
-parameter-name prefix of a layer's part (`layer_prefix`). Freezing, export, the trainers'
-configs and the CLI all read them from here.
+PLAST needs the list of decoder layers and, in each layer, the FFN gate projection (whose
+activation defines a neuron) and the attention block. The supported families all name these
+`mlp.gate_proj`, `mlp.act_fn`, `self_attn`; only the path to the layer list differs, so the
+known paths are tried in order. The one owner of the layer-list paths (for built models and
+checkpoint tensor names alike), the trainable parts (`MODULE_PARTS`) and their name prefixes.
 """
 
 from __future__ import annotations
