@@ -103,9 +103,8 @@ def optimizer_parameters(optimizer) -> list:
     accelerate's ``AcceleratedOptimizer`` (``.optimizer``) and DeepSpeed's ZeRO optimizers, whose
     ``param_groups`` hold flat fp32 partitions while ``bit16_groups`` (ZeRO-1/2) or
     ``fp16_groups`` (ZeRO-3) hold the model's own parameters."""
-    inner, seen = optimizer, set()
-    while inner is not None and id(inner) not in seen:
-        seen.add(id(inner))
+    inner = optimizer
+    while inner is not None:
         for attr in ("bit16_groups", "fp16_groups"):
             groups = getattr(inner, attr, None)
             if groups:
