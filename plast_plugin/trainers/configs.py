@@ -25,7 +25,7 @@ How each tool applies what is written (read in their sources):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from plast_plugin.errors import PlastError
 from plast_plugin.core.freeze import plast_parameter_names
@@ -55,9 +55,6 @@ class TargetModel:
     @property
     def num_layers(self) -> int:
         return find_decoder_layers(self.model).num_layers
-
-    def parameter_names(self) -> list[str]:
-        return [n for n, _ in self.model.named_parameters()]
 
 
 def build_target_model(name_or_path: str, revision: str | None = None) -> TargetModel:
@@ -90,13 +87,8 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
 class ExportedConfig:
     tool: str
     text: str  # what to write to the file / print
-    patterns: list[str] = field(default_factory=list)  # the regexes (axolotl, swift, regex)
-    trained_layers: list[int] = field(default_factory=list)  # what the tool will train (may be wider)
+    trained_layers: list[int]  # what the tool will train (may be wider than the selection)
     warning: str | None = None  # set when the tool trains more than the selection (approximation)
-
-
-def _alternation(layers) -> str:
-    return "|".join(str(i) for i in layers)
 
 
 def _header(selection: SelectionFile, target: TargetModel, modules: str) -> list[str]:
@@ -129,18 +121,18 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
         # Plain dots: axolotl turns each '.' into a literal dot itself (a '\.' here would break).
         patterns = [f"^{target.layers_path}.{i}.{sub_dots}" for i in layers]
         text = "\n".join(header + ["unfrozen_parameters:"] + [f"  - {_quoted(p)}" for p in patterns]) + "\n"
-        return ExportedConfig(tool, text, patterns, layers)
+        return ExportedConfig(tool, text, layers)
     escaped = re.escape(target.layers_path)
     if tool == "swift":
-        pattern = rf"^{escaped}\.(?:{_alternation(layers)})\.{re.escape(sub_dots)}"
-        return ExportedConfig(tool, pattern + "\n", [pattern], layers)
+        alternation = "|".join(map(str, layers))
+        return ExportedConfig(tool, rf"^{escaped}\.(?:{alternation})\.{re.escape(sub_dots)}" + "\n", layers)
     if tool == "regex":
         patterns = [rf"^{escaped}\.{i}\.{re.escape(sub_dots)}.+$" for i in layers]
-        return ExportedConfig(tool, "\n".join(patterns) + "\n", patterns, layers)
-    return _llamafactory(selection, target, layers, modules, header, approximate)
+        return ExportedConfig(tool, "\n".join(patterns) + "\n", layers)
+    return _llamafactory(target, layers, modules, header, approximate)
 
 
-def _llamafactory(selection, target, layers, modules, header, approximate) -> ExportedConfig:
+def _llamafactory(target, layers, modules, header, approximate) -> ExportedConfig:
     n = target.num_layers
     first, last = list(range(len(layers))), list(range(n - len(layers), n))
     warning = None
@@ -172,4 +164,4 @@ def _llamafactory(selection, target, layers, modules, header, approximate) -> Ex
         # LLaMA-Factory trains every parameter whose name contains '.{index}.': vision tower layers
         # too, unless these keep the tower and projector frozen.
         lines += ["freeze_vision_tower: true", "freeze_multi_modal_projector: true", "freeze_language_model: false"]
-    return ExportedConfig("llamafactory", "\n".join(lines) + "\n", [], trained, warning)
+    return ExportedConfig("llamafactory", "\n".join(lines) + "\n", trained, warning)
