@@ -17,8 +17,8 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.checkpoints.weights import CheckpointWeights, read_weights_file
-from plast_plugin.core.model_layout import MODULE_CHOICES, check_modules, known_layer_paths, layer_index, layer_prefix
-from plast_plugin.core.model_layout import layers_path_of_names
+from plast_plugin.core.model_layout import (MODULE_CHOICES, known_layer_paths, layer_index, layer_prefix,
+                                            layers_path_of_names)
 from plast_plugin.core.selection_file import SELECTION_FILENAME
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, tensor_sha256
 from plast_plugin.json_files import read_json_object
@@ -27,11 +27,6 @@ from plast_plugin.models.model_source import local_dir
 DELTA_WEIGHTS = "plast_delta.safetensors"
 DELTA_MANIFEST = "plast_delta.json"
 DELTA_FORMAT = "plast-delta/1"
-
-
-# ----------------------------------------------------------------------------- files
-def _weights(directory: Path) -> CheckpointWeights:
-    return CheckpointWeights(directory)
 
 
 def _save(tensors: dict, path: Path, metadata: dict | None) -> None:
@@ -45,7 +40,6 @@ def _save(tensors: dict, path: Path, metadata: dict | None) -> None:
         torch.save(tensors, str(path))
 
 
-# ----------------------------------------------------------------------------- layer discovery
 def _num_layers(checkpoint: Path, names, path: str) -> int:
     config = checkpoint / "config.json"
     if config.is_file():
@@ -57,10 +51,6 @@ def _num_layers(checkpoint: Path, names, path: str) -> int:
 
 
 def delta_tensor_names(names, layers, modules: str = "layer", layers_path: str | None = None) -> list[str]:
-    try:
-        check_modules(modules)
-    except PlastError:
-        raise PlastError(f"modules={modules!r}: use one of {', '.join(MODULE_CHOICES)}") from None
     path = layers_path or layers_path_of_names(names)
     if path is None:
         raise PlastError(f"cannot find the decoder layers among the tensor names (tried {known_layer_paths()}); "
@@ -69,9 +59,8 @@ def delta_tensor_names(names, layers, modules: str = "layer", layers_path: str |
     return sorted(n for n in names if n.startswith(prefixes))
 
 
-# ----------------------------------------------------------------------------- export / merge
-def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None, base_model: str | None = None,
-                 layers_path: str | None = None) -> Path:
+def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None,
+                 base_model: str | None = None) -> Path:
     """Write only the trained layers of ``checkpoint`` to ``out_dir`` (a new folder, written beside
     and renamed into place). Layers and modules come from the run's plast_training.json (in the
     checkpoint or its parent); given ``layers`` (a list or a spec such as '0-4') and ``modules``
@@ -81,11 +70,11 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
 
     checkpoint, out = Path(checkpoint), Path(out_dir)
     check_new_directory(out)
-    weights = _weights(checkpoint)
+    weights = CheckpointWeights(checkpoint)
     record_path = TrainingRecord.find(checkpoint)
     record = TrainingRecord.load(record_path) if record_path else None
     modules = _modules_to_export(checkpoint, record_path, record, layers, modules)
-    delta, path, layers = _read_trained_tensors(checkpoint, weights, record_path, record, layers, modules, layers_path)
+    delta, path, layers = _read_trained_tensors(checkpoint, weights, record_path, record, layers, modules)
     if base_model is None and record is not None:
         base_model = record.base_model
     if base_model is None and (checkpoint / "config.json").exists():
@@ -138,11 +127,11 @@ def _layers_to_export(checkpoint: Path, record_path, record, layers, names, path
     return parsed
 
 
-def _read_trained_tensors(checkpoint: Path, weights, record_path, record, layers, modules: str,
-                          layers_path: str | None) -> tuple[dict, str, list[int]]:
+def _read_trained_tensors(checkpoint: Path, weights, record_path, record, layers,
+                          modules: str) -> tuple[dict, str, list[int]]:
     """(tensors of the trained layers, the layer-list path, the layers), file by file: the headers
     say where the layers are, and only the delta's tensors are read."""
-    delta, path, parsed = {}, layers_path, None
+    delta, path, parsed = {}, None, None
     with weights:
         for file in weights.files:
             names = weights.names_in(file)
@@ -244,7 +233,7 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
         raise PlastError("merge writes a new checkpoint: --out must differ from the base checkpoint")
     check_new_directory(out)
     delta, manifest = load_delta(delta_dir)
-    weights = _weights(base)
+    weights = CheckpointWeights(base)
     files = weights.files
     if not manifest.get("base_fingerprint"):
         print(f"plast export: warning: {Path(delta_dir) / DELTA_MANIFEST} has no base fingerprint (exported without "
