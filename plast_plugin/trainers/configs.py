@@ -1,26 +1,18 @@
 """A PLAST selection as the settings other trainers read: axolotl, ms-swift, LLaMA-Factory, plain regexes.
 
-Each tool matches *parameter names* of the model it loads, and those names depend on the
-transformers line: llava-hf / LLaVA-NeXT parameters are ``language_model.model.layers.N.`` in
-transformers 4.x (up to 4.51) and ``model.language_model.layers.N.`` from 4.52 on (5.x included).
-So the names are taken from the target model itself, built from its config on the meta device (no
-weights read) by the transformers installed here: run the export in the environment you train in.
+Each tool matches parameter names of the model it loads, and llava-hf / LLaVA-NeXT names depend on
+the transformers line (``language_model.model.layers.N.`` up to 4.51, ``model.language_model.layers.N.``
+from 4.52, 5.x included). So the names come from the target model, built on the meta device (no
+weights) by the transformers installed here: run the export in the environment you train in.
+How each tool applies them (read in their sources):
 
-How each tool applies what is written (read in their sources):
-
-- axolotl ``unfrozen_parameters``: a list; each entry is compiled after turning every ``.`` not
-  followed by ``+`` into a literal dot, then ``re.match``-ed (anchored at the start) against
-  ``model.named_parameters()``. So the patterns use plain dots and no ``.*`` wildcard.
-- ms-swift ``--trainable_parameters_regex`` (with ``--freeze_parameters_ratio 1`` to freeze the
-  rest first): one regex, ``re.search``-ed against every parameter name.
-- LLaMA-Factory ``finetuning_type: freeze``: ``freeze_trainable_layers: N`` trains the last N
-  decoder layers, ``-N`` the first N; a parameter is trained when ``.{index}.{module}`` occurs in
-  its name and none of the frozen parts (``vision_tower``, ``multi_modal_projector`` with
-  ``freeze_vision_tower`` / ``freeze_multi_modal_projector``) does. Any other layer set cannot be
-  written: refused, or with ``approximate=True`` widened to the smallest first-N / last-N block
-  that contains it, and said so loudly.
-- plain regex list: Python regexes anchored at both ends (``re.fullmatch``, ``re.match`` and
-  ``re.search`` agree); a parameter is selected when one of them matches its full name.
+- axolotl ``unfrozen_parameters``: each entry, with every ``.`` not followed by ``+`` made a literal
+  dot, is ``re.match``-ed against ``model.named_parameters()``: plain dots, no ``.*`` wildcard.
+- ms-swift ``--trainable_parameters_regex`` (with ``--freeze_parameters_ratio 1``): one regex, ``re.search``-ed.
+- LLaMA-Factory ``freeze_trainable_layers: N`` trains the last N decoder layers, ``-N`` the first N: each
+  parameter whose name holds ``.{index}.{module}`` outside the frozen vision tower and projector. Any
+  other layer set is refused, or with ``approximate=True`` widened to the smallest such block, loudly.
+- plain regexes: anchored at both ends (``re.fullmatch``, ``re.match`` and ``re.search`` agree).
 """
 from __future__ import annotations
 

@@ -117,10 +117,8 @@ class PlastCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.report is None:  # the callback was added after the Trainer was built
             self.on_init_end(args, state, control, model=model)
-        checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers 5 renamed it
-        if checkpointing is None:
-            checkpointing = getattr(model, "is_gradient_checkpointing", False)
-        if checkpointing:
+        # transformers 5 renamed is_gradient_checkpointing
+        if getattr(model, "is_activation_checkpointing", None) or getattr(model, "is_gradient_checkpointing", False):
             # Reentrant checkpointing with frozen embeddings gives the trained layers no gradient
             # (transformers #21381): make the embedding output require grad, as LLaVA's train() does.
             model.enable_input_require_grads()
