@@ -14,8 +14,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from plast_plugin.atomic import write_text_atomic
 from plast_plugin.core.model_layout import MODULE_CHOICES
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json_object
 
 TRAINING_RECORD = "plast_training.json"
 FINGERPRINT_METHOD = "sha256 of each trained tensor in the base model, before training"
@@ -35,8 +37,6 @@ class TrainingRecord:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``folder/plast_training.json`` atomically; unset fields are left out."""
-        from plast_plugin.atomic import write_text_atomic
-
         record = {key: value for key, value in asdict(self).items() if value is not None}
         return write_text_atomic(Path(folder) / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
 
@@ -44,8 +44,6 @@ class TrainingRecord:
     def load(cls, path: str | os.PathLike) -> "TrainingRecord":
         """Read and check a record (a folder means its plast_training.json); keys it does not know
         are ignored, so a record of a newer version still names its layers."""
-        from plast_plugin.json_files import read_json_object
-
         path = Path(path)
         if path.is_dir():
             path = path / TRAINING_RECORD
