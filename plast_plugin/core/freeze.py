@@ -74,13 +74,8 @@ class TrainableReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {
-            "layers": self.layers,
-            "modules": self.modules,
-            "trainable_params": self.trainable_params,
-            "total_params": self.total_params,
-            "fraction": self.fraction,
-        }
+        return {"layers": self.layers, "modules": self.modules, "trainable_params": self.trainable_params,
+                "total_params": self.total_params, "fraction": self.fraction}
 
 
 def trainable_fraction(model: nn.Module, layers: Sequence[int], modules: str = "layer") -> TrainableReport:
