@@ -129,8 +129,7 @@ def find_decoder_layers(model: nn.Module) -> DecoderLayout:
         layers = _resolve(model, path)
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:
             if all(_is_gated_ffn_layer(layer) for layer in layers):
-                backbone_path = path.rsplit(".", 1)[0] if "." in path else ""
-                backbone = _resolve(model, backbone_path) if backbone_path else model
+                backbone = model.get_submodule(path.rpartition(".")[0])  # "" is the model itself
                 return DecoderLayout(layers, path, backbone)
     tried = "; ".join(f"'{path}' ({family})" for path, family in KNOWN_LAYER_PATHS)
     raise PlastError(
