@@ -4,7 +4,7 @@ A PLAST run changes only the selected layers, yet saves the whole model. ``expor
 writes just those tensors (``plast_delta.safetensors``) and a manifest (``plast_delta.json``)
 naming the base model, the layers and a SHA-256 per tensor. ``merge_delta`` copies a base
 checkpoint and overwrites exactly those tensors: the result is bit-identical to the trained
-checkpoint (the test checks every byte of every tensor).
+checkpoint.
 
 Works on the files alone (no model is built): safetensors or ``pytorch_model*.bin``, single
 file or sharded with an index.
@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
+from plast_plugin import __version__
+from plast_plugin.atomic import check_new_directory, staged_directory, write_text_atomic
 from plast_plugin.errors import PlastError
 from plast_plugin.checkpoints.weights import CheckpointWeights, read_weights_file
-from plast_plugin.core.model_layout import (MODULE_CHOICES, known_layer_paths, layer_index, layer_prefix,
-                                            layers_path_of_names)
+from plast_plugin.core.model_layout import known_layer_paths, layer_index, layer_prefix, layers_path_of_names
+from plast_plugin.core.layer_spec import parse_layer_spec
 from plast_plugin.core.selection_file import SELECTION_FILENAME
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, tensor_sha256
 from plast_plugin.json_files import read_json_object
@@ -65,9 +68,6 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
     and renamed into place). Layers and modules come from the run's plast_training.json (in the
     checkpoint or its parent); given ``layers`` (a list or a spec such as '0-4') and ``modules``
     must match it. Without a record both must be given: export never guesses what was trained."""
-    from plast_plugin import __version__
-    from plast_plugin.atomic import check_new_directory
-
     checkpoint, out = Path(checkpoint), Path(out_dir)
     check_new_directory(out)
     weights = CheckpointWeights(checkpoint)
@@ -91,14 +91,12 @@ def export_delta(checkpoint, out_dir, *, layers=None, modules: str | None = None
 
 
 def _modules_to_export(checkpoint: Path, record_path, record, layers, modules) -> str:
-    """The record's modules; ``modules`` when given must be valid and agree with it."""
+    """The record's modules; ``modules`` when given must agree with it (the CLI offers only valid ones)."""
     if record is None and (layers is None or modules is None):
         raise PlastError(
             f"{checkpoint}: no {TRAINING_RECORD} here or in its parent, so what was trained is unknown; "
             f"pass both --layers and --modules (export never guesses)"
         )
-    if modules is not None and modules not in MODULE_CHOICES:
-        raise PlastError(f"--modules {modules!r}: use one of {', '.join(MODULE_CHOICES)}")
     if record is not None and modules is not None and modules != record.modules:
         raise PlastError(
             f"--modules {modules} does not match {record_path}, which says {record.modules!r} was "
@@ -110,8 +108,6 @@ def _modules_to_export(checkpoint: Path, record_path, record, layers, modules) -
 def _layers_to_export(checkpoint: Path, record_path, record, layers, names, path: str) -> list[int]:
     """The record's layers; ``layers`` when given must name the same ones (a delta of other layers
     would drop trained tensors). A spec is read against the checkpoint's number of layers."""
-    from plast_plugin.core.layer_spec import parse_layer_spec
-
     if layers is None:
         return sorted(set(record.layers))
     if isinstance(layers, str):
@@ -167,8 +163,6 @@ def _delta_fingerprint(record_path, record, delta: dict) -> dict | None:
 
 def _write_delta(out: Path, delta: dict, manifest: dict, checkpoint: Path) -> None:
     """The delta folder: weights, manifest and the run's selection file, complete or absent."""
-    from plast_plugin.atomic import staged_directory, write_text_atomic
-
     with staged_directory(out) as stage:
         _save(delta, stage / DELTA_WEIGHTS, {"format": "pt"})
         write_text_atomic(stage / DELTA_MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -224,10 +218,6 @@ def merge_delta(base_dir, delta_dir, out_dir, revision: str | None = None) -> Pa
     """Copy ``base_dir`` to ``out_dir`` and overwrite the delta's tensors (same dtype and shape).
     The base must be the model the run started from (its fingerprint, when the delta has one).
     ``out_dir`` is built beside and renamed into place: a failure leaves nothing."""
-    import sys
-
-    from plast_plugin.atomic import check_new_directory, staged_directory
-
     base, out = local_dir(str(base_dir), revision), Path(out_dir)  # a folder or a hub id (HF cache)
     if out.resolve() == base.resolve():
         raise PlastError("merge writes a new checkpoint: --out must differ from the base checkpoint")
