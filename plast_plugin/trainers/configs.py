@@ -28,7 +28,6 @@ TOOLS = ("axolotl", "swift", "llamafactory", "regex")
 # What of each layer `modules` trains, as LLaMA-Factory's freeze_trainable_modules names it.
 # LLaMA-Factory names a layer's sub-modules as the model does, and the whole layer "all".
 _LLAMAFACTORY_MODULES = {choice: part or "all" for choice, part in MODULE_PARTS.items()}
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
 @dataclass
@@ -104,8 +103,6 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
     modules = modules or selection.options.get("modules") or "layer"
     layers = sorted(selection.selected_layers)
     plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
-    if not _PLAIN_NAME.match(target.layers_path):
-        raise PlastError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
     sub = MODULE_PARTS[modules]
     sub_dots = f"{sub}." if sub else ""
     header = _header(selection, target, modules)
