@@ -45,10 +45,7 @@ def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str 
     if not wanted:
         raise PlastError("no layers selected: refusing to freeze the whole model")
     prefixes = [layout.parameter_prefix(i, modules) for i in wanted]
-    names = {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
-    if not names:
-        raise PlastError(f"no parameters found under {prefixes}")
-    return names
+    return {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
 
 
 @dataclass
