@@ -18,6 +18,10 @@ import os
 from pathlib import Path
 
 from plast_plugin.core import ranks
+from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
+from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
+from plast_plugin.core.model_layout import find_decoder_layers
+from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.llava.arguments import (
     check_plast_arguments,
@@ -26,6 +30,7 @@ from plast_plugin.llava.arguments import (
     selection_options,
 )
 from plast_plugin.llava.clean_exit import wrap_train
+from plast_plugin.llava.short_backward import shorten_backward
 from plast_plugin.models.zero3 import gathered, is_zero3
 from plast_plugin.errors import PlastError
 
@@ -100,9 +105,6 @@ def _log(message: str) -> None:
 
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
-    from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
-    from plast_plugin.llava.short_backward import shorten_backward
-
     check_plast_arguments(args)  # again: train() copies model arguments in after parsing
     selection = resolve_selection(model, args, tokenizer)
     layers = list(selection.selected_layers)
@@ -121,8 +123,6 @@ def prepare_plast(model, args, tokenizer=None):
     with gathered(model, names):  # a collective under ZeRO-3: every rank
         fingerprint = base_fingerprint(model, names) if ranks.rank() == 0 else None
     if ranks.rank() == 0:
-        from plast_plugin.core.selection_file import SELECTION_FILENAME
-
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         # Always the layers this run trains: a resumed auto run and `plast export` read it.
@@ -192,10 +192,6 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
 
 def resolve_selection(model, args, tokenizer=None):
     """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir."""
-    from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
-    from plast_plugin.core.model_layout import find_decoder_layers
-    from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
-
     value = str(args.plast_layers).strip()
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     saved = Path(args.output_dir) / SELECTION_FILENAME
@@ -258,9 +254,8 @@ def run_auto_selection(model, args, tokenizer):
     tower = getattr(model, "get_vision_tower", lambda: None)()
     image_processor = getattr(tower, "image_processor", None)
     zero3 = is_zero3(model)
-    device = getattr(args, "device", None)
-    if not zero3 and device is not None:
-        model.to(device)  # the Trainer / DeepSpeed engine would move it there anyway
+    if not zero3:
+        model.to(args.device)  # the Trainer / DeepSpeed engine would move it there anyway
     _log(f"--plast_layers auto: probing {len(questions.ids)} questions x {len(questions.languages)} "
          f"languages ({', '.join(questions.languages)}){' with ZeRO-3 parameters gathered' if zero3 else ''}")
     # Under ZeRO-3 the weights are partitioned before the trainer exists (docs/troubleshooting.md

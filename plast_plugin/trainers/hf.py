@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Union
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.core import ranks
 from plast_plugin.core.freeze import TrainableReport, freeze_for_plast
+from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_names
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.errors import PlastError
@@ -50,17 +53,13 @@ def apply_selection(model, selection: SelectionLike, modules: str | None = None)
 def _checkpoint_tensor_names(model) -> list[str] | None:
     """Every tensor name in the files of the model's base checkpoint (``config._name_or_path``),
     read from the safetensors headers or index (no weights); None when they cannot be read."""
-    from plast_plugin.checkpoints.weights import CheckpointWeights
-
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None)
     if not name:
         return None
     folder = Path(str(name)).expanduser()
     try:
-        if not folder.is_dir():
-            # The snapshot from_pretrained just read; never a download (a hub repo may hold more
-            # than the model needs).
+        if not folder.is_dir():  # the snapshot from_pretrained just read; never a download
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(str(name), revision=getattr(config, "_commit_hash", None),
@@ -79,8 +78,6 @@ def fingerprint_by_file_name(model, names) -> dict | None:
     `plast export --merge-into` checks a base against); None when the files cannot be read or do
     not hold every tensor. transformers >= 4.52 names llava-hf / LLaVA-NeXT parameters
     ``model.language_model.layers.N.`` in memory but saves them as ``language_model.model.layers.N.``."""
-    from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_names
-
     file_names = _checkpoint_tensor_names(model) or []
     file_path = layers_path_of_names(file_names)
     if file_path is None:
@@ -105,8 +102,6 @@ class PlastCallback(TrainerCallback):
         self.fingerprint: dict | None = None
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
-        if model is None:
-            raise PlastError("PlastCallback: the Trainer was built without a model")
         self.report = apply_selection(model, self.selection, self.modules)
         # Hashed now, before any step (and before a resumed run loads its checkpoint's weights).
         self.fingerprint = fingerprint_by_file_name(model, self.report.trainable_names)
@@ -133,8 +128,6 @@ class PlastCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
         source = Path(args.output_dir)
         checkpoint = source / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if checkpoint.is_dir():
