@@ -130,9 +130,8 @@ def install_checkpointing(model) -> None:
 
 
 def _skip_last_layer(layout) -> None:
+    # gradient_checkpointing_enable sets a fresh checkpoint function on every call: wrap that one.
     checkpoint_func = layout.backbone._gradient_checkpointing_func
-    if getattr(checkpoint_func, _WRAPPED, False):
-        return
     last = layout.layers[-1]
 
     @functools.wraps(checkpoint_func)
@@ -142,5 +141,4 @@ def _skip_last_layer(layout) -> None:
             return function(*args, **kwargs)
         return checkpoint_func(function, *args, **kwargs)
 
-    setattr(checkpoint_except_last, _WRAPPED, True)
     layout.backbone._gradient_checkpointing_func = checkpoint_except_last
