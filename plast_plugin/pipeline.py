@@ -93,8 +93,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
     with_images = _use_images(options, questions, family)
     image_ids = family.image_ids() if with_images else None
 
-    half_a, half_b = pivot_halves(questions.pivot)
-    groups = [*questions.other_languages, half_a, half_b]
+    groups = [*questions.other_languages, *pivot_halves(questions.pivot)]
     halves = split_pivot(len(questions.ids), options.seed)
     question_limit, positions_limit = _question_token_budget(model, tokenizer, options, image_ids, family)
     prompts = []
