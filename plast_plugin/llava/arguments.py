@@ -74,21 +74,20 @@ def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
     hints = typing.get_type_hints(SelectionOptions)
     out = []
     for f in dataclasses.fields(SelectionOptions):
-        name = _RENAMED.get(f.name, "plast_" + f.name)
-        help_text = f.metadata.get("help", "")
-        if f.name == "rule":
-            out.append((name, str, field(default=f.default, metadata={"help": RULE_HELP})))
-            continue
-        if f.name == "modules":
-            # Unset (None) means "the selection file's modules, else 'layer'": a file made with
-            # --modules mlp must not silently train whole layers.
-            out.append((name, Optional[str], field(default=None, metadata={
-                "help": "PLAST: " + help_text + " Default: the modules recorded in the selection file "
-                "(--plast_layers FILE, or a resumed auto run), else 'layer'; given explicitly, it overrides the file."})))
-            continue
         # A Literal option is a plain string flag here: SelectionOptions names the choices when it refuses one.
         kind = str if typing.get_origin(hints[f.name]) is Literal else hints[f.name]
-        out.append((name, kind, field(default=f.default, metadata={"help": "PLAST (auto): " + help_text})))
+        default, help_text = f.default, "PLAST (auto): " + f.metadata.get("help", "")
+        if f.name == "rule":
+            help_text = RULE_HELP
+        elif f.name == "modules":
+            # Unset (None) means "the selection file's modules, else 'layer'": a file made with
+            # --modules mlp must not silently train whole layers.
+            kind, default = Optional[str], None
+            help_text = ("PLAST: " + f.metadata.get("help", "") + " Default: the modules recorded in the selection "
+                         "file (--plast_layers FILE, or a resumed auto run), else 'layer'; given explicitly, it "
+                         "overrides the file.")
+        name = _RENAMED.get(f.name, "plast_" + f.name)
+        out.append((name, kind, field(default=default, metadata={"help": help_text})))
     return out
 
 
