@@ -16,6 +16,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
 from plast_plugin import __version__
 from plast_plugin.atomic import check_new_directory, staged_directory, write_text_atomic
 from plast_plugin.errors import PlastError
@@ -34,12 +37,8 @@ DELTA_FORMAT = "plast-delta/1"
 
 def _save(tensors: dict, path: Path, metadata: dict | None) -> None:
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
         save_file(tensors, str(path), metadata=metadata if metadata is not None else {"format": "pt"})
     else:
-        import torch
-
         torch.save(tensors, str(path))
 
 
@@ -202,8 +201,6 @@ def _check_base_tensor(name: str, tensor, manifest: dict, base: Path) -> None:
     recorded = ((manifest.get("base_fingerprint") or {}).get("tensors") or {}).get(name)
     if not recorded:
         return
-    import torch
-
     dtype = getattr(torch, str(recorded.get("dtype", "")), None)
     value = tensor.to(dtype) if isinstance(dtype, torch.dtype) and dtype != tensor.dtype else tensor
     if tensor_sha256(value) != recorded["sha256"]:
