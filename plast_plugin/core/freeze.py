@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 from torch import nn
 
 from plast_plugin.errors import PlastError
-from plast_plugin.core.model_layout import check_modules, find_decoder_layers
+from plast_plugin.core.model_layout import find_decoder_layers
 
 
 def parameter_count(param: nn.Parameter) -> int:
@@ -34,7 +34,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str = "layer") -> set[str]:
     """Names (as in `model.named_parameters()`) of the parameters PLAST trains."""
     layout = find_decoder_layers(model)
-    check_modules(modules)
     wanted = sorted(set(layers))
     out_of_range = [i for i in wanted if not 0 <= i < layout.num_layers]
     if out_of_range:
