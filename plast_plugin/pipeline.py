@@ -38,14 +38,6 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
     return complete and family.supports_images
 
 
-class UndefinedStatisticWarning(UserWarning):
-    """Some layer statistic had nothing to compare (e.g. an empty activated set)."""
-
-
-class QuestionClippedWarning(UserWarning):
-    """Questions were clipped to fit the model's position limit."""
-
-
 def max_positions(model) -> int | None:
     """The longest sequence the model's positions cover (None when the config does not say)."""
     config = getattr(model, "config", None)
@@ -101,8 +93,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
     with_images = _use_images(options, questions, family)
     image_ids = family.image_ids() if with_images else None
 
-    half_a, half_b = pivot_halves(questions.pivot)
-    groups = [*questions.other_languages, half_a, half_b]
+    groups = [*questions.other_languages, *pivot_halves(questions.pivot)]
     halves = split_pivot(len(questions.ids), options.seed)
     question_limit, positions_limit = _question_token_budget(model, tokenizer, options, image_ids, family)
     prompts = []
@@ -120,7 +111,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
             warnings.warn(
                 f"{clipped} question(s) do not fit the model's {positions_limit} positions together with the "
                 f"prompt around them: clipped to {question_limit} question tokens (max_question_tokens is "
-                f"{options.max_question_tokens})", QuestionClippedWarning, stacklevel=2)
+                f"{options.max_question_tokens})", UserWarning, stacklevel=2)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     batch_size = options.batch_size or default_batch_size(family.device)
     batches = [pad_batch(chunk, options.positions, pad_id, padding_side)
@@ -156,7 +147,7 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
                     f"layer {layer} for {', '.join(groups)}" for layer, groups in stats.undefined.items())
                 + (f". MSD ({options.statistic}) is undefined in layer(s) {excluded}: the rule excluded them"
                    if excluded else f". MSD ({options.statistic}) stays defined there")
-                + " (marked in the selection file)", UndefinedStatisticWarning, stacklevel=2)
+                + " (marked in the selection file)", UserWarning, stacklevel=2)
     data["images_used"] = with_images
     data["tokens_counted"] = {g: int(t) for g, t in zip(groups, counts.tokens.tolist())}
     return SelectionFile(

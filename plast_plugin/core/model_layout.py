@@ -1,15 +1,10 @@
 """Where the decoder layers of a supported model live, and how their parameters are named.
 
-PLAST needs three things from a model: its list of decoder layers, and in each layer the FFN
-gate projection (whose activation defines a neuron) and the attention block. The supported
-families all name these the same way (`mlp.gate_proj`, `mlp.act_fn`, `self_attn`); only the
-path to the layer list differs, so the layout is found by trying the known paths in order.
-
-This module is the one owner of those facts: the layer-list paths (`KNOWN_LAYER_PATHS`, used
-for a built model and for the tensor names of checkpoint files alike), the module parts a run
-may train (`MODULE_PARTS`: layer / mlp / attn and the sub-module each one covers), and the
-parameter-name prefix of a layer's part (`layer_prefix`). Freezing, export, the trainers'
-configs and the CLI all read them from here.
+PLAST needs the list of decoder layers and, in each layer, the FFN gate projection (whose
+activation defines a neuron) and the attention block. The supported families all name these
+`mlp.gate_proj`, `mlp.act_fn`, `self_attn`; only the path to the layer list differs, so the
+known paths are tried in order. The one owner of the layer-list paths (for built models and
+checkpoint tensor names alike), the trainable parts (`MODULE_PARTS`) and their name prefixes.
 """
 
 from __future__ import annotations
@@ -134,8 +129,7 @@ def find_decoder_layers(model: nn.Module) -> DecoderLayout:
         layers = _resolve(model, path)
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:
             if all(_is_gated_ffn_layer(layer) for layer in layers):
-                backbone_path = path.rsplit(".", 1)[0] if "." in path else ""
-                backbone = _resolve(model, backbone_path) if backbone_path else model
+                backbone = model.get_submodule(path.rpartition(".")[0])  # "" is the model itself
                 return DecoderLayout(layers, path, backbone)
     tried = "; ".join(f"'{path}' ({family})" for path, family in KNOWN_LAYER_PATHS)
     raise PlastError(

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from plast_plugin import __version__
+from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json
 from plast_plugin.core.statistics import LayerRecord
 from plast_plugin.core.model_layout import MODULE_CHOICES, find_decoder_layers, model_architecture
 
@@ -70,8 +72,6 @@ class SelectionFile:
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (a reader never sees a half-written file), with the user's umask.
         Undefined statistics (NaN) are written as null: JSON has no NaN."""
-        from plast_plugin.atomic import write_text_atomic
-
         text = json.dumps(_nan_to_none(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         return write_text_atomic(path, text)
 
@@ -105,12 +105,10 @@ class SelectionFile:
                 typed.append(LayerRecord.from_dict(record))
             except ValueError as err:
                 raise bad(f"layers[{position}]", str(err)) from None
-        created_by = raw.get("created_by", "unknown")
         return cls(
             selected_layers=sorted(layers), model=model, rule=raw["rule"], options=raw.get("options", {}),
             data=raw.get("data", {}), layers=typed, trainable=raw.get("trainable", {}),
-            ablation=raw.get("ablation", {}),
-            schema=raw["schema"], created_by=created_by if isinstance(created_by, str) else str(created_by),
+            ablation=raw.get("ablation", {}), schema=raw["schema"], created_by=str(raw.get("created_by", "unknown")),
         )
 
     def check_model(self, model_or_identity) -> None:
@@ -129,20 +127,13 @@ class SelectionFile:
 
 def _read_selection_json(path) -> tuple[Path, dict]:
     """The file (``plast_layers.json`` inside a folder) and its object, refused unless of this schema."""
-    from plast_plugin.json_files import read_json
-
     path = Path(path)
     if path.is_dir():
         path = path / SELECTION_FILENAME
-    try:
-        raw = read_json(path, "selection file", "create it with `plast select`")
-    except PlastError as err:
-        raise PlastError(str(err)) from None
+    raw = read_json(path, "selection file", "create it with `plast select`")
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
-        raise PlastError(
-            f"{path} is not a PLAST selection file of schema {SCHEMA!r} (found {found!r})"
-        )
+        raise PlastError(f"{path} is not a PLAST selection file of schema {SCHEMA!r} (found {found!r})")
     return path, raw
 
 

@@ -14,8 +14,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from plast_plugin.atomic import write_text_atomic
 from plast_plugin.core.model_layout import MODULE_CHOICES
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json_object
 
 TRAINING_RECORD = "plast_training.json"
 FINGERPRINT_METHOD = "sha256 of each trained tensor in the base model, before training"
@@ -35,8 +37,6 @@ class TrainingRecord:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``folder/plast_training.json`` atomically; unset fields are left out."""
-        from plast_plugin.atomic import write_text_atomic
-
         record = {key: value for key, value in asdict(self).items() if value is not None}
         return write_text_atomic(Path(folder) / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
 
@@ -44,8 +44,6 @@ class TrainingRecord:
     def load(cls, path: str | os.PathLike) -> "TrainingRecord":
         """Read and check a record (a folder means its plast_training.json); keys it does not know
         are ignored, so a record of a newer version still names its layers."""
-        from plast_plugin.json_files import read_json_object
-
         path = Path(path)
         if path.is_dir():
             path = path / TRAINING_RECORD
@@ -103,9 +101,8 @@ def optimizer_parameters(optimizer) -> list:
     accelerate's ``AcceleratedOptimizer`` (``.optimizer``) and DeepSpeed's ZeRO optimizers, whose
     ``param_groups`` hold flat fp32 partitions while ``bit16_groups`` (ZeRO-1/2) or
     ``fp16_groups`` (ZeRO-3) hold the model's own parameters."""
-    inner, seen = optimizer, set()
-    while inner is not None and id(inner) not in seen:
-        seen.add(id(inner))
+    inner = optimizer
+    while inner is not None:
         for attr in ("bit16_groups", "fp16_groups"):
             groups = getattr(inner, attr, None)
             if groups:

@@ -1,16 +1,10 @@
-"""PLAST's training arguments, in LLaVA's argument style.
+"""PLAST's training arguments, added to LLaVA's ``TrainingArguments`` (``train()`` parses exactly
+three dataclasses). ``SelectionOptions`` fields appear as ``--plast_<name>`` with the same defaults.
 
-They are added to LLaVA's ``TrainingArguments`` (a subclass made by ``make_training_arguments``)
-because ``train()`` parses exactly three dataclasses; every field carries its help text.
-The method options of ``plast_plugin.core.options.SelectionOptions`` appear as ``--plast_<name>``
-(``--plast_rule``, ``--plast_statistic``, ...) with the same defaults and help.
-
-Flags that conflict with layer freezing are refused when the arguments are parsed, before the
-model is even loaded: ``--lora_enable``, ``--bits 4/8``; the ones only known later
-(``--tune_mm_mlp_adapter``, a model argument) are refused when the trainer is built.
-``--freeze_backbone`` and ``--freeze_mm_mlp_adapter`` need no refusal: PLAST freezes everything
-but the selected layers anyway, after them. ``--mm_projector_lr`` keeps working: its (then
-empty) projector parameter groups are dropped before DeepSpeed sees them.
+LLaVA flags that train what PLAST freezes are refused when the arguments are parsed, before the
+model is loaded, or, for model arguments ``train()`` copies in later (``--tune_mm_mlp_adapter``),
+when the trainer is built. ``--freeze_backbone`` / ``--freeze_mm_mlp_adapter`` need no refusal
+(PLAST freezes after them); ``--mm_projector_lr``'s then empty parameter groups are dropped.
 """
 from __future__ import annotations
 
@@ -80,21 +74,20 @@ def _selection_option_fields() -> list[tuple[str, type, dataclasses.Field]]:
     hints = typing.get_type_hints(SelectionOptions)
     out = []
     for f in dataclasses.fields(SelectionOptions):
-        name = _RENAMED.get(f.name, "plast_" + f.name)
-        help_text = f.metadata.get("help", "")
-        if f.name == "rule":
-            out.append((name, str, field(default=f.default, metadata={"help": RULE_HELP})))
-            continue
-        if f.name == "modules":
-            # Unset (None) means "the selection file's modules, else 'layer'": a file made with
-            # --modules mlp must not silently train whole layers.
-            out.append((name, Optional[str], field(default=None, metadata={
-                "help": "PLAST: " + help_text + " Default: the modules recorded in the selection file "
-                "(--plast_layers FILE, or a resumed auto run), else 'layer'; given explicitly, it overrides the file."})))
-            continue
         # A Literal option is a plain string flag here: SelectionOptions names the choices when it refuses one.
         kind = str if typing.get_origin(hints[f.name]) is Literal else hints[f.name]
-        out.append((name, kind, field(default=f.default, metadata={"help": "PLAST (auto): " + help_text})))
+        default, help_text = f.default, "PLAST (auto): " + f.metadata.get("help", "")
+        if f.name == "rule":
+            help_text = RULE_HELP
+        elif f.name == "modules":
+            # Unset (None) means "the selection file's modules, else 'layer'": a file made with
+            # --modules mlp must not silently train whole layers.
+            kind, default = Optional[str], None
+            help_text = ("PLAST: " + f.metadata.get("help", "") + " Default: the modules recorded in the selection "
+                         "file (--plast_layers FILE, or a resumed auto run), else 'layer'; given explicitly, it "
+                         "overrides the file.")
+        name = _RENAMED.get(f.name, "plast_" + f.name)
+        out.append((name, kind, field(default=default, metadata={"help": help_text})))
     return out
 
 
@@ -109,6 +102,19 @@ PlastArguments.__module__ = __name__
 PlastArguments.__doc__ = "Every PLAST flag of LLaVA training (mixin for LLaVA's TrainingArguments)."
 
 _DEFAULT_RULE = SelectionOptions.__dataclass_fields__["rule"].default
+
+# LLaVA flags that train (or quantize) what PLAST freezes: (flag, conflicts(value), why and fix).
+# tune_mm_mlp_adapter is a model argument, present only once train() has copied it into args.
+_LLAVA_CONFLICTS = (
+    ("lora_enable", bool, "PLAST fine-tunes whole decoder layers, LoRA adds adapters to all of them. "
+                          "Drop --lora_enable (or drop --plast_layers for LoRA)."),
+    ("bits", lambda bits: bits in (4, 8), "quantized weights cannot be fine-tuned directly. "
+                                          "Use --bits 16 (the default) with bf16/fp16."),
+    ("unfreeze_mm_vision_tower", bool, "PLAST keeps the vision tower frozen. Drop --unfreeze_mm_vision_tower."),
+    ("mm_tunable_parts", bool, "PLAST decides what is trained (only the selected layers). Drop --mm_tunable_parts."),
+    ("tune_mm_mlp_adapter", bool, "it trains (and saves) only the projector. Drop --tune_mm_mlp_adapter; "
+                                  "PLAST starts from a finished LLaVA checkpoint."),
+)
 
 
 def plast_enabled(args) -> bool:
@@ -148,26 +154,11 @@ def check_plast_arguments(args) -> None:
             "--plast_layers auto needs --plast_probe_data (parallel questions, e.g. a .jsonl with "
             "id, lang, question), or run `plast select` first and pass the selection file to --plast_layers"
         )
-    if getattr(args, "lora_enable", False):
-        raise PlastError(
-            "--lora_enable conflicts with --plast_layers: PLAST fine-tunes whole decoder layers, LoRA "
-            "adds adapters to all of them. Drop --lora_enable (or drop --plast_layers for LoRA)."
-        )
-    if getattr(args, "bits", 16) in (4, 8):
-        raise PlastError(
-            f"--bits {args.bits} conflicts with --plast_layers: quantized weights cannot be fine-tuned "
-            f"directly. Use --bits 16 (the default) with bf16/fp16."
-        )
-    if getattr(args, "unfreeze_mm_vision_tower", False):
-        raise PlastError(
-            "--unfreeze_mm_vision_tower conflicts with --plast_layers: PLAST keeps the vision tower "
-            "frozen. Drop --unfreeze_mm_vision_tower."
-        )
-    if getattr(args, "mm_tunable_parts", None):
-        raise PlastError(
-            "--mm_tunable_parts conflicts with --plast_layers: PLAST decides what is trained (only the "
-            "selected layers). Drop --mm_tunable_parts."
-        )
+    for flag, conflicts, why in _LLAVA_CONFLICTS:
+        value = getattr(args, flag, None)
+        if conflicts(value):
+            shown = f"--bits {value}" if flag == "bits" else f"--{flag}"
+            raise PlastError(f"{shown} conflicts with --plast_layers: {why}")
     if args.plast_probe_samples is not None and args.plast_probe_samples < 1:
         raise PlastError(f"--plast_probe_samples must be positive, got {args.plast_probe_samples}")
     if args.plast_languages:
@@ -193,15 +184,6 @@ def check_plast_arguments(args) -> None:
             f"--plast_rule {rule.text} with --plast_layers {layers}: the rule chooses from the statistics that "
             f"only --plast_layers auto computes, so here it would be ignored. Drop --plast_rule (or use "
             f"--plast_layers auto --plast_probe_data ... to select with it)"
-        )
-
-
-def check_trainer_arguments(args) -> None:
-    """Refusals only possible once ``train()`` has copied model arguments into ``args``."""
-    if getattr(args, "tune_mm_mlp_adapter", False):
-        raise PlastError(
-            "--tune_mm_mlp_adapter conflicts with --plast_layers: it trains (and saves) only the "
-            "projector. Drop --tune_mm_mlp_adapter; PLAST starts from a finished LLaVA checkpoint."
         )
 
 

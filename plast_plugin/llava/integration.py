@@ -1,35 +1,36 @@
-"""Patch LLaVA's training module in place: PLAST arguments + freezing when ``LLaVATrainer`` is built.
+"""Patch LLaVA's training module ``llava.train.train`` in place (official LLaVA or LLaVA-NeXT).
 
-Three changes to the module object ``llava.train.train`` (official LLaVA or LLaVA-NeXT):
+1. ``TrainingArguments`` becomes a subclass with the ``--plast_*`` fields (``train()`` looks the
+   name up when called, so ``HfArgumentParser`` accepts the flags).
+2. ``LLaVATrainer.__init__`` is wrapped in place (a subclass would recurse: its save methods call
+   ``super(LLaVATrainer, self)``, docs/troubleshooting.md pitfall 1). It runs after every
+   ``requires_grad`` change of ``train()`` and before any optimizer exists: resolve the layers,
+   freeze all but them, log, then build the trainer.
+3. ``train`` waits for idle gloo worker threads before exit on multi-rank gloo runs (``clean_exit``).
 
-1. ``TrainingArguments`` becomes a subclass with the ``--plast_*`` fields; ``train()`` looks the
-   name up when it is called, so ``HfArgumentParser`` accepts the flags.
-2. ``LLaVATrainer.__init__`` is wrapped *in place* (rebinding the name to a subclass recurses
-   forever: its save methods call ``super(LLaVATrainer, self)``, docs/troubleshooting.md pitfall 1). The wrap runs when
-   every ``requires_grad`` change of ``train()`` is done and no optimizer or DeepSpeed engine
-   exists yet: it resolves the layers (``auto`` probes the model now), freezes all but them,
-   logs the table of trainable parameters, then builds the trainer.
-3. ``train`` is wrapped so that, on a rank of a multi-rank gloo run, it waits until the gloo worker
-   threads are idle before the interpreter exits (``clean_exit``: otherwise a rank can abort at exit).
-
-Without ``--plast_layers`` training behaves exactly as upstream (3. still applies: it changes no result).
+Without ``--plast_layers`` training behaves exactly as upstream.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
 
 from plast_plugin.core import ranks
+from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
+from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
+from plast_plugin.core.model_layout import find_decoder_layers
+from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.llava.arguments import (
     check_plast_arguments,
-    check_trainer_arguments,
     make_training_arguments,
     plast_enabled,
     selection_options,
 )
 from plast_plugin.llava.clean_exit import wrap_train
+from plast_plugin.llava.short_backward import shorten_backward
 from plast_plugin.models.zero3 import gathered, is_zero3
 from plast_plugin.errors import PlastError
 
@@ -38,7 +39,6 @@ logger = logging.getLogger("plast_plugin.llava")
 _PATCHED = "__plast_patched__"
 
 
-# ----------------------------------------------------------------------------- patching
 def patch_llava_train_module(module) -> None:
     """Add PLAST to a ``llava.train.train`` module object. Idempotent; all or nothing."""
     if getattr(module, _PATCHED, False):
@@ -60,14 +60,9 @@ def patch_llava_train_module(module) -> None:
 
 
 def allow_rng_state_loading() -> None:
-    """Let a resumed run load ``checkpoint-*/rng_state.pth`` with torch's weights-only unpickler.
-
-    transformers 4.37 loads that file with ``torch.load``'s default, which is weights-only since
-    torch 2.6, and the file holds numpy's RNG state (a uint32 ndarray), which that unpickler
-    refuses. Allow-listing exactly the four numpy globals that array needs makes resume work
-    without ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which would turn on full unpickling (and so
-    code execution from a crafted checkpoint) for every file a run loads.
-    """
+    """Let a resumed run load ``checkpoint-*/rng_state.pth`` (numpy's RNG state) under the
+    weights-only ``torch.load`` default of torch >= 2.6, by allow-listing the four numpy globals it
+    needs rather than ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (full unpickling of every file)."""
     import numpy as np
     import torch
 
@@ -84,6 +79,7 @@ def wrap_trainer_init(trainer_cls) -> None:
     if getattr(original, "__plast_wrapped__", False):
         return
 
+    @functools.wraps(original)
     def __init__(self, *args, **kwargs):
         training_args = kwargs.get("args")
         if training_args is None and len(args) >= 2:
@@ -97,8 +93,6 @@ def wrap_trainer_init(trainer_cls) -> None:
         check_supervision(kwargs.get("train_dataset"))
 
     __init__.__plast_wrapped__ = True
-    __init__.__wrapped__ = original
-    __init__.__doc__ = original.__doc__
     trainer_cls.__init__ = __init__
 
 
@@ -109,45 +103,29 @@ def _log(message: str) -> None:
     logger.info(message)
 
 
-# ----------------------------------------------------------------------------- main step
 def prepare_plast(model, args, tokenizer=None):
     """Resolve the layers, freeze all but them, log and record. Returns the TrainableReport."""
-    from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
-    from plast_plugin.llava.short_backward import shorten_backward
-
-    check_plast_arguments(args)  # again: a flag may have been set after parsing
-    check_trainer_arguments(args)
-    if model is None:
-        raise PlastError("--plast_layers: LLaVATrainer was built without a model")
+    check_plast_arguments(args)  # again: train() copies model arguments in after parsing
     selection = resolve_selection(model, args, tokenizer)
     layers = list(selection.selected_layers)
     modules = resolve_modules(selection, args)
     selection.options["modules"] = modules
     recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
-    report = freeze_for_plast(model, layers, modules)
-    if report.trainable_params == 0:
-        raise PlastError(
-            f"--plast_layers {args.plast_layers} with --plast_modules {modules} leaves no "
-            f"trainable parameter; refusing to train nothing"
-        )
+    report = freeze_for_plast(model, layers, modules)  # refuses a choice that leaves nothing to train
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
     _log("training only decoder layers %s (%s)\n%s" % (layers, modules, report.format_table()))
     _log(shorten_backward(model, args).describe())
     selection.trainable = report.to_dict()
-    # The base's values of every tensor the record says was trained, hashed now, before any
-    # step: `plast export --merge-into` refuses a base whose tensors differ (another model of
-    # the same shapes would otherwise be mixed with this delta without a word).
+    # The base's values of every recorded tensor, hashed before any step: `plast export
+    # --merge-into` refuses a base of the same shapes whose tensors differ.
     names = plast_parameter_names(model, recorded_layers, recorded_modules)
     with gathered(model, names):  # a collective under ZeRO-3: every rank
         fingerprint = base_fingerprint(model, names) if ranks.rank() == 0 else None
     if ranks.rank() == 0:
-        from plast_plugin.core.selection_file import SELECTION_FILENAME
-
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        # output_dir/plast_layers.json always names the layers this run trains: a resumed run
-        # (--plast_layers auto) and `plast export` read it.
+        # Always the layers this run trains: a resumed auto run and `plast export` read it.
         selection.save(out / SELECTION_FILENAME)
         TrainingRecord(layers=recorded_layers, modules=recorded_modules, plast_layers=str(args.plast_layers),
                        base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
@@ -178,7 +156,7 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
     """
     out = Path(args.output_dir)
     this_run = {"layers": list(layers), "modules": modules, "plast_layers": str(args.plast_layers)}
-    checkpoints = sorted(p.name for p in out.glob("checkpoint-*")) if out.is_dir() else []
+    checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
     if not checkpoints:
         return list(layers), modules, [this_run]
     allow = bool(getattr(args, "plast_allow_selection_change", False))
@@ -214,10 +192,6 @@ def check_resume(args, layers: list[int], modules: str) -> tuple[list[int], str,
 
 def resolve_selection(model, args, tokenizer=None):
     """The ``SelectionFile`` for ``--plast_layers`` (auto, spec, or file); writes it to output_dir."""
-    from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
-    from plast_plugin.core.model_layout import find_decoder_layers
-    from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
-
     value = str(args.plast_layers).strip()
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     saved = Path(args.output_dir) / SELECTION_FILENAME
@@ -257,11 +231,10 @@ def warn_if_other_model(selected_on: str | None, training: str | None, selection
     # One name inside the other is the same model under a local name (a copy, or an LLM that
     # was built into a LLaVA as "llava_<name>"); vicuna-7b-v1.5 vs llava-v1.5-7b is not.
     if a and b and a not in b and b not in a:
-        msg = (f"WARNING: {selection_path} was selected on {selected_on!r} but this run trains "
-               f"{training!r}; the shapes match, but the layers are only meaningful for the model they "
-               f"were selected on (PLAST tunes the released LLaVA checkpoint it probed, e.g. "
-               f"liuhaotian/llava-v1.5-7b, not the base LLM)")
-        _log(msg)
+        _log(f"WARNING: {selection_path} was selected on {selected_on!r} but this run trains "
+             f"{training!r}; the shapes match, but the layers are only meaningful for the model they "
+             f"were selected on (PLAST tunes the released LLaVA checkpoint it probed, e.g. "
+             f"liuhaotian/llava-v1.5-7b, not the base LLM)")
 
 
 def run_auto_selection(model, args, tokenizer):
@@ -277,29 +250,20 @@ def run_auto_selection(model, args, tokenizer):
     questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
                                         max_samples=args.plast_probe_samples)
     options = selection_options(args)
-    image_processor = None
-    try:
-        tower = model.get_vision_tower()
-        image_processor = getattr(tower, "image_processor", None) if tower is not None else None
-    except Exception:
-        pass
+    # A plain LM trained by LLaVA's train() (no --vision_tower) has no get_vision_tower.
+    tower = getattr(model, "get_vision_tower", lambda: None)()
+    image_processor = getattr(tower, "image_processor", None)
     zero3 = is_zero3(model)
-    device = getattr(args, "device", None)
-    if not zero3 and device is not None:
-        model.to(device)  # the Trainer / DeepSpeed engine would move it there anyway
+    if not zero3:
+        model.to(args.device)  # the Trainer / DeepSpeed engine would move it there anyway
     _log(f"--plast_layers auto: probing {len(questions.ids)} questions x {len(questions.languages)} "
          f"languages ({', '.join(questions.languages)}){' with ZeRO-3 parameters gathered' if zero3 else ''}")
-    was_training = model.training
-    model.eval()
-    try:
-        # Under ZeRO-3 the weights are partitioned before the trainer exists (docs/troubleshooting.md
-        # pitfall 5): gathered for the probe.
-        with gathered(model):
-            selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
-                                      name_or_path=getattr(model.config, "_name_or_path", None),
-                                      progress=ranks.rank() == 0)
-    finally:
-        model.train(was_training)
+    # Under ZeRO-3 the weights are partitioned before the trainer exists (docs/troubleshooting.md
+    # pitfall 5): gathered for the probe, which puts the model in eval mode while it runs.
+    with gathered(model):
+        selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
+                                  name_or_path=getattr(model.config, "_name_or_path", None),
+                                  progress=ranks.rank() == 0)
     if ranks.rank() == 0:
         write_selection(selection, args.output_dir)
         _log(f"--plast_layers auto selected layers {selection.selected_layers}; written to {args.output_dir}")
@@ -307,7 +271,6 @@ def run_auto_selection(model, args, tokenizer):
     return selection
 
 
-# ----------------------------------------------------------------------------- data
 def check_supervision(dataset, samples: int = 8, ignore_index: int = -100) -> None:
     """Refuse to train when LLaVA's preprocessing masked every label of the first samples.
 
@@ -315,27 +278,23 @@ def check_supervision(dataset, samples: int = 8, ignore_index: int = -100) -> No
     single-token ``</s>``); with another tokenizer they print "tokenization mismatch" and mask the
     whole sample, and training then runs with loss 0 and changes nothing.
     """
-    if dataset is None:
-        return
     try:
         count = min(len(dataset), samples)
-    except TypeError:  # an iterable dataset: nothing cheap to check
-        return
-    if count == 0:
+    except TypeError:  # no dataset, or an iterable one: nothing cheap to check
         return
     for index in range(count):
         item = dataset[index]
         labels = item.get("labels") if isinstance(item, dict) else None
         if labels is None or int((labels != ignore_index).sum()) > 0:
             return
-    raise PlastError(
-        f"PLAST: LLaVA's preprocessing left no supervised token in the first {count} training samples "
-        f"(see 'tokenization mismatch' above): the tokenizer does not fit --version. Training would "
-        f"change nothing. Use a LLaMA/Vicuna tokenizer with --version v1 (or fix the conversation template)."
-    )
+    if count:
+        raise PlastError(
+            f"PLAST: LLaVA's preprocessing left no supervised token in the first {count} training samples "
+            f"(see 'tokenization mismatch' above): the tokenizer does not fit --version. Training would "
+            f"change nothing. Use a LLaMA/Vicuna tokenizer with --version v1 (or fix the conversation template)."
+        )
 
 
-# ----------------------------------------------------------------------------- optimizer
 def _guard_optimizer(trainer, expected_names) -> None:
     """Drop the empty parameter groups LLaVA's grouping leaves (docs/troubleshooting.md pitfall 4),
     then check that the optimizer holds only PLAST's parameters."""

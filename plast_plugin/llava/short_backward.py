@@ -1,10 +1,8 @@
 """Make PLAST's backward pass as short as the selected layers allow (gradient checkpointing on).
 
-LLaVA's ``train()`` prepares every model the same way when ``--gradient_checkpointing True``:
-``model.enable_input_require_grads()`` (a forward hook that makes the embeddings' output require
-grad) and, through the HF Trainer, *reentrant* checkpointing of every decoder layer. For full
-fine-tuning or LoRA that is harmless. For PLAST it wastes work (counted at the LLaVA-1.5-7B shape,
-``scripts/bench_train.py --count``):
+With ``--gradient_checkpointing True`` LLaVA's ``train()`` calls ``model.enable_input_require_grads()``
+(a hook making the embeddings' output require grad) and the HF Trainer checkpoints every decoder
+layer *reentrantly*. Harmless for full fine-tuning or LoRA, wasted work for PLAST:
 
 - the input-grad hook makes backward run down to the embeddings, through every layer below the
   lowest selected one, although nothing there trains;
@@ -23,11 +21,10 @@ embeddings, the projector and the vision tower), ``shorten_backward`` instead:
    own forward, at the start of backward, so checkpointing it buys almost no memory (its
    activations then coexist with the loss computation instead) and costs one layer's forward.
 
-Counted at the 7B shape (seq 2048, checkpointing on), PLAST / full FLOPs go from 0.804 to 0.747
-for layers 0-4 and from 0.804 to 0.517 for layers 16-20 (without step 3: 0.753 and 0.523). Losses and updated weights equal
-LLaVA's path to float rounding (tests/train/test_short_backward.py). ``--plast_short_backward
-False`` keeps LLaVA's path exactly. Without checkpointing nothing changes: LLaVA then adds no
-input-grad hook and autograd already stops at the lowest trainable layer.
+At the 7B shape (seq 2048; ``scripts/bench_train.py --count``) PLAST / full FLOPs go from 0.804 to
+0.747 for layers 0-4 and to 0.517 for layers 16-20; losses and updated weights equal LLaVA's path
+to float rounding. Without checkpointing nothing changes: autograd already stops at the lowest
+trainable layer.
 """
 from __future__ import annotations
 
@@ -100,7 +97,7 @@ def shorten_backward(model, training_args) -> ShortBackward:
         return ShortBackward(False, "no gradient checkpointing: backward already stops at the lowest trained layer")
     kwargs = dict(getattr(training_args, "gradient_checkpointing_kwargs", None) or {})
     if kwargs.get("use_reentrant") is True:
-        # Without input grads reentrant checkpointing would zero every gradient (docs/troubleshooting.md pitfall 3).
+        # Without input grads reentrant checkpointing would zero every gradient (troubleshooting pitfall 3).
         return ShortBackward(False, "gradient_checkpointing_kwargs asks for use_reentrant=True, which needs input grads")
     lowest = lowest_trainable_layer(model)
     if lowest is None:
@@ -133,9 +130,8 @@ def install_checkpointing(model) -> None:
 
 
 def _skip_last_layer(layout) -> None:
+    # gradient_checkpointing_enable sets a fresh checkpoint function on every call: wrap that one.
     checkpoint_func = layout.backbone._gradient_checkpointing_func
-    if getattr(checkpoint_func, _WRAPPED, False):
-        return
     last = layout.layers[-1]
 
     @functools.wraps(checkpoint_func)
@@ -145,5 +141,4 @@ def _skip_last_layer(layout) -> None:
             return function(*args, **kwargs)
         return checkpoint_func(function, *args, **kwargs)
 
-    setattr(checkpoint_except_last, _WRAPPED, True)
     layout.backbone._gradient_checkpointing_func = checkpoint_except_last

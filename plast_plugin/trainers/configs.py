@@ -1,31 +1,23 @@
 """A PLAST selection as the settings other trainers read: axolotl, ms-swift, LLaMA-Factory, plain regexes.
 
-Each tool matches *parameter names* of the model it loads, and those names depend on the
-transformers line: llava-hf / LLaVA-NeXT parameters are ``language_model.model.layers.N.`` in
-transformers 4.x (up to 4.51) and ``model.language_model.layers.N.`` from 4.52 on (5.x included).
-So the names are taken from the target model itself, built from its config on the meta device (no
-weights read) by the transformers installed here: run the export in the environment you train in.
+Each tool matches parameter names of the model it loads, and llava-hf / LLaVA-NeXT names depend on
+the transformers line (``language_model.model.layers.N.`` up to 4.51, ``model.language_model.layers.N.``
+from 4.52, 5.x included). So the names come from the target model, built on the meta device (no
+weights) by the transformers installed here: run the export in the environment you train in.
+How each tool applies them (read in their sources):
 
-How each tool applies what is written (read in their sources):
-
-- axolotl ``unfrozen_parameters``: a list; each entry is compiled after turning every ``.`` not
-  followed by ``+`` into a literal dot, then ``re.match``-ed (anchored at the start) against
-  ``model.named_parameters()``. So the patterns use plain dots and no ``.*`` wildcard.
-- ms-swift ``--trainable_parameters_regex`` (with ``--freeze_parameters_ratio 1`` to freeze the
-  rest first): one regex, ``re.search``-ed against every parameter name.
-- LLaMA-Factory ``finetuning_type: freeze``: ``freeze_trainable_layers: N`` trains the last N
-  decoder layers, ``-N`` the first N; a parameter is trained when ``.{index}.{module}`` occurs in
-  its name and none of the frozen parts (``vision_tower``, ``multi_modal_projector`` with
-  ``freeze_vision_tower`` / ``freeze_multi_modal_projector``) does. Any other layer set cannot be
-  written: refused, or with ``approximate=True`` widened to the smallest first-N / last-N block
-  that contains it, and said so loudly.
-- plain regex list: Python regexes anchored at both ends (``re.fullmatch``, ``re.match`` and
-  ``re.search`` agree); a parameter is selected when one of them matches its full name.
+- axolotl ``unfrozen_parameters``: each entry, with every ``.`` not followed by ``+`` made a literal
+  dot, is ``re.match``-ed against ``model.named_parameters()``: plain dots, no ``.*`` wildcard.
+- ms-swift ``--trainable_parameters_regex`` (with ``--freeze_parameters_ratio 1``): one regex, ``re.search``-ed.
+- LLaMA-Factory ``freeze_trainable_layers: N`` trains the last N decoder layers, ``-N`` the first N: each
+  parameter whose name holds ``.{index}.{module}`` outside the frozen vision tower and projector. Any
+  other layer set is refused, or with ``approximate=True`` widened to the smallest such block, loudly.
+- plain regexes: anchored at both ends (``re.fullmatch``, ``re.match`` and ``re.search`` agree).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from plast_plugin.errors import PlastError
 from plast_plugin.core.freeze import plast_parameter_names
@@ -36,7 +28,6 @@ TOOLS = ("axolotl", "swift", "llamafactory", "regex")
 # What of each layer `modules` trains, as LLaMA-Factory's freeze_trainable_modules names it.
 # LLaMA-Factory names a layer's sub-modules as the model does, and the whole layer "all".
 _LLAMAFACTORY_MODULES = {choice: part or "all" for choice, part in MODULE_PARTS.items()}
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 
 
 @dataclass
@@ -55,9 +46,6 @@ class TargetModel:
     @property
     def num_layers(self) -> int:
         return find_decoder_layers(self.model).num_layers
-
-    def parameter_names(self) -> list[str]:
-        return [n for n, _ in self.model.named_parameters()]
 
 
 def build_target_model(name_or_path: str, revision: str | None = None) -> TargetModel:
@@ -79,9 +67,9 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
         raise PlastError(f"{name_or_path}: transformers {transformers.__version__} has no {HF_MODEL_CLASSES[kind]}; "
                          f"export the config in the environment you train in")
     config = AutoConfig.from_pretrained(str(local_dir(name_or_path, revision)))
+    model_class = getattr(transformers, HF_MODEL_CLASSES[kind])
     with torch.device("meta"):
-        if kind == "causal-lm":
-            model = transformers.AutoModelForCausalLM.from_config(config)
+        model = model_class.from_config(config) if kind == "causal-lm" else model_class(config)
     find_decoder_layers(model)  # an unsupported architecture is refused here, before any config is written
     return TargetModel(name_or_path, kind, model, transformers.__version__, model_architecture(model))
 
@@ -90,13 +78,8 @@ def build_target_model(name_or_path: str, revision: str | None = None) -> Target
 class ExportedConfig:
     tool: str
     text: str  # what to write to the file / print
-    patterns: list[str] = field(default_factory=list)  # the regexes (axolotl, swift, regex)
-    trained_layers: list[int] = field(default_factory=list)  # what the tool will train (may be wider)
+    trained_layers: list[int]  # what the tool will train (may be wider than the selection)
     warning: str | None = None  # set when the tool trains more than the selection (approximation)
-
-
-def _alternation(layers) -> str:
-    return "|".join(str(i) for i in layers)
 
 
 def _header(selection: SelectionFile, target: TargetModel, modules: str) -> list[str]:
@@ -120,8 +103,6 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
     modules = modules or selection.options.get("modules") or "layer"
     layers = sorted(selection.selected_layers)
     plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
-    if not _PLAIN_NAME.match(target.layers_path):
-        raise PlastError(f"decoder layer path {target.layers_path!r} has characters the patterns cannot carry")
     sub = MODULE_PARTS[modules]
     sub_dots = f"{sub}." if sub else ""
     header = _header(selection, target, modules)
@@ -129,18 +110,18 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
         # Plain dots: axolotl turns each '.' into a literal dot itself (a '\.' here would break).
         patterns = [f"^{target.layers_path}.{i}.{sub_dots}" for i in layers]
         text = "\n".join(header + ["unfrozen_parameters:"] + [f"  - {_quoted(p)}" for p in patterns]) + "\n"
-        return ExportedConfig(tool, text, patterns, layers)
+        return ExportedConfig(tool, text, layers)
     escaped = re.escape(target.layers_path)
     if tool == "swift":
-        pattern = rf"^{escaped}\.(?:{_alternation(layers)})\.{re.escape(sub_dots)}"
-        return ExportedConfig(tool, pattern + "\n", [pattern], layers)
+        alternation = "|".join(map(str, layers))
+        return ExportedConfig(tool, rf"^{escaped}\.(?:{alternation})\.{re.escape(sub_dots)}" + "\n", layers)
     if tool == "regex":
         patterns = [rf"^{escaped}\.{i}\.{re.escape(sub_dots)}.+$" for i in layers]
-        return ExportedConfig(tool, "\n".join(patterns) + "\n", patterns, layers)
-    return _llamafactory(selection, target, layers, modules, header, approximate)
+        return ExportedConfig(tool, "\n".join(patterns) + "\n", layers)
+    return _llamafactory(target, layers, modules, header, approximate)
 
 
-def _llamafactory(selection, target, layers, modules, header, approximate) -> ExportedConfig:
+def _llamafactory(target, layers, modules, header, approximate) -> ExportedConfig:
     n = target.num_layers
     first, last = list(range(len(layers))), list(range(n - len(layers), n))
     warning = None
@@ -172,4 +153,4 @@ def _llamafactory(selection, target, layers, modules, header, approximate) -> Ex
         # LLaMA-Factory trains every parameter whose name contains '.{index}.': vision tower layers
         # too, unless these keep the tower and projector frozen.
         lines += ["freeze_vision_tower: true", "freeze_multi_modal_projector: true", "freeze_language_model: false"]
-    return ExportedConfig("llamafactory", "\n".join(lines) + "\n", [], trained, warning)
+    return ExportedConfig("llamafactory", "\n".join(lines) + "\n", trained, warning)

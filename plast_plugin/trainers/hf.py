@@ -1,27 +1,17 @@
-"""PLAST with the Hugging Face ``Trainer`` (and trainers built on it, such as TRL's ``SFTTrainer``).
+"""PLAST with the Hugging Face ``Trainer`` (and trainers built on it, such as TRL's ``SFTTrainer``)::
 
-Two pieces, usable alone or together::
-
-    from plast_plugin.trainers.hf import PlastCallback, apply_selection
-
-    model = LlavaForConditionalGeneration.from_pretrained("llava-hf/llava-1.5-7b-hf")
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate,
                       callbacks=[PlastCallback("runs/select/plast_layers.json")])
-    trainer.train()
 
 - ``apply_selection(model, selection)`` freezes every parameter but the selected decoder layers
-  (for a training loop of your own); a selection file made for a model of another shape is
-  refused (``PlastError``).
-- ``PlastCallback(selection)`` does the same when the ``Trainer`` is built (``on_init_end``, before
-  any optimizer exists), then, before the first step, checks that the optimizer holds exactly the
-  selected parameters (an optimizer built by hand over ``model.parameters()`` is refused), and
-  writes ``plast_layers.json`` + ``plast_training.json`` into ``output_dir`` and every
-  ``checkpoint-N``: the records ``plast export`` reads, so delta export and merge work for these
-  checkpoints as for the official LLaVA script's.
+  (for a training loop of your own); a selection made for a model of another shape is refused.
+- ``PlastCallback(selection)`` does the same when the Trainer is built (before any optimizer
+  exists), checks before the first step that the optimizer holds exactly the selected parameters,
+  and writes ``plast_layers.json`` + ``plast_training.json`` into ``output_dir`` and every
+  ``checkpoint-N``, so ``plast export`` works on these checkpoints as on the LLaVA script's.
 
-Works for llava-hf (``LlavaForConditionalGeneration``), LLaVA-NeXT
-(``LlavaNextForConditionalGeneration``) and the causal LMs ``plast select`` supports, in both
-transformers lines (parameter names differ between them; the layout is found on the model).
+Works for llava-hf, LLaVA-NeXT and the causal LMs ``plast select`` supports, in transformers 4 and 5
+(the layout is found on the model).
 """
 from __future__ import annotations
 
@@ -31,16 +21,14 @@ from pathlib import Path
 from typing import Union
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.core import ranks
 from plast_plugin.core.freeze import TrainableReport, freeze_for_plast
+from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_names
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
-from plast_plugin.core.training_record import (
-    TRAINING_RECORD,
-    TrainingRecord,
-    base_fingerprint,
-    check_optimizer,
-)
+from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.errors import PlastError
 from plast_plugin.models.zero3 import gathered
 
@@ -65,17 +53,13 @@ def apply_selection(model, selection: SelectionLike, modules: str | None = None)
 def _checkpoint_tensor_names(model) -> list[str] | None:
     """Every tensor name in the files of the model's base checkpoint (``config._name_or_path``),
     read from the safetensors headers or index (no weights); None when they cannot be read."""
-    from plast_plugin.checkpoints.weights import CheckpointWeights
-
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None)
     if not name:
         return None
     folder = Path(str(name)).expanduser()
     try:
-        if not folder.is_dir():
-            # The snapshot from_pretrained just read; never a download (a hub repo may hold more
-            # than the model needs).
+        if not folder.is_dir():  # the snapshot from_pretrained just read; never a download
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(str(name), revision=getattr(config, "_commit_hash", None),
@@ -89,34 +73,18 @@ def _checkpoint_tensor_names(model) -> list[str] | None:
         return weights.names()  # the headers only
 
 
-def checkpoint_names(model, names) -> dict[str, str] | None:
-    """In-memory parameter name -> the same tensor's name in the base checkpoint's files.
-
-    transformers >= 4.52 names llava-hf / LLaVA-NeXT parameters ``model.language_model.layers.N.``
-    in memory but still saves (and ships) them as ``language_model.model.layers.N.``; ``plast
-    export`` works on the files, so the training record's fingerprint is keyed by file names.
-    None when the base files cannot be read or do not hold every tensor."""
-    from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_names
-
-    file_names = _checkpoint_tensor_names(model)
-    if not file_names:
-        return None
+def fingerprint_by_file_name(model, names) -> dict | None:
+    """The base fingerprint of the trained tensors keyed by the base checkpoint's file names (what
+    `plast export --merge-into` checks a base against); None when the files cannot be read or do
+    not hold every tensor. transformers >= 4.52 names llava-hf / LLaVA-NeXT parameters
+    ``model.language_model.layers.N.`` in memory but saves them as ``language_model.model.layers.N.``."""
+    file_names = _checkpoint_tensor_names(model) or []
     file_path = layers_path_of_names(file_names)
     if file_path is None:
         return None
     memory_path = find_decoder_layers(model).path
-    mapping = {n: file_path + n[len(memory_path):] for n in names if n.startswith(memory_path + ".")}
-    present = set(file_names)
-    if len(mapping) != len(list(names)) or not all(v in present for v in mapping.values()):
-        return None
-    return mapping
-
-
-def fingerprint_by_file_name(model, names) -> dict | None:
-    """The base fingerprint of the trained tensors keyed by the base checkpoint's file names (what
-    `plast export --merge-into` checks a base against); None when those names are unknown."""
-    mapping = checkpoint_names(model, names)
-    if mapping is None:
+    mapping = {n: file_path + n[len(memory_path):] for n in names}
+    if not all(n.startswith(memory_path + ".") for n in names) or not set(mapping.values()) <= set(file_names):
         return None
     with gathered(model, names):  # a collective under ZeRO-3: every rank
         return base_fingerprint(model, names, mapping) if ranks.rank() == 0 else None
@@ -134,8 +102,6 @@ class PlastCallback(TrainerCallback):
         self.fingerprint: dict | None = None
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
-        if model is None:
-            raise PlastError("PlastCallback: the Trainer was built without a model")
         self.report = apply_selection(model, self.selection, self.modules)
         # Hashed now, before any step (and before a resumed run loads its checkpoint's weights).
         self.fingerprint = fingerprint_by_file_name(model, self.report.trainable_names)
@@ -146,10 +112,8 @@ class PlastCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.report is None:  # the callback was added after the Trainer was built
             self.on_init_end(args, state, control, model=model)
-        checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers 5 renamed it
-        if checkpointing is None:
-            checkpointing = getattr(model, "is_gradient_checkpointing", False)
-        if checkpointing:
+        # transformers 5 renamed is_gradient_checkpointing
+        if getattr(model, "is_activation_checkpointing", None) or getattr(model, "is_gradient_checkpointing", False):
             # Reentrant checkpointing with frozen embeddings gives the trained layers no gradient
             # (transformers #21381): make the embedding output require grad, as LLaVA's train() does.
             model.enable_input_require_grads()
@@ -164,8 +128,6 @@ class PlastCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
         source = Path(args.output_dir)
         checkpoint = source / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if checkpoint.is_dir():
