@@ -236,16 +236,11 @@ def plot_comparison(result: dict, path) -> None:
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys) + 1, 4), squeeze=False)
     for axis, key in zip(axes[0], keys):
         items = sorted(panels[key], key=lambda r: _lang_key(r["language"]))
+        items += [dict(means[key], language="mean")] if key in means else []
         labels = [r["language"] for r in items]
         values = [100 * r["delta"] for r in items]
         lows = [100 * (r["delta"] - r["ci95"][0]) for r in items]
         highs = [100 * (r["ci95"][1] - r["delta"]) for r in items]
-        if key in means:
-            m = means[key]
-            labels.append("mean")
-            values.append(100 * m["delta"])
-            lows.append(100 * (m["delta"] - m["ci95"][0]))
-            highs.append(100 * (m["ci95"][1] - m["delta"]))
         colours = ["#2e7d32" if v - lo > 0 else "#c62828" if v + hi < 0 else "#78909c"
                    for v, lo, hi in zip(values, lows, highs)]
         xs = range(len(labels))
