@@ -105,12 +105,9 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
 def _device(requested: str | None) -> str:
     if requested:
         return requested
-    try:
-        import torch
+    import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def build_command(args, output: Path, pretrained: str | None = None) -> list[str]:
@@ -146,13 +143,6 @@ def _check_model(pretrained: str | None) -> None:
         raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
-
-
-def summarize_results(output: Path, since: float) -> dict | None:
-    files = [f for f in output.rglob("*_results.json") if f.stat().st_mtime >= since - 1]
-    if not files:
-        return None
-    return json.loads(max(files, key=lambda f: f.stat().st_mtime).read_text())
 
 
 JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
@@ -207,11 +197,12 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
     if failures:
         print(f"plast eval: warning: the LLM judge failed on {failures} answer(s), which count as unmatched "
               f"(wrong); reasons in {failure_log}", file=sys.stderr)
-    data = summarize_results(output, started)
-    if data is None:
+    results = [f for f in output.rglob("*_results.json") if f.stat().st_mtime >= started - 1]
+    if not results:
         print(f"plast eval: lmms-eval wrote no results under {output} (exit code {proc.returncode}); "
               "see its log above", file=sys.stderr)
         return 1
+    data = json.loads(max(results, key=lambda f: f.stat().st_mtime).read_text())
     print(f"\nscores (0-1) in {output}, protocol {env['PLAST_EVAL_PROTOCOL']} "
           "(*_exact: VLMEvalKit's exact matcher instead of the multilingual extractor):")
     for name, metrics in sorted(data.get("results", {}).items()):
