@@ -58,12 +58,9 @@ def docs_to_dataset(docs: list[dict]):
 
 def _loguru(level: str, message: str) -> None:
     """lmms-eval logs through loguru: messages sent there reach its console."""
-    try:
-        from loguru import logger
+    from loguru import logger  # lmms-eval's dependency: these hooks run only inside lmms-eval
 
-        getattr(logger, level)(message)
-    except ImportError:  # pragma: no cover
-        getattr(log, level)(message)
+    getattr(logger, level)(message)
 
 
 def process_docs(dataset):
@@ -111,15 +108,11 @@ def doc_to_target(doc):
     return doc["answer"]
 
 
-def _options(doc) -> dict:
-    return {c: doc[c] for c in doc["options"]}
-
-
 def process_results(doc, results):
     response = results[0] if results else ""
     if not isinstance(response, str):  # chat models may return richer objects
         response = getattr(response, "text", None) or str(response)
-    options = _options(doc)
+    options = {c: doc[c] for c in doc["options"]}
     answerable = doc["answer"] in doc["options"]  # else its option has no text and was not shown
     prediction = extract_choice(response, options, doc["language"])
     # VLMEvalKit's exact rules, never judged: the gap to `prediction` is what our extractor adds
