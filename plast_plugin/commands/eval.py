@@ -80,15 +80,10 @@ def _benchmarks_and_languages(benchmarks: str, languages: str) -> tuple[list[str
     unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
     if unknown or not benches:
         raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
-    langs = []
-    for item in languages.split(","):
-        if item.strip():
-            try:
-                code = parrot_language(item)
-            except PlastError as err:
-                raise PlastError(f"--languages: {err}") from None
-            if code not in langs:
-                langs.append(code)
+    try:
+        langs = list(dict.fromkeys(parrot_language(item) for item in languages.split(",") if item.strip()))
+    except PlastError as err:
+        raise PlastError(f"--languages: {err}") from None
     if not langs:
         raise PlastError("no languages given")
     return benches, langs
@@ -190,8 +185,7 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
         env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
-    if failure_log.exists():
-        failure_log.unlink()  # count this run's failures only
+    failure_log.unlink(missing_ok=True)  # count this run's failures only
     proc = subprocess.run(cmd, env=env)
     failures = len(failure_log.read_text(encoding="utf-8").splitlines()) if failure_log.exists() else 0
     if failures:
