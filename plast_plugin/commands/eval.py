@@ -97,23 +97,16 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
     return [f"{b}_{lang}" for b in benches for lang in langs]
 
 
-def _device(requested: str | None) -> str:
-    if requested:
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def build_command(args, output: Path, pretrained: str | None = None) -> list[str]:
+def build_command(args, output: Path, pretrained: str | None) -> list[str]:
     from plast_plugin.eval import tasks_dir
 
-    pretrained = pretrained if pretrained is not None else args.pretrained
     model_args = []
     if pretrained:
         model_args.append(f"pretrained={pretrained}")
     if args.model == "llava_hf":
-        device = _device(args.device)
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model_args += [f"device_map={device}", f"device={device}"]
     if args.model_args:
         model_args.append(args.model_args)
