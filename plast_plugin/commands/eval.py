@@ -23,7 +23,6 @@ from pathlib import Path
 from plast_plugin.errors import PlastError
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
 
 
@@ -74,12 +73,12 @@ def add_parser(subparsers) -> None:
 
 def _benchmarks_and_languages(benchmarks: str, languages: str) -> tuple[list[str], list[str]]:
     """The --benchmarks and --languages lists, checked; language codes normalised, order kept."""
-    from plast_plugin.eval.parrot_data import parrot_language
+    from plast_plugin.eval.parrot_data import BENCHMARKS, parrot_language
 
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
-    unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
+    unknown = [b for b in benches if b not in BENCHMARKS]
     if unknown or not benches:
-        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
+        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARKS)}")
     try:
         langs = list(dict.fromkeys(parrot_language(item) for item in languages.split(",") if item.strip()))
     except PlastError as err:
@@ -133,9 +132,6 @@ def _check_model(pretrained: str | None) -> None:
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
 
 
-JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
-
-
 def _task_env(args) -> dict:
     from plast_plugin.eval.prompts import PROTOCOL_ENV, resolve_protocol
 
@@ -173,7 +169,7 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
-    failure_log = output / JUDGE_FAILURE_LOG
+    failure_log = output / "plast_judge_failures.jsonl"
     if judge is not None:
         env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
     started = time.time()
