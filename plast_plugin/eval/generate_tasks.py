@@ -3,13 +3,11 @@
     python -m plast_plugin.eval.generate_tasks            # rewrite eval_tasks/ of this checkout
     python -m plast_plugin.eval.generate_tasks --check    # exit 1 and name the files that differ
 
-For each benchmark of :data:`plast_plugin.eval.parrot_data.BENCHMARKS` and each language of
-:data:`plast_plugin.data.languages.PARROT_LANGUAGES` (lm-evaluation-harness's xnli layout): the shared
-``_default_template_<bench>_yaml`` (no ``.yaml`` suffix, so lmms-eval does not index it as a
-task), one ``<bench>_<lang>.yaml`` that includes it, the one-line ``sources/<bench>_<lang>.jsonl``
-that task loads (benchmark, language and Parrot file name), the group ``<bench>.yaml``, and the
-``utils.py`` that re-exports :mod:`plast_plugin.eval.lmms_tasks`. The files are committed (and
-shipped in the wheel); ``tests/eval/test_task_files.py`` checks that they equal what this writes.
+Per benchmark, in lm-evaluation-harness's xnli layout: the shared ``_default_template_<bench>_yaml``
+(no ``.yaml`` suffix, so lmms-eval does not index it as a task), the group ``<bench>.yaml``, the
+``utils.py`` re-exporting :mod:`plast_plugin.eval.lmms_tasks`, and per language a ``<bench>_<lang>.yaml``
+loading the one-line ``sources/<bench>_<lang>.jsonl`` (benchmark, language, Parrot file). The files are
+committed (and shipped in the wheel); ``tests/eval/test_task_files.py`` checks they equal what this writes.
 """
 
 from __future__ import annotations
