@@ -1,12 +1,12 @@
 """The functions lmms-eval's task YAMLs in ``eval_tasks/`` call (their ``utils.py`` re-exports).
 
-How data reaches lmms-eval: each task YAML loads, with lmms-eval's ordinary ``dataset_path:
-json`` loader, a one-line *source* file (``eval_tasks/<bench>/sources/<task>.jsonl``) naming
-the benchmark and language; ``process_docs`` replaces that line by the rows of the Parrot TSV,
-read and checked by :mod:`plast_plugin.eval.parrot_data` from ``$PLAST_PARROT_DIR`` or the
-Hugging Face hub. This keeps one setting for the data location (a YAML cannot read an
-environment variable), the md5 check of the file, and errors that name the file and row; a ``class:`` task would not work with lmms-eval's chat models (such as
-``llava_hf``), which need ``ConfigurableMessagesTask`` objects.
+How data reaches lmms-eval: each task YAML loads, with lmms-eval's ordinary ``dataset_path: json``
+loader, a one-line *source* file (``eval_tasks/<bench>/sources/<task>.jsonl``) naming the benchmark and
+language; ``process_docs`` replaces that line by the rows of the Parrot TSV, read and checked by
+:mod:`plast_plugin.eval.parrot_data` from ``$PLAST_PARROT_DIR`` or the Hugging Face hub. This keeps one
+setting for the data location (a YAML cannot read an environment variable), the md5 check of the file,
+and errors that name the file and row; a ``class:`` task would not work with lmms-eval's chat models
+(such as ``llava_hf``), which need ``ConfigurableMessagesTask`` objects.
 """
 
 from __future__ import annotations
