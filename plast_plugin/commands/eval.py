@@ -24,6 +24,7 @@ from plast_plugin.errors import PlastError
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
+JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
 
 
 def add_parser(subparsers) -> None:
@@ -169,7 +170,7 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
-    failure_log = output / "plast_judge_failures.jsonl"
+    failure_log = output / JUDGE_FAILURE_LOG
     if judge is not None:
         env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
     started = time.time()
