@@ -23,8 +23,8 @@ from pathlib import Path
 from plast_plugin.errors import PlastError
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-BENCHMARK_CHOICES = ("mmmb", "mmbench_ml")
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
+JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
 
 
 def add_parser(subparsers) -> None:
@@ -74,21 +74,16 @@ def add_parser(subparsers) -> None:
 
 def _benchmarks_and_languages(benchmarks: str, languages: str) -> tuple[list[str], list[str]]:
     """The --benchmarks and --languages lists, checked; language codes normalised, order kept."""
-    from plast_plugin.eval.parrot_data import parrot_language
+    from plast_plugin.eval.parrot_data import BENCHMARKS, parrot_language
 
     benches = [b.strip() for b in benchmarks.split(",") if b.strip()]
-    unknown = [b for b in benches if b not in BENCHMARK_CHOICES]
+    unknown = [b for b in benches if b not in BENCHMARKS]
     if unknown or not benches:
-        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARK_CHOICES)}")
-    langs = []
-    for item in languages.split(","):
-        if item.strip():
-            try:
-                code = parrot_language(item)
-            except PlastError as err:
-                raise PlastError(f"--languages: {err}") from None
-            if code not in langs:
-                langs.append(code)
+        raise PlastError(f"unknown benchmark(s) {unknown or benchmarks!r}; use {', '.join(BENCHMARKS)}")
+    try:
+        langs = list(dict.fromkeys(parrot_language(item) for item in languages.split(",") if item.strip()))
+    except PlastError as err:
+        raise PlastError(f"--languages: {err}") from None
     if not langs:
         raise PlastError("no languages given")
     return benches, langs
@@ -102,26 +97,16 @@ def task_list(benchmarks: str, languages: str) -> list[str]:
     return [f"{b}_{lang}" for b in benches for lang in langs]
 
 
-def _device(requested: str | None) -> str:
-    if requested:
-        return requested
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
-
-
-def build_command(args, output: Path, pretrained: str | None = None) -> list[str]:
+def build_command(args, output: Path, pretrained: str | None) -> list[str]:
     from plast_plugin.eval import tasks_dir
 
-    pretrained = pretrained if pretrained is not None else args.pretrained
     model_args = []
     if pretrained:
         model_args.append(f"pretrained={pretrained}")
     if args.model == "llava_hf":
-        device = _device(args.device)
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model_args += [f"device_map={device}", f"device={device}"]
     if args.model_args:
         model_args.append(args.model_args)
@@ -146,16 +131,6 @@ def _check_model(pretrained: str | None) -> None:
         raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
-
-
-def summarize_results(output: Path, since: float) -> dict | None:
-    files = [f for f in output.rglob("*_results.json") if f.stat().st_mtime >= since - 1]
-    if not files:
-        return None
-    return json.loads(max(files, key=lambda f: f.stat().st_mtime).read_text())
-
-
-JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
 
 
 def _task_env(args) -> dict:
@@ -200,18 +175,18 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
         env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
     started = time.time()
     output.mkdir(parents=True, exist_ok=True)
-    if failure_log.exists():
-        failure_log.unlink()  # count this run's failures only
+    failure_log.unlink(missing_ok=True)  # count this run's failures only
     proc = subprocess.run(cmd, env=env)
     failures = len(failure_log.read_text(encoding="utf-8").splitlines()) if failure_log.exists() else 0
     if failures:
         print(f"plast eval: warning: the LLM judge failed on {failures} answer(s), which count as unmatched "
               f"(wrong); reasons in {failure_log}", file=sys.stderr)
-    data = summarize_results(output, started)
-    if data is None:
+    results = [f for f in output.rglob("*_results.json") if f.stat().st_mtime >= started - 1]
+    if not results:
         print(f"plast eval: lmms-eval wrote no results under {output} (exit code {proc.returncode}); "
               "see its log above", file=sys.stderr)
         return 1
+    data = json.loads(max(results, key=lambda f: f.stat().st_mtime).read_text())
     print(f"\nscores (0-1) in {output}, protocol {env['PLAST_EVAL_PROTOCOL']} "
           "(*_exact: VLMEvalKit's exact matcher instead of the multilingual extractor):")
     for name, metrics in sorted(data.get("results", {}).items()):

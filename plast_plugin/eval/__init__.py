@@ -31,12 +31,8 @@ def tasks_dir() -> Path:
     ships inside the package, ``plast_plugin/eval/tasks/``; else the source checkout's top-level
     ``eval_tasks/`` (an editable install, ``pip install -e .``, reads it in place).
     """
-    override = os.environ.get(TASKS_DIR_ENV)
-    if override:
-        candidates = [Path(override).expanduser()]
-    else:
-        here = Path(__file__).resolve().parent
-        candidates = [here / "tasks", here.parents[1] / "eval_tasks"]
+    here, override = Path(__file__).resolve().parent, os.environ.get(TASKS_DIR_ENV)
+    candidates = [Path(override).expanduser()] if override else [here / "tasks", here.parents[1] / "eval_tasks"]
     for path in candidates:
         if (path / "mmmb" / "mmmb.yaml").is_file():
             return path

@@ -1,17 +1,13 @@
 """Compare two evaluation runs question by question: accuracy, delta, 95% CI and McNemar p.
 
-Input: two lmms-eval output folders written with ``--log_samples`` (``plast eval`` always
-passes it). Each holds one ``<time>_samples_<task>.jsonl`` per task whose lines carry, under
-the metric key ``acc``, the scored record of one row (``index``, ``correct``, ``benchmark``,
-``language`` ...; see :func:`plast_plugin.eval.lmms_tasks.process_results`). The two runs are
-paired by ``(task, index)``: both must hold exactly the same rows of a task, otherwise the
-comparison is refused (a run with ``--limit`` against a full run is not paired data).
-
-Metrics per task: ``acc`` (MMMB: every row; MMBench: the original rows), and for MMBench
-``circular_acc`` whose unit is the circular group (``index % 1,000,000``), right only if all
-its rows are right. ``scorer="exact"`` uses the VLMEvalKit-style exact matcher's verdicts
-(``correct_exact``) instead of the multilingual extractor's. Statistics:
-:mod:`plast_plugin.eval.paired_stats`.
+Input: two lmms-eval output folders written with ``--log_samples`` (``plast eval`` always passes it),
+with one ``<time>_samples_<task>.jsonl`` per task whose lines carry, under the metric key ``acc``, the
+scored record of one row (:func:`plast_plugin.eval.lmms_tasks.process_results`). The runs are paired by
+``(task, index)``: both must hold exactly the same rows of a task, else the comparison is refused (a run
+with ``--limit`` against a full run is not paired data). Metrics are those of
+:mod:`plast_plugin.eval.scoring`: ``acc``, and for MMBench ``circular_acc`` over circular groups.
+``scorer="exact"`` takes the verdicts of VLMEvalKit's exact matcher (``correct_exact``) instead of the
+multilingual extractor's. Statistics: :mod:`plast_plugin.eval.paired_stats`.
 """
 
 from __future__ import annotations
@@ -236,16 +232,11 @@ def plot_comparison(result: dict, path) -> None:
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys) + 1, 4), squeeze=False)
     for axis, key in zip(axes[0], keys):
         items = sorted(panels[key], key=lambda r: _lang_key(r["language"]))
+        items += [dict(means[key], language="mean")] if key in means else []
         labels = [r["language"] for r in items]
         values = [100 * r["delta"] for r in items]
         lows = [100 * (r["delta"] - r["ci95"][0]) for r in items]
         highs = [100 * (r["ci95"][1] - r["delta"]) for r in items]
-        if key in means:
-            m = means[key]
-            labels.append("mean")
-            values.append(100 * m["delta"])
-            lows.append(100 * (m["delta"] - m["ci95"][0]))
-            highs.append(100 * (m["ci95"][1] - m["delta"]))
         colours = ["#2e7d32" if v - lo > 0 else "#c62828" if v + hi < 0 else "#78909c"
                    for v, lo, hi in zip(values, lows, highs)]
         xs = range(len(labels))

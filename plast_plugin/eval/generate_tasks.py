@@ -3,13 +3,11 @@
     python -m plast_plugin.eval.generate_tasks            # rewrite eval_tasks/ of this checkout
     python -m plast_plugin.eval.generate_tasks --check    # exit 1 and name the files that differ
 
-For each benchmark of :data:`plast_plugin.eval.parrot_data.BENCHMARKS` and each language of
-:data:`plast_plugin.data.languages.PARROT_LANGUAGES` (lm-evaluation-harness's xnli layout): the shared
-``_default_template_<bench>_yaml`` (no ``.yaml`` suffix, so lmms-eval does not index it as a
-task), one ``<bench>_<lang>.yaml`` that includes it, the one-line ``sources/<bench>_<lang>.jsonl``
-that task loads (benchmark, language and Parrot file name), the group ``<bench>.yaml``, and the
-``utils.py`` that re-exports :mod:`plast_plugin.eval.lmms_tasks`. The files are committed (and
-shipped in the wheel); ``tests/eval/test_task_files.py`` checks that they equal what this writes.
+Per benchmark, in lm-evaluation-harness's xnli layout: the shared ``_default_template_<bench>_yaml``
+(no ``.yaml`` suffix, so lmms-eval does not index it as a task), the group ``<bench>.yaml``, the
+``utils.py`` re-exporting :mod:`plast_plugin.eval.lmms_tasks`, and per language a ``<bench>_<lang>.yaml``
+loading the one-line ``sources/<bench>_<lang>.jsonl`` (benchmark, language, Parrot file). The files are
+committed (and shipped in the wheel); ``tests/eval/test_task_files.py`` checks they equal what this writes.
 """
 
 from __future__ import annotations
@@ -132,46 +130,39 @@ def render_task_files() -> dict[str, str]:
 def stale_files(root) -> list[str]:
     """Files in `root`'s benchmark folders of the kinds written here that nothing generates (a task
     of a language dropped from the table, which lmms-eval would still load)."""
-    root = Path(root)
-    expected = render_task_files()
-    found = []
-    for bench_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
-        for path in sorted(bench_dir.rglob("*")):
-            kind = path.suffix in (".yaml", ".jsonl", ".py") or path.name.endswith("_yaml")
-            rel = path.relative_to(root).as_posix()
-            if path.is_file() and kind and "__pycache__" not in path.parts and rel not in expected:
-                found.append(rel)
-    return found
+    root, expected = Path(root), render_task_files()
+    stale = []
+    for path in sorted(root.glob("*/**/*")):  # the benchmark folders' files, not the top-level README
+        rel = path.relative_to(root).as_posix()
+        generated_kind = path.suffix in (".yaml", ".jsonl", ".py") or path.name.endswith("_yaml")
+        if path.is_file() and generated_kind and "__pycache__" not in path.parts and rel not in expected:
+            stale.append(rel)
+    return stale
+
+
+def _outdated(root: Path) -> dict[str, bytes]:
+    """The generated files missing from `root` or differing there: path -> bytes."""
+    files = {rel: text.encode("utf-8") for rel, text in render_task_files().items()}
+    return {rel: data for rel, data in files.items()
+            if not (root / rel).is_file() or (root / rel).read_bytes() != data}
 
 
 def differences(root) -> list[str]:
     """How the task files in `root` differ from the generated ones (empty: they are equal)."""
     root = Path(root)
-    expected = render_task_files()
-    problems = []
-    for rel, text in expected.items():
-        path = root / rel
-        if not path.is_file():
-            problems.append(f"{rel} is missing")
-        elif path.read_bytes() != text.encode("utf-8"):
-            problems.append(f"{rel} differs")
-    problems += [f"{rel} is not generated (no benchmark or language of the table makes it)"
-                 for rel in stale_files(root)]
-    return problems
+    return ([f"{rel} differs" if (root / rel).is_file() else f"{rel} is missing" for rel in _outdated(root)]
+            + [f"{rel} is not generated (no benchmark or language of the table makes it)"
+               for rel in stale_files(root)])
 
 
 def write_task_files(root) -> list[str]:
     """Write the generated files into `root`; returns the paths that changed."""
     root = Path(root)
-    changed = []
-    for rel, text in render_task_files().items():
-        path = root / rel
-        data = text.encode("utf-8")
-        if not path.is_file() or path.read_bytes() != data:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            changed.append(rel)
-    return changed
+    outdated = _outdated(root)
+    for rel, data in outdated.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return list(outdated)
 
 
 def main(argv=None) -> int:

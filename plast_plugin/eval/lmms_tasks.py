@@ -1,12 +1,12 @@
 """The functions lmms-eval's task YAMLs in ``eval_tasks/`` call (their ``utils.py`` re-exports).
 
-How data reaches lmms-eval: each task YAML loads, with lmms-eval's ordinary ``dataset_path:
-json`` loader, a one-line *source* file (``eval_tasks/<bench>/sources/<task>.jsonl``) naming
-the benchmark and language; ``process_docs`` replaces that line by the rows of the Parrot TSV,
-read and checked by :mod:`plast_plugin.eval.parrot_data` from ``$PLAST_PARROT_DIR`` or the
-Hugging Face hub. This keeps one setting for the data location (a YAML cannot read an
-environment variable), the md5 check of the file, and errors that name the file and row; a ``class:`` task would not work with lmms-eval's chat models (such as
-``llava_hf``), which need ``ConfigurableMessagesTask`` objects.
+How data reaches lmms-eval: each task YAML loads, with lmms-eval's ordinary ``dataset_path: json``
+loader, a one-line *source* file (``eval_tasks/<bench>/sources/<task>.jsonl``) naming the benchmark and
+language; ``process_docs`` replaces that line by the rows of the Parrot TSV, read and checked by
+:mod:`plast_plugin.eval.parrot_data` from ``$PLAST_PARROT_DIR`` or the Hugging Face hub. This keeps one
+setting for the data location (a YAML cannot read an environment variable), the md5 check of the file,
+and errors that name the file and row; a ``class:`` task would not work with lmms-eval's chat models
+(such as ``llava_hf``), which need ``ConfigurableMessagesTask`` objects.
 """
 
 from __future__ import annotations
@@ -58,12 +58,9 @@ def docs_to_dataset(docs: list[dict]):
 
 def _loguru(level: str, message: str) -> None:
     """lmms-eval logs through loguru: messages sent there reach its console."""
-    try:
-        from loguru import logger
+    from loguru import logger  # lmms-eval's dependency: these hooks run only inside lmms-eval
 
-        getattr(logger, level)(message)
-    except ImportError:  # pragma: no cover
-        getattr(log, level)(message)
+    getattr(logger, level)(message)
 
 
 def process_docs(dataset):
@@ -111,15 +108,11 @@ def doc_to_target(doc):
     return doc["answer"]
 
 
-def _options(doc) -> dict:
-    return {c: doc[c] for c in doc["options"]}
-
-
 def process_results(doc, results):
     response = results[0] if results else ""
     if not isinstance(response, str):  # chat models may return richer objects
         response = getattr(response, "text", None) or str(response)
-    options = _options(doc)
+    options = {c: doc[c] for c in doc["options"]}
     answerable = doc["answer"] in doc["options"]  # else its option has no text and was not shown
     prediction = extract_choice(response, options, doc["language"])
     # VLMEvalKit's exact rules, never judged: the gap to `prediction` is what our extractor adds
