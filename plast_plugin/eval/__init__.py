@@ -8,8 +8,7 @@
 - :mod:`.scoring` computes plain, circular and per-category accuracy like VLMEvalKit.
 - :mod:`.judge` is the optional LLM judge (OpenAI-compatible endpoint, off by default).
 - :mod:`.lmms_tasks` holds the functions the YAMLs in ``eval_tasks/`` call.
-- :mod:`.generate_tasks` writes those YAMLs from the language table (``python -m
-  plast_plugin.eval.generate_tasks``; a test checks the committed ones equal its output).
+  ``scripts/generate_tasks.py`` writes those YAMLs from the language table.
 - :mod:`.compare` and :mod:`.paired_stats`: two runs question by question (``plast compare``).
 - :mod:`.baseline`: the official checkpoint through the same converter (``plast eval --baseline``).
 

@@ -5,10 +5,13 @@ which breaks when a second conftest.py is collected in the same pytest run.
 """
 
 import os
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+# The task-file generator is a maintainer's script (scripts/generate_tasks.py), not a package module.
+sys.path.insert(0, str(REPO / "scripts"))
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",

@@ -240,7 +240,7 @@ def test_task_names_are_found_and_collide_with_no_builtin():
     from lmms_eval.tasks import TaskManager
 
     from plast_plugin.eval import tasks_dir
-    from plast_plugin.eval.generate_tasks import group_names, task_names
+    from generate_tasks import group_names, task_names
 
     builtin = set(TaskManager("ERROR", include_defaults=True).all_tasks)
     ours = set(task_names()) | set(group_names())

@@ -5,7 +5,7 @@ import json
 import shutil
 
 from eval_testutil import REPO
-from plast_plugin.eval.generate_tasks import REGENERATE_COMMAND, differences, main, render_task_files
+from generate_tasks import REGENERATE_COMMAND, differences, main, render_task_files
 from plast_plugin.data.languages import PARROT_LANGUAGES, language_row
 
 TASKS = REPO / "eval_tasks"

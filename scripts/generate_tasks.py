@@ -1,7 +1,10 @@
-"""Writes the lmms-eval task files in ``eval_tasks/`` from the language table.
+"""Writes the lmms-eval task files in ``eval_tasks/`` of this checkout from the language table.
 
-    python -m plast_plugin.eval.generate_tasks            # rewrite eval_tasks/ of this checkout
-    python -m plast_plugin.eval.generate_tasks --check    # exit 1 and name the files that differ
+    python scripts/generate_tasks.py            # rewrite eval_tasks/
+    python scripts/generate_tasks.py --check    # exit 1 and name the files that differ
+
+A maintainer's tool, not part of the wheel: it rewrites the checkout's committed files (the wheel
+ships their copies).
 
 Per benchmark, in lm-evaluation-harness's xnli layout: the shared ``_default_template_<bench>_yaml``
 (no ``.yaml`` suffix, so lmms-eval does not index it as a task), the group ``<bench>.yaml``, the
@@ -21,8 +24,8 @@ from plast_plugin.eval.parrot_data import BENCHMARKS, PARROT_REPO, parrot_filena
 from plast_plugin.eval.scoring import metric_names
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
-REGENERATE_COMMAND = "python -m plast_plugin.eval.generate_tasks"
-CHECKOUT_TASKS_DIR = Path(__file__).resolve().parents[2] / "eval_tasks"
+REGENERATE_COMMAND = "python scripts/generate_tasks.py"
+CHECKOUT_TASKS_DIR = Path(__file__).resolve().parents[1] / "eval_tasks"
 # How the task files name each benchmark in their comments.
 TITLES = {"mmmb": "MMMB (Parrot)", "mmbench_ml": "multilingual MMBench-dev (Parrot)"}
 HEADER = f"# Generated from plast_plugin/data/languages.py by `{REGENERATE_COMMAND}`; do not edit.\n"
