@@ -2,9 +2,8 @@
 
 The files (``mmmb/mmmb_<code>.tsv``, ``mmbench/mmbench_dev_<code>.tsv`` in the Hugging Face dataset
 ``AIDC-AI/Parrot-dataset``, ``<code>`` the language table's ``parrot_file_code``) come from
-``$PLAST_PARROT_DIR`` (that layout, or flat) or the hub cache. :mod:`plast_plugin.data.vlmevalkit_tsv`
-reads them as text: an option whose text is ``None`` or ``NA`` is an option with that text (pandas'
-defaults, which VLMEvalKit uses, would drop it); only an empty cell is an absent option.
+``$PLAST_PARROT_DIR`` (that layout, or flat) or the hub cache, and are read as text by
+:mod:`plast_plugin.data.vlmevalkit_tsv`.
 
 Data identity (the published LLaVA-1.5 rows were computed on specific files): a download is
 taken from revision :data:`PARROT_REVISION` (``$PLAST_PARROT_REVISION`` overrides), and every
@@ -179,15 +178,6 @@ def resolve_parrot_file(benchmark: str, language: str) -> Path:
             f"download the TSVs yourself and set {PARROT_DIR_ENV} to their directory") from exc
 
 
-def _is_missing(value) -> bool:
-    """An empty cell (cells are read as text: "None" and "NA" are texts, not missing)."""
-    return value is None or str(value).strip() == ""
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
 def _decode_image(b64: str, where: str) -> bytes:
     try:
         raw = base64.b64decode("".join(b64.split()), validate=True)
@@ -283,16 +273,17 @@ def _image_reader(path: Path, table, indices: list[int]):
 
 def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
     """A row's question, hint, options and answer, checked; ``where`` names the row in errors."""
-    question = _text(rec["question"])
+    question = rec["question"]
     if not question.strip():
         raise PlastError(f"{where}: empty question")
-    options = {c: (None if _is_missing(rec[c]) else str(rec[c])) for c in letters}
-    present = "".join(c for c in letters if options[c] is not None and options[c].strip() != "")
+    # cells are text: "None" and "NA" are options; only a blank cell is an absent one
+    options = {c: (rec[c] if rec[c].strip() else None) for c in letters}
+    present = "".join(c for c in letters if options[c] is not None)
     if len(present) < 2:
         raise PlastError(f"{where}: fewer than two options ({present or 'none'})")
-    answer = _text(rec["answer"]).strip().upper()
+    answer = rec["answer"].strip().upper()
     if len(answer) != 1 or answer not in letters:
-        what = "is empty" if not answer else f"{_text(rec['answer']).strip()!r} is not one option letter"
+        what = "is empty" if not answer else f"{rec['answer'].strip()!r} is not one option letter"
         raise PlastError(
             f"{where}: answer {what}; the answer cell must hold exactly one of the option letters "
             f"{', '.join(letters)} (the row's options: {', '.join(present)}); fix or drop the row")
@@ -302,9 +293,9 @@ def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
         # it wrong; dropping it would change the denominator of the published percentages.
         log.warning("%s: the correct option %s has no text; the row is kept and scores wrong "
                     "(as in VLMEvalKit)", where, answer)
-    return {"question": question, "hint": _text(rec.get("hint")), **options, "options": present,
-            "answer": answer, "answerable": answerable, "category": _text(rec.get("category")),
-            "l2_category": _text(rec.get("l2-category", rec.get("l2_category")))}
+    return {"question": question, "hint": rec.get("hint", ""), **options, "options": present,
+            "answer": answer, "answerable": answerable, "category": rec.get("category", ""),
+            "l2_category": rec.get("l2-category", rec.get("l2_category", ""))}
 
 
 @dataclass
