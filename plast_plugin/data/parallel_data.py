@@ -79,18 +79,14 @@ def _text_field(obj: dict, key: str, where: str) -> str:
     if not isinstance(value, str):
         shown = "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
         raise PlastError(f"{where}: field {key!r} must be a string, got {shown}; fix that line")
-    _check_unicode(value, f"{where}: field {key!r}")
-    return value
-
-
-def _check_unicode(text: str, where: str) -> None:
     try:
-        text.encode("utf-8")
+        value.encode("utf-8")
     except UnicodeEncodeError as err:
         raise PlastError(
-            f"{where} holds an invalid character {text[err.start:err.end]!r} at position {err.start} (a lone "
-            f"surrogate, e.g. a JSON escape like \\ud800 without its pair); fix the text"
+            f"{where}: field {key!r} holds an invalid character {value[err.start:err.end]!r} at position "
+            f"{err.start} (a lone surrogate, e.g. a JSON escape like \\ud800 without its pair); fix the text"
         ) from None
+    return value
 
 
 def _read_jsonl(path: Path) -> list[Row]:
@@ -161,7 +157,6 @@ def _read_tsv(spec: str) -> list[Row]:
             raise PlastError(f"{where}: image refers to row index {err.reference!r}, which has no image "
                              f"({err.problem}); fix the image cell") from None
         image = None if source is None else table.rows[source]["image"]
-        _check_unicode(row["question"], f"{where}: question")
         rows.append((row["index"], lang_text, row["question"], image, where))
     return rows
 
@@ -186,10 +181,7 @@ def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samp
     sources = [str(sources)] if isinstance(sources, (str, os.PathLike)) else [str(s) for s in sources]
     if not sources:
         raise PlastError("no data given; pass a .jsonl file or per-language .tsv files")
-    try:
-        pivot = normalize_language(pivot)
-    except PlastError as err:
-        raise PlastError(f"pivot: {err}") from None
+    pivot = normalize_language(pivot, "pivot")
     texts, images, order = _read_questions(sources, pivot)
     wanted = _wanted_languages(texts, languages, pivot, sources)
     _check_parallel(texts, wanted, pivot, order)
@@ -215,10 +207,7 @@ def _read_questions(sources: list[str], pivot: str) -> tuple[dict[str, dict[str,
     order: list[str] = []
     for source in sources:
         for qid, lang_text, question, image, where in _read_source(source):
-            try:
-                lang = normalize_language(lang_text)
-            except PlastError as err:
-                raise PlastError(f"{where}: {err}") from None
+            lang = normalize_language(lang_text, where)
             if not question.strip():
                 raise PlastError(f"{where}: question {qid!r} ({lang}) is empty")
             per_lang = texts.setdefault(lang, {})
@@ -244,11 +233,7 @@ def _wanted_languages(texts: dict, languages, pivot: str, sources: list[str]) ->
     if languages is None:
         wanted = sorted(lang for lang in texts if lang != pivot)
     else:
-        try:
-            wanted = [normalize_language(lang) for lang in languages]
-        except PlastError as err:
-            raise PlastError(f"languages: {err}") from None
-        wanted = [lang for lang in wanted if lang != pivot]
+        wanted = [lang for lang in (normalize_language(code, "languages") for code in languages) if lang != pivot]
         absent = [lang for lang in wanted if lang not in texts]
         if absent:
             raise PlastError(
