@@ -89,6 +89,9 @@ def _text_field(obj: dict, key: str, where: str) -> str:
     return value
 
 
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")  # what an image that is no file must look like
+
+
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
     for where, obj in iter_json_lines(path):
@@ -108,17 +111,10 @@ def _read_jsonl(path: Path) -> list[Row]:
             image_path = path.parent / image  # an absolute image path stays as it is
             if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
                 image = str(image_path)
-            elif not _looks_like_base64(image):
+            elif not (len(image) > IMAGE_REFERENCE_MAX_CHARS and _BASE64.match(image[:4096])):
                 raise PlastError(f"{where}: image {image!r} not found (looked at {image_path})")
         rows.append((qid, lang, question, image or None, where))
     return rows
-
-
-_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
-
-
-def _looks_like_base64(value: str) -> bool:
-    return len(value) > IMAGE_REFERENCE_MAX_CHARS and bool(_BASE64.match(value[:4096]))
 
 
 def load_image(reference: str):
@@ -134,16 +130,12 @@ def load_image(reference: str):
         raise PlastError(f"cannot decode image {shown!r}: {err}") from None
 
 
-def _language_of_tsv(spec: str) -> tuple[str, Path]:
-    if "=" in spec and not Path(spec).exists():
-        lang, _, path = spec.partition("=")
-        return lang, Path(path)
-    path = Path(spec)
-    return path.stem.rsplit("_", 1)[-1], path
-
-
 def _read_tsv(spec: str) -> list[Row]:
-    lang_text, path = _language_of_tsv(spec)
+    path = Path(spec)
+    lang_text = path.stem.rsplit("_", 1)[-1]
+    if "=" in spec and not path.exists():
+        lang_text, _, rest = spec.partition("=")
+        path = Path(rest)
     table = read_vlmevalkit_tsv(path)
     missing = table.missing_columns(("index", "question"))
     if missing:
