@@ -228,19 +228,16 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
 
 def _row_indices(path: Path, rows: list[dict]) -> list[int]:
     """Each row's ``index`` as an integer; refused when one is not an integer or repeats."""
-    indices: list[int] = []
-    by_index: dict[int, int] = {}
+    row_of: dict[int, int] = {}  # index -> row number, in row order
     for n, rec in enumerate(rows, start=1):
-        raw = rec["index"]
         try:
-            idx = int(str(raw).strip())
+            idx = int(rec["index"].strip())
         except ValueError:
-            raise PlastError(f"{path}: row {n}: index {raw!r} is not an integer") from None
-        if idx in by_index:
-            raise PlastError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
-        by_index[idx] = n - 1
-        indices.append(idx)
-    return indices
+            raise PlastError(f"{path}: row {n}: index {rec['index']!r} is not an integer") from None
+        if idx in row_of:
+            raise PlastError(f"{path}: row {n}: index {idx} repeats row {row_of[idx]}")
+        row_of[idx] = n
+    return list(row_of)
 
 
 _REFERENCE_PROBLEMS = {"no such row": "which no row has", "empty image": "whose image is empty",
