@@ -215,11 +215,15 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
             f"{', '.join(REQUIRED_COLUMNS)} (+ C, D, hint, category optional); found {', '.join(columns)}")
     letters = [c for c in columns if len(c) == 1 and "A" <= c <= "Z"]
     indices = _row_indices(path, table.rows)
-    image_of = _image_reader(path, table, indices)
+    wheres = [f"{path}: row {pos + 1} (index {index})" for pos, index in enumerate(indices)]
+    images: dict[int, bytes] = {}  # row -> its decoded image: an image rows share is decoded once
     docs = []
     for pos, rec in enumerate(table.rows):
-        fields = _checked_row(rec, f"{path}: row {pos + 1} (index {indices[pos]})", letters)
-        docs.append({"index": indices[pos], **fields, "image": image_of(pos), "language": language,
+        fields = _checked_row(rec, wheres[pos], letters)
+        source = _image_source(table, pos, wheres[pos])
+        if source not in images:
+            images[source] = _decode_image(table.rows[source]["image"], wheres[source])
+        docs.append({"index": indices[pos], **fields, "image": images[source], "language": language,
                      "benchmark": benchmark, "source": str(path), "row": pos + 1})
     if not docs:
         raise PlastError(f"{path}: no rows")
@@ -244,28 +248,19 @@ _REFERENCE_PROBLEMS = {"no such row": "which no row has", "empty image": "whose 
                        "a reference": "whose image is itself a reference"}
 
 
-def _image_reader(path: Path, table, indices: list[int]):
-    """``image_of(row position) -> bytes``, back-references followed and each image decoded once."""
-    images: dict[int, bytes] = {}
-
-    def image_of(pos: int) -> bytes:
-        where = f"{path}: row {pos + 1} (index {indices[pos]})"
-        try:
-            source = table.image_row(pos)
-        except ImageReferenceError as err:
-            if err.problem == "not an index":
-                raise PlastError(
-                    f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
+def _image_source(table, pos: int, where: str) -> int:
+    """The row holding row `pos`'s image, its back-reference followed; an unusable cell is refused."""
+    try:
+        source = table.image_row(pos)
+    except ImageReferenceError as err:
+        if err.problem == "not an index":
             raise PlastError(
-                f"{where}: image refers to index {err.reference}, {_REFERENCE_PROBLEMS[err.problem]}") from None
-        if source is None:
-            raise PlastError(f"{where}: empty image")
-        if source not in images:
-            images[source] = _decode_image(table.rows[source]["image"],
-                                           f"{path}: row {source + 1} (index {indices[source]})")
-        return images[source]
-
-    return image_of
+                f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
+        raise PlastError(
+            f"{where}: image refers to index {err.reference}, {_REFERENCE_PROBLEMS[err.problem]}") from None
+    if source is None:
+        raise PlastError(f"{where}: empty image")
+    return source
 
 
 def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
