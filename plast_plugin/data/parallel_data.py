@@ -119,13 +119,13 @@ def _read_jsonl(path: Path) -> list[Row]:
 
 def load_image(reference: str):
     """A PIL image from a path or a base64 string; a clear error names what failed."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         if os.path.isfile(reference):
             return Image.open(reference).convert("RGB")
         return Image.open(io.BytesIO(base64.b64decode(reference, validate=False))).convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as err:
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
         shown = reference if len(reference) < 80 else reference[:40] + "..."
         raise PlastError(f"cannot decode image {shown!r}: {err}") from None
 
