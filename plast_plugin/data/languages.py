@@ -90,13 +90,14 @@ _ALIASES: dict[str, str] = {
 }
 
 
-def normalize_language(code: str) -> str:
-    """Return the ISO 639-1 code for `code` or raise naming the known codes."""
+def normalize_language(code: str, where: str = "") -> str:
+    """Return the ISO 639-1 code for `code` or raise naming the known codes (after ``where: ``)."""
     key = str(code).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in LANGUAGES:
+        prefix = f"{where}: " if where else ""
         raise PlastError(
-            f"unknown language code {code!r}; use one of: {', '.join(sorted(LANGUAGES))} "
+            f"{prefix}unknown language code {code!r}; use one of: {', '.join(sorted(LANGUAGES))} "
             f"(aliases: {', '.join(sorted(_ALIASES))})"
         )
     return key

@@ -79,18 +79,17 @@ def _text_field(obj: dict, key: str, where: str) -> str:
     if not isinstance(value, str):
         shown = "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
         raise PlastError(f"{where}: field {key!r} must be a string, got {shown}; fix that line")
-    _check_unicode(value, f"{where}: field {key!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise PlastError(
+            f"{where}: field {key!r} holds an invalid character {value[err.start:err.end]!r} at position "
+            f"{err.start} (a lone surrogate, e.g. a JSON escape like \\ud800 without its pair); fix the text"
+        ) from None
     return value
 
 
-def _check_unicode(text: str, where: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise PlastError(
-            f"{where} holds an invalid character {text[err.start:err.end]!r} at position {err.start} (a lone "
-            f"surrogate, e.g. a JSON escape like \\ud800 without its pair); fix the text"
-        ) from None
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")  # what an image that is no file must look like
 
 
 def _read_jsonl(path: Path) -> list[Row]:
@@ -112,42 +111,31 @@ def _read_jsonl(path: Path) -> list[Row]:
             image_path = path.parent / image  # an absolute image path stays as it is
             if os.path.isfile(image_path):  # os.path: a long base64 string is no error here
                 image = str(image_path)
-            elif not _looks_like_base64(image):
+            elif not (len(image) > IMAGE_REFERENCE_MAX_CHARS and _BASE64.match(image[:4096])):
                 raise PlastError(f"{where}: image {image!r} not found (looked at {image_path})")
         rows.append((qid, lang, question, image or None, where))
     return rows
 
 
-_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
-
-
-def _looks_like_base64(value: str) -> bool:
-    return len(value) > IMAGE_REFERENCE_MAX_CHARS and bool(_BASE64.match(value[:4096]))
-
-
 def load_image(reference: str):
     """A PIL image from a path or a base64 string; a clear error names what failed."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         if os.path.isfile(reference):
             return Image.open(reference).convert("RGB")
         return Image.open(io.BytesIO(base64.b64decode(reference, validate=False))).convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as err:
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
         shown = reference if len(reference) < 80 else reference[:40] + "..."
         raise PlastError(f"cannot decode image {shown!r}: {err}") from None
 
 
-def _language_of_tsv(spec: str) -> tuple[str, Path]:
-    if "=" in spec and not Path(spec).exists():
-        lang, _, path = spec.partition("=")
-        return lang, Path(path)
-    path = Path(spec)
-    return path.stem.rsplit("_", 1)[-1], path
-
-
 def _read_tsv(spec: str) -> list[Row]:
-    lang_text, path = _language_of_tsv(spec)
+    path = Path(spec)
+    lang_text = path.stem.rsplit("_", 1)[-1]
+    if "=" in spec and not path.exists():
+        lang_text, _, rest = spec.partition("=")
+        path = Path(rest)
     table = read_vlmevalkit_tsv(path)
     missing = table.missing_columns(("index", "question"))
     if missing:
@@ -161,7 +149,6 @@ def _read_tsv(spec: str) -> list[Row]:
             raise PlastError(f"{where}: image refers to row index {err.reference!r}, which has no image "
                              f"({err.problem}); fix the image cell") from None
         image = None if source is None else table.rows[source]["image"]
-        _check_unicode(row["question"], f"{where}: question")
         rows.append((row["index"], lang_text, row["question"], image, where))
     return rows
 
@@ -186,10 +173,7 @@ def load_parallel_questions(sources, languages=None, pivot: str = "en", max_samp
     sources = [str(sources)] if isinstance(sources, (str, os.PathLike)) else [str(s) for s in sources]
     if not sources:
         raise PlastError("no data given; pass a .jsonl file or per-language .tsv files")
-    try:
-        pivot = normalize_language(pivot)
-    except PlastError as err:
-        raise PlastError(f"pivot: {err}") from None
+    pivot = normalize_language(pivot, "pivot")
     texts, images, order = _read_questions(sources, pivot)
     wanted = _wanted_languages(texts, languages, pivot, sources)
     _check_parallel(texts, wanted, pivot, order)
@@ -215,10 +199,7 @@ def _read_questions(sources: list[str], pivot: str) -> tuple[dict[str, dict[str,
     order: list[str] = []
     for source in sources:
         for qid, lang_text, question, image, where in _read_source(source):
-            try:
-                lang = normalize_language(lang_text)
-            except PlastError as err:
-                raise PlastError(f"{where}: {err}") from None
+            lang = normalize_language(lang_text, where)
             if not question.strip():
                 raise PlastError(f"{where}: question {qid!r} ({lang}) is empty")
             per_lang = texts.setdefault(lang, {})
@@ -244,11 +225,7 @@ def _wanted_languages(texts: dict, languages, pivot: str, sources: list[str]) ->
     if languages is None:
         wanted = sorted(lang for lang in texts if lang != pivot)
     else:
-        try:
-            wanted = [normalize_language(lang) for lang in languages]
-        except PlastError as err:
-            raise PlastError(f"languages: {err}") from None
-        wanted = [lang for lang in wanted if lang != pivot]
+        wanted = [lang for lang in (normalize_language(code, "languages") for code in languages) if lang != pivot]
         absent = [lang for lang in wanted if lang not in texts]
         if absent:
             raise PlastError(

@@ -8,8 +8,7 @@ the question's language -> the pivot (English) question. LLaVA puts the loss on 
                          from Chinese to English.\\n图片中..."},
                         {"from": "gpt", "value": "What is in the picture?"}]}, ...]
 
-Input is what `plast select` reads (``load_parallel_questions``), so unparallel data is refused
-there with a message naming the file and the question.
+Input is what `plast select` reads (``load_parallel_questions``, which refuses unparallel data).
 """
 from __future__ import annotations
 

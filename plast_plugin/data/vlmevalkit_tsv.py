@@ -62,29 +62,24 @@ class VlmevalkitTsv:
     def missing_columns(self, required) -> list[str]:
         return [column for column in required if column not in self.columns]
 
-    def image_row(self, pos: int, column: str = "image") -> int | None:
+    def image_row(self, pos: int) -> int | None:
         """The row whose image cell holds row `pos`'s image: `pos`, the row its back-reference
         names, or None when the cell is empty. Raises :class:`ImageReferenceError`."""
-        cell = self.rows[pos].get(column, "").strip()
+        cell = self.rows[pos].get("image", "").strip()
         if not cell:
             return None
         if not is_image_reference(cell):
             return pos
-        target = self._row_of_index(cell)
+        number = _as_int(cell)
+        target = self._by_text.get(cell, None if number is None else self._by_number.get(number))
         if target is None:
-            raise ImageReferenceError(cell, "no such row" if _as_int(cell) is not None else "not an index")
-        target_cell = self.rows[target].get(column, "").strip()
+            raise ImageReferenceError(cell, "no such row" if number is not None else "not an index")
+        target_cell = self.rows[target].get("image", "").strip()
         if not target_cell:
             raise ImageReferenceError(cell, "empty image")
         if is_image_reference(target_cell):
             raise ImageReferenceError(cell, "a reference")
         return target
-
-    def _row_of_index(self, reference: str) -> int | None:
-        if reference in self._by_text:
-            return self._by_text[reference]
-        number = _as_int(reference)
-        return None if number is None else self._by_number.get(number)
 
 
 def _as_int(text: str) -> int | None:

@@ -2,9 +2,8 @@
 
 The files (``mmmb/mmmb_<code>.tsv``, ``mmbench/mmbench_dev_<code>.tsv`` in the Hugging Face dataset
 ``AIDC-AI/Parrot-dataset``, ``<code>`` the language table's ``parrot_file_code``) come from
-``$PLAST_PARROT_DIR`` (that layout, or flat) or the hub cache. :mod:`plast_plugin.data.vlmevalkit_tsv`
-reads them as text: an option whose text is ``None`` or ``NA`` is an option with that text (pandas'
-defaults, which VLMEvalKit uses, would drop it); only an empty cell is an absent option.
+``$PLAST_PARROT_DIR`` (that layout, or flat) or the hub cache, and are read as text by
+:mod:`plast_plugin.data.vlmevalkit_tsv`.
 
 Data identity (the published LLaVA-1.5 rows were computed on specific files): a download is
 taken from revision :data:`PARROT_REVISION` (``$PLAST_PARROT_REVISION`` overrides), and every
@@ -19,7 +18,6 @@ Every problem is a :class:`PlastError` naming the file and row; docs/evaluation.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import io
 import logging
@@ -179,19 +177,10 @@ def resolve_parrot_file(benchmark: str, language: str) -> Path:
             f"download the TSVs yourself and set {PARROT_DIR_ENV} to their directory") from exc
 
 
-def _is_missing(value) -> bool:
-    """An empty cell (cells are read as text: "None" and "NA" are texts, not missing)."""
-    return value is None or str(value).strip() == ""
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
 def _decode_image(b64: str, where: str) -> bytes:
     try:
         raw = base64.b64decode("".join(b64.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
+    except ValueError as exc:  # binascii.Error is one
         raise PlastError(f"{where}: image is not valid base64 ({exc})") from None
     try:
         from PIL import Image
@@ -225,11 +214,15 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
             f"{', '.join(REQUIRED_COLUMNS)} (+ C, D, hint, category optional); found {', '.join(columns)}")
     letters = [c for c in columns if len(c) == 1 and "A" <= c <= "Z"]
     indices = _row_indices(path, table.rows)
-    image_of = _image_reader(path, table, indices)
+    wheres = [f"{path}: row {pos + 1} (index {index})" for pos, index in enumerate(indices)]
+    images: dict[int, bytes] = {}  # row -> its decoded image: an image rows share is decoded once
     docs = []
     for pos, rec in enumerate(table.rows):
-        fields = _checked_row(rec, f"{path}: row {pos + 1} (index {indices[pos]})", letters)
-        docs.append({"index": indices[pos], **fields, "image": image_of(pos), "language": language,
+        fields = _checked_row(rec, wheres[pos], letters)
+        source = _image_source(table, pos, wheres[pos])
+        if source not in images:
+            images[source] = _decode_image(table.rows[source]["image"], wheres[source])
+        docs.append({"index": indices[pos], **fields, "image": images[source], "language": language,
                      "benchmark": benchmark, "source": str(path), "row": pos + 1})
     if not docs:
         raise PlastError(f"{path}: no rows")
@@ -238,61 +231,50 @@ def read_parrot_tsv(path, language: str, benchmark: str) -> list[dict]:
 
 def _row_indices(path: Path, rows: list[dict]) -> list[int]:
     """Each row's ``index`` as an integer; refused when one is not an integer or repeats."""
-    indices: list[int] = []
-    by_index: dict[int, int] = {}
+    row_of: dict[int, int] = {}  # index -> row number, in row order
     for n, rec in enumerate(rows, start=1):
-        raw = rec["index"]
         try:
-            idx = int(str(raw).strip())
+            idx = int(rec["index"].strip())
         except ValueError:
-            raise PlastError(f"{path}: row {n}: index {raw!r} is not an integer") from None
-        if idx in by_index:
-            raise PlastError(f"{path}: row {n}: index {idx} repeats row {by_index[idx] + 1}")
-        by_index[idx] = n - 1
-        indices.append(idx)
-    return indices
+            raise PlastError(f"{path}: row {n}: index {rec['index']!r} is not an integer") from None
+        if idx in row_of:
+            raise PlastError(f"{path}: row {n}: index {idx} repeats row {row_of[idx]}")
+        row_of[idx] = n
+    return list(row_of)
 
 
 _REFERENCE_PROBLEMS = {"no such row": "which no row has", "empty image": "whose image is empty",
                        "a reference": "whose image is itself a reference"}
 
 
-def _image_reader(path: Path, table, indices: list[int]):
-    """``image_of(row position) -> bytes``, back-references followed and each image decoded once."""
-    images: dict[int, bytes] = {}
-
-    def image_of(pos: int) -> bytes:
-        where = f"{path}: row {pos + 1} (index {indices[pos]})"
-        try:
-            source = table.image_row(pos)
-        except ImageReferenceError as err:
-            if err.problem == "not an index":
-                raise PlastError(
-                    f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
+def _image_source(table, pos: int, where: str) -> int:
+    """The row holding row `pos`'s image, its back-reference followed; an unusable cell is refused."""
+    try:
+        source = table.image_row(pos)
+    except ImageReferenceError as err:
+        if err.problem == "not an index":
             raise PlastError(
-                f"{where}: image refers to index {err.reference}, {_REFERENCE_PROBLEMS[err.problem]}") from None
-        if source is None:
-            raise PlastError(f"{where}: empty image")
-        if source not in images:
-            images[source] = _decode_image(table.rows[source]["image"],
-                                           f"{path}: row {source + 1} (index {indices[source]})")
-        return images[source]
-
-    return image_of
+                f"{where}: image {err.reference!r} is too short for base64 and not a row index") from None
+        raise PlastError(
+            f"{where}: image refers to index {err.reference}, {_REFERENCE_PROBLEMS[err.problem]}") from None
+    if source is None:
+        raise PlastError(f"{where}: empty image")
+    return source
 
 
 def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
     """A row's question, hint, options and answer, checked; ``where`` names the row in errors."""
-    question = _text(rec["question"])
+    question = rec["question"]
     if not question.strip():
         raise PlastError(f"{where}: empty question")
-    options = {c: (None if _is_missing(rec[c]) else str(rec[c])) for c in letters}
-    present = "".join(c for c in letters if options[c] is not None and options[c].strip() != "")
+    # cells are text: "None" and "NA" are options; only a blank cell is an absent one
+    options = {c: (rec[c] if rec[c].strip() else None) for c in letters}
+    present = "".join(c for c in letters if options[c] is not None)
     if len(present) < 2:
         raise PlastError(f"{where}: fewer than two options ({present or 'none'})")
-    answer = _text(rec["answer"]).strip().upper()
+    answer = rec["answer"].strip().upper()
     if len(answer) != 1 or answer not in letters:
-        what = "is empty" if not answer else f"{_text(rec['answer']).strip()!r} is not one option letter"
+        what = "is empty" if not answer else f"{rec['answer'].strip()!r} is not one option letter"
         raise PlastError(
             f"{where}: answer {what}; the answer cell must hold exactly one of the option letters "
             f"{', '.join(letters)} (the row's options: {', '.join(present)}); fix or drop the row")
@@ -302,9 +284,9 @@ def _checked_row(rec: dict, where: str, letters: list[str]) -> dict:
         # it wrong; dropping it would change the denominator of the published percentages.
         log.warning("%s: the correct option %s has no text; the row is kept and scores wrong "
                     "(as in VLMEvalKit)", where, answer)
-    return {"question": question, "hint": _text(rec.get("hint")), **options, "options": present,
-            "answer": answer, "answerable": answerable, "category": _text(rec.get("category")),
-            "l2_category": _text(rec.get("l2-category", rec.get("l2_category")))}
+    return {"question": question, "hint": rec.get("hint", ""), **options, "options": present,
+            "answer": answer, "answerable": answerable, "category": rec.get("category", ""),
+            "l2_category": rec.get("l2-category", rec.get("l2_category", ""))}
 
 
 @dataclass
