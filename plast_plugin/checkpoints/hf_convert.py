@@ -56,8 +56,6 @@ _LLAMA_KEYS = (
 )
 
 
-
-
 def _vision_source(tower: str) -> Path:
     path = Path(tower).expanduser()
     if path.is_dir():
