@@ -19,7 +19,7 @@ from pathlib import Path
 from plast_plugin.atomic import check_new_directory, staged_directory
 from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.errors import PlastError
-from plast_plugin.models.model_source import checkpoint_kind, local_dir
+from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
 
 IMAGE_TOKEN = "<image>"
 _SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
@@ -169,12 +169,8 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
 def _checked_config(src: Path, out: Path) -> tuple[dict, Path]:
     """The checkpoint's config, refused unless it is an official LLaVA-1.5 that converts, and ``out``
     checked to be a new folder apart from the checkpoint."""
-    from plast_plugin.json_files import read_json_object
-
     cfg_path = src / "config.json"
-    if not cfg_path.is_file():
-        raise PlastError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
-    cfg = read_json_object(cfg_path, "checkpoint config")
+    cfg = read_config(str(src))  # refuses a folder without config.json
     if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:
         raise PlastError(
             f"{cfg_path}: model_type {cfg.get('model_type')!r} is not an official LLaVA-LLaMA "
