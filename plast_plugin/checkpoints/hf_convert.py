@@ -70,15 +70,15 @@ def _vision_source(tower: str) -> Path:
             f"downloadable here ({exc}); pass --vision-tower <local CLIP folder> (vision_tower= in Python)") from exc
 
 
-def _vision_weights(state: dict, tower_dir: Path) -> dict:
-    """CLIP vision weights keyed as in ``CLIPVisionModel`` (``vision_model.*``)."""
+def _vision_weights(state: dict, tower_dir: Path) -> tuple[dict, str]:
+    """CLIP vision weights keyed as in ``CLIPVisionModel`` (``vision_model.*``), and where from."""
     prefix = "model.vision_tower.vision_tower."
     inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if inside:
-        return inside
+        return inside, "checkpoint"
     # A CLIP folder holds the text tower too: read only the vision tower's tensors.
     with CheckpointWeights(tower_dir) as clip:
-        return clip.read_where(lambda name: name.startswith("vision_model."))
+        return clip.read_where(lambda name: name.startswith("vision_model.")), str(tower_dir)
 
 
 def _projector_keys(cfg: dict) -> dict[str, str]:
@@ -92,6 +92,7 @@ def _projector_keys(cfg: dict) -> dict[str, str]:
 
 
 def _image_processor(tower_dir: Path, image_size: int, pad: bool):
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     kwargs = {"size": {"shortest_edge": image_size},
@@ -107,8 +108,7 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
         if isinstance(kwargs["crop_size"], int):
             kwargs["crop_size"] = {"height": kwargs["crop_size"], "width": kwargs["crop_size"]}
     else:
-        kwargs.update(image_mean=[0.48145466, 0.4578275, 0.40821073],
-                      image_std=[0.26862954, 0.26130258, 0.27577711])
+        kwargs.update(image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD)  # CLIP's, as LLaVA's tower
     return LlavaImageProcessorPil(do_pad=pad, **kwargs)
 
 
@@ -141,7 +141,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
 
     with CheckpointWeights(src) as weights:
         state = weights.read_all()
-    vision = _vision_weights(state, tower_dir)
+    vision, vision_from = _vision_weights(state, tower_dir)
     if not vision:
         raise PlastError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
     tokenizer = _tokenizer_with_image_token(src)
@@ -157,8 +157,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
         (stage / "plast_conversion.json").write_text(json.dumps({
             "source": str(src.resolve()),
             "vision_tower": str(tower_dir),
-            "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
-            else str(tower_dir),
+            "vision_weights_from": vision_from,
             "original_vocab_size": embed.shape[0],
             "vocab_size": new_vocab,
             "image_token_index": config.image_token_index,
