@@ -30,6 +30,7 @@ from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_n
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.errors import PlastError
+from plast_plugin.models.model_source import local_dir
 from plast_plugin.models.zero3 import gathered
 
 SelectionLike = Union[SelectionFile, str, os.PathLike]
@@ -57,14 +58,8 @@ def _checkpoint_tensor_names(model) -> list[str] | None:
     name = getattr(config, "_name_or_path", None)
     if not name:
         return None
-    folder = Path(str(name)).expanduser()
-    try:
-        if not folder.is_dir():  # the snapshot from_pretrained just read; never a download
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(str(name), revision=getattr(config, "_commit_hash", None),
-                                            local_files_only=True))
-        weights = CheckpointWeights(folder)
+    try:  # a folder, or the snapshot from_pretrained just read; never a download
+        weights = CheckpointWeights(local_dir(str(name), getattr(config, "_commit_hash", None), cached_only=True))
     except Exception:  # not cached, not a repo id, an incomplete checkpoint: no fingerprint
         return None
     if any(f.suffix != ".safetensors" for f in weights.files):
