@@ -19,7 +19,7 @@ from pathlib import Path
 from plast_plugin.atomic import check_new_directory, staged_directory
 from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.errors import PlastError
-from plast_plugin.models.model_source import checkpoint_kind, local_dir
+from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
 
 IMAGE_TOKEN = "<image>"
 _SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
@@ -56,8 +56,6 @@ _LLAMA_KEYS = (
 )
 
 
-
-
 def _vision_source(tower: str) -> Path:
     path = Path(tower).expanduser()
     if path.is_dir():
@@ -72,15 +70,15 @@ def _vision_source(tower: str) -> Path:
             f"downloadable here ({exc}); pass --vision-tower <local CLIP folder> (vision_tower= in Python)") from exc
 
 
-def _vision_weights(state: dict, tower_dir: Path) -> dict:
-    """CLIP vision weights keyed as in ``CLIPVisionModel`` (``vision_model.*``)."""
+def _vision_weights(state: dict, tower_dir: Path) -> tuple[dict, str]:
+    """CLIP vision weights keyed as in ``CLIPVisionModel`` (``vision_model.*``), and where from."""
     prefix = "model.vision_tower.vision_tower."
     inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if inside:
-        return inside
+        return inside, "checkpoint"
     # A CLIP folder holds the text tower too: read only the vision tower's tensors.
     with CheckpointWeights(tower_dir) as clip:
-        return clip.read_where(lambda name: name.startswith("vision_model."))
+        return clip.read_where(lambda name: name.startswith("vision_model.")), str(tower_dir)
 
 
 def _projector_keys(cfg: dict) -> dict[str, str]:
@@ -94,6 +92,7 @@ def _projector_keys(cfg: dict) -> dict[str, str]:
 
 
 def _image_processor(tower_dir: Path, image_size: int, pad: bool):
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     kwargs = {"size": {"shortest_edge": image_size},
@@ -109,8 +108,7 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
         if isinstance(kwargs["crop_size"], int):
             kwargs["crop_size"] = {"height": kwargs["crop_size"], "width": kwargs["crop_size"]}
     else:
-        kwargs.update(image_mean=[0.48145466, 0.4578275, 0.40821073],
-                      image_std=[0.26862954, 0.26130258, 0.27577711])
+        kwargs.update(image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD)  # CLIP's, as LLaVA's tower
     return LlavaImageProcessorPil(do_pad=pad, **kwargs)
 
 
@@ -143,7 +141,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
 
     with CheckpointWeights(src) as weights:
         state = weights.read_all()
-    vision = _vision_weights(state, tower_dir)
+    vision, vision_from = _vision_weights(state, tower_dir)
     if not vision:
         raise PlastError(f"{src}: no vision tower weights in the checkpoint nor in {tower_dir}")
     tokenizer = _tokenizer_with_image_token(src)
@@ -159,8 +157,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
         (stage / "plast_conversion.json").write_text(json.dumps({
             "source": str(src.resolve()),
             "vision_tower": str(tower_dir),
-            "vision_weights_from": "checkpoint" if any(k.startswith("model.vision_tower.vision_tower.") for k in state)
-            else str(tower_dir),
+            "vision_weights_from": vision_from,
             "original_vocab_size": embed.shape[0],
             "vocab_size": new_vocab,
             "image_token_index": config.image_token_index,
@@ -171,12 +168,8 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
 def _checked_config(src: Path, out: Path) -> tuple[dict, Path]:
     """The checkpoint's config, refused unless it is an official LLaVA-1.5 that converts, and ``out``
     checked to be a new folder apart from the checkpoint."""
-    from plast_plugin.json_files import read_json_object
-
     cfg_path = src / "config.json"
-    if not cfg_path.is_file():
-        raise PlastError(f"{src}: no config.json; expected an official LLaVA checkpoint folder")
-    cfg = read_json_object(cfg_path, "checkpoint config")
+    cfg = read_config(str(src))  # refuses a folder without config.json
     if checkpoint_kind(cfg) != "official-llava" or "mm_hidden_size" not in cfg:
         raise PlastError(
             f"{cfg_path}: model_type {cfg.get('model_type')!r} is not an official LLaVA-LLaMA "

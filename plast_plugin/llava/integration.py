@@ -22,7 +22,7 @@ from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
 from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
 from plast_plugin.core.model_layout import find_decoder_layers
 from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
-from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
+from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, check_optimizer
 from plast_plugin.llava.arguments import (
     check_plast_arguments,
     make_training_arguments,
@@ -32,6 +32,7 @@ from plast_plugin.llava.arguments import (
 from plast_plugin.llava.clean_exit import wrap_train
 from plast_plugin.llava.short_backward import shorten_backward
 from plast_plugin.models.zero3 import gathered, is_zero3
+from plast_plugin.trainers.hf import gathered_fingerprint, write_records
 from plast_plugin.errors import PlastError
 
 logger = logging.getLogger("plast_plugin.llava")
@@ -116,21 +117,13 @@ def prepare_plast(model, args, tokenizer=None):
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
     _log("training only decoder layers %s (%s)\n%s" % (layers, modules, report.format_table()))
     _log(shorten_backward(model, args).describe())
-    selection.trainable = report.to_dict()
     # The base's values of every recorded tensor, hashed before any step: `plast export
     # --merge-into` refuses a base of the same shapes whose tensors differ.
-    names = plast_parameter_names(model, recorded_layers, recorded_modules)
-    with gathered(model, names):  # a collective under ZeRO-3: every rank
-        fingerprint = base_fingerprint(model, names) if ranks.rank() == 0 else None
-    if ranks.rank() == 0:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        # Always the layers this run trains: a resumed auto run and `plast export` read it.
-        selection.save(out / SELECTION_FILENAME)
-        TrainingRecord(layers=recorded_layers, modules=recorded_modules, plast_layers=str(args.plast_layers),
-                       base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
-                       base_fingerprint=fingerprint, trainable=report.to_dict(),
-                       trainable_names=report.trainable_names, history=history).save(out)
+    fingerprint = gathered_fingerprint(model, plast_parameter_names(model, recorded_layers, recorded_modules))
+    if ranks.rank() == 0:  # the selection always names the layers this run trains: a resumed auto run reads it
+        write_records(Path(args.output_dir), model, selection, report, layers=recorded_layers,
+                      modules=recorded_modules, plast_layers=str(args.plast_layers),
+                      base_fingerprint=fingerprint, history=history)
     ranks.barrier()
     return report
 
@@ -250,9 +243,6 @@ def run_auto_selection(model, args, tokenizer):
     questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
                                         max_samples=args.plast_probe_samples)
     options = selection_options(args)
-    # A plain LM trained by LLaVA's train() (no --vision_tower) has no get_vision_tower.
-    tower = getattr(model, "get_vision_tower", lambda: None)()
-    image_processor = getattr(tower, "image_processor", None)
     zero3 = is_zero3(model)
     if not zero3:
         model.to(args.device)  # the Trainer / DeepSpeed engine would move it there anyway
@@ -261,7 +251,7 @@ def run_auto_selection(model, args, tokenizer):
     # Under ZeRO-3 the weights are partitioned before the trainer exists (docs/troubleshooting.md
     # pitfall 5): gathered for the probe, which puts the model in eval mode while it runs.
     with gathered(model):
-        selection = run_selection(model, tokenizer, questions, options, image_processor=image_processor,
+        selection = run_selection(model, tokenizer, questions, options,
                                   name_or_path=getattr(model.config, "_name_or_path", None),
                                   progress=ranks.rank() == 0)
     if ranks.rank() == 0:

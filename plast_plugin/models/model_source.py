@@ -58,16 +58,16 @@ def read_config(name_or_path: str, revision: str | None = None) -> dict:
     return config
 
 
-def local_dir(name_or_path: str, revision: str | None = None) -> Path:
+def local_dir(name_or_path: str, revision: str | None = None, cached_only: bool = False) -> Path:
     """A local folder holding the model's files: the folder itself, or the hub snapshot (from the
-    cache; downloaded only when the hub is reachable and not switched off)."""
+    cache; downloaded only when the hub is reachable and not switched off, never if ``cached_only``)."""
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return local
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=_offline()))
+        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=cached_only or _offline()))
     except Exception as err:  # huggingface_hub raises several types for "not there"
         raise _not_found(name_or_path, revision, err) from None
 

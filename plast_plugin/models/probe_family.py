@@ -18,8 +18,6 @@ from plast_plugin.errors import PlastError
 from plast_plugin.models.probe_inputs import PaddedBatch
 
 
-
-
 class TextFamily:
     """Any decoder used text-only (LLaMA, Qwen2, Gemma3, and LLaVA models without images)."""
 
@@ -44,21 +42,26 @@ class TextFamily:
         )
 
 
-def hf_image_parts(model) -> tuple[int | None, nn.Module | None]:
-    """(image token id, multimodal body) of a transformers LLaVA port (llava-hf, LLaVA-NeXT). The
-    body is None before transformers 4.52, where images expand only inside forward()."""
-    config = model.config
-    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
-    body = getattr(model, "model", None)
-    return token, body if callable(getattr(body, "get_image_features", None)) else None
+class HFPortFamily(TextFamily):
+    """A transformers LLaVA port (llava-hf, LLaVA-NeXT): text-only questions go straight to the
+    language model; with images its multimodal body runs, which is None before transformers 4.52
+    (where images expand only inside forward())."""
 
+    supports_images = True
 
-def check_hf_image_probe(body, image_processor, what: str) -> None:
-    """Refuse probing a transformers LLaVA port with images where it cannot be done."""
-    if body is None:
-        raise PlastError(
-            f"probing {what} with images needs transformers >= 4.52; use images='off' "
-            "or run `plast select` in the evaluation environment"
-        )
-    if image_processor is None:
-        raise PlastError(f"pass the model's image processor to probe {what} with images")
+    def __init__(self, model, layout, image_processor=None):
+        super().__init__(model, layout)
+        config, body = model.config, getattr(model, "model", None)
+        self.image_processor = image_processor
+        self.image_token_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+        self.multimodal_body = body if callable(getattr(body, "get_image_features", None)) else None
+
+    def check_image_probe(self, what: str) -> None:
+        """Refuse probing with images where it cannot be done."""
+        if self.multimodal_body is None:
+            raise PlastError(
+                f"probing {what} with images needs transformers >= 4.52; use images='off' "
+                "or run `plast select` in the evaluation environment"
+            )
+        if self.image_processor is None:
+            raise PlastError(f"pass the model's image processor to probe {what} with images")

@@ -15,7 +15,7 @@ import torch
 
 from plast_plugin.data.parallel_data import load_image
 from plast_plugin.models.probe_inputs import PaddedBatch, pad_rows
-from plast_plugin.models.probe_family import TextFamily, check_hf_image_probe, hf_image_parts
+from plast_plugin.models.probe_family import HFPortFamily
 from plast_plugin.errors import PlastError
 
 
@@ -57,21 +57,14 @@ def expand_image_placeholders(batch: PaddedBatch, image_token_id: int, lengths: 
             pad_rows(rows_count, torch.bool, left_padded), pad_rows(rows_image, torch.bool, left_padded))
 
 
-class LlavaNextHFFamily(TextFamily):
-    """transformers `LlavaNextForConditionalGeneration`. Text-only questions go straight to the
-    language model (any transformers version); with images the multimodal body (transformers >=
-    4.52, ``model.model.get_image_features``) computes the tiled features."""
+class LlavaNextHFFamily(HFPortFamily):
+    """transformers `LlavaNextForConditionalGeneration`: with images the multimodal body's
+    ``get_image_features`` computes the tiled features."""
 
     name = "llava-next-hf"
-    supports_images = True
-
-    def __init__(self, model, layout, image_processor=None):
-        super().__init__(model, layout)
-        self.image_processor = image_processor
-        self.image_token_id, self.multimodal_body = hf_image_parts(model)
 
     def image_ids(self) -> list[int]:
-        check_hf_image_probe(self.multimodal_body, self.image_processor, "LLaVA-NeXT")
+        self.check_image_probe("LLaVA-NeXT")
         return [self.image_token_id]  # one placeholder per image, widened in run()
 
     def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:

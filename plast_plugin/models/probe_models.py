@@ -16,7 +16,7 @@ from torch import nn
 
 from plast_plugin.core.model_layout import DecoderLayout, model_architecture
 from plast_plugin.data.parallel_data import load_image
-from plast_plugin.models.probe_family import TextFamily, check_hf_image_probe, hf_image_parts
+from plast_plugin.models.probe_family import HFPortFamily, TextFamily
 from plast_plugin.models.probe_inputs import PaddedBatch
 from plast_plugin.models.probe_llava_next import LlavaNextHFFamily
 from plast_plugin.errors import PlastError
@@ -126,22 +126,19 @@ class LlavaOfficialFamily(TextFamily):
                              position_ids=position_ids, use_cache=False)
 
 
-class LlavaHFFamily(TextFamily):
-    """transformers `LlavaForConditionalGeneration` (llava-hf). Text-only questions go straight
-    to the language model. With images (transformers >= 4.47, where the text already holds one
-    image token per feature) the multimodal body runs without its LM head."""
+class LlavaHFFamily(HFPortFamily):
+    """transformers `LlavaForConditionalGeneration` (llava-hf). With images (transformers >= 4.47,
+    where the text already holds one image token per feature) the multimodal body runs without
+    its LM head."""
 
     name = "llava-hf"
-    supports_images = True
 
     def __init__(self, model, layout, image_processor=None):
-        super().__init__(model, layout)
-        self.image_processor = image_processor
+        super().__init__(model, layout, image_processor)
         self.pixels = PixelCache(lambda images: self.image_processor(images, return_tensors="pt")["pixel_values"])
-        self.image_token_id, self.multimodal_body = hf_image_parts(model)
 
     def image_ids(self) -> list[int]:
-        check_hf_image_probe(self.multimodal_body, self.image_processor, "llava-hf models")
+        self.check_image_probe("llava-hf models")
         vision = self.model.config.vision_config
         count = (vision.image_size // vision.patch_size) ** 2
         if getattr(self.model.config, "vision_feature_select_strategy", "default") == "full":

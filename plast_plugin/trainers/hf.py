@@ -30,6 +30,7 @@ from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_n
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
 from plast_plugin.errors import PlastError
+from plast_plugin.models.model_source import local_dir
 from plast_plugin.models.zero3 import gathered
 
 SelectionLike = Union[SelectionFile, str, os.PathLike]
@@ -57,20 +58,30 @@ def _checkpoint_tensor_names(model) -> list[str] | None:
     name = getattr(config, "_name_or_path", None)
     if not name:
         return None
-    folder = Path(str(name)).expanduser()
-    try:
-        if not folder.is_dir():  # the snapshot from_pretrained just read; never a download
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(str(name), revision=getattr(config, "_commit_hash", None),
-                                            local_files_only=True))
-        weights = CheckpointWeights(folder)
+    try:  # a folder, or the snapshot from_pretrained just read; never a download
+        weights = CheckpointWeights(local_dir(str(name), getattr(config, "_commit_hash", None), cached_only=True))
     except Exception:  # not cached, not a repo id, an incomplete checkpoint: no fingerprint
         return None
     if any(f.suffix != ".safetensors" for f in weights.files):
         return None  # pytorch_model.bin: reading the names means loading the weights
     with weights:
         return weights.names()  # the headers only
+
+
+def gathered_fingerprint(model, names, file_names: dict[str, str] | None = None) -> dict | None:
+    """The base fingerprint of ``names`` on rank 0 (None elsewhere), hashed before any step."""
+    with gathered(model, names):  # a collective under ZeRO-3: every rank
+        return base_fingerprint(model, names, file_names) if ranks.rank() == 0 else None
+
+
+def write_records(out: Path, model, selection: SelectionFile, report: TrainableReport, **record) -> None:
+    """The selection (with what it trains) and the training record (``record``'s fields) in ``out``:
+    the two files a resumed run and `plast export` read, alike for the LLaVA patch and PlastCallback."""
+    out.mkdir(parents=True, exist_ok=True)
+    selection.trainable = report.to_dict()
+    selection.save(out / SELECTION_FILENAME)
+    TrainingRecord(base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
+                   trainable=report.to_dict(), trainable_names=report.trainable_names, **record).save(out)
 
 
 def fingerprint_by_file_name(model, names) -> dict | None:
@@ -86,8 +97,7 @@ def fingerprint_by_file_name(model, names) -> dict | None:
     mapping = {n: file_path + n[len(memory_path):] for n in names}
     if not all(n.startswith(memory_path + ".") for n in names) or not set(mapping.values()) <= set(file_names):
         return None
-    with gathered(model, names):  # a collective under ZeRO-3: every rank
-        return base_fingerprint(model, names, mapping) if ranks.rank() == 0 else None
+    return gathered_fingerprint(model, names, mapping)
 
 
 class PlastCallback(TrainerCallback):
@@ -137,15 +147,9 @@ class PlastCallback(TrainerCallback):
 
     def _write_records(self, out: Path, model) -> None:
         """The two files the official-LLaVA integration writes, in the same format."""
-        out.mkdir(parents=True, exist_ok=True)
-        self.selection.trainable = self.report.to_dict()
-        self.selection.save(out / SELECTION_FILENAME)
         if self.fingerprint is None:
             print("[plast] note: the base model's checkpoint files were not readable here, so the record has no "
                   "base fingerprint; `plast export --merge-into` cannot check the base it merges into", flush=True)
-        TrainingRecord(layers=self.report.layers, modules=self.modules,
-                       plast_layers=self.source or "(SelectionFile object)",
-                       base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
-                       base_fingerprint=self.fingerprint, trainable=self.report.to_dict(),
-                       trainable_names=self.report.trainable_names,
-                       trainer="transformers.Trainer + plast_plugin.trainers.hf.PlastCallback").save(out)
+        write_records(out, model, self.selection, self.report, layers=self.report.layers, modules=self.modules,
+                      plast_layers=self.source or "(SelectionFile object)", base_fingerprint=self.fingerprint,
+                      trainer="transformers.Trainer + plast_plugin.trainers.hf.PlastCallback")
