@@ -16,6 +16,7 @@ from pathlib import Path
 
 from plast_plugin.atomic import write_text_atomic
 from plast_plugin.core.model_layout import MODULE_CHOICES
+from plast_plugin.core.selection_file import SELECTION_FILENAME
 from plast_plugin.errors import PlastError
 from plast_plugin.json_files import read_json_object
 
@@ -124,3 +125,13 @@ def check_optimizer(model, optimizer, expected_names) -> None:
             f"{extra[:3]}; {len(missing)} missing, e.g. {missing[:3]}): refusing to train. Build the optimizer "
             f"after PLAST froze the model, from the parameters with requires_grad, or let the Trainer build it."
         )
+
+
+def write_records(out: Path, model, selection, report, **record) -> None:
+    """The selection (with what it trains) and the training record (``record``'s fields) in ``out``:
+    the two files a resumed run and `plast export` read, alike for the LLaVA patch and PlastCallback."""
+    out.mkdir(parents=True, exist_ok=True)
+    selection.trainable = report.to_dict()
+    selection.save(out / SELECTION_FILENAME)
+    TrainingRecord(base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
+                   trainable=report.to_dict(), trainable_names=report.trainable_names, **record).save(out)

@@ -22,7 +22,7 @@ from plast_plugin.core.freeze import freeze_for_plast, plast_parameter_names
 from plast_plugin.core.layer_spec import is_layer_spec, parse_layer_spec
 from plast_plugin.core.model_layout import find_decoder_layers
 from plast_plugin.core.selection_file import SELECTION_FILENAME, ModelIdentity, SelectionFile
-from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, check_optimizer
+from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, check_optimizer, write_records
 from plast_plugin.llava.arguments import (
     check_plast_arguments,
     make_training_arguments,
@@ -31,8 +31,7 @@ from plast_plugin.llava.arguments import (
 )
 from plast_plugin.llava.clean_exit import wrap_train
 from plast_plugin.llava.short_backward import shorten_backward
-from plast_plugin.models.zero3 import gathered, is_zero3
-from plast_plugin.trainers.hf import gathered_fingerprint, write_records
+from plast_plugin.models.zero3 import gathered, gathered_fingerprint, is_zero3
 from plast_plugin.errors import PlastError
 
 logger = logging.getLogger("plast_plugin.llava")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 
+from plast_plugin.core import ranks
+from plast_plugin.core.training_record import base_fingerprint
+
 
 def is_zero3(model) -> bool:
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
@@ -22,3 +25,9 @@ def gathered(model, names=None):
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+def gathered_fingerprint(model, names, file_names: dict[str, str] | None = None) -> dict | None:
+    """The base fingerprint of ``names`` on rank 0 (None elsewhere), hashed before any step."""
+    with gathered(model, names):  # a collective under ZeRO-3: every rank
+        return base_fingerprint(model, names, file_names) if ranks.rank() == 0 else None

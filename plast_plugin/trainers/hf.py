@@ -24,14 +24,13 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from plast_plugin.checkpoints.weights import CheckpointWeights
-from plast_plugin.core import ranks
 from plast_plugin.core.freeze import TrainableReport, freeze_for_plast
 from plast_plugin.core.model_layout import find_decoder_layers, layers_path_of_names
 from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
-from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord, base_fingerprint, check_optimizer
+from plast_plugin.core.training_record import TRAINING_RECORD, check_optimizer, write_records
 from plast_plugin.errors import PlastError
 from plast_plugin.models.model_source import local_dir
-from plast_plugin.models.zero3 import gathered
+from plast_plugin.models.zero3 import gathered_fingerprint
 
 SelectionLike = Union[SelectionFile, str, os.PathLike]
 
@@ -66,22 +65,6 @@ def _checkpoint_tensor_names(model) -> list[str] | None:
         return None  # pytorch_model.bin: reading the names means loading the weights
     with weights:
         return weights.names()  # the headers only
-
-
-def gathered_fingerprint(model, names, file_names: dict[str, str] | None = None) -> dict | None:
-    """The base fingerprint of ``names`` on rank 0 (None elsewhere), hashed before any step."""
-    with gathered(model, names):  # a collective under ZeRO-3: every rank
-        return base_fingerprint(model, names, file_names) if ranks.rank() == 0 else None
-
-
-def write_records(out: Path, model, selection: SelectionFile, report: TrainableReport, **record) -> None:
-    """The selection (with what it trains) and the training record (``record``'s fields) in ``out``:
-    the two files a resumed run and `plast export` read, alike for the LLaVA patch and PlastCallback."""
-    out.mkdir(parents=True, exist_ok=True)
-    selection.trainable = report.to_dict()
-    selection.save(out / SELECTION_FILENAME)
-    TrainingRecord(base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
-                   trainable=report.to_dict(), trainable_names=report.trainable_names, **record).save(out)
 
 
 def fingerprint_by_file_name(model, names) -> dict | None:
