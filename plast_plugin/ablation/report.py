@@ -169,14 +169,12 @@ def format_accuracy_table(summary: dict) -> list[str]:
 def plot_column(summary: dict, column: str, path: Path) -> Path:
     """One figure per language (and one for the mean): the losses with their intervals, and the paired
     differences PLAST minus each alternative with theirs (an interval below 0: PLAST better)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
 
     alts = list(summary["alternatives"])
     others = list(summary["differences"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
     for x, alt in enumerate(alts):
         e = summary["alternatives"][alt]["loss"][column]
         color = "#e65100" if alt == PLAST else "#546e7a"
@@ -202,7 +200,6 @@ def plot_column(summary: dict, column: str, path: Path) -> Path:
     fig.tight_layout()
     with atomic_output_file(path) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -219,17 +219,15 @@ def format_table(result: dict) -> str:
 
 def plot_comparison(result: dict, path) -> None:
     """Delta (B - A) per language with its 95% CI, one panel per benchmark and metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
 
     panels: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in result["rows"]:
         panels[(r["benchmark"], r["metric"])].append(r)
     means = {(m["benchmark"], m["metric"]): m for m in result["means"]}
     keys = sorted(panels)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys) + 1, 4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(keys) + 1, 4))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for axis, key in zip(axes[0], keys):
         items = sorted(panels[key], key=lambda r: _lang_key(r["language"]))
         items += [dict(means[key], language="mean")] if key in means else []
@@ -250,4 +248,3 @@ def plot_comparison(result: dict, path) -> None:
                  f"(green/red: CI excludes 0)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
