@@ -93,13 +93,14 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
     return {i: bool(r[key]) for i, r in rows.items() if not circular or i < CIRCULAR_OFFSET}
 
 
-def task_outcomes(run: RunSamples, scorer: str = "extractor") -> dict[str, dict[str, dict[int, bool]]]:
-    """Per task and metric (``acc``; MMBench also ``circular_acc``), each unit's pass/fail: the
-    per-question correctness that paired statistics over other runs (``plast ablate``) start from."""
+def task_outcomes(run: RunSamples, scorer: str = "extractor", tasks=None) -> dict[str, dict[str, dict[int, bool]]]:
+    """Per task (all, or those of `tasks`) and metric (``acc``; MMBench also ``circular_acc``), each
+    unit's pass/fail: the per-question correctness that paired statistics start from."""
     if scorer not in SCORERS:
         raise PlastError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
     out: dict[str, dict[str, dict[int, bool]]] = {}
-    for task, rows in sorted(run.records.items()):
+    for task in sorted(run.records if tasks is None else tasks):
+        rows = run.records[task]
         bench, _ = _task_parts(task, rows)
         metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
         out[task] = {metric: _outcomes(rows, SCORERS[scorer], metric, run.files[task]) for metric in metrics}
@@ -124,9 +125,6 @@ def _row(counts: PairedCounts, ci: tuple[float, float], p: float, **extra) -> di
 def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor",
                  resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict:
     """The comparison as a JSON-ready dict: ``rows`` per task and metric, plus benchmark means."""
-    if scorer not in SCORERS:
-        raise PlastError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
-    key = SCORERS[scorer]
     common = sorted(set(run_a.records) & set(run_b.records))
     if not common:
         raise PlastError(f"{run_a.folder} and {run_b.folder} have no task in common "
@@ -160,10 +158,9 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         if published is False:
             unpublished.append(task)
         bench, lang = _task_parts(task, rows_a)
-        metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
-        for m_offset, metric in enumerate(metrics):
-            units_a = _outcomes(rows_a, key, metric, run_a.files[task])
-            units_b = _outcomes(rows_b, key, metric, run_b.files[task])
+        outcomes_a, outcomes_b = (task_outcomes(run, scorer, [task])[task] for run in (run_a, run_b))
+        for m_offset, (metric, units_a) in enumerate(outcomes_a.items()):
+            units_b = outcomes_b[metric]
             order = sorted(units_a)
             counts = paired_counts([units_a[u] for u in order], [units_b[u] for u in order])
             # each task/metric its own seed stream, so adding a task does not move the others' CIs
