@@ -19,7 +19,8 @@ def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None
     """Mean and 95% interval over seeds with the per-seed values; for a difference (``higher_is_better``
     given), its verdict."""
     interval = stats.mean_interval(list(per_seed.values()))
-    entry = {**interval.to_dict(), "per_seed": {str(s): v for s, v in per_seed.items()}}
+    entry = {"mean": interval.mean, "low": interval.low, "high": interval.high, "seeds": interval.n,
+             "per_seed": {str(s): v for s, v in per_seed.items()}}
     if higher_is_better is not None:
         entry["verdict"] = stats.verdict(interval, higher_is_better=higher_is_better)
     return entry
