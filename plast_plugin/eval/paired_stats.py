@@ -82,19 +82,10 @@ def _replicate_deltas(counts: PairedCounts, resamples: int, rng):
     return (draws[:, 1] - draws[:, 0]) / counts.n
 
 
-def _interval(deltas) -> tuple[float, float]:
-    import numpy as np
-
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def bootstrap_delta_ci(counts: PairedCounts, resamples: int = DEFAULT_RESAMPLES,
                        seed: int = DEFAULT_SEED) -> tuple[float, float]:
-    """Paired bootstrap 95% percentile interval of ``acc_B - acc_A``."""
-    import numpy as np
-
-    return _interval(_replicate_deltas(counts, resamples, np.random.default_rng(seed)))
+    """Paired bootstrap 95% percentile interval of ``acc_B - acc_A``: the mean over one language."""
+    return mean_delta_ci([counts], resamples, seed)
 
 
 def mean_delta_ci(per_language: Sequence[PairedCounts], resamples: int = DEFAULT_RESAMPLES,
@@ -106,4 +97,5 @@ def mean_delta_ci(per_language: Sequence[PairedCounts], resamples: int = DEFAULT
         raise ValueError("no languages to average")
     rng = np.random.default_rng(seed)
     total = sum(_replicate_deltas(c, resamples, rng) for c in per_language)
-    return _interval(total / len(per_language))
+    low, high = np.percentile(total / len(per_language), [2.5, 97.5])
+    return float(low), float(high)
