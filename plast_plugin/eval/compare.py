@@ -116,12 +116,6 @@ def _task_parts(task: str, rows: dict[int, dict]) -> tuple[str, str]:
     return head or task, tail
 
 
-def _row(counts: PairedCounts, ci: tuple[float, float], p: float, **extra) -> dict:
-    return {**extra, "n": counts.n, "acc_a": counts.acc_a, "acc_b": counts.acc_b, "delta": counts.delta,
-            "ci95": [ci[0], ci[1]], "mcnemar_p": p, "only_a_right": counts.only_a,
-            "only_b_right": counts.only_b, "both_right": counts.both, "neither_right": counts.neither}
-
-
 def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor",
                  resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict:
     """The comparison as a JSON-ready dict: ``rows`` per task and metric, plus benchmark means."""
@@ -165,9 +159,11 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
             counts = paired_counts([units_a[u] for u in order], [units_b[u] for u in order])
             # each task/metric its own seed stream, so adding a task does not move the others' CIs
             ci = bootstrap_delta_ci(counts, resamples, seed + 1000 * offset + m_offset)
-            rows.append(_row(counts, ci, mcnemar_exact_p(counts.only_a, counts.only_b),
-                             task=task, benchmark=bench, language=lang, metric=metric,
-                             data_md5=sorted(md5_a | md5_b), published_data=published))
+            rows.append({"task": task, "benchmark": bench, "language": lang, "metric": metric,
+                         "data_md5": sorted(md5_a | md5_b), "published_data": published, "n": counts.n,
+                         "acc_a": counts.acc_a, "acc_b": counts.acc_b, "delta": counts.delta, "ci95": [ci[0], ci[1]],
+                         "mcnemar_p": mcnemar_exact_p(counts.only_a, counts.only_b), "only_a_right": counts.only_a,
+                         "only_b_right": counts.only_b, "both_right": counts.both, "neither_right": counts.neither})
             per_bench[(bench, metric)].append((lang, counts))
     if unpublished:
         # a table of these tasks' names reads like a benchmark result: say loudly that it is not one
