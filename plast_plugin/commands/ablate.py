@@ -78,10 +78,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _underscored(flag: str) -> str:
-    return "--" + flag[2:].replace("-", "_")
-
-
 def _refuse(message: str):
     raise PlastError(f"the training arguments after `--`: {message}")
 
@@ -91,7 +87,8 @@ def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
     its own HfArgumentParser gives LLaVA's defaults and the installed transformers' spellings. Flags it
     does not know are left to the launcher, which may run another training script."""
     # In any spelling: a controlled flag is refused even where this transformers would not take it.
-    given = {_underscored(a.split("=", 1)[0]): a.split("=", 1)[0] for a in train_args if a.startswith("--")}
+    spelled = [a.split("=", 1)[0] for a in train_args if a.startswith("--")]
+    given = {"--" + flag[2:].replace("-", "_"): flag for flag in spelled}
     for flag, why in CONTROLLED.items():
         if flag in given:
             raise PlastError(f"training argument {given[flag]} is set by plast ablate for each run ({why}); remove it")

@@ -79,9 +79,7 @@ def _fold(text: str) -> str:
 
 
 def _letter_of(ch: str) -> str | None:
-    if "A" <= ch <= "Z":
-        return ch
-    return LETTER_ALIASES.get(ch)
+    return ch if "A" <= ch <= "Z" else LETTER_ALIASES.get(ch)
 
 
 def _letter_hits(text: str, valid: set[str], wordlike=_WORDLIKE_ALL) -> tuple[set[str], set[str]]:
