@@ -126,12 +126,7 @@ def _thresholds(rates: torch.Tensor, activated_set: str) -> torch.Tensor:
 def _overlap(a: torch.Tensor, b: torch.Tensor, denominator: str) -> torch.Tensor:
     """Overlap of activated sets a (language) and b (pivot): bool [layers, neurons] -> [layers]."""
     inter = (a & b).sum(-1).double()
-    if denominator == "pivot":
-        base = b.sum(-1).double()
-    elif denominator == "language":
-        base = a.sum(-1).double()
-    else:
-        base = (a | b).sum(-1).double()
+    base = (b if denominator == "pivot" else a if denominator == "language" else a | b).sum(-1).double()
     # An empty activated set on either side leaves nothing to compare: the overlap is undefined
     # (NaN), not 0, which would read as "completely different" and top the MSD ranking.
     empty = (a.sum(-1) == 0) | (b.sum(-1) == 0)
