@@ -107,9 +107,7 @@ def _accuracy_entry(correct: dict[str, dict[int, dict]], label: str) -> dict:
 
 def _layers_label(alt: dict) -> str:
     sets = {tuple(v) for v in alt["layers"].values()}
-    if len(sets) == 1:
-        return format_layer_spec(list(next(iter(sets))))
-    return f"{len(sets)} draws"
+    return format_layer_spec(list(next(iter(sets)))) if len(sets) == 1 else f"{len(sets)} draws"
 
 
 def _cell(entry: dict, sign: str = "") -> str:
