@@ -74,13 +74,12 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
     """Per task and metric: accuracy mean and 95% interval over seeds per alternative, and PLAST minus
     each alternative paired by seed and question (an interval above 0: "PLAST better")."""
     first = next(iter(by_alt[PLAST].values()))
-    for seeds in by_alt.values():
-        for result in seeds.values():
-            if set(result.get("eval") or {}) != set(first["eval"]):
-                raise PlastError(
-                    f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
-                    f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
-                    f"that run's result.json and re-run plast ablate to evaluate it again")
+    for result in (r for seeds in by_alt.values() for r in seeds.values()):
+        if set(result.get("eval") or {}) != set(first["eval"]):
+            raise PlastError(
+                f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
+                f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
+                f"that run's result.json and re-run plast ablate to evaluate it again")
     tasks = {task: {metric: _accuracy_entry({alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
                                              for alt, seeds in by_alt.items()}, f"{task} {metric}")
                     for metric in metrics}
