@@ -203,11 +203,9 @@ def plot_column(summary: dict, column: str, path: Path) -> Path:
 
 def write_outputs(summary: dict, out: Path) -> list[Path]:
     """ablation.json, ablation.txt (the printed table) and one plot per language and for the mean."""
-    written = [write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n"),
-               write_text_atomic(out / "ablation.txt", format_table(summary) + "\n")]
-    for column in [*summary["languages"], MEAN]:
-        written.append(plot_column(summary, column, out / f"ablation_{column}.png"))
-    return written
+    return [write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n"),
+            write_text_atomic(out / "ablation.txt", format_table(summary) + "\n"),
+            *(plot_column(summary, column, out / f"ablation_{column}.png") for column in [*summary["languages"], MEAN])]
 
 
 def selection_record(summary: dict, out: Path, date: str) -> dict:

@@ -188,8 +188,7 @@ def _report(plan, results, base, selection_path: Path, out: Path) -> None:
 
     summary = report.summarize(plan, results, base)
     written = report.write_outputs(summary, out)
-    print()
-    print(report.format_table(summary))
+    print("\n" + report.format_table(summary))
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     # Reload: the file may have changed while the runs trained; keep everything, add the record.
     selection = SelectionFile.load(selection_path)
