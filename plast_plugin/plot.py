@@ -11,10 +11,7 @@ from plast_plugin.core.selection_file import SelectionFile
 
 
 def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
 
     records = selection.layers
     if not records:
@@ -24,7 +21,8 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
     pivot = selection.data.get("pivot", "en")
     chosen = set(selection.selected_layers)
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.32 * len(layers) + 4), 7), sharex=True)
+    fig = Figure(figsize=(max(8, 0.32 * len(layers) + 4), 7))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     for axis in (top, bottom):
         for layer in chosen:
             axis.axvspan(layer - 0.5, layer + 0.5, color="#ffd54f", alpha=0.35, lw=0)
@@ -64,4 +62,3 @@ def plot_selection(selection: SelectionFile, path: str | os.PathLike) -> None:
     bottom.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)

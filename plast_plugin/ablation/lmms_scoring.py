@@ -2,12 +2,9 @@
 
 `plast ablate` runs in the training env (LLaVA's train(), transformers 4.x) and lmms-eval lives in
 the eval env (transformers 5.x), so each run's checkpoint is scored by the eval env's own `plast`
-as a user scores a trained model (README steps 4-5):
-
-    PLAST export RUN/train --to-hf --out RUN/eval-hf      (the same converter for every run)
-    PLAST eval RUN/eval-hf --output RUN/eval EVAL_ARGS    (the real lmms_eval CLI, --log_samples)
-
-and the sample logs are read back (:mod:`plast_plugin.eval.compare`) as per-question correctness.
+as a user scores a trained model (README steps 4-5: `plast export --to-hf`, the same converter for
+every run, then `plast eval`, the real lmms_eval CLI with --log_samples); the sample logs are read
+back (:mod:`plast_plugin.eval.compare`) as per-question correctness.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None
     """Mean and 95% interval over seeds with the per-seed values; for a difference (``higher_is_better``
     given), its verdict."""
     interval = stats.mean_interval(list(per_seed.values()))
-    entry = {**interval.to_dict(), "per_seed": {str(s): v for s, v in per_seed.items()}}
+    entry = {"mean": interval.mean, "low": interval.low, "high": interval.high, "seeds": interval.n,
+             "per_seed": {str(s): v for s, v in per_seed.items()}}
     if higher_is_better is not None:
         entry["verdict"] = stats.verdict(interval, higher_is_better=higher_is_better)
     return entry
@@ -73,13 +74,12 @@ def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -
     """Per task and metric: accuracy mean and 95% interval over seeds per alternative, and PLAST minus
     each alternative paired by seed and question (an interval above 0: "PLAST better")."""
     first = next(iter(by_alt[PLAST].values()))
-    for seeds in by_alt.values():
-        for result in seeds.values():
-            if set(result.get("eval") or {}) != set(first["eval"]):
-                raise PlastError(
-                    f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
-                    f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
-                    f"that run's result.json and re-run plast ablate to evaluate it again")
+    for result in (r for seeds in by_alt.values() for r in seeds.values()):
+        if set(result.get("eval") or {}) != set(first["eval"]):
+            raise PlastError(
+                f"run {result['run']} was evaluated on tasks {sorted(result.get('eval') or {})}, run {first['run']} "
+                f"on {sorted(first['eval'])}: lmms-eval scored only part of the tasks in one of them; delete "
+                f"that run's result.json and re-run plast ablate to evaluate it again")
     tasks = {task: {metric: _accuracy_entry({alt: {s: r["eval"][task][metric]["correct"] for s, r in seeds.items()}
                                              for alt, seeds in by_alt.items()}, f"{task} {metric}")
                     for metric in metrics}
@@ -106,9 +106,7 @@ def _accuracy_entry(correct: dict[str, dict[int, dict]], label: str) -> dict:
 
 def _layers_label(alt: dict) -> str:
     sets = {tuple(v) for v in alt["layers"].values()}
-    if len(sets) == 1:
-        return format_layer_spec(list(next(iter(sets))))
-    return f"{len(sets)} draws"
+    return format_layer_spec(list(next(iter(sets)))) if len(sets) == 1 else f"{len(sets)} draws"
 
 
 def _cell(entry: dict, sign: str = "") -> str:
@@ -169,14 +167,12 @@ def format_accuracy_table(summary: dict) -> list[str]:
 def plot_column(summary: dict, column: str, path: Path) -> Path:
     """One figure per language (and one for the mean): the losses with their intervals, and the paired
     differences PLAST minus each alternative with theirs (an interval below 0: PLAST better)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
 
     alts = list(summary["alternatives"])
     others = list(summary["differences"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
     for x, alt in enumerate(alts):
         e = summary["alternatives"][alt]["loss"][column]
         color = "#e65100" if alt == PLAST else "#546e7a"
@@ -202,17 +198,14 @@ def plot_column(summary: dict, column: str, path: Path) -> Path:
     fig.tight_layout()
     with atomic_output_file(path) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     return path
 
 
 def write_outputs(summary: dict, out: Path) -> list[Path]:
     """ablation.json, ablation.txt (the printed table) and one plot per language and for the mean."""
-    written = [write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n"),
-               write_text_atomic(out / "ablation.txt", format_table(summary) + "\n")]
-    for column in [*summary["languages"], MEAN]:
-        written.append(plot_column(summary, column, out / f"ablation_{column}.png"))
-    return written
+    return [write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n"),
+            write_text_atomic(out / "ablation.txt", format_table(summary) + "\n"),
+            *(plot_column(summary, column, out / f"ablation_{column}.png") for column in [*summary["languages"], MEAN])]
 
 
 def selection_record(summary: dict, out: Path, date: str) -> dict:

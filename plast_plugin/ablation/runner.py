@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
+from plast_plugin.json_files import read_json_object
 from plast_plugin.ablation.plan import AblationPlan, PlannedRun
 from plast_plugin.core.training_record import TRAINING_RECORD, TrainingRecord
 
@@ -35,10 +36,7 @@ def prepare_run_folder(out: Path, plan: AblationPlan) -> None:
     """Create OUT with plan.json, or check that OUT was made by this very plan."""
     plan_path = out / PLAN_FILE
     if plan_path.exists():
-        try:
-            recorded = json.loads(plan_path.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise PlastError(f"{plan_path} is not valid JSON ({err}); remove {out} to start the ablation afresh")
+        recorded = read_json_object(plan_path, "ablation plan", f"remove {out} to start the ablation afresh")
         differing = plan.differences(recorded)
         if differing:
             raise PlastError(
@@ -58,10 +56,7 @@ def load_result(folder: Path) -> dict | None:
     path = folder / RESULT
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:  # written atomically, so only a hand edit gets here
-        raise PlastError(f"{path} is not valid JSON ({err}); delete it and re-run to train that run again")
+    return read_json_object(path, "run result", "delete it and re-run to train that run again")
 
 
 def run_logged(command: Sequence[str], log: Path, env: dict | None, what: str) -> None:

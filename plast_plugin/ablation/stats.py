@@ -28,9 +28,6 @@ class Interval:
     high: float
     n: int  # seeds
 
-    def to_dict(self) -> dict:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "seeds": self.n}
-
 
 # t_{0.975, df} for df = 1..30 (scipy.stats.t.ppf, 6 decimals).
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,

@@ -78,10 +78,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _underscored(flag: str) -> str:
-    return "--" + flag[2:].replace("-", "_")
-
-
 def _refuse(message: str):
     raise PlastError(f"the training arguments after `--`: {message}")
 
@@ -91,7 +87,8 @@ def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
     its own HfArgumentParser gives LLaVA's defaults and the installed transformers' spellings. Flags it
     does not know are left to the launcher, which may run another training script."""
     # In any spelling: a controlled flag is refused even where this transformers would not take it.
-    given = {_underscored(a.split("=", 1)[0]): a.split("=", 1)[0] for a in train_args if a.startswith("--")}
+    spelled = [a.split("=", 1)[0] for a in train_args if a.startswith("--")]
+    given = {"--" + flag[2:].replace("-", "_"): flag for flag in spelled}
     for flag, why in CONTROLLED.items():
         if flag in given:
             raise PlastError(f"training argument {given[flag]} is set by plast ablate for each run ({why}); remove it")
@@ -191,8 +188,7 @@ def _report(plan, results, base, selection_path: Path, out: Path) -> None:
 
     summary = report.summarize(plan, results, base)
     written = report.write_outputs(summary, out)
-    print()
-    print(report.format_table(summary))
+    print("\n" + report.format_table(summary))
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     # Reload: the file may have changed while the runs trained; keep everything, add the record.
     selection = SelectionFile.load(selection_path)

@@ -18,12 +18,9 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(SelectionOptions):
         flag = "--" + field.name.replace("_", "-")
         help_text = f"{field.metadata['help']} (default: {field.default})"
-        if field.type in (bool, "bool"):
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=help_text)
-        else:
-            kind = int if field.type in (int, "int") else str
-            parser.add_argument(flag, dest=field.name, type=kind, default=field.default, help=help_text)
+        how = ({"action": argparse.BooleanOptionalAction} if field.type in (bool, "bool")
+               else {"type": int if field.type in (int, "int") else str})
+        parser.add_argument(flag, dest=field.name, default=field.default, help=help_text, **how)
 
 
 def options_from_args(args: argparse.Namespace) -> SelectionOptions:

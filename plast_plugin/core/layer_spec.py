@@ -16,9 +16,7 @@ _MANUAL_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 def is_layer_spec(text: str) -> bool:
     """True when `text` has the shape of a spec (it may still be out of range for a model)."""
     text = str(text).strip().replace(" ", "")
-    if _ABLATION.match(text):
-        return True
-    return bool(text) and all(_MANUAL_ITEM.match(item) for item in text.split(","))
+    return bool(_ABLATION.match(text)) or (bool(text) and all(_MANUAL_ITEM.match(item) for item in text.split(",")))
 
 
 def parse_layer_spec(spec: str, num_layers: int, *, seed: int = 0) -> list[int]:

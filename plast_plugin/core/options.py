@@ -25,6 +25,7 @@ Positions = Literal["question", "all", "image"]
 Images = Literal["auto", "on", "off"]
 PromptStyle = Literal["llava", "plain"]
 ConvTemplate = Literal["v1", "vicuna_v1", "llava_v1"]
+_KINDS = {bool: "true or false", int: "a whole number", str: "a string"}  # how a wrong type is refused
 
 RULE_HELP = (
     "How layers are chosen. 'auto' = 'msd-above-mean' (layers whose MSD exceeds the mean MSD over "
@@ -111,12 +112,8 @@ class SelectionOptions:
                 allowed = typing.get_args(kind)
                 if value not in allowed:
                     raise PlastError(f"option {option.name}={value!r} is not one of: {', '.join(allowed)}")
-            elif kind is bool and not isinstance(value, bool):
-                raise PlastError(f"option {option.name}={value!r} must be true or false")
-            elif kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-                raise PlastError(f"option {option.name}={value!r} must be a whole number")
-            elif kind is str and not isinstance(value, str):
-                raise PlastError(f"option {option.name}={value!r} must be a string")
+            elif kind in _KINDS and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+                raise PlastError(f"option {option.name}={value!r} must be {_KINDS[kind]}")
         kind, _, value = self.activated_set.partition(":")
         try:
             number = float(value)

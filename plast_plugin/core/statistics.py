@@ -112,13 +112,6 @@ class LayerStatistics:
         return records
 
 
-def activation_rates(counts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """[groups, layers, neurons] counts / [groups] tokens -> rates in [0, 1] (float64)."""
-    if (tokens <= 0).any():
-        raise PlastError("a group has no counted tokens: every language needs at least one question token")
-    return counts.double() / tokens.double().view(-1, 1, 1)
-
-
 def _thresholds(rates: torch.Tensor, activated_set: str) -> torch.Tensor:
     kind, _, value = activated_set.partition(":")
     fraction = float(value)
@@ -133,12 +126,7 @@ def _thresholds(rates: torch.Tensor, activated_set: str) -> torch.Tensor:
 def _overlap(a: torch.Tensor, b: torch.Tensor, denominator: str) -> torch.Tensor:
     """Overlap of activated sets a (language) and b (pivot): bool [layers, neurons] -> [layers]."""
     inter = (a & b).sum(-1).double()
-    if denominator == "pivot":
-        base = b.sum(-1).double()
-    elif denominator == "language":
-        base = a.sum(-1).double()
-    else:
-        base = (a | b).sum(-1).double()
+    base = (b if denominator == "pivot" else a if denominator == "language" else a | b).sum(-1).double()
     # An empty activated set on either side leaves nothing to compare: the overlap is undefined
     # (NaN), not 0, which would read as "completely different" and top the MSD ranking.
     empty = (a.sum(-1) == 0) | (b.sum(-1) == 0)
@@ -169,7 +157,9 @@ def compute_statistics(
     if half_a not in index or half_b not in index:
         raise ValueError(f"counts lack the two halves of the pivot {pivot!r} ({half_a}, {half_b})")
     languages = [g for g in groups if g not in (half_a, half_b)]
-    rates_all = activation_rates(counts, tokens)
+    if (tokens <= 0).any():
+        raise PlastError("a group has no counted tokens: every language needs at least one question token")
+    rates_all = counts.double() / tokens.double().view(-1, 1, 1)  # [groups, layers, neurons], in [0, 1]
     # The full pivot = both halves together.
     pivot_counts = counts[index[half_a]] + counts[index[half_b]]
     pivot_tokens = tokens[index[half_a]] + tokens[index[half_b]]

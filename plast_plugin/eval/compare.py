@@ -93,13 +93,14 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
     return {i: bool(r[key]) for i, r in rows.items() if not circular or i < CIRCULAR_OFFSET}
 
 
-def task_outcomes(run: RunSamples, scorer: str = "extractor") -> dict[str, dict[str, dict[int, bool]]]:
-    """Per task and metric (``acc``; MMBench also ``circular_acc``), each unit's pass/fail: the
-    per-question correctness that paired statistics over other runs (``plast ablate``) start from."""
+def task_outcomes(run: RunSamples, scorer: str = "extractor", tasks=None) -> dict[str, dict[str, dict[int, bool]]]:
+    """Per task (all, or those of `tasks`) and metric (``acc``; MMBench also ``circular_acc``), each
+    unit's pass/fail: the per-question correctness that paired statistics start from."""
     if scorer not in SCORERS:
         raise PlastError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
     out: dict[str, dict[str, dict[int, bool]]] = {}
-    for task, rows in sorted(run.records.items()):
+    for task in sorted(run.records if tasks is None else tasks):
+        rows = run.records[task]
         bench, _ = _task_parts(task, rows)
         metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
         out[task] = {metric: _outcomes(rows, SCORERS[scorer], metric, run.files[task]) for metric in metrics}
@@ -115,18 +116,9 @@ def _task_parts(task: str, rows: dict[int, dict]) -> tuple[str, str]:
     return head or task, tail
 
 
-def _row(counts: PairedCounts, ci: tuple[float, float], p: float, **extra) -> dict:
-    return {**extra, "n": counts.n, "acc_a": counts.acc_a, "acc_b": counts.acc_b, "delta": counts.delta,
-            "ci95": [ci[0], ci[1]], "mcnemar_p": p, "only_a_right": counts.only_a,
-            "only_b_right": counts.only_b, "both_right": counts.both, "neither_right": counts.neither}
-
-
 def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor",
                  resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict:
     """The comparison as a JSON-ready dict: ``rows`` per task and metric, plus benchmark means."""
-    if scorer not in SCORERS:
-        raise PlastError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
-    key = SCORERS[scorer]
     common = sorted(set(run_a.records) & set(run_b.records))
     if not common:
         raise PlastError(f"{run_a.folder} and {run_b.folder} have no task in common "
@@ -160,17 +152,18 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         if published is False:
             unpublished.append(task)
         bench, lang = _task_parts(task, rows_a)
-        metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
-        for m_offset, metric in enumerate(metrics):
-            units_a = _outcomes(rows_a, key, metric, run_a.files[task])
-            units_b = _outcomes(rows_b, key, metric, run_b.files[task])
+        outcomes_a, outcomes_b = (task_outcomes(run, scorer, [task])[task] for run in (run_a, run_b))
+        for m_offset, (metric, units_a) in enumerate(outcomes_a.items()):
+            units_b = outcomes_b[metric]
             order = sorted(units_a)
             counts = paired_counts([units_a[u] for u in order], [units_b[u] for u in order])
             # each task/metric its own seed stream, so adding a task does not move the others' CIs
             ci = bootstrap_delta_ci(counts, resamples, seed + 1000 * offset + m_offset)
-            rows.append(_row(counts, ci, mcnemar_exact_p(counts.only_a, counts.only_b),
-                             task=task, benchmark=bench, language=lang, metric=metric,
-                             data_md5=sorted(md5_a | md5_b), published_data=published))
+            rows.append({"task": task, "benchmark": bench, "language": lang, "metric": metric,
+                         "data_md5": sorted(md5_a | md5_b), "published_data": published, "n": counts.n,
+                         "acc_a": counts.acc_a, "acc_b": counts.acc_b, "delta": counts.delta, "ci95": [ci[0], ci[1]],
+                         "mcnemar_p": mcnemar_exact_p(counts.only_a, counts.only_b), "only_a_right": counts.only_a,
+                         "only_b_right": counts.only_b, "both_right": counts.both, "neither_right": counts.neither})
             per_bench[(bench, metric)].append((lang, counts))
     if unpublished:
         # a table of these tasks' names reads like a benchmark result: say loudly that it is not one
@@ -219,17 +212,15 @@ def format_table(result: dict) -> str:
 
 def plot_comparison(result: dict, path) -> None:
     """Delta (B - A) per language with its 95% CI, one panel per benchmark and metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
 
     panels: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in result["rows"]:
         panels[(r["benchmark"], r["metric"])].append(r)
     means = {(m["benchmark"], m["metric"]): m for m in result["means"]}
     keys = sorted(panels)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys) + 1, 4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(keys) + 1, 4))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for axis, key in zip(axes[0], keys):
         items = sorted(panels[key], key=lambda r: _lang_key(r["language"]))
         items += [dict(means[key], language="mean")] if key in means else []
@@ -250,4 +241,3 @@ def plot_comparison(result: dict, path) -> None:
                  f"(green/red: CI excludes 0)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)

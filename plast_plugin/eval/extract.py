@@ -79,9 +79,7 @@ def _fold(text: str) -> str:
 
 
 def _letter_of(ch: str) -> str | None:
-    if "A" <= ch <= "Z":
-        return ch
-    return LETTER_ALIASES.get(ch)
+    return ch if "A" <= ch <= "Z" else LETTER_ALIASES.get(ch)
 
 
 def _letter_hits(text: str, valid: set[str], wordlike=_WORDLIKE_ALL) -> tuple[set[str], set[str]]:
@@ -133,10 +131,7 @@ def _text_hits(text: str, options: Mapping[str, str]) -> dict[str, list[tuple[in
     low = _fold(text)
     hits = {}
     for letter, option in options.items():
-        needle = _fold(normalize_text(option))
-        if not needle:
-            continue
-        spans = _span_matches(low, needle)
+        spans = _span_matches(low, _fold(normalize_text(option)))  # an empty text matches nowhere
         if spans:
             hits[letter] = spans
     # drop an option whose every match lies inside the match of another, longer option
@@ -166,8 +161,6 @@ def extract_choice(response: str, options: Mapping[str, str | None], language: s
     if response is None or not valid:
         return None
     text = normalize_text(response)
-    if not text:
-        return None
     # An option text that itself contains a standalone letter ("Vitamin C") must not count
     # as that letter: mask such texts before looking for letters.
     masked = text

@@ -72,29 +72,10 @@ def mcnemar_exact_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def _replicate_deltas(counts: PairedCounts, resamples: int, rng):
-    import numpy as np
-
-    if counts.n == 0:
-        return np.zeros(resamples)
-    p = np.array([counts.only_a, counts.only_b, counts.both + counts.neither], dtype=float) / counts.n
-    draws = rng.multinomial(counts.n, p, size=resamples)
-    return (draws[:, 1] - draws[:, 0]) / counts.n
-
-
-def _interval(deltas) -> tuple[float, float]:
-    import numpy as np
-
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def bootstrap_delta_ci(counts: PairedCounts, resamples: int = DEFAULT_RESAMPLES,
                        seed: int = DEFAULT_SEED) -> tuple[float, float]:
-    """Paired bootstrap 95% percentile interval of ``acc_B - acc_A``."""
-    import numpy as np
-
-    return _interval(_replicate_deltas(counts, resamples, np.random.default_rng(seed)))
+    """Paired bootstrap 95% percentile interval of ``acc_B - acc_A``: the mean over one language."""
+    return mean_delta_ci([counts], resamples, seed)
 
 
 def mean_delta_ci(per_language: Sequence[PairedCounts], resamples: int = DEFAULT_RESAMPLES,
@@ -105,5 +86,11 @@ def mean_delta_ci(per_language: Sequence[PairedCounts], resamples: int = DEFAULT
     if not per_language:
         raise ValueError("no languages to average")
     rng = np.random.default_rng(seed)
-    total = sum(_replicate_deltas(c, resamples, rng) for c in per_language)
-    return _interval(total / len(per_language))
+    total = np.zeros(resamples)
+    for c in per_language:  # each language's replicates: one multinomial draw of its unit kinds each
+        if c.n:
+            draws = rng.multinomial(c.n, np.array([c.only_a, c.only_b, c.both + c.neither], dtype=float) / c.n,
+                                    size=resamples)
+            total += (draws[:, 1] - draws[:, 0]) / c.n
+    low, high = np.percentile(total / len(per_language), [2.5, 97.5])
+    return float(low), float(high)
