@@ -38,16 +38,11 @@ MODULE_CHOICES: tuple[str, ...] = typing.get_args(ModuleChoice)
 MODULE_PARTS: dict[str, str | None] = {"layer": None, "mlp": "mlp", "attn": "self_attn"}
 
 
-def check_modules(modules: str) -> str:
-    """``modules`` when it is one of MODULE_CHOICES; else one error naming the choices."""
-    if modules not in MODULE_CHOICES:
-        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
-    return modules
-
-
 def layer_prefix(layers_path: str, index: int, modules: str = "layer") -> str:
     """Name prefix of the parameters of `modules` in layer `index`: 'model.layers.3.mlp.'."""
-    part = MODULE_PARTS[check_modules(modules)]
+    if modules not in MODULE_CHOICES:
+        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
+    part = MODULE_PARTS[modules]
     return f"{layers_path}.{index}." + (f"{part}." if part else "")
 
 
