@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
@@ -77,11 +78,7 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(items)), key=lambda i: len(items[i][1])) if fast else list(range(len(items)))
     scored: dict[int, tuple[float, int]] = {}
-    batches = range(0, len(items), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc="translation loss", unit="batch")
+    batches = tqdm(range(0, len(items), batch_size), desc="translation loss", unit="batch", disable=not progress)
     was_training = model.training
     model.eval()
     try:
