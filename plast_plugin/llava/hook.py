@@ -33,14 +33,11 @@ class _PatchingLoader:
     def __init__(self, loader):
         self._loader = loader
 
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
     def exec_module(self, module):
         self._loader.exec_module(module)
         _patch(module)
 
-    def __getattr__(self, name):  # get_source, get_code, is_package, ... for tracebacks
+    def __getattr__(self, name):  # create_module; get_source, get_code, ... for tracebacks
         return getattr(self._loader, name)
 
 

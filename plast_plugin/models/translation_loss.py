@@ -102,12 +102,9 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
                     scored[index] = (float(nll[row][valid[row]].sum()), int(valid[row].sum()))
     finally:
         model.train(was_training)
-    per_question: dict[str, dict[str, tuple[float, int]]] = {}
-    for index, ((lang, qid), _, _) in enumerate(items):  # the questions' own order, however batched
-        per_question.setdefault(lang, {})[qid] = scored[index]
     out = {}
     for lang in questions.other_languages:
-        rows = per_question[lang]
+        rows = {qid: scored[index] for index, ((row_lang, qid), _, _) in enumerate(items) if row_lang == lang}
         tokens = sum(count for _, count in rows.values())
         # Summed in question order, whatever the batching: the same float result either way.
         loss = sum(total for total, _ in rows.values()) / tokens
