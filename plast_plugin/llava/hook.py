@@ -68,11 +68,10 @@ class LlavaTrainFinder:
 
 def install_finder() -> LlavaTrainFinder:
     """The installed finder (inserted first in sys.meta_path once)."""
-    for finder in sys.meta_path:
-        if isinstance(finder, LlavaTrainFinder):
-            return finder
-    finder = LlavaTrainFinder()
-    sys.meta_path.insert(0, finder)
+    finder = next((f for f in sys.meta_path if isinstance(f, LlavaTrainFinder)), None)
+    if finder is None:
+        finder = LlavaTrainFinder()
+        sys.meta_path.insert(0, finder)
     return finder
 
 
