@@ -22,13 +22,8 @@ def parameter_count(param: nn.Parameter) -> int:
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts, correct under ZeRO-3 partitioning."""
-    trainable = total = 0
-    for param in model.parameters():
-        n = parameter_count(param)
-        total += n
-        if param.requires_grad:
-            trainable += n
-    return trainable, total
+    counts = [(parameter_count(p), p.requires_grad) for p in model.parameters()]
+    return sum(n for n, trains in counts if trains), sum(n for n, _ in counts)
 
 
 def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str = "layer") -> set[str]:
@@ -43,8 +38,8 @@ def plast_parameter_names(model: nn.Module, layers: Iterable[int], modules: str 
         )
     if not wanted:
         raise PlastError("no layers selected: refusing to freeze the whole model")
-    prefixes = [layout.parameter_prefix(i, modules) for i in wanted]
-    return {name for name, _ in model.named_parameters() if name.startswith(tuple(prefixes))}
+    prefixes = tuple(layout.parameter_prefix(i, modules) for i in wanted)
+    return {name for name, _ in model.named_parameters() if name.startswith(prefixes)}
 
 
 @dataclass

@@ -38,16 +38,11 @@ MODULE_CHOICES: tuple[str, ...] = typing.get_args(ModuleChoice)
 MODULE_PARTS: dict[str, str | None] = {"layer": None, "mlp": "mlp", "attn": "self_attn"}
 
 
-def check_modules(modules: str) -> str:
-    """``modules`` when it is one of MODULE_CHOICES; else one error naming the choices."""
-    if modules not in MODULE_CHOICES:
-        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
-    return modules
-
-
 def layer_prefix(layers_path: str, index: int, modules: str = "layer") -> str:
     """Name prefix of the parameters of `modules` in layer `index`: 'model.layers.3.mlp.'."""
-    part = MODULE_PARTS[check_modules(modules)]
+    if modules not in MODULE_CHOICES:
+        raise PlastError(f"modules={modules!r} is not one of {', '.join(MODULE_CHOICES)}")
+    part = MODULE_PARTS[modules]
     return f"{layers_path}.{index}." + (f"{part}." if part else "")
 
 
@@ -101,15 +96,6 @@ class DecoderLayout:
         return layer_index(self.path, name)
 
 
-def _resolve(root: nn.Module, path: str):
-    node = root
-    for part in path.split("."):
-        node = getattr(node, part, None)
-        if node is None:
-            return None
-    return node
-
-
 def _is_gated_ffn_layer(layer: nn.Module) -> bool:
     from torch import nn
 
@@ -126,11 +112,13 @@ def find_decoder_layers(model: nn.Module) -> DecoderLayout:
     from torch import nn
 
     for path, _family in KNOWN_LAYER_PATHS:
-        layers = _resolve(model, path)
-        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
-            if all(_is_gated_ffn_layer(layer) for layer in layers):
-                backbone = model.get_submodule(path.rpartition(".")[0])  # "" is the model itself
-                return DecoderLayout(layers, path, backbone)
+        try:
+            layers = model.get_submodule(path)
+        except AttributeError:  # no such path in this model
+            continue
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0 and all(map(_is_gated_ffn_layer, layers)):
+            backbone = model.get_submodule(path.rpartition(".")[0])  # "" is the model itself
+            return DecoderLayout(layers, path, backbone)
     tried = "; ".join(f"'{path}' ({family})" for path, family in KNOWN_LAYER_PATHS)
     raise PlastError(
         f"{type(model).__name__} is not a supported architecture: PLAST looks for a "

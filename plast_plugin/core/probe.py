@@ -19,13 +19,10 @@ from tqdm.auto import tqdm
 from plast_plugin.core import ranks
 from plast_plugin.core.model_layout import DecoderLayout
 
-# Activations whose sign equals the sign of their input (act(z) > 0 <=> z > 0).
-_SIGN_PRESERVING = ("silu", "swish", "gelu", "relu")
-
-
 def _is_sign_preserving(act_fn: nn.Module) -> bool:
+    """Whether act(z) > 0 exactly when z > 0."""
     name = type(act_fn).__name__.lower()
-    return isinstance(act_fn, (nn.SiLU, nn.GELU, nn.ReLU)) or any(key in name for key in _SIGN_PRESERVING)
+    return isinstance(act_fn, (nn.SiLU, nn.GELU, nn.ReLU)) or any(k in name for k in ("silu", "swish", "gelu", "relu"))
 
 
 @dataclass

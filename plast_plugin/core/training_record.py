@@ -71,11 +71,8 @@ class TrainingRecord:
     @staticmethod
     def find(checkpoint: str | os.PathLike) -> Path | None:
         """The record of a checkpoint: in its folder, else in the parent (the Trainer's checkpoint-N)."""
-        checkpoint = Path(checkpoint)
-        for folder in (checkpoint, checkpoint.parent):
-            if (folder / TRAINING_RECORD).exists():
-                return folder / TRAINING_RECORD
-        return None
+        candidates = (Path(checkpoint) / TRAINING_RECORD, Path(checkpoint).parent / TRAINING_RECORD)
+        return next((path for path in candidates if path.exists()), None)
 
 
 def tensor_sha256(tensor) -> str:

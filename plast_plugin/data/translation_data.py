@@ -108,6 +108,8 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
                            images: str = "auto", image_dir=None, progress: bool = False) -> TranslationData:
     """Conversations for every (question, non-pivot language). ``images``: 'auto' (use them when the
     data has them), 'on' (require them), 'off' (text only). Writes nothing: ``save`` does."""
+    from tqdm import tqdm
+
     check_template(template)
     if images not in ("auto", "on", "off"):
         raise PlastError(f"images={images!r}: use auto, on or off")
@@ -118,27 +120,17 @@ def build_translation_data(questions: ParallelQuestions, *, template: str = DEFA
     if image_dir is not None and image_dir.exists() and not image_dir.is_dir():
         raise PlastError(f"image directory {image_dir} is an existing file; give a folder")
     target = language_row(questions.pivot).name
-    records, planned, with_images = [], {}, 0
-    ids = questions.ids
-    if progress:
-        from tqdm import tqdm
-
-        ids = tqdm(ids, desc="build-data", unit="question")
-    for qid in ids:
+    records, planned = [], {}
+    for qid in tqdm(questions.ids, desc="build-data", unit="question", disable=not progress):
         reference = questions.image(qid) if use_images else None
         image = _image_file(reference, image_dir, qid, planned) if reference else None
         for lang in questions.other_languages:
             prompt = template.format(language=language_row(lang).name, target=target, lang=lang,
                                      target_lang=questions.pivot, question=questions.question(qid, lang))
-            record = {"id": f"{qid}-{lang}"}
-            if image:
-                record["image"] = image
-                prompt = f"{IMAGE_TOKEN}\n{prompt}"
-                with_images += 1
-            record["conversations"] = [
-                {"from": "human", "value": prompt},
+            records.append({"id": f"{qid}-{lang}", **({"image": image} if image else {}), "conversations": [
+                {"from": "human", "value": f"{IMAGE_TOKEN}\n{prompt}" if image else prompt},
                 {"from": "gpt", "value": questions.question(qid, questions.pivot)},
-            ]
-            records.append(record)
+            ]})
     counts = {lang: len(questions.ids) for lang in questions.other_languages}  # one conversation per question
-    return TranslationData(records, counts, with_images, {path: ref for ref, path in planned.items()})
+    return TranslationData(records, counts, sum("image" in r for r in records),
+                           {path: ref for ref, path in planned.items()})

@@ -101,8 +101,6 @@ PlastArguments = dataclasses.make_dataclass(
 PlastArguments.__module__ = __name__
 PlastArguments.__doc__ = "Every PLAST flag of LLaVA training (mixin for LLaVA's TrainingArguments)."
 
-_DEFAULT_RULE = SelectionOptions.__dataclass_fields__["rule"].default
-
 # LLaVA flags that train (or quantize) what PLAST freezes: (flag, conflicts(value), why and fix).
 # tune_mm_mlp_adapter is a model argument, present only once train() has copied it into args.
 _LLAVA_CONFLICTS = (
@@ -123,17 +121,13 @@ def plast_enabled(args) -> bool:
     return getattr(args, "plast_layers", None) is not None
 
 
-def _flag_values(args) -> dict:
-    values = {f.name: getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
-              for f in dataclasses.fields(SelectionOptions)}
-    return {**values, "modules": values["modules"] or "layer"}
-
-
 def selection_options(args) -> SelectionOptions:
     """The ``SelectionOptions`` that ``--plast_*`` flags describe (unset --plast_modules: 'layer'),
     validated as they are built; an invalid flag is one PlastError naming it."""
+    values = {f.name: getattr(args, _RENAMED.get(f.name, "plast_" + f.name))
+              for f in dataclasses.fields(SelectionOptions)}
     try:
-        return SelectionOptions(**_flag_values(args))
+        return SelectionOptions(**{**values, "modules": values["modules"] or "layer"})
     except PlastError as err:
         raise PlastError(f"PLAST option: {err} (flags are named --plast_<option>)") from None
 
@@ -179,7 +173,7 @@ def check_plast_arguments(args) -> None:
             f"--plast_layers {rule.text} and drop --plast_rule (or keep --plast_layers auto with a statistic "
             f"rule: auto, msd-above:X, msd-top:K, msd-above-max:F)"
         )
-    if layers != "auto" and rule.text != _DEFAULT_RULE:
+    if layers != "auto" and rule.text != SelectionOptions.rule:
         raise PlastError(
             f"--plast_rule {rule.text} with --plast_layers {layers}: the rule chooses from the statistics that "
             f"only --plast_layers auto computes, so here it would be ignored. Drop --plast_rule (or use "

@@ -33,14 +33,11 @@ class _PatchingLoader:
     def __init__(self, loader):
         self._loader = loader
 
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
     def exec_module(self, module):
         self._loader.exec_module(module)
         _patch(module)
 
-    def __getattr__(self, name):  # get_source, get_code, is_package, ... for tracebacks
+    def __getattr__(self, name):  # create_module; get_source, get_code, ... for tracebacks
         return getattr(self._loader, name)
 
 
@@ -71,11 +68,10 @@ class LlavaTrainFinder:
 
 def install_finder() -> LlavaTrainFinder:
     """The installed finder (inserted first in sys.meta_path once)."""
-    for finder in sys.meta_path:
-        if isinstance(finder, LlavaTrainFinder):
-            return finder
-    finder = LlavaTrainFinder()
-    sys.meta_path.insert(0, finder)
+    finder = next((f for f in sys.meta_path if isinstance(f, LlavaTrainFinder)), None)
+    if finder is None:
+        finder = LlavaTrainFinder()
+        sys.meta_path.insert(0, finder)
     return finder
 
 

@@ -61,28 +61,19 @@ def lowest_trainable_layer(model) -> int | None:
     from plast_plugin.core.model_layout import find_decoder_layers
 
     layout = find_decoder_layers(model)
-    lowest = None
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        index = layout.layer_of(name)
-        if index is None:
-            return None
-        lowest = index if lowest is None else min(lowest, index)
-    return lowest
+    indices = [layout.layer_of(name) for name, param in model.named_parameters() if param.requires_grad]
+    return None if None in indices else min(indices, default=None)
 
 
 def remove_input_grad_hooks(model) -> int:
     """Remove the embeddings' forward hooks that force ``requires_grad`` on their output."""
-    embeddings = model.get_input_embeddings()
-    removed = 0
-    for key, hook in list(embeddings._forward_hooks.items()):
-        if getattr(hook, "__name__", "") in _INPUT_GRAD_HOOK_NAMES:
-            del embeddings._forward_hooks[key]
-            removed += 1
-    if removed and getattr(model, "_require_grads_hook", None) is not None:
+    hooks = model.get_input_embeddings()._forward_hooks
+    found = [key for key, hook in hooks.items() if getattr(hook, "__name__", "") in _INPUT_GRAD_HOOK_NAMES]
+    for key in found:
+        del hooks[key]
+    if found and getattr(model, "_require_grads_hook", None) is not None:
         del model._require_grads_hook  # its handle points at the removed hook
-    return removed
+    return len(found)
 
 
 def shorten_backward(model, training_args) -> ShortBackward:

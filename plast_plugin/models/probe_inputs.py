@@ -76,12 +76,7 @@ def _tokens(tokenizer, text: str) -> list[int]:
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    return next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def _chunk_with_question(tokenizer, before: str, question: str, after: str) -> list[tuple[str, list[int]]]:
@@ -130,11 +125,8 @@ def encode_prompt(tokenizer, question: str, *, prompt: str, max_question_tokens:
 
 
 def count_flags(kinds: list[str], positions: str) -> list[bool]:
-    if positions == "question":
-        return [k == QUESTION for k in kinds]
-    if positions == "image":
-        return [k == IMAGE for k in kinds]
-    return [True] * len(kinds)
+    counted = {"question": QUESTION, "image": IMAGE}.get(positions)  # else every position
+    return [counted is None or k == counted for k in kinds]
 
 
 @dataclass
@@ -175,10 +167,8 @@ def split_pivot(num_questions: int, seed: int) -> list[int]:
     """Half index (0 or 1) of each pivot question, for the pivot-vs-pivot noise floor."""
     order = list(range(num_questions))
     random.Random(seed).shuffle(order)
-    half = [0] * num_questions
-    for rank, index in enumerate(order):
-        half[index] = 0 if rank < (num_questions + 1) // 2 else 1
-    return half
+    first_half = set(order[:(num_questions + 1) // 2])
+    return [0 if index in first_half else 1 for index in range(num_questions)]
 
 
 def make_batches(prompts: list[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:

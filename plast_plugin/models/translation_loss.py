@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
@@ -77,11 +78,7 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(items)), key=lambda i: len(items[i][1])) if fast else list(range(len(items)))
     scored: dict[int, tuple[float, int]] = {}
-    batches = range(0, len(items), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc="translation loss", unit="batch")
+    batches = tqdm(range(0, len(items), batch_size), desc="translation loss", unit="batch", disable=not progress)
     was_training = model.training
     model.eval()
     try:
@@ -105,12 +102,9 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
                     scored[index] = (float(nll[row][valid[row]].sum()), int(valid[row].sum()))
     finally:
         model.train(was_training)
-    per_question: dict[str, dict[str, tuple[float, int]]] = {}
-    for index, ((lang, qid), _, _) in enumerate(items):  # the questions' own order, however batched
-        per_question.setdefault(lang, {})[qid] = scored[index]
     out = {}
     for lang in questions.other_languages:
-        rows = per_question[lang]
+        rows = {qid: scored[index] for index, ((row_lang, qid), _, _) in enumerate(items) if row_lang == lang}
         tokens = sum(count for _, count in rows.values())
         # Summed in question order, whatever the batching: the same float result either way.
         loss = sum(total for total, _ in rows.values()) / tokens

@@ -25,9 +25,6 @@ from plast_plugin.core.model_layout import MODULE_PARTS, find_decoder_layers, mo
 from plast_plugin.core.selection_file import SelectionFile
 
 TOOLS = ("axolotl", "swift", "llamafactory", "regex")
-# What of each layer `modules` trains, as LLaMA-Factory's freeze_trainable_modules names it.
-# LLaMA-Factory names a layer's sub-modules as the model does, and the whole layer "all".
-_LLAMAFACTORY_MODULES = {choice: part or "all" for choice, part in MODULE_PARTS.items()}
 
 
 @dataclass
@@ -82,15 +79,6 @@ class ExportedConfig:
     warning: str | None = None  # set when the tool trains more than the selection (approximation)
 
 
-def _header(selection: SelectionFile, target: TargetModel, modules: str) -> list[str]:
-    return [
-        f"# PLAST selection: decoder layers {list(selection.selected_layers)} (modules={modules}) of "
-        f"{selection.model.name_or_path or selection.model.architecture}",
-        f"# parameter names of {target.architecture} ({target.name}) as transformers {target.transformers_version} "
-        f"names them: {target.layers_path}.N.",
-    ]
-
-
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"  # YAML single-quoted scalar
 
@@ -105,7 +93,12 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
     plast_parameter_names(target.model, layers, modules)  # raises when nothing would be trained
     sub = MODULE_PARTS[modules]
     sub_dots = f"{sub}." if sub else ""
-    header = _header(selection, target, modules)
+    header = [
+        f"# PLAST selection: decoder layers {list(selection.selected_layers)} (modules={modules}) of "
+        f"{selection.model.name_or_path or selection.model.architecture}",
+        f"# parameter names of {target.architecture} ({target.name}) as transformers {target.transformers_version} "
+        f"names them: {target.layers_path}.N.",
+    ]
     if tool == "axolotl":
         # Plain dots: axolotl turns each '.' into a literal dot itself (a '\.' here would break).
         patterns = [f"^{target.layers_path}.{i}.{sub_dots}" for i in layers]
@@ -147,7 +140,8 @@ def _llamafactory(target, layers, modules, header, approximate) -> ExportedConfi
     lines = header + ([f"# WARNING {warning}"] if warning else []) + [
         "finetuning_type: freeze",
         f"freeze_trainable_layers: {count}",
-        f"freeze_trainable_modules: {_LLAMAFACTORY_MODULES[modules]}",
+        # LLaMA-Factory names a layer's sub-modules as the model does, and the whole layer "all".
+        f"freeze_trainable_modules: {MODULE_PARTS[modules] or 'all'}",
     ]
     if target.kind in ("llava-hf", "llava-next-hf"):
         # LLaMA-Factory trains every parameter whose name contains '.{index}.': vision tower layers
