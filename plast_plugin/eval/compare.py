@@ -27,7 +27,7 @@ from plast_plugin.eval.paired_stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, Pai
                                             bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
 from plast_plugin.eval.parrot_data import PUBLISHED_MD5
-from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET, split_groups
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
 __all__ = ["CompareError", "RunSamples", "read_run", "task_outcomes", "compare_runs", "format_table",
@@ -94,13 +94,16 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
     if missing:
         raise CompareError(f"{where}: index {missing[0]} has no '{key}' verdict; this log predates the "
                            f"exact matcher, compare with --scorer extractor")
+    circular = rows and next(iter(rows.values())).get("benchmark") in CIRCULAR_BENCHMARKS
+    if circular:  # the units the scores counted: complete circular groups only
+        complete, _ = split_groups(rows.values())
+        rows = {int(r["index"]): r for group in complete.values() for r in group}
     if metric == "circular_acc":
         groups: dict[int, bool] = {}
         for index, record in rows.items():
             group = index % CIRCULAR_OFFSET
             groups[group] = groups.get(group, True) and bool(record[key])
         return groups
-    circular = rows and next(iter(rows.values())).get("benchmark") in CIRCULAR_BENCHMARKS
     return {i: bool(r[key]) for i, r in rows.items() if not circular or i < CIRCULAR_OFFSET}
 
 
