@@ -30,7 +30,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` all at once: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".")
+    _remove_dead_stages(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_stage_prefix(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -54,7 +55,8 @@ def atomic_output_file(path: str | os.PathLike):
     it replaces ``path`` when the block succeeds and is removed when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix)
+    _remove_dead_stages(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_stage_prefix(path), suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -81,17 +83,21 @@ def _stage_prefix(out: Path, pid: int | None = None) -> str:
 
 
 def _remove_dead_stages(out: Path) -> None:
-    """Delete stage folders of ``out`` left by a killed run (SIGKILL skips every cleanup): same
-    host, process gone. Another host's or a live process's stage is never touched."""
+    """Delete stage folders and temporary files of ``out`` left by a killed run (SIGKILL skips
+    every cleanup): same host, process gone. Another host's or a live process's are never touched."""
     mine = f"{TEMP_PREFIX}{out.name}.{socket.gethostname()}."
     for stage in out.parent.glob(glob.escape(mine) + "*"):
         pid_text = stage.name[len(mine):].split(".", 1)[0]
-        if not stage.is_dir() or not pid_text.isdigit():
+        if not pid_text.isdigit():
             continue
         try:
             os.kill(int(pid_text), 0)
         except ProcessLookupError:
-            shutil.rmtree(stage, ignore_errors=True)
+            if stage.is_dir():
+                shutil.rmtree(stage, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    stage.unlink()
         except PermissionError:  # alive, another user's
             pass
 

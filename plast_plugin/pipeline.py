@@ -175,7 +175,9 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
 
 def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plot: bool = True) -> Path:
     """Write `plast_layers.json` (and the plot) into `out_dir`. The plot is rendered first, so a
-    failure leaves no selection file behind."""
+    failure leaves no selection file behind. The two cannot be replaced in one step, so an earlier
+    plot is removed before the JSON changes and the new one put in place after it: a run killed at
+    any point leaves a JSON with its own plot or with none, never beside another selection's plot."""
     from plast_plugin.atomic import atomic_output_file
     from plast_plugin.plot import plot_selection
 
@@ -183,7 +185,11 @@ def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plo
     if out_dir.exists() and not out_dir.is_dir():
         raise PlastError(f"--out {out_dir} is an existing file; give a folder for {SELECTION_FILENAME} and the plot")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if plot:
-        with atomic_output_file(out_dir / PLOT_FILENAME) as tmp:
-            plot_selection(selection, tmp)
-    return selection.save(out_dir / SELECTION_FILENAME)
+    if not plot:
+        (out_dir / PLOT_FILENAME).unlink(missing_ok=True)  # it would show another selection
+        return selection.save(out_dir / SELECTION_FILENAME)
+    with atomic_output_file(out_dir / PLOT_FILENAME) as tmp:
+        plot_selection(selection, tmp)
+        (out_dir / PLOT_FILENAME).unlink(missing_ok=True)
+        path = selection.save(out_dir / SELECTION_FILENAME)
+    return path
