@@ -50,6 +50,11 @@ def run(args) -> int:
         raise PlastError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
     selection = SelectionFile.load(args.selection)
     target = build_target_model(args.model, args.revision)
+    from plast_plugin.models.model_source import converted_from, local_dir
+
+    for warning in selection.check_identity(target.model, layout=target.layout, name_or_path=target.name,
+                                            also_named=converted_from(local_dir(args.model, args.revision))):
+        print(f"plast export-config: WARNING: {warning}", file=sys.stderr)
     exported = export_config(selection, target, args.tool, modules=args.modules, approximate=args.approximate)
     if exported.warning:
         print(f"plast export-config: WARNING: {exported.warning}", file=sys.stderr)

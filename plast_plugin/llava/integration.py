@@ -298,8 +298,8 @@ def resolve_selection(model, args, tokenizer=None, *, layout=None, options=None)
         return selection
     if os.path.exists(value):
         selection = SelectionFile.load(value)
-        selection.check_model(model, layout=layout)
-        warn_if_other_model(selection.model.name_or_path, name, value)
+        for warning in selection.check_identity(model, layout=layout, name_or_path=name):
+            _log(f"WARNING: {value}: {warning}")
         _log(f"layers {selection.selected_layers} from selection file {value}"
              f" (modules {selection.options.get('modules', 'layer')!r})")
     elif is_layer_spec(value):
@@ -313,23 +313,6 @@ def resolve_selection(model, args, tokenizer=None, *, layout=None, options=None)
             f"'last:K', 'random:K') nor an existing selection file"
         )
     return selection
-
-
-def warn_if_other_model(selected_on: str | None, training: str | None, selection_path: str) -> None:
-    """The shape check cannot tell vicuna-7b from llava-v1.5-7b (same shapes): say so when the
-    names differ. PLAST selects and tunes the same model (the released LLaVA-1.5 checkpoint)."""
-    def short(name):  # "liuhaotian/llava-v1.5-7b/" -> "llavav157b": compare names, not spellings
-        return "".join(ch for ch in Path(str(name).rstrip("/")).name.lower() if ch.isalnum()) if name else ""
-
-    a, b = short(selected_on), short(training)
-    # One name inside the other is the same model under a local name (a copy, or an LLM that
-    # was built into a LLaVA as "llava_<name>"); vicuna-7b-v1.5 vs llava-v1.5-7b is not.
-    if a and b and a not in b and b not in a:
-        msg = (f"WARNING: {selection_path} was selected on {selected_on!r} but this run trains "
-               f"{training!r}; the shapes match, but the layers are only meaningful for the model they "
-               f"were selected on (PLAST tunes the released LLaVA checkpoint it probed, e.g. "
-               f"liuhaotian/llava-v1.5-7b, not the base LLM)")
-        _log(msg)
 
 
 def run_auto_selection(model, args, tokenizer, *, layout=None, options=None):

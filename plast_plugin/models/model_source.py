@@ -101,3 +101,18 @@ def checkpoint_kind(config: dict) -> str:
     if kind.startswith("llava"):
         return "official-llava"
     return "causal-lm"
+
+
+def converted_from(name_or_path: str | None) -> list[str]:
+    """The checkpoint a `plast export --to-hf` folder was converted from (its
+    ``plast_conversion.json``), as another name of the same model; empty for any other model."""
+    if not name_or_path:
+        return []
+    record = Path(str(name_or_path)).expanduser() / "plast_conversion.json"
+    try:
+        import json
+
+        source = json.loads(record.read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [source] if isinstance(source, str) and source else []
