@@ -120,6 +120,10 @@ def task_outcomes(run: RunSamples, scorer: str = "extractor") -> dict[str, dict[
     return out
 
 
+def _protocols(rows: dict[int, dict]) -> list[str]:
+    return sorted({str(r["protocol"]) for r in rows.values() if r.get("protocol")})
+
+
 def _task_parts(task: str, rows: dict[int, dict]) -> tuple[str, str]:
     first = next(iter(rows.values()))
     bench, lang = first.get("benchmark"), first.get("language")
@@ -150,9 +154,13 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         only = sorted(set(run.records) - set(other.records))
         if only:
             warnings.append(f"tasks only in run {name} ({run.folder}), not compared: {', '.join(only)}")
-    if run_a.protocols != run_b.protocols:
-        warnings.append(f"the runs used different prompt protocols (A: {sorted(run_a.protocols) or 'unrecorded'}, "
-                        f"B: {sorted(run_b.protocols) or 'unrecorded'}): the delta mixes model and prompt")
+    # per task: two runs can hold the same set of protocols, each task under another one
+    mixed = [f"{task} (A: {'/'.join(a) or 'unrecorded'}, B: {'/'.join(b) or 'unrecorded'})"
+             for task in common for a, b in [(_protocols(run_a.records[task]), _protocols(run_b.records[task]))]
+             if a != b]
+    if mixed:
+        warnings.append(f"different prompt protocols in {', '.join(mixed)}: the delta of these tasks mixes model "
+                        "and prompt")
     rows = []
     unpublished = []  # tasks read from files other than the published benchmark's
     per_bench: dict[tuple[str, str], list[tuple[str, PairedCounts]]] = defaultdict(list)
