@@ -138,16 +138,24 @@ def build_command(args, output: Path, pretrained: str | None = None) -> list[str
     return cmd + shlex.split(args.lmms_eval_args or "")
 
 
-def _check_model(pretrained: str | None) -> None:
+def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> None:
     if not pretrained:
         return
     from plast_plugin.models.model_source import checkpoint_kind, read_config
 
     config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
-    if checkpoint_kind(config) == "official-llava":
+    kind = checkpoint_kind(config)
+    if kind == "official-llava":
         raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
+    if kind == "causal-lm" and lmms_model == "llava_hf":
+        # lmms-eval's llava_hf would end in KeyError: '<model_type>' after creating the output folder
+        raise PlastError(
+            f"{pretrained} is a text-only model (model_type {config.get('model_type')!r}), not a llava-hf "
+            "vision-language model; evaluate the LLaVA built on it (an official LLaVA checkpoint converted with "
+            "plast export CKPT --to-hf --out DIR, or a llava-hf model), or pass --model for an lmms-eval "
+            "model class that takes it")
 
 
 def summarize_results(output: Path, since: float) -> dict | None:
@@ -243,7 +251,7 @@ def run(args) -> int:
 
     if args.baseline and not args.pretrained:
         raise PlastError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
-    _check_model(args.pretrained)
+    _check_model(args.pretrained, args.model)
     judge = JudgeConfig.from_env()  # a bad or unsafe PLAST_JUDGE_* setting stops here, not mid-run
     output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
     if output.exists() and not output.is_dir():

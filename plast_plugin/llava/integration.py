@@ -153,6 +153,7 @@ def prepare_plast(model, args, tokenizer=None):
     modules = resolve_modules(selection, args)
     selection.options["modules"] = modules
     recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
+    _warn_if_layers_arrive_frozen(model, layers, modules, layout)
     report = freeze_for_plast(model, layers, modules, layout=layout)
     if report.trainable_params == 0:
         raise PlastArgumentError(
@@ -191,6 +192,18 @@ def prepare_plast(model, args, tokenizer=None):
         write_text_atomic(out / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
     _barrier()
     return report
+
+
+def _warn_if_layers_arrive_frozen(model, layers, modules, layout) -> None:
+    """LLaVA's --freeze_backbone (a model argument, out of the hook's sight) freezes the decoder
+    before the trainer is built; PLAST then unfreezes the selected layers. Say so: the flag's
+    request is overridden, not honoured."""
+    from plast_plugin.core.freeze import plast_parameter_names
+
+    names = set(plast_parameter_names(model, layers, modules, layout=layout))
+    if names and not any(p.requires_grad for n, p in model.named_parameters() if n in names):
+        _log(f"WARNING: the decoder arrived frozen (--freeze_backbone True): --plast_layers overrides it and "
+             f"trains layers {layers} ({modules}); drop --freeze_backbone, PLAST freezes everything else itself")
 
 
 def resolve_modules(selection, args) -> str:

@@ -26,7 +26,8 @@ def _not_found(name: str, revision: str | None, err: Exception) -> ModelNotFound
     if _offline():
         how = ("the hub is off (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and the Hugging Face cache "
                f"({_cache_dir()}) has no copy; download it where the hub is reachable "
-               f"(`huggingface-cli download {name}`) and copy the cache here, or pass a local folder")
+               f"(`huggingface-cli download {name}{' --revision ' + revision if revision else ''}`) and copy the "
+               "cache here, or pass a local folder")
     else:
         how = ("check the spelling, pass a local folder, or log in (`huggingface-cli login`) for a "
                "gated or private model")
