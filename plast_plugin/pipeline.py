@@ -38,6 +38,10 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
     return complete and family.supports_images
 
 
+class BelowNoiseFloorWarning(UserWarning):
+    """A selected layer's MSD is below its noise floor."""
+
+
 class UndefinedStatisticWarning(UserWarning):
     """Some layer statistic had nothing to compare (e.g. an empty activated set)."""
 
@@ -160,6 +164,7 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
                 + (f". MSD ({options.statistic}) is undefined in layer(s) {excluded}: the rule excluded them"
                    if excluded else f". MSD ({options.statistic}) stays defined there")
                 + " (marked in the selection file)", UndefinedStatisticWarning, stacklevel=2)
+    _mark_below_noise_floor(selected, stats, data)
     data["images_used"] = with_images
     data["tokens_counted"] = {g: int(t) for g, t in zip(groups, counts.tokens.tolist())}
     return SelectionFile(
@@ -171,6 +176,21 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
         layers=stats.per_layer_records(),
         trainable=trainable.to_dict(),
     )
+
+
+def _mark_below_noise_floor(selected, stats, data: dict) -> None:
+    """A selected layer whose MSD is below its own noise floor (the pivot against itself) differs
+    between languages less than the pivot's two halves do: warn, and record it in the file."""
+    below = [{"layer": layer, "msd": float(stats.msd[layer]), "noise_msd": float(stats.noise_msd[layer])}
+             for layer in selected if float(stats.msd[layer]) < float(stats.noise_msd[layer])]
+    if below:
+        data["selected_below_noise_floor"] = below
+        warnings.warn(
+            "selected layer(s) whose MSD is below their own noise floor (pivot vs pivot): " + "; ".join(
+                f"layer {b['layer']} MSD {b['msd']:.3g} < noise {b['noise_msd']:.3g}" for b in below)
+            + ". Their language difference is not distinguishable from sampling noise: more probe questions, "
+            "or another rule, may choose better (marked in the selection file as data.selected_below_noise_floor)",
+            BelowNoiseFloorWarning, stacklevel=3)
 
 
 def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plot: bool = True) -> Path:
