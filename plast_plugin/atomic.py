@@ -102,6 +102,17 @@ def _remove_dead_stages(out: Path) -> None:
             pass
 
 
+def _apply_umask(folder: Path) -> None:
+    """Give every file written into ``folder`` the mode ``open(path, "w")`` would: writers such as
+    safetensors' ``save_file`` (behind ``save_pretrained``) create 0600 files whatever the umask."""
+    mode = 0o666 & ~_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+        elif path.is_dir() and not path.is_symlink():
+            os.chmod(path, 0o777 & ~_umask())
+
+
 @contextlib.contextmanager
 def staged_directory(out: str | os.PathLike, what: str = "--out"):
     """Yield an empty folder beside ``out``; on success it becomes ``out`` (which must not exist
@@ -114,6 +125,7 @@ def staged_directory(out: str | os.PathLike, what: str = "--out"):
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
+        _apply_umask(stage)
         check_new_directory(out, what)  # another process may have filled it meanwhile
         if out.is_dir():
             out.rmdir()
