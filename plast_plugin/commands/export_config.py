@@ -7,8 +7,10 @@ from plast_plugin.core.model_layout import MODULE_CHOICES
 
 USAGE = {
     "axolotl": "axolotl: add these lines to the training YAML (full fine-tuning, no adapter)",
-    "swift": "ms-swift: swift sft --train_type full --freeze_parameters_ratio 1 --trainable_parameters_regex "
-             "\"$(plast export-config SELECTION --for swift --model MODEL)\" ... (the regex is all that goes to stdout)",
+    # ms-swift's current name of the flag (its docs, "Command Line Parameters"); 3.x called it --train_type
+    "swift": "ms-swift: swift sft --tuner_type full --freeze_parameters_ratio 1 --trainable_parameters_regex "
+             "\"$(plast export-config SELECTION --for swift --model MODEL)\" ... (the regex is all that goes to stdout; "
+             "ms-swift 3.x: --train_type)",
     "llamafactory": "LLaMA-Factory: merge these keys into the training YAML (replacing any finetuning_type)",
     "regex": "one Python regex per line; a parameter is trained when one matches its full name",
 }
