@@ -38,19 +38,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_converter_environment() -> None:
-    """The converter writes transformers' current llava-hf layout (``model.language_model.*``,
-    from the ``LlavaModel`` refactor on); the training env's older transformers cannot build it and
-    would end in a dump of mismatched parameter names. Say where to run it instead."""
-    import transformers
-
-    if not hasattr(transformers, "LlavaModel"):
-        raise PlastError(
-            f"plast export --to-hf needs the eval env's transformers (this one is {transformers.__version__}, "
-            "which has the old llava-hf layout: the training env); run it there, e.g. "
-            ".envs/eval/bin/plast export CHECKPOINT --to-hf --out DIR")
-
-
 def run(args) -> int:
     if args.to_hf and args.merge_into:
         raise PlastError("--to-hf and --merge-into are separate modes; run them one after the other")
@@ -60,7 +47,6 @@ def run(args) -> int:
         from plast_plugin.checkpoints.hf_convert import convert_to_hf
 
         check_new_directory(args.out)
-        _check_converter_environment()
         # A hub id (e.g. liuhaotian/llava-v1.5-7b) converts from its snapshot in the HF cache.
         convert_to_hf(args.checkpoint, args.out, **revision,
                       **({"vision_tower": args.vision_tower} if args.vision_tower else {}))

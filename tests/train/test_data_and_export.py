@@ -156,6 +156,20 @@ def test_merge_into_sharded_base_and_mismatch(assets, spec_run, tmp_path):
         merge_delta(small, delta, tmp_path / "bad")
 
 
+def test_export_to_hf_calls_the_converter(monkeypatch, tmp_path):
+    """`plast export --to-hf` hands over to plast_plugin.checkpoints.hf_convert.convert_to_hf (imported lazily)."""
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("plast_plugin.checkpoints.hf_convert")
+    fake.convert_to_hf = lambda checkpoint, out: calls.append((checkpoint, out))
+    monkeypatch.setitem(sys.modules, "plast_plugin.checkpoints.hf_convert", fake)
+    assert plast(["export", "ckpt", "--to-hf", "--out", str(tmp_path / "hf")]) == 0
+    assert calls == [("ckpt", str(tmp_path / "hf"))]
+    assert plast(["export", "ckpt", "--to-hf", "--merge-into", "base", "--out", "x"]) == 1
+
+
 def test_module_entry_consumes_attn_implementation(monkeypatch):
     from plast_plugin.llava.train import _pop_flag
 
