@@ -181,7 +181,9 @@ def run(args) -> int:
     print(f"loading {model_path} (budgets, identity, untrained score)", flush=True)
     model, tokenizer, _ = load_for_probe(model_path, args.device, args.dtype)
     layout = find_decoder_layers(model)  # once, for the identity check and every budget
-    selection.check_model(model, layout=layout)  # a selection made for another model is refused here
+    # a selection made for a model of other shapes is refused here; another name or architecture warned
+    for warning in selection.check_identity(model, layout=layout, name_or_path=model_path):
+        print(f"plast ablate: WARNING: {warning}", file=sys.stderr)
     identity = ModelIdentity.of(model, model_path, layout=layout)
     plan = make_plan(
         model=model_path, num_layers=identity.num_layers, selection=selection.selected_layers, modules=modules,

@@ -241,6 +241,10 @@ def _nan_to_none(value):
 
 
 def load_selected_layers(path: str | os.PathLike, model) -> list[int]:
+    """The file's layers for `model`: another shape refused, another name or architecture warned."""
+    import warnings
+
     selection = SelectionFile.load(path)
-    selection.check_model(model)
+    for warning in selection.check_identity(model):
+        warnings.warn(f"{path}: {warning}", stacklevel=2)
     return list(selection.selected_layers)
