@@ -57,18 +57,17 @@ def load_selection(selection: SelectionLike) -> SelectionFile:
 def apply_selection(model, selection: SelectionLike, modules: str | None = None) -> TrainableReport:
     """Freeze everything of ``model`` but the selection's decoder layers (``modules``: what of each
     layer, 'layer' | 'mlp' | 'attn'; default: the selection file's own). Refuses a model whose
-    shape (layers, FFN width, hidden size) differs from the one the file was made for."""
-    from plast_plugin.core.model_layout import find_decoder_layers
-
+    shape (layers, FFN width, hidden size) differs from the one the file was made for; warns for
+    one of another name or architecture."""
     import warnings
 
+    from plast_plugin.core.model_layout import find_decoder_layers
     from plast_plugin.models.model_source import converted_from
 
     selection = load_selection(selection)
     layout = find_decoder_layers(model)  # once, for the check and the freeze
     name = getattr(getattr(model, "config", None), "_name_or_path", None) or None
     for warning in selection.check_identity(model, layout=layout, also_named=converted_from(name)):
-        logger.warning(warning)
         warnings.warn(warning, stacklevel=2)
     modules = modules or selection.options.get("modules") or "layer"
     return freeze_for_plast(model, list(selection.selected_layers), modules, layout=layout)
