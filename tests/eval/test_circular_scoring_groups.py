@@ -83,3 +83,17 @@ def test_row_limit_cutting_a_group_is_warned_and_not_counted_right(tmp_path, par
     assert math.isnan(results["circular_acc,none"]) and math.isnan(results["acc,none"])
     assert "circular_acc not measured" in proc.stdout and "acc not measured" in proc.stdout
     assert "warning: mmbench_ml_tr: 1 circular group(s) incomplete" in proc.stdout
+
+
+def test_compare_pairs_complete_groups_only(tmp_path):
+    from plast_plugin.eval.compare import compare_runs, read_run
+
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [{"acc": {**_rec(i, True, 2), "benchmark": "mmbench_ml", "language": "en"}}
+                for i in (0, 1000000, 1, 1000001, 1000002)]  # question 2 lacks its original row
+        (folder / "x_samples_mmbench_ml_en.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = compare_runs(read_run(tmp_path / "a"), read_run(tmp_path / "b"), resamples=100)
+    n = {r["metric"]: r["n"] for r in result["rows"]}
+    assert n == {"acc": 2, "circular_acc": 2}  # formerly circular_acc over 3 groups
