@@ -29,7 +29,8 @@ def atomic_output_file(path: str | os.PathLike):
     it replaces ``path`` when the block succeeds and is removed when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix)
+    _remove_dead_stages(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_stage_prefix(path), suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -65,19 +66,34 @@ def _stage_prefix(out: Path, pid: int | None = None) -> str:
 
 
 def _remove_dead_stages(out: Path) -> None:
-    """Delete stage folders of ``out`` left by a killed run (SIGKILL skips every cleanup): same
-    host, process gone. Another host's or a live process's stage is never touched."""
+    """Delete stage folders and temporary files of ``out`` left by a killed run (SIGKILL skips
+    every cleanup): same host, process gone. Another host's or a live process's are never touched."""
     mine = f"{TEMP_PREFIX}{out.name}.{socket.gethostname()}."
     for stage in out.parent.glob(glob.escape(mine) + "*"):
         pid_text = stage.name[len(mine):].split(".", 1)[0]
-        if not stage.is_dir() or not pid_text.isdigit():
+        if not pid_text.isdigit():
             continue
         try:
             os.kill(int(pid_text), 0)
         except ProcessLookupError:
-            shutil.rmtree(stage, ignore_errors=True)
+            if stage.is_dir():
+                shutil.rmtree(stage, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    stage.unlink()
         except PermissionError:  # alive, another user's
             pass
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give every file written into ``folder`` the mode ``open(path, "w")`` would: writers such as
+    safetensors' ``save_file`` (behind ``save_pretrained``) create 0600 files whatever the umask."""
+    mode = 0o666 & ~_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+        elif path.is_dir() and not path.is_symlink():
+            os.chmod(path, 0o777 & ~_umask())
 
 
 @contextlib.contextmanager
@@ -91,6 +107,7 @@ def staged_directory(out: str | os.PathLike, what: str = "--out"):
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
+        _apply_umask(stage)
         check_new_directory(out, what)  # another process may have filled it meanwhile
         if out.is_dir():
             out.rmdir()

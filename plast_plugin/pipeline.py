@@ -38,6 +38,10 @@ def _use_images(options: SelectionOptions, questions: ParallelQuestions, family)
     return complete and family.supports_images
 
 
+class BelowNoiseFloorWarning(UserWarning):
+    """A selected layer's MSD is below its noise floor."""
+
+
 def max_positions(model) -> int | None:
     """The longest sequence the model's positions cover (None when the config does not say)."""
     config = getattr(model, "config", None)
@@ -148,6 +152,7 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
                 + (f". MSD ({options.statistic}) is undefined in layer(s) {excluded}: the rule excluded them"
                    if excluded else f". MSD ({options.statistic}) stays defined there")
                 + " (marked in the selection file)", UserWarning, stacklevel=2)
+    _mark_below_noise_floor(selected, stats, data)
     data["images_used"] = with_images
     data["tokens_counted"] = {g: int(t) for g, t in zip(groups, counts.tokens.tolist())}
     return SelectionFile(
@@ -161,9 +166,26 @@ def run_selection(model, tokenizer, questions: ParallelQuestions, options: Selec
     )
 
 
+def _mark_below_noise_floor(selected, stats, data: dict) -> None:
+    """A selected layer whose MSD is below its own noise floor (the pivot against itself) differs
+    between languages less than the pivot's two halves do: warn, and record it in the file."""
+    below = [{"layer": layer, "msd": float(stats.msd[layer]), "noise_msd": float(stats.noise_msd[layer])}
+             for layer in selected if float(stats.msd[layer]) < float(stats.noise_msd[layer])]
+    if below:
+        data["selected_below_noise_floor"] = below
+        warnings.warn(
+            "selected layer(s) whose MSD is below their own noise floor (pivot vs pivot): " + "; ".join(
+                f"layer {b['layer']} MSD {b['msd']:.3g} < noise {b['noise_msd']:.3g}" for b in below)
+            + ". Their language difference is not distinguishable from sampling noise: more probe questions, "
+            "or another rule, may choose better (marked in the selection file as data.selected_below_noise_floor)",
+            BelowNoiseFloorWarning, stacklevel=3)
+
+
 def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plot: bool = True) -> Path:
     """Write `plast_layers.json` (and the plot) into `out_dir`. The plot is rendered first, so a
-    failure leaves no selection file behind."""
+    failure leaves no selection file behind. The two cannot be replaced in one step, so an earlier
+    plot is removed before the JSON changes and the new one put in place after it: a run killed at
+    any point leaves a JSON with its own plot or with none, never beside another selection's plot."""
     from plast_plugin.atomic import atomic_output_file
     from plast_plugin.plot import plot_selection
 
@@ -171,7 +193,11 @@ def write_selection(selection: SelectionFile, out_dir: str | os.PathLike, *, plo
     if out_dir.exists() and not out_dir.is_dir():
         raise PlastError(f"--out {out_dir} is an existing file; give a folder for {SELECTION_FILENAME} and the plot")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if plot:
-        with atomic_output_file(out_dir / PLOT_FILENAME) as tmp:
-            plot_selection(selection, tmp)
-    return selection.save(out_dir / SELECTION_FILENAME)
+    if not plot:
+        (out_dir / PLOT_FILENAME).unlink(missing_ok=True)  # it would show another selection
+        return selection.save(out_dir / SELECTION_FILENAME)
+    with atomic_output_file(out_dir / PLOT_FILENAME) as tmp:
+        plot_selection(selection, tmp)
+        (out_dir / PLOT_FILENAME).unlink(missing_ok=True)
+        path = selection.save(out_dir / SELECTION_FILENAME)
+    return path

@@ -112,6 +112,19 @@ def _image_processor(tower_dir: Path, image_size: int, pad: bool):
     return LlavaImageProcessorPil(do_pad=pad, **kwargs)
 
 
+def require_current_llava_layout() -> None:
+    """The converter writes transformers' current llava-hf layout (``model.language_model.*``,
+    from the ``LlavaModel`` refactor on); the training env's older transformers cannot build it and
+    would end in a dump of mismatched parameter names. Say where to run it instead."""
+    import transformers
+
+    if not hasattr(transformers, "LlavaModel"):
+        raise PlastError(
+            f"plast export --to-hf needs the eval env's transformers (this one is {transformers.__version__}, "
+            "which has the old llava-hf layout: the training env); run it there, e.g. "
+            ".envs/eval/bin/plast export CHECKPOINT --to-hf --out DIR")
+
+
 def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, dtype: str | None = None,
                   pad_vocab_to: int = 64, revision: str | None = None) -> Path:
     """Write the llava-hf form of an official LLaVA checkpoint into ``out_dir`` (returned), which
@@ -123,6 +136,7 @@ def convert_to_hf(checkpoint_dir, out_dir, *, vision_tower: str | None = None, d
     ``float32``) converts the written weights (default: keep); the embedding and LM-head rows are
     padded to a multiple of ``pad_vocab_to``, as transformers' own LLaVA conversion does.
     """
+    require_current_llava_layout()
     import torch
     from transformers import CLIPVisionConfig
 

@@ -154,7 +154,9 @@ def _plan_on_the_model(args, flags, training: dict, selection, modules: str, eva
     transformers.logging.set_verbosity_error()
     print(f"loading {model_path} (budgets, identity, untrained score)", flush=True)
     model, tokenizer, _ = load_for_probe(model_path, args.device, args.dtype)
-    selection.check_model(model)  # a selection made for another model is refused here
+    # a selection made for a model of other shapes is refused here; another name or architecture warned
+    for warning in selection.check_identity(model, name_or_path=model_path):
+        print(f"plast ablate: WARNING: {warning}", file=sys.stderr)
     identity = ModelIdentity.of(model, model_path)
     plan = make_plan(
         model=model_path, num_layers=identity.num_layers, selection=selection.selected_layers, modules=modules,

@@ -65,7 +65,10 @@ def add_parser(subparsers) -> None:
                         help="extra lmms-eval model args, e.g. 'dtype=bfloat16' (comma separated)")
     parser.add_argument("--device", default=None,
                         help="device / device_map for llava_hf (default: cuda if available, else cpu)")
-    parser.add_argument("--limit", type=int, default=None, help="lmms-eval --limit (testing only)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="the first N questions of each task (testing only): MMBench keeps each question's "
+                        "rotated copies, so circular groups stay whole (unlike lmms-eval's own --limit, which "
+                        "cuts rows); sets PLAST_EVAL_LIMIT")
     parser.add_argument("--dry-run", action="store_true", help="print the lmms-eval command and exit")
     parser.add_argument("--lmms-eval-args", default="",
                         help="more lmms-eval options as one string, e.g. '--verbosity DEBUG --seed 1'")
@@ -116,21 +119,27 @@ def build_command(args, output: Path, pretrained: str | None) -> list[str]:
            "--batch_size", "1", "--log_samples"]
     if model_args:
         cmd[5:5] = ["--model_args", ",".join(model_args)]
-    if args.limit is not None:
-        cmd += ["--limit", str(args.limit)]
     return cmd + shlex.split(args.lmms_eval_args or "")
 
 
-def _check_model(pretrained: str | None) -> None:
+def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> None:
     if not pretrained:
         return
     from plast_plugin.models.model_source import checkpoint_kind, read_config
 
     config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
-    if checkpoint_kind(config) == "official-llava":
+    kind = checkpoint_kind(config)
+    if kind == "official-llava":
         raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
+    if kind == "causal-lm" and lmms_model == "llava_hf":
+        # lmms-eval's llava_hf would end in KeyError: '<model_type>' after creating the output folder
+        raise PlastError(
+            f"{pretrained} is a text-only model (model_type {config.get('model_type')!r}), not a llava-hf "
+            "vision-language model; evaluate the LLaVA built on it (an official LLaVA checkpoint converted with "
+            "plast export CKPT --to-hf --out DIR, or a llava-hf model), or pass --model for an lmms-eval "
+            "model class that takes it")
 
 
 def _task_env(args) -> dict:
@@ -144,6 +153,10 @@ def _task_env(args) -> dict:
         env["PLAST_PARROT_MD5"] = args.parrot_md5
     if args.parrot_revision is not None:
         env["PLAST_PARROT_REVISION"] = args.parrot_revision
+    if args.limit is not None:
+        if args.limit < 1:
+            raise PlastError(f"--limit {args.limit}: give a number of questions >= 1")
+        env["PLAST_EVAL_LIMIT"] = str(args.limit)  # applied by the tasks, whole circular groups
     return env
 
 
@@ -192,13 +205,15 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
     for name, metrics in sorted(data.get("results", {}).items()):
         shown = {k.split(",")[0]: v for k, v in metrics.items()
                  if k.split(",")[0] in SHOWN_METRICS and isinstance(v, (int, float))}
-        print(f"  {name:16s} " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
+        # NaN: the task scored nothing for that metric (e.g. no complete circular group)
+        print(f"  {name:16s} " + "  ".join(f"{k} {v:.4f}" if v == v else f"{k} not measured"
+                                           for k, v in sorted(shown.items())))
     for path in sorted(output.rglob("*_scores.json")):
         scores = json.loads(path.read_text(encoding="utf-8"))
         kind = scores.get("circular_acc_kind")
         if kind:
             print(f"  warning: {scores.get('task')}: circular_acc is {kind}")
-        for warning in scores.get("data", {}).get("warnings", []):
+        for warning in scores.get("warnings", []) + scores.get("data", {}).get("warnings", []):
             print(f"  warning: {scores.get('task')}: {warning}")
     print(f"per-category breakdown, data md5 and warnings: {output}/submissions/<task>_scores.json")
     if judge is not None:
@@ -211,7 +226,7 @@ def run(args) -> int:
 
     if args.baseline and not args.pretrained:
         raise PlastError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
-    _check_model(args.pretrained)
+    _check_model(args.pretrained, args.model)
     judge = JudgeConfig.from_env()  # a bad or unsafe PLAST_JUDGE_* setting stops here, not mid-run
     output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
     if output.exists() and not output.is_dir():

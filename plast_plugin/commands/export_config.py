@@ -9,8 +9,10 @@ from plast_plugin.errors import PlastError
 
 USAGE = {
     "axolotl": "axolotl: add these lines to the training YAML (full fine-tuning, no adapter)",
-    "swift": "ms-swift: swift sft --train_type full --freeze_parameters_ratio 1 --trainable_parameters_regex "
-             "\"$(plast export-config SELECTION --for swift --model MODEL)\" ... (the regex is all that goes to stdout)",
+    # ms-swift's current name of the flag (its docs, "Command Line Parameters"); 3.x called it --train_type
+    "swift": "ms-swift: swift sft --tuner_type full --freeze_parameters_ratio 1 --trainable_parameters_regex "
+             "\"$(plast export-config SELECTION --for swift --model MODEL)\" ... (the regex is all that goes to stdout; "
+             "ms-swift 3.x: --train_type)",
     "llamafactory": "LLaMA-Factory: merge these keys into the training YAML (replacing any finetuning_type)",
     "regex": "one Python regex per line; a parameter is trained when one matches its full name",
 }
@@ -50,6 +52,11 @@ def run(args) -> int:
         raise PlastError(f"--approximate applies to --for llamafactory only; {args.tool} expresses any layer set exactly")
     selection = SelectionFile.load(args.selection)
     target = build_target_model(args.model, args.revision)
+    from plast_plugin.models.model_source import converted_from, local_dir
+
+    for warning in selection.check_identity(target.model, name_or_path=target.name,
+                                            also_named=converted_from(local_dir(args.model, args.revision))):
+        print(f"plast export-config: WARNING: {warning}", file=sys.stderr)
     exported = export_config(selection, target, args.tool, modules=args.modules, approximate=args.approximate)
     if exported.warning:
         print(f"plast export-config: WARNING: {exported.warning}", file=sys.stderr)

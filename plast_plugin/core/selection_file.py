@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,55 @@ class SelectionFile:
             )
 
 
+    def check_identity(self, model_or_identity, *, name_or_path: str | None = None, also_named=()) -> list[str]:
+        """The one check of every path that applies a selection to a model: a model of another
+        shape is refused (:meth:`check_model`); one of the same shapes but another architecture
+        or name gets the returned warnings. Same shapes do not prove the same model (vicuna-7b and
+        llava-v1.5-7b, or an LLM and the LLaVA built on it), but a copy or conversion under
+        another name is legitimate, so these warn rather than refuse. `name_or_path`: the name the
+        user gave the model (default: its config's); `also_named`: other names of the same model
+        (e.g. the checkpoint a converted folder was made from)."""
+        other = (model_or_identity if isinstance(model_or_identity, ModelIdentity)
+                 else ModelIdentity.of(model_or_identity, name_or_path))
+        self.check_model(other)
+        if name_or_path is not None:
+            other = replace(other, name_or_path=str(name_or_path))
+        warnings = []
+        mine, theirs = self.model.architecture, other.architecture
+        if _ARCHITECTURE_FAMILY.get(mine, mine) != _ARCHITECTURE_FAMILY.get(theirs, theirs):
+            warnings.append(
+                f"the selection was made on a {mine} ({self.model.name_or_path}) but is applied to a {theirs} "
+                f"({other.name_or_path}); the shapes match, but layers selected on one model (e.g. the base "
+                f"LLM) are not the language-specific layers of another (the LLaVA built on it): run `plast "
+                f"select` on the model you train")
+        names = {_name_key(n) for n in (other.name_or_path, *also_named) if n}
+        if self.model.name_or_path and names and _name_key(self.model.name_or_path) not in names:
+            warnings.append(
+                f"the selection was made on {self.model.name_or_path!r} but is applied to {other.name_or_path!r}; "
+                f"the shapes match, but the layers are only meaningful for the model they were selected on "
+                f"(PLAST tunes the released LLaVA checkpoint it probed, e.g. liuhaotian/llava-v1.5-7b, not "
+                f"the base LLM); a local copy under another name is fine")
+        return warnings
+
+
+# The official LLaVA classes and the transformers ports `plast export --to-hf` converts them to:
+# one model under two class names, so they do not count as other architectures.
+_ARCHITECTURE_FAMILY = {name: "LLaVA" for name in (
+    "LlavaLlamaForCausalLM", "LlavaMistralForCausalLM", "LlavaForConditionalGeneration",
+    "LlavaNextForConditionalGeneration")}
+
+
+def _name_key(name: str) -> str:
+    """What names one model: the last path part, letters and digits only, lower case
+    ("liuhaotian/llava-v1.5-7b/" and "/ckpt/llava-v1.5-7b" are one model; "tinyvicuna" and
+    "llava_tinyvicuna" are two), a hub cache snapshot folder by its repository's name."""
+    parts = Path(str(name).rstrip("/")).parts
+    for part in parts:
+        if part.startswith("models--") and "snapshots" in parts:
+            return "".join(ch for ch in part.rsplit("--", 1)[-1].lower() if ch.isalnum())
+    return "".join(ch for ch in (parts[-1] if parts else "").lower() if ch.isalnum())
+
+
 def _read_selection_json(path) -> tuple[Path, dict]:
     """The file (``plast_layers.json`` inside a folder) and its object, refused unless of this schema."""
     path = Path(path)
@@ -188,6 +237,10 @@ def _nan_to_none(value):
 
 
 def load_selected_layers(path: str | os.PathLike, model) -> list[int]:
+    """The file's layers for `model`: another shape refused, another name or architecture warned."""
+    import warnings
+
     selection = SelectionFile.load(path)
-    selection.check_model(model)
+    for warning in selection.check_identity(model):
+        warnings.warn(f"{path}: {warning}", stacklevel=2)
     return list(selection.selected_layers)

@@ -23,7 +23,7 @@ from plast_plugin.eval.paired_stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, Pai
                                             bootstrap_delta_ci, mcnemar_exact_p, mean_delta_ci,
                                             paired_counts)
 from plast_plugin.eval.parrot_data import PUBLISHED_MD5
-from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET, split_groups
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
 SCORERS = {"extractor": "correct", "exact": "correct_exact"}
@@ -82,14 +82,17 @@ def _outcomes(rows: dict[int, dict], key: str, metric: str, where: Path) -> dict
     missing = [i for i, r in rows.items() if key not in r]
     if missing:
         raise PlastError(f"{where}: index {missing[0]} has no '{key}' verdict; this log predates the "
-                         f"exact matcher, compare with --scorer extractor")
+                           f"exact matcher, compare with --scorer extractor")
+    circular = rows and next(iter(rows.values())).get("benchmark") in CIRCULAR_BENCHMARKS
+    if circular:  # the units the scores counted: complete circular groups only
+        complete, _ = split_groups(rows.values())
+        rows = {int(r["index"]): r for group in complete.values() for r in group}
     if metric == "circular_acc":
         groups: dict[int, bool] = {}
         for index, record in rows.items():
             group = index % CIRCULAR_OFFSET
             groups[group] = groups.get(group, True) and bool(record[key])
         return groups
-    circular = rows and next(iter(rows.values())).get("benchmark") in CIRCULAR_BENCHMARKS
     return {i: bool(r[key]) for i, r in rows.items() if not circular or i < CIRCULAR_OFFSET}
 
 
@@ -105,6 +108,10 @@ def task_outcomes(run: RunSamples, scorer: str = "extractor", tasks=None) -> dic
         metrics = ["acc", "circular_acc"] if bench in CIRCULAR_BENCHMARKS else ["acc"]
         out[task] = {metric: _outcomes(rows, SCORERS[scorer], metric, run.files[task]) for metric in metrics}
     return out
+
+
+def _protocols(rows: dict[int, dict]) -> list[str]:
+    return sorted({str(r["protocol"]) for r in rows.values() if r.get("protocol")})
 
 
 def _task_parts(task: str, rows: dict[int, dict]) -> tuple[str, str]:
@@ -128,9 +135,13 @@ def compare_runs(run_a: RunSamples, run_b: RunSamples, scorer: str = "extractor"
         only = sorted(set(run.records) - set(other.records))
         if only:
             warnings.append(f"tasks only in run {name} ({run.folder}), not compared: {', '.join(only)}")
-    if run_a.protocols != run_b.protocols:
-        warnings.append(f"the runs used different prompt protocols (A: {sorted(run_a.protocols) or 'unrecorded'}, "
-                        f"B: {sorted(run_b.protocols) or 'unrecorded'}): the delta mixes model and prompt")
+    # per task: two runs can hold the same set of protocols, each task under another one
+    mixed = [f"{task} (A: {'/'.join(a) or 'unrecorded'}, B: {'/'.join(b) or 'unrecorded'})"
+             for task in common for a, b in [(_protocols(run_a.records[task]), _protocols(run_b.records[task]))]
+             if a != b]
+    if mixed:
+        warnings.append(f"different prompt protocols in {', '.join(mixed)}: the delta of these tasks mixes model "
+                        "and prompt")
     rows = []
     unpublished = []  # tasks read from files other than the published benchmark's
     per_bench: dict[tuple[str, str], list[tuple[str, PairedCounts]]] = defaultdict(list)

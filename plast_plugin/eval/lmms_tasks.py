@@ -14,19 +14,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import load_parrot_task
 from plast_plugin.eval.prompts import build_prompt, resolve_protocol
-from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
+from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET, metric_names, summarize
 from plast_plugin.errors import PlastError
 
 log = logging.getLogger(__name__)
 # What process_docs read for each task (file, md5, counts, warnings), reported with the scores.
 # Aggregation runs in the process (rank 0) that also ran process_docs.
 _TASK_DATA: dict[str, dict] = {}
+# `plast eval --limit N`: the first N questions of each task, a circular question with all its
+# rotated copies (lmms-eval's own --limit cuts rows, and with them circular groups).
+LIMIT_ENV = "PLAST_EVAL_LIMIT"
 
 
 def docs_to_dataset(docs: list[dict]):
@@ -51,8 +55,9 @@ def docs_to_dataset(docs: list[dict]):
         "row": datasets.Value("int64"),
         "protocol": datasets.Value("string"),
         "source_md5": datasets.Value("string"),
+        "group_size": datasets.Value("int64"),
     })
-    rows = [{**{c: None for c in letters}, **d, "image": {"bytes": d["image"], "path": None}} for d in docs]
+    rows = [{**{c: None for c in letters}, "group_size": None, **d, "image": {"bytes": d["image"], "path": None}} for d in docs]
     return datasets.Dataset.from_list(rows, features=features)
 
 
@@ -63,6 +68,26 @@ def _loguru(level: str, message: str) -> None:
     getattr(logger, level)(message)
 
 
+def _limit() -> int | None:
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{LIMIT_ENV}={raw!r}: give a whole number of questions >= 1")
+    return int(raw)
+
+
+def with_groups(docs: list[dict], circular: bool, limit: int | None = None) -> list[dict]:
+    """Each doc with the size of its circular group in the file (``group_size``, which scoring
+    uses to tell a complete group), cut to the first `limit` questions, whole groups."""
+    key = (lambda d: int(d["index"]) % CIRCULAR_OFFSET) if circular else (lambda d: d["row"])
+    sizes: dict[int, int] = {}
+    for d in docs:
+        sizes[key(d)] = sizes.get(key(d), 0) + 1
+    kept = set(list(sizes)[:limit]) if limit is not None else sizes.keys()
+    return [{**d, "group_size": sizes[key(d)] if circular else None} for d in docs if key(d) in kept]
+
+
 def process_docs(dataset):
     """Replace the one-line source dataset by the benchmark's rows."""
     if len(dataset) != 1 or "benchmark" not in dataset.column_names:
@@ -71,6 +96,7 @@ def process_docs(dataset):
     task = f"{source['benchmark']}_{source['language']}"
     try:
         protocol = resolve_protocol()
+        limit = _limit()
         data = load_parrot_task(source["benchmark"], source["language"])
     except (PlastError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
@@ -81,7 +107,10 @@ def process_docs(dataset):
     _TASK_DATA[task] = {"protocol": protocol, **data.as_dict()}
     _loguru("info", f"{task}: {len(data.docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
                     f"{data.identity.check}), protocol {protocol}")
-    return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in data.docs])
+    docs = with_groups(data.docs, source["benchmark"] in CIRCULAR_BENCHMARKS, limit)
+    if limit is not None:
+        _loguru("warning", f"{task}: {LIMIT_ENV}={limit}: the first {limit} questions only ({len(docs)} rows)")
+    return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in docs])
 
 
 def doc_to_visual(doc):
@@ -140,6 +169,7 @@ def process_results(doc, results):
         "correct_exact": answerable and prediction_exact == doc["answer"],
         "protocol": doc.get("protocol"),
         "source_md5": doc.get("source_md5"),
+        "group_size": doc.get("group_size"),
     }
     return {metric: record for metric in metric_names(doc["benchmark"])}
 
@@ -160,6 +190,8 @@ def _summary(items, args) -> dict:
     summary["exact_match"] = {k: exact[k] for k in ("acc", "circular_acc") if k in exact}
     summary["exact_match"]["unmatched"] = sum(r["prediction_exact"] is None for r in items)
     summary["data"] = _TASK_DATA.get(task, {"md5": first.get("source_md5")})
+    for warning in summary.get("warnings", []):
+        _loguru("warning", f"{task}: {warning}")
     if circular and summary["data"].get("single_pass"):
         summary["circular_acc_kind"] = "single-pass (the file has no rotated copies)"
     try:
@@ -174,21 +206,26 @@ def _summary(items, args) -> dict:
     return summary
 
 
+def _measured(value: float | None) -> float:
+    """lmms-eval needs a number: NaN (shown as nan) where nothing was scored, never a 0.0."""
+    return float("nan") if value is None else value
+
+
 def aggregate_acc(items, args=None):
-    """Plain accuracy (MMMB: all rows; MMBench: original rows), in [0, 1]."""
-    return _summary(items, args)["acc"]
+    """Plain accuracy (MMMB: all rows; MMBench: original rows of complete groups), in [0, 1]."""
+    return _measured(_summary(items, args)["acc"])
 
 
 def aggregate_circular_acc(items, args=None):
     """MMBench circular accuracy, in [0, 1] (single-pass when the file has no rotated copies)."""
-    return _summary(items, args)["circular_acc"]
+    return _measured(_summary(items, args)["circular_acc"])
 
 
 def aggregate_acc_exact(items, args=None):
     """``acc`` with VLMEvalKit's exact matcher instead of the multilingual extractor."""
-    return summarize(_exact(items), circular=items[0]["benchmark"] in CIRCULAR_BENCHMARKS)["acc"]
+    return _measured(summarize(_exact(items), circular=items[0]["benchmark"] in CIRCULAR_BENCHMARKS)["acc"])
 
 
 def aggregate_circular_acc_exact(items, args=None):
     """``circular_acc`` with VLMEvalKit's exact matcher."""
-    return summarize(_exact(items), circular=True)["circular_acc"]
+    return _measured(summarize(_exact(items), circular=True)["circular_acc"])

@@ -109,11 +109,17 @@ class DataIdentity:
     file: str
     md5: str
     check: str  # "published" (VLMEvalKit's md5), "user pin" (PLAST_PARROT_MD5) or "unchecked" (any)
-    expected_md5: str | None
+    expected_md5: str | None  # the published file's md5, whatever was accepted instead
+    pinned_md5: str | None = None  # the user's pin (PLAST_PARROT_MD5=<task>=<md5>), if any
+
+    @property
+    def published(self) -> bool:
+        return self.md5 == self.expected_md5
 
     def as_dict(self) -> dict:
         return {"task": self.task, "file": self.file, "md5": self.md5, "md5_check": self.check,
-                "expected_md5": self.expected_md5}
+                "expected_md5": self.expected_md5, "pinned_md5": self.pinned_md5,
+                "published_file": self.published}
 
 
 def _md5_setting(environ=None) -> tuple[bool, dict[str, str]]:
@@ -152,7 +158,7 @@ def check_identity(path, benchmark: str, language: str, environ=None) -> DataIde
             f"dataset's main branch has changed, or the copy is damaged). Download it again, or accept this "
             f"file explicitly: {PARROT_MD5_ENV}={task}={md5} (plast eval --parrot-md5 ...), or "
             f"{PARROT_MD5_ENV}=any")
-    return DataIdentity(task, str(path), md5, check, expected)
+    return DataIdentity(task, str(path), md5, check, PUBLISHED_MD5[task], expected if check == "user pin" else None)
 
 
 def resolve_parrot_file(benchmark: str, language: str) -> Path:
@@ -327,6 +333,10 @@ def load_parrot_task(benchmark: str, language: str) -> ParrotTask:
     if identity.check == "unchecked":
         warnings.append(f"md5 {identity.md5} not checked ({PARROT_MD5_ENV}=any): the data may differ from the "
                         "published benchmark")
+    if identity.check == "user pin" and not identity.published:
+        warnings.append(f"not the published file: md5 {identity.md5} (accepted by {PARROT_MD5_ENV}) differs from the "
+                        f"published (VLMEvalKit) md5 {identity.expected_md5}; scores are on other data under "
+                        "the task's name, not comparable with published ones")
     if questions != expected:
         warnings.append(f"{path} has {questions} {'questions (circular groups)' if circular else 'rows'}, the "
                         f"published scores are over {expected}: percentages are not comparable with them")

@@ -179,6 +179,31 @@ def check_plast_arguments(args) -> None:
             f"only --plast_layers auto computes, so here it would be ignored. Drop --plast_rule (or use "
             f"--plast_layers auto --plast_probe_data ... to select with it)"
         )
+    if layers == "auto":
+        _check_probe_data(args)
+
+
+def _check_probe_data(args) -> None:
+    """Read --plast_probe_data now, as the probe will: data without the pivot (or not parallel) is
+    refused before the model is loaded and DeepSpeed started (minutes at 7B), not after. A resumed
+    run reuses output_dir's selection file and never reads it."""
+    from pathlib import Path
+
+    from plast_plugin.core.selection_file import SELECTION_FILENAME
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.data.parallel_data import load_parallel_questions
+
+    if getattr(args, "output_dir", None) and (Path(args.output_dir) / SELECTION_FILENAME).exists():
+        return
+    sources = [s.strip() for s in str(args.plast_probe_data).split(",") if s.strip()]
+    languages = parse_language_list(args.plast_languages) if args.plast_languages else None
+    try:
+        load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
+                                max_samples=args.plast_probe_samples)
+    except PlastError as err:
+        # the data layer names `plast select`'s --pivot; here the flag is --plast_pivot
+        raise PlastError(f"--plast_probe_data: {str(err).replace('--pivot', '--plast_pivot')}") from None
+
 
 
 def make_training_arguments(base: type) -> type:

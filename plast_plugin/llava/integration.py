@@ -111,6 +111,7 @@ def prepare_plast(model, args, tokenizer=None):
     modules = resolve_modules(selection, args)
     selection.options["modules"] = modules
     recorded_layers, recorded_modules, history = check_resume(args, layers, modules)
+    _warn_if_layers_arrive_frozen(model, layers, modules)
     report = freeze_for_plast(model, layers, modules)  # refuses a choice that leaves nothing to train
     if getattr(args, "mm_projector_lr", None) is not None:
         _log("--mm_projector_lr is set but the projector is frozen by PLAST; its parameter groups are empty and dropped")
@@ -125,6 +126,18 @@ def prepare_plast(model, args, tokenizer=None):
                       base_fingerprint=fingerprint, history=history)
     ranks.barrier()
     return report
+
+
+def _warn_if_layers_arrive_frozen(model, layers, modules) -> None:
+    """LLaVA's --freeze_backbone (a model argument, out of the hook's sight) freezes the decoder
+    before the trainer is built; PLAST then unfreezes the selected layers. Say so: the flag's
+    request is overridden, not honoured."""
+    from plast_plugin.core.freeze import plast_parameter_names
+
+    names = set(plast_parameter_names(model, layers, modules))
+    if names and not any(p.requires_grad for n, p in model.named_parameters() if n in names):
+        _log(f"WARNING: the decoder arrived frozen (--freeze_backbone True): --plast_layers overrides it and "
+             f"trains layers {layers} ({modules}); drop --freeze_backbone, PLAST freezes everything else itself")
 
 
 def resolve_modules(selection, args) -> str:
@@ -196,8 +209,8 @@ def resolve_selection(model, args, tokenizer=None):
         return run_auto_selection(model, args, tokenizer)
     if os.path.exists(value):
         selection = SelectionFile.load(value)
-        selection.check_model(model)
-        warn_if_other_model(selection.model.name_or_path, name, value)
+        for warning in selection.check_identity(model, name_or_path=name):
+            _log(f"WARNING: {value}: {warning}")
         _log(f"layers {selection.selected_layers} from selection file {value}"
              f" (modules {selection.options.get('modules', 'layer')!r})")
     elif is_layer_spec(value):
@@ -211,22 +224,6 @@ def resolve_selection(model, args, tokenizer=None):
             f"'last:K', 'random:K') nor an existing selection file"
         )
     return selection
-
-
-def warn_if_other_model(selected_on: str | None, training: str | None, selection_path: str) -> None:
-    """The shape check cannot tell vicuna-7b from llava-v1.5-7b (same shapes): say so when the
-    names differ. PLAST selects and tunes the same model (the released LLaVA-1.5 checkpoint)."""
-    def short(name):  # "liuhaotian/llava-v1.5-7b/" -> "llavav157b": compare names, not spellings
-        return "".join(ch for ch in Path(str(name).rstrip("/")).name.lower() if ch.isalnum()) if name else ""
-
-    a, b = short(selected_on), short(training)
-    # One name inside the other is the same model under a local name (a copy, or an LLM that
-    # was built into a LLaVA as "llava_<name>"); vicuna-7b-v1.5 vs llava-v1.5-7b is not.
-    if a and b and a not in b and b not in a:
-        _log(f"WARNING: {selection_path} was selected on {selected_on!r} but this run trains "
-             f"{training!r}; the shapes match, but the layers are only meaningful for the model they "
-             f"were selected on (PLAST tunes the released LLaVA checkpoint it probed, e.g. "
-             f"liuhaotian/llava-v1.5-7b, not the base LLM)")
 
 
 def run_auto_selection(model, args, tokenizer):

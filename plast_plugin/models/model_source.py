@@ -24,7 +24,8 @@ def _not_found(name: str, revision: str | None, err: Exception) -> PlastError:
     if _offline():
         how = ("the hub is off (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and the Hugging Face cache "
                f"({constants.HF_HUB_CACHE}) has no copy; download it where the hub is reachable "
-               f"(`huggingface-cli download {name}`) and copy the cache here, or pass a local folder")
+               f"(`huggingface-cli download {name}{' --revision ' + revision if revision else ''}`) and copy the "
+               "cache here, or pass a local folder")
     else:
         how = ("check the spelling, pass a local folder, or log in (`huggingface-cli login`) for a "
                "gated or private model")
@@ -89,3 +90,18 @@ def checkpoint_kind(config: dict) -> str:
     if kind.startswith("llava"):
         return "official-llava"
     return "causal-lm"
+
+
+def converted_from(name_or_path: str | None) -> list[str]:
+    """The checkpoint a `plast export --to-hf` folder was converted from (its
+    ``plast_conversion.json``), as another name of the same model; empty for any other model."""
+    if not name_or_path:
+        return []
+    record = Path(str(name_or_path)).expanduser() / "plast_conversion.json"
+    try:
+        import json
+
+        source = json.loads(record.read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [source] if isinstance(source, str) and source else []

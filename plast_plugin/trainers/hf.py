@@ -43,9 +43,16 @@ def load_selection(selection: SelectionLike) -> SelectionFile:
 def apply_selection(model, selection: SelectionLike, modules: str | None = None) -> TrainableReport:
     """Freeze everything of ``model`` but the selection's decoder layers (``modules``: what of each
     layer, 'layer' | 'mlp' | 'attn'; default: the selection file's own). Refuses a model whose
-    shape (layers, FFN width, hidden size) differs from the one the file was made for."""
+    shape (layers, FFN width, hidden size) differs from the one the file was made for; warns for
+    one of another name or architecture."""
+    import warnings
+
+    from plast_plugin.models.model_source import converted_from
+
     selection = load_selection(selection)
-    selection.check_model(model)
+    name = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+    for warning in selection.check_identity(model, also_named=converted_from(name)):
+        warnings.warn(warning, stacklevel=2)
     modules = modules or selection.options.get("modules") or "layer"
     return freeze_for_plast(model, list(selection.selected_layers), modules)
 

@@ -90,7 +90,10 @@ def test_data_md5_and_counts_recorded(scripted_run, parrot_dir):
     scores = json.loads(next(out.rglob("mmbench_ml_zh_scores.json")).read_text())
     data = scores["data"]
     assert data["md5"] == file_md5(parrot_dir / "mmbench" / "mmbench_dev_cn.tsv")
-    assert data["md5_check"] == "user pin" and data["expected_md5"] == data["md5"]
+    # expected_md5 stays the published file's; the user's pin is recorded beside it
+    assert data["md5_check"] == "user pin" and data["pinned_md5"] == data["md5"]
+    assert data["expected_md5"] == "2ed5135326fed02c8e51ea50dda8222f" and data["published_file"] is False
+    assert any(w.startswith("not the published file") for w in data["warnings"])
     assert (data["rows"], data["questions"], data["expected_questions"], data["rotated_copies"]) == (9, 3, 1164, 6)
     assert any("has 3 questions" in w and "1164" in w for w in data["warnings"])
     assert scores["protocol"] == "vlmevalkit" and "circular_acc_kind" not in scores

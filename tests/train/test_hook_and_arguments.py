@@ -95,7 +95,11 @@ def test_layers_and_rule_have_one_meaning_each(args_cls, tmp_path, extra, messag
     with pytest.raises(PlastError, match=message) as err:
         args_cls(output_dir=str(tmp_path), **extra)
     assert fix in str(err.value)
-    args = args_cls(output_dir=str(tmp_path), plast_layers="auto", plast_probe_data="q.jsonl", plast_rule="msd-top:2")
+    # the probe data is read when the arguments are checked: a real parallel file
+    probe = tmp_path / "q.jsonl"
+    probe.write_text('{"id": "1", "lang": "en", "question": "What is this?"}\n'
+                     '{"id": "1", "lang": "zh", "question": "这是什么？"}\n', encoding="utf-8")
+    args = args_cls(output_dir=str(tmp_path), plast_layers="auto", plast_probe_data=str(probe), plast_rule="msd-top:2")
     assert args.plast_rule == "msd-top:2"  # a statistic rule with auto is what the rule is for
 
 

@@ -49,16 +49,3 @@ def test_selection_from_another_model_name_warns(assets, hub_run):
     assert proc.returncode == 0, proc.stdout[-6000:]
     warning = [line for line in proc.stdout.splitlines() if "WARNING" in line and "vicuna-7b-v1.5" in line]
     assert warning and MODEL_ID in warning[0], proc.stdout[-3000:]
-
-
-@pytest.mark.parametrize("selected_on, training, warns", [
-    ("lmsys/vicuna-7b-v1.5", "liuhaotian/llava-v1.5-7b", True),
-    ("liuhaotian/llava-v1.5-7b", "/ckpt/llava-v1.5-7b/", False),  # a local copy
-    (".cache/demo/smollm2", ".cache/demo/llava_smollm2", False),  # the LLM built into a LLaVA
-    (None, "liuhaotian/llava-v1.5-7b", False),
-])
-def test_other_model_warning_compares_names(selected_on, training, warns, capsys):
-    from plast_plugin.llava.integration import warn_if_other_model
-
-    warn_if_other_model(selected_on, training, "sel.json")
-    assert ("WARNING" in capsys.readouterr().out) is warns
