@@ -19,11 +19,11 @@ from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task
-from plast_plugin.eval.prompts import build_prompt, resolve_protocol
+from plast_plugin.eval.prompts import build_prompt, is_pandas_na, protocol_messages, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
 
 __all__ = [
-    "process_docs", "doc_to_visual", "doc_to_text", "doc_to_target", "process_results",
+    "process_docs", "doc_to_visual", "doc_to_text", "doc_to_messages", "doc_to_target", "process_results",
     "aggregate_acc", "aggregate_circular_acc", "aggregate_acc_exact", "aggregate_circular_acc_exact",
     "docs_to_dataset",
 ]
@@ -88,12 +88,28 @@ def process_docs(dataset):
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
         _loguru_error(f"{task}: {exc}")
         raise
-    for warning in data.warnings:
+    docs = [_as_vlmevalkit_reads(d) for d in data.docs]
+    record = {"protocol": protocol, **data.as_dict()}
+    dropped = [d["row"] for d in docs if d["answerable"] and d["answer"] not in d["options"]]
+    if dropped:
+        # VLMEvalKit shows no option pandas reads as NaN, so no model can pick it: scored wrong
+        record["unanswerable_rows"] = sorted(record["unanswerable_rows"] + dropped)
+        record["warnings"].append(
+            f"{data.identity.file}: {len(dropped)} row(s) whose correct option's text pandas reads as a missing "
+            f"value (None, NA, ...): not shown (as in VLMEvalKit), kept and scored wrong: rows "
+            + ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else ""))
+    for warning in record["warnings"]:
         _loguru("warning", f"{task}: {warning}")
-    _TASK_DATA[task] = {"protocol": protocol, **data.as_dict()}
-    _loguru("info", f"{task}: {len(data.docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
+    _TASK_DATA[task] = record
+    _loguru("info", f"{task}: {len(docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
                     f"{data.identity.check}), protocol {protocol}")
-    return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in data.docs])
+    return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in docs])
+
+
+def _as_vlmevalkit_reads(doc: dict) -> dict:
+    """The doc as VLMEvalKit's ``pd.read_csv`` sees it: options whose text pandas reads as NaN
+    (``None``, ``NA`` ...) are no options (not shown, not answer choices)."""
+    return {**doc, "options": "".join(c for c in doc["options"] if not is_pandas_na(doc[c]))}
 
 
 def doc_to_visual(doc):
@@ -114,6 +130,12 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
     kwargs = lmms_eval_specific_kwargs or {}
     text = build_prompt(doc, kwargs.get("instruction"))
     return f"{kwargs.get('pre_prompt', '')}{text}{kwargs.get('post_prompt', '')}"
+
+
+def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
+    """The chat messages of the doc's protocol (lmms-eval's chat models, such as ``llava_hf``):
+    see :func:`plast_plugin.eval.prompts.protocol_messages`."""
+    return protocol_messages(doc, doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def doc_to_target(doc):
