@@ -179,7 +179,9 @@ def process_results(doc, results):
         "protocol": doc.get("protocol"),
         "source_md5": doc.get("source_md5"),
     }
-    return {metric: record for metric in metric_names(doc["benchmark"])}
+    # "score": the row's 0/1 verdict under the name lmms-eval's --baseline paired t-test reads from
+    # sample logs (its own and the baseline's); no aggregation, so it adds no metric to the results
+    return {**{metric: record for metric in metric_names(doc["benchmark"])}, "score": float(record["correct"])}
 
 
 def _exact(items) -> list[dict]:
