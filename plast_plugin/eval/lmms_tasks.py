@@ -19,13 +19,13 @@ from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import ParrotDataError, load_parrot_task
-from plast_plugin.eval.prompts import build_prompt, is_pandas_na, protocol_messages, resolve_protocol
+from plast_plugin.eval.prompts import build_prompt, protocol_messages, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, metric_names, summarize
 
 __all__ = [
     "process_docs", "doc_to_visual", "doc_to_text", "doc_to_messages", "doc_to_target", "process_results",
     "aggregate_acc", "aggregate_circular_acc", "aggregate_acc_exact", "aggregate_circular_acc_exact",
-    "docs_to_dataset",
+    "docs_to_dataset", "vlmevalkit_docs",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,11 @@ def process_docs(dataset):
     try:
         protocol = resolve_protocol()
         data = load_parrot_task(source["benchmark"], source["language"])
+        docs = vlmevalkit_docs(data)
     except (ParrotDataError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
         _loguru_error(f"{task}: {exc}")
         raise
-    docs = [_as_vlmevalkit_reads(d) for d in data.docs]
     record = {"protocol": protocol, **data.as_dict()}
     dropped = [d["row"] for d in docs if d["answerable"] and d["answer"] not in d["options"]]
     if dropped:
@@ -106,10 +106,28 @@ def process_docs(dataset):
     return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in docs])
 
 
-def _as_vlmevalkit_reads(doc: dict) -> dict:
-    """The doc as VLMEvalKit's ``pd.read_csv`` sees it: options whose text pandas reads as NaN
-    (``None``, ``NA`` ...) are no options (not shown, not answer choices)."""
-    return {**doc, "options": "".join(c for c in doc["options"] if not is_pandas_na(doc[c]))}
+def vlmevalkit_docs(data) -> list[dict]:
+    """The docs of a :class:`~plast_plugin.eval.parrot_data.ParrotTask` with the option and hint
+    cells VLMEvalKit's prompt shows: it reads the TSV with ``pd.read_csv(sep='\\t')`` (defaults), so
+    a cell pandas reads as NaN (``None``, ``NA``, empty ...) is no option (not shown, not an answer
+    choice) and no hint, and a column pandas reads as numbers or booleans prints as them (``3.0``
+    in a numeric column with empty cells). pandas itself reads the file here, as VLMEvalKit does."""
+    import pandas as pd
+
+    path = data.identity.file
+    frame = pd.read_csv(path, sep="\t")
+    if len(frame) != len(data.docs) or any(str(frame["index"].iloc[d["row"] - 1]).split(".")[0] != str(d["index"])
+                                           for d in data.docs):
+        raise ParrotDataError(f"{path}: pandas reads {len(frame)} rows (or other indices) where the plugin's reader "
+                              f"reads {len(data.docs)}: the file's quoting is ambiguous; fix the file")
+    docs = []
+    for doc in data.docs:
+        line = frame.iloc[doc["row"] - 1]
+        cells = {c: (None if c not in line or pd.isna(line[c]) else f"{line[c]}") for c in doc["options"]}
+        hint = line["hint"] if "hint" in line and not pd.isna(line["hint"]) else ""
+        docs.append({**doc, **cells, "hint": f"{hint}",
+                     "options": "".join(c for c in doc["options"] if cells[c] is not None)})
+    return docs
 
 
 def doc_to_visual(doc):

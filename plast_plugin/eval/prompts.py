@@ -16,9 +16,10 @@ Both protocols reproduce a model class of VLMEvalKit as AIDC-AI/Parrot ran it (c
   Parrot's model is a Qwen2 LM with its own ChatML turns; a LLaVA-1.5 model keeps its own
   ``llava_v1`` conversation around that content.
 
-Cells are what VLMEvalKit reads with ``pd.read_csv(sep='\\t')``: an option or hint whose text is
-one of pandas' default missing-value strings (:data:`PANDAS_NA_VALUES`: ``None``, ``NA``, ``nan``,
-``null``, empty ...) is NaN there, and dropped from the prompt (and from the answer choices).
+Cells are what VLMEvalKit reads with ``pd.read_csv(sep='\\t')`` (the tasks read them so:
+:func:`plast_plugin.eval.lmms_tasks.vlmevalkit_docs`): an option or hint whose text is one of pandas'
+default missing-value strings (:data:`PANDAS_NA_VALUES`: ``None``, ``NA``, ``nan``, ``null``, empty
+...) is NaN there, and dropped from the prompt (and from the answer choices).
 """
 
 from __future__ import annotations

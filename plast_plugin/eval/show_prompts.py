@@ -62,13 +62,13 @@ def model_prompt(processor, doc: dict) -> tuple[str, list[int]]:
 
 
 def _task_docs(task: str, protocol: str, rows: int) -> list[dict]:
-    from plast_plugin.eval.lmms_tasks import _as_vlmevalkit_reads
+    from plast_plugin.eval.lmms_tasks import vlmevalkit_docs
     from plast_plugin.eval.parrot_data import load_parrot_task
 
     bench, lang = task.rsplit("_", 1)
     data = load_parrot_task(bench, lang)
-    return [{**_as_vlmevalkit_reads(d), "image": {"bytes": d["image"]}, "protocol": protocol,
-             "source_md5": data.identity.md5} for d in data.docs[:rows]]
+    return [{**d, "image": {"bytes": d["image"]}, "protocol": protocol, "source_md5": data.identity.md5}
+            for d in vlmevalkit_docs(data)[:rows]]
 
 
 def show_prompts(pretrained: str | None, tasks: list[str], protocol: str, rows: int, model: str = "llava_hf") -> None:

@@ -48,10 +48,11 @@ LLAVA_V1_SYSTEM = ("A chat between a curious user and an artificial intelligence
 
 def fixture_rows(lang):
     """Per language: a plain row, a row with a hint, a row whose option C is `None` and D `NA`
-    (pandas' NaN), and a row whose question holds a CJK ideograph whatever the language."""
+    (pandas' NaN), and a row whose question holds a CJK ideograph whatever the language. Column D
+    holds only a number and NaN cells: pandas reads it as floats (VLMEvalKit shows `D. 4.0`)."""
     q = QUESTIONS[lang]
     rows = [
-        {"index": 0, "question": q, "hint": "", "A": "red", "B": "blue", "C": "green", "D": "yellow", "answer": "A"},
+        {"index": 0, "question": q, "hint": "", "A": "red", "B": "blue", "C": "green", "D": "4", "answer": "A"},
         {"index": 1, "question": q, "hint": f"{lang}: the car is parked outside.", "A": "one", "B": "two",
          "C": "", "D": "", "answer": "B"},
         {"index": 2, "question": q, "hint": "", "A": "true", "B": "false", "C": "None", "D": "NA", "answer": "A"},
@@ -187,6 +188,7 @@ def test_expectation_covers_the_rules(setup):
     texts = {key: text for key, (text, _) in expected_ids(setup, "vlmevalkit").items()}
     assert "pt: the car is parked outside.\nQual é a cor do carro?\nA. one\nB. two\n" in texts[("pt", 1)]
     assert "\nA. true\nB. false\nAnswer with" in texts[("en", 2)]  # None and NA dropped as pandas does
+    assert "\nC. green\nD. 4.0\nAnswer with" in texts[("tr", 0)]
     assert texts[("ru", 3)].endswith("\n请直接回答选项字母。 ASSISTANT: ")  # CJK in a Russian row
     assert texts[("zh", 0)].endswith("\n请直接回答选项字母。 ASSISTANT: ")
     assert texts[("en", 0)].endswith("directly. ASSISTANT: ") and "USER:  <image> What" in texts[("en", 0)]
