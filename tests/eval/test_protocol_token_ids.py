@@ -221,3 +221,47 @@ def test_show_prompts_prints_the_text_and_ids_the_model_receives(setup, protocol
         assert text == want_text
         assert [-200 if isinstance(i, str) and i.startswith("<image>*") else i for i in ids] == want_ids
         assert sum(isinstance(i, str) for i in ids) == 1 and lines[3].startswith("tokens: ")
+
+
+def test_expected_ids_are_llavas_own_tokenizer_image_token(setup):
+    """The rule written above equals LLaVA's tokenizer_image_token with LLaVA's slow tokenizer
+    (transformers 4.37, legacy: false), run in the training env on the same checkpoint."""
+    texts = {f"{p}/{lang}/{i}": text for p in ("vlmevalkit", "parrot")
+             for (lang, i), (text, _) in expected_ids(setup, p).items()}
+    (setup["tmp"] / "texts.json").write_text(json.dumps(texts, ensure_ascii=False))
+    script = ("import json, sys\n"
+              "from transformers import AutoTokenizer\n"
+              "from llava.mm_utils import tokenizer_image_token\n"
+              "tok = AutoTokenizer.from_pretrained(sys.argv[1], use_fast=False)\n"
+              "assert tok.legacy is False\n"
+              "texts = json.load(open(sys.argv[2], encoding='utf-8'))\n"
+              "json.dump({k: tokenizer_image_token(t, tok) for k, t in texts.items()}, open(sys.argv[3], 'w'))\n")
+    out = setup["tmp"] / "llava_ids.json"
+    proc = subprocess.run([str(TRAIN_PY), "-c", script, str(setup["tmp"] / "llava"), str(setup["tmp"] / "texts.json"),
+                           str(out)], cwd=REPO, env=subprocess_env(setup["tmp"]), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    llava = json.loads(out.read_text())
+    for p in ("vlmevalkit", "parrot"):
+        for (lang, i), (_, ids) in expected_ids(setup, p).items():
+            assert llava[f"{p}/{lang}/{i}"] == ids, (p, lang, i)
+
+
+def test_a_checkpoint_without_the_converters_template_and_tokenizer_is_named(setup, tmp_path):
+    import shutil
+
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from plast_plugin.eval.show_prompts import protocol_problems
+
+    assert protocol_problems(AutoProcessor.from_pretrained(str(setup["hf"]))) == []
+    old = tmp_path / "old"
+    shutil.copytree(setup["hf"], old)
+    (old / "chat_template.jinja").write_text("{% for m in messages %}USER: {{ m['content'] }}{% endfor %}")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (old / name).unlink()
+    tokenizer = AutoTokenizer.from_pretrained(str(setup["tmp"] / "llava"))  # transformers' own LLaMA conversion
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"], "pad_token": "<pad>"})
+    tokenizer.save_pretrained(str(old))
+    problems = protocol_problems(AutoProcessor.from_pretrained(str(old)))
+    assert len(problems) == 2 and "chat template" in problems[0] and "tokenizer_image_token" in problems[1]
