@@ -30,7 +30,7 @@ CHECKOUT_TASKS_DIR = Path(__file__).resolve().parents[1] / "eval_tasks"
 TITLES = {"mmmb": "MMMB (Parrot)", "mmbench_ml": "multilingual MMBench-dev (Parrot)"}
 HEADER = f"# Generated from plast_plugin/data/languages.py by `{REGENERATE_COMMAND}`; do not edit.\n"
 HOOKS = ("aggregate_acc", "aggregate_acc_exact", "aggregate_circular_acc", "aggregate_circular_acc_exact",
-         "doc_to_target", "doc_to_text", "doc_to_visual", "process_docs", "process_results")
+         "doc_to_messages", "doc_to_target", "doc_to_text", "doc_to_visual", "process_docs", "process_results")
 
 
 def group_names() -> list[str]:
@@ -51,17 +51,19 @@ def _template(bench: str) -> str:
         "# The one-line source file of each task names benchmark and language; process_docs reads the\n"
         f"# TSV from $PLAST_PARROT_DIR or the Hugging Face dataset {PARROT_REPO} (md5-checked).\n"
         "# The prompt protocol is $PLAST_EVAL_PROTOCOL (vlmevalkit, the default, or parrot): see\n"
-        "# plast_plugin/eval/prompts.py. Generation: greedy, max_new_tokens 2048 as VLMEvalKit's LLaVA.\n"
+        "# plast_plugin/eval/prompts.py. Generation: greedy, max_new_tokens 512 as VLMEvalKit's LLaVA at the\n"
+        "# commit behind the published rows (AIDC-AI/Parrot 989d6d0).\n"
         "dataset_path: json\n"
         "test_split: test\n"
         "output_type: generate_until\n"
         "process_docs: !function utils.process_docs\n"
         "doc_to_visual: !function utils.doc_to_visual\n"
         "doc_to_text: !function utils.doc_to_text\n"
+        "doc_to_messages: !function utils.doc_to_messages\n"
         "doc_to_target: !function utils.doc_to_target\n"
         "process_results: !function utils.process_results\n"
         "generation_kwargs:\n"
-        "  max_new_tokens: 2048\n"
+        "  max_new_tokens: 512\n"
         "  temperature: 0\n"
         "  top_p: 1.0\n"
         "  num_beams: 1\n"
@@ -73,7 +75,7 @@ def _template(bench: str) -> str:
         "    # null: the protocol's answer instruction; a string replaces it (\"\" drops it).\n"
         "    instruction: null\n"
         "metadata:\n"
-        "  version: 2.0  # 2.0: protocol vlmevalkit by default, exact-match scores, md5-pinned data\n"
+        "  version: 3.0  # 3.0: VLMEvalKit's LLaVA prompt to the token (system, layout, NaN options), 512 new tokens\n"
     )
 
 

@@ -6,6 +6,7 @@ from plast_plugin.eval.lmms_tasks import (  # noqa: F401
     aggregate_acc_exact,
     aggregate_circular_acc,
     aggregate_circular_acc_exact,
+    doc_to_messages,
     doc_to_target,
     doc_to_text,
     doc_to_visual,

@@ -17,35 +17,16 @@ import warnings
 from pathlib import Path
 
 from plast_plugin.atomic import check_new_directory, staged_directory
+from plast_plugin.checkpoints.llava_text import LLAVA_CHAT_TEMPLATE, split_like_tokenizer_image_token
 from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.errors import PlastError
 from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
 
 IMAGE_TOKEN = "<image>"
-_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
-           "The assistant gives helpful, detailed, and polite answers to the user's questions.")
 # LLaVA-1.5's `llava_v1` conversation (conv_mode vicuna_v1), images first in a user turn:
-# "<system> USER: <image>\n<question> ASSISTANT: <answer></s>USER: ..."
-LLAVA_V1_CHAT_TEMPLATE = (
-    "{%- set ns = namespace(system=\"" + _SYSTEM.replace('"', '\\"') + "\") -%}"
-    "{%- for message in messages if message['role'] == 'system' -%}"
-    "{%- if message['content'] is string -%}{%- set ns.system = message['content'] -%}"
-    "{%- else -%}{%- set ns.system = message['content'] | selectattr('type', 'equalto', 'text')"
-    " | map(attribute='text') | join(' ') -%}{%- endif -%}{%- endfor -%}"
-    "{{- ns.system + ' ' -}}"
-    "{%- for message in messages if message['role'] != 'system' -%}"
-    "{%- if message['content'] is string -%}{%- set text = message['content'] -%}"
-    "{%- else -%}{%- set parts = namespace(text='') -%}"
-    "{%- for part in message['content'] if part['type'] == 'image' -%}"
-    "{%- set parts.text = parts.text + '<image>\\n' -%}{%- endfor -%}"
-    "{%- for part in message['content'] if part['type'] == 'text' -%}"
-    "{%- set parts.text = parts.text + part['text'] -%}{%- endfor -%}"
-    "{%- set text = parts.text -%}{%- endif -%}"
-    "{%- if message['role'] == 'user' -%}{{- 'USER: ' + text + ' ' -}}"
-    "{%- else -%}{{- 'ASSISTANT: ' + text + eos_token -}}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- 'ASSISTANT:' -}}{%- endif -%}"
-)
+# "<system> USER: <image>\n<question> ASSISTANT: <answer></s>USER: ..."; see llava_text for the
+# rules that let an evaluation protocol lay out another LLaVA prompt through it.
+LLAVA_V1_CHAT_TEMPLATE = LLAVA_CHAT_TEMPLATE
 
 _LLAMA_KEYS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -218,7 +199,7 @@ def _tokenizer_with_image_token(src: Path):
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<pad>"})
-    return tokenizer
+    return split_like_tokenizer_image_token(tokenizer)  # the prompt's ids as LLaVA's tokenizer_image_token
 
 
 def _vocab_size(old_vocab: int, tokens: int, pad_vocab_to: int) -> int:

@@ -46,10 +46,10 @@ def add_parser(subparsers) -> None:
                         help="local folder with Parrot's TSVs (sets PLAST_PARROT_DIR; default: that "
                         "variable, else download from the HF dataset AIDC-AI/Parrot-dataset)")
     parser.add_argument("--protocol", choices=("vlmevalkit", "parrot"), default=None,
-                        help="prompt protocol: 'vlmevalkit' (default; VLMEvalKit's LLaVA prompt, English "
-                        "instruction except a Chinese one for CJK prompts, as behind the published "
-                        "LLaVA-1.5 rows) or 'parrot' (Parrot's per-language instruction); sets "
-                        "PLAST_EVAL_PROTOCOL (default: that variable, else vlmevalkit)")
+                        help="prompt protocol: 'vlmevalkit' (default; the token ids VLMEvalKit's LLaVA class "
+                        "feeds LLaVA-1.5, as behind the published LLaVA-1.5 rows) or 'parrot' (Parrot's class's "
+                        "per-language instructions, image first, in LLaVA's own turns); sets PLAST_EVAL_PROTOCOL "
+                        "(default: that variable, else vlmevalkit). See docs/evaluation.md")
     parser.add_argument("--parrot-md5", default=None, metavar="SPEC",
                         help="accept data other than the published files: '<task>=<md5>,...' pins other "
                         "files, 'any' checks nothing (recorded either way); sets PLAST_PARROT_MD5")
@@ -70,6 +70,9 @@ def add_parser(subparsers) -> None:
                         "rotated copies, so circular groups stay whole (unlike lmms-eval's own --limit, which "
                         "cuts rows); sets PLAST_EVAL_LIMIT")
     parser.add_argument("--dry-run", action="store_true", help="print the lmms-eval command and exit")
+    parser.add_argument("--show-prompts", type=int, default=None, metavar="N",
+                        help="print, for the first N rows of each task, the exact text and token ids the model "
+                        "receives under the protocol (llava_hf: through its processor and chat template), and exit")
     parser.add_argument("--lmms-eval-args", default="",
                         help="more lmms-eval options as one string, e.g. '--verbosity DEBUG --seed 1'")
     parser.set_defaults(func=run)
@@ -177,12 +180,31 @@ def _check_data(args, env: dict) -> None:
         os.environ.update(saved)
 
 
+def _warn_if_not_protocol_ready(args, pretrained: str | None) -> None:
+    """A llava-hf folder whose chat template or tokenizer is not the converter's would get another
+    prompt than the protocol's: say so before the run (it still runs: other models are welcome)."""
+    if args.model != "llava_hf" or not pretrained or not Path(pretrained).is_dir():
+        return
+    from plast_plugin.eval.show_prompts import protocol_problems
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(pretrained)
+    except Exception:  # lmms-eval will report a folder it cannot load
+        return
+    for problem in protocol_problems(processor):
+        print(f"plast eval: warning: {pretrained}: {problem}, so the model does not receive the protocol's "
+              "prompt; convert it again with plast export --to-hf (plast eval --show-prompts 1 shows what it gets)",
+              file=sys.stderr)
+
+
 def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> int:
     """One lmms-eval run; prints the scores; 1 when lmms-eval wrote none."""
     cmd = build_command(args, output, pretrained)
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
+    _warn_if_not_protocol_ready(args, pretrained)
     failure_log = output / JUDGE_FAILURE_LOG
     if judge is not None:
         env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
@@ -221,6 +243,23 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
     return 0
 
 
+def _show_prompts(args, env: dict) -> int:
+    from plast_plugin.eval.show_prompts import expand_tasks, show_prompts
+
+    if args.show_prompts < 1:
+        raise PlastError(f"--show-prompts {args.show_prompts}: give the number of rows to show per task (1 or more)")
+    tasks = expand_tasks(task_list(args.benchmarks, args.languages))
+    saved = dict(os.environ)
+    os.environ.update(env)  # the tasks read their settings (data folder, md5 pins) from the environment
+    try:
+        _check_data(args, env)
+        show_prompts(args.pretrained, tasks, env["PLAST_EVAL_PROTOCOL"], args.show_prompts, model=args.model)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return 0
+
+
 def run(args) -> int:
     from plast_plugin.eval.judge import JudgeConfig
 
@@ -232,6 +271,8 @@ def run(args) -> int:
     if output.exists() and not output.is_dir():
         raise PlastError(f"--output {output} is an existing file; give a folder")
     env = _task_env(args)
+    if args.show_prompts is not None:
+        return _show_prompts(args, env)
     if not args.dry_run:
         try:
             import lmms_eval  # noqa: F401

@@ -2,7 +2,9 @@
 
 - :mod:`.parrot_data` reads and checks the benchmark TSVs (``PLAST_PARROT_DIR`` or the hub; md5,
   counts, answer cells).
-- :mod:`.prompts` builds the question prompt of a protocol (``vlmevalkit`` or ``parrot``).
+- :mod:`.prompts` builds the question prompt and the chat messages of a protocol (``vlmevalkit`` or
+  ``parrot``); :mod:`.show_prompts` prints the text and token ids a model receives
+  (``plast eval --show-prompts N``).
 - :mod:`.extract` reads the chosen option from a free-text answer in any of the six scripts;
   :mod:`.exact_match` is VLMEvalKit's exact rules, reported beside it.
 - :mod:`.scoring` computes plain, circular and per-category accuracy like VLMEvalKit.

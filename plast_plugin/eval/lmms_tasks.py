@@ -20,7 +20,7 @@ from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import load_parrot_task
-from plast_plugin.eval.prompts import build_prompt, resolve_protocol
+from plast_plugin.eval.prompts import build_prompt, protocol_messages, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET, metric_names, summarize
 from plast_plugin.errors import PlastError
 
@@ -98,19 +98,53 @@ def process_docs(dataset):
         protocol = resolve_protocol()
         limit = _limit()
         data = load_parrot_task(source["benchmark"], source["language"])
+        docs = vlmevalkit_docs(data)
     except (PlastError, ValueError) as exc:
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
         _loguru("error", f"{task}: {exc}")
         raise
-    for warning in data.warnings:
+    record = {"protocol": protocol, **data.as_dict()}
+    dropped = [d["row"] for d in docs if d["answerable"] and d["answer"] not in d["options"]]
+    if dropped:
+        # VLMEvalKit shows no option pandas reads as NaN, so no model can pick it: scored wrong
+        record["unanswerable_rows"] = sorted(record["unanswerable_rows"] + dropped)
+        record["warnings"].append(
+            f"{data.identity.file}: {len(dropped)} row(s) whose correct option's text pandas reads as a missing "
+            f"value (None, NA, ...): not shown (as in VLMEvalKit), kept and scored wrong: rows "
+            + ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else ""))
+    for warning in record["warnings"]:
         _loguru("warning", f"{task}: {warning}")
-    _TASK_DATA[task] = {"protocol": protocol, **data.as_dict()}
-    _loguru("info", f"{task}: {len(data.docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
+    _TASK_DATA[task] = record
+    _loguru("info", f"{task}: {len(docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
                     f"{data.identity.check}), protocol {protocol}")
-    docs = with_groups(data.docs, source["benchmark"] in CIRCULAR_BENCHMARKS, limit)
+    docs = with_groups(docs, source["benchmark"] in CIRCULAR_BENCHMARKS, limit)
     if limit is not None:
         _loguru("warning", f"{task}: {LIMIT_ENV}={limit}: the first {limit} questions only ({len(docs)} rows)")
     return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in docs])
+
+
+def vlmevalkit_docs(data) -> list[dict]:
+    """The docs of a :class:`~plast_plugin.eval.parrot_data.ParrotTask` with the option and hint
+    cells VLMEvalKit's prompt shows: it reads the TSV with ``pd.read_csv(sep='\\t')`` (defaults), so
+    a cell pandas reads as NaN (``None``, ``NA``, empty ...) is no option (not shown, not an answer
+    choice) and no hint, and a column pandas reads as numbers or booleans prints as them (``3.0``
+    in a numeric column with empty cells). pandas itself reads the file here, as VLMEvalKit does."""
+    import pandas as pd
+
+    path = data.identity.file
+    frame = pd.read_csv(path, sep="\t")
+    if len(frame) != len(data.docs) or any(str(frame["index"].iloc[d["row"] - 1]).split(".")[0] != str(d["index"])
+                                           for d in data.docs):
+        raise PlastError(f"{path}: pandas reads {len(frame)} rows (or other indices) where the plugin's reader "
+                              f"reads {len(data.docs)}: the file's quoting is ambiguous; fix the file")
+    docs = []
+    for doc in data.docs:
+        line = frame.iloc[doc["row"] - 1]
+        cells = {c: (None if c not in line or pd.isna(line[c]) else f"{line[c]}") for c in doc["options"]}
+        hint = line["hint"] if "hint" in line and not pd.isna(line["hint"]) else ""
+        docs.append({**doc, **cells, "hint": f"{hint}",
+                     "options": "".join(c for c in doc["options"] if cells[c] is not None)})
+    return docs
 
 
 def doc_to_visual(doc):
@@ -131,6 +165,12 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
     kwargs = lmms_eval_specific_kwargs or {}
     text = build_prompt(doc, kwargs.get("instruction"))
     return f"{kwargs.get('pre_prompt', '')}{text}{kwargs.get('post_prompt', '')}"
+
+
+def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
+    """The chat messages of the doc's protocol (lmms-eval's chat models, such as ``llava_hf``):
+    see :func:`plast_plugin.eval.prompts.protocol_messages`."""
+    return protocol_messages(doc, doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def doc_to_target(doc):
@@ -171,7 +211,9 @@ def process_results(doc, results):
         "source_md5": doc.get("source_md5"),
         "group_size": doc.get("group_size"),
     }
-    return {metric: record for metric in metric_names(doc["benchmark"])}
+    # "score": the row's 0/1 verdict under the name lmms-eval's --baseline paired t-test reads from
+    # sample logs (its own and the baseline's); no aggregation, so it adds no metric to the results
+    return {**{metric: record for metric in metric_names(doc["benchmark"])}, "score": float(record["correct"])}
 
 
 def _exact(items) -> list[dict]:

@@ -1,19 +1,25 @@
-"""The question prompt under each evaluation protocol.
+"""The prompt under each evaluation protocol: the text of the question, and the chat messages
+that lay it out for a LLaVA-1.5 model (a checkpoint converted by ``plast export --to-hf``, whose chat
+template is :data:`plast_plugin.checkpoints.llava_text.LLAVA_CHAT_TEMPLATE`).
 
-Both protocols lay a question out as LLaVA-1.5 does for MMBench (``model_vqa_mmbench``, and
-VLMEvalKit's LLaVA class): ``[hint\\n]question\\nA. text\\nB. text\\n...\\n<instruction>``, listing
-only the options a row has. They differ in the instruction line:
+Both protocols reproduce a model class of VLMEvalKit as AIDC-AI/Parrot ran it (commit 989d6d0):
 
-- ``vlmevalkit`` (default): VLMEvalKit's LLaVA prompt, behind the published LLaVA-1.5 rows of
-  the Parrot paper (Table 2, "all compared methods with VLMEvalKit"): the English instruction for
-  every language, except ``请直接回答选项字母。`` when the prompt contains a CJK ideograph
-  (VLMEvalKit's ``cn_string``: a character in U+4E00..U+9FFF).
-- ``parrot``: Parrot's own model class, the instruction in the question's language (the
-  ``parrot_instruction`` of :data:`plast_plugin.data.languages.LANGUAGE_TABLE`).
+- ``vlmevalkit`` (default): VLMEvalKit's ``LLaVA`` class, behind the LLaVA-1.5 rows of the Parrot
+  paper's Table 2. Question block ``[hint\\n]question\\nA. text...``, then ``请直接回答选项字母。``
+  when the block holds a CJK ideograph (``cn_string``: U+4E00..U+9FFF), else the English
+  instruction. The model receives ``system + 'USER: ' + ' <image> ' + block + ' ASSISTANT: '``
+  with the system text :data:`VLMEVALKIT_SYSTEM` + ``' '``, tokenized by LLaVA's
+  ``tokenizer_image_token``.
+- ``parrot``: the prompt rules of Parrot's own class (``vlm/parrot.py``): the same block, then
+  Parrot's instruction of the language (the ``parrot_instruction`` column of the language table),
+  the Chinese one whenever the block holds a CJK ideograph, and the image first (``<image>\\n``).
+  Parrot's model is a Qwen2 LM with its own ChatML turns; a LLaVA-1.5 model keeps its own
+  ``llava_v1`` conversation around that content.
 
-Generation is the same for both (the task YAMLs): greedy, ``max_new_tokens`` 2048 as VLMEvalKit's
-LLaVA, so that a verbose answer is never cut before its letter (a model that answers with a
-letter stops at its end-of-sequence token, so the limit costs nothing then).
+Cells are what VLMEvalKit reads with ``pd.read_csv(sep='\\t')`` (the tasks read them so:
+:func:`plast_plugin.eval.lmms_tasks.vlmevalkit_docs`): an option or hint whose text is one of pandas'
+default missing-value strings (:data:`PANDAS_NA_VALUES`: ``None``, ``NA``, ``nan``, ``null``, empty
+...) is NaN there, and dropped from the prompt (and from the answer choices).
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ from plast_plugin.data.languages import PARROT_LANGUAGES, language_row
 # VLMEvalKit's English instruction is Parrot's English one.
 ANSWER_INSTRUCTIONS: dict[str, str] = {code: language_row(code).parrot_instruction for code in PARROT_LANGUAGES}
 VLMEVALKIT_INSTRUCTION_CJK = "请直接回答选项字母。"
+# VLMEvalKit's LLaVA system prompt ("curious human", not llava_v1's "curious user"); VLMEvalKit
+# writes it with a trailing space, which the chat template adds after a system message.
+VLMEVALKIT_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+                     "The assistant gives helpful, detailed, and polite answers to the human's questions.")
+# pandas' default na_values (pandas._libs.parsers.STR_NA_VALUES, pandas 2.x and 3.x): a cell with
+# exactly one of these texts is NaN in VLMEvalKit's data frame.
+PANDAS_NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 PROTOCOLS = ("vlmevalkit", "parrot")
 DEFAULT_PROTOCOL = "vlmevalkit"
 PROTOCOL_ENV = "PLAST_EVAL_PROTOCOL"
@@ -51,11 +65,32 @@ def answer_instruction(language: str) -> str:
     return ANSWER_INSTRUCTIONS[parrot_language(language)]
 
 
+def is_pandas_na(cell) -> bool:
+    """Whether pandas' default reader reads this cell text as NaN."""
+    return cell is None or str(cell) in PANDAS_NA_VALUES
+
+
 def protocol_instruction(protocol: str, language: str, body: str) -> str:
     """The instruction line `protocol` appends to a prompt whose question part is `body`."""
+    cjk = _CJK.search(body) is not None
     if resolve_protocol(protocol) == "parrot":
-        return answer_instruction(language)
-    return VLMEVALKIT_INSTRUCTION_CJK if _CJK.search(body) else ANSWER_INSTRUCTIONS["en"]
+        # Parrot's class tests the dataset suffix `_cn` or cn_string(prompt) first, in every language
+        return ANSWER_INSTRUCTIONS["zh"] if cjk else answer_instruction(language)
+    return VLMEVALKIT_INSTRUCTION_CJK if cjk else ANSWER_INSTRUCTIONS["en"]
+
+
+def protocol_messages(doc: Mapping, image, text: str, protocol: str | None = None) -> list[dict]:
+    """The chat messages (lmms-eval's format) that give a LLaVA-1.5 model `text` (the prompt of
+    :func:`build_prompt`) and `image` under the doc's protocol, through the converter's template."""
+    protocol = resolve_protocol(protocol or doc.get("protocol"))
+    if protocol == "parrot":  # "<image>\n" + prompt, as Parrot's class, inside llava_v1's turns
+        return [{"role": "user", "content": [{"type": "image", "url": image}, {"type": "text", "text": text}]}]
+    # VLMEvalKit: system + 'USER: ' + ' <image> ' + prompt + ' ASSISTANT: ' (the template writes the
+    # space after the system text and after the user turn; the empty assistant turn ends the prompt
+    # with "ASSISTANT: ", trailing space included)
+    return [{"role": "system", "content": [{"type": "text", "text": VLMEVALKIT_SYSTEM}]},
+            {"role": "user", "content": [{"type": "image", "url": image}, {"type": "text", "text": " <image> " + text}]},
+            {"role": "assistant", "content": [{"type": "text", "text": ""}]}]
 
 
 def build_prompt(doc: Mapping, instruction: str | None = None, protocol: str | None = None) -> str:
@@ -65,10 +100,10 @@ def build_prompt(doc: Mapping, instruction: str | None = None, protocol: str | N
     `instruction` replaces the protocol's instruction when given ("" drops it).
     """
     parts = []
-    if doc.get("hint"):
+    if not is_pandas_na(doc.get("hint")):
         parts.append(str(doc["hint"]))
     parts.append(str(doc["question"]))
-    for letter in doc["options"]:
+    for letter in doc["options"]:  # the letters whose cells are not NaN (lmms_tasks.process_docs)
         parts.append(f"{letter}. {doc[letter]}")
     if instruction is None:
         instruction = protocol_instruction(protocol or doc.get("protocol") or resolve_protocol(),

@@ -1,0 +1,111 @@
+"""``plast eval --show-prompts N``: the exact text and token ids a llava-hf model receives.
+
+For the first N rows of each task, the doc goes through the tasks' own hooks
+(:mod:`plast_plugin.eval.lmms_tasks`: the rows as VLMEvalKit reads them, the protocol's messages)
+and then through what lmms-eval's chat ``llava_hf`` does with them: the processor's chat template
+(``apply_chat_template(messages, tokenize=False, add_generation_prompt=True)``) and the processor
+on that text and the image. The run of image tokens the processor puts in place of ``<image>``
+(one per image feature) is printed as one entry ``"<image>*N"``, where LLaVA's
+``tokenizer_image_token`` has its single placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+
+from plast_plugin.errors import PlastError
+
+IMAGE_RUN = "<image>*{}"
+
+
+def collapse_image_run(ids: list[int], image_index: int) -> list:
+    """`ids` with each run of `image_index` as one ``"<image>*N"`` entry."""
+    out: list = []
+    run = 0
+    for i in list(ids) + [None]:
+        if i == image_index:
+            run += 1
+            continue
+        if run:
+            out.append(IMAGE_RUN.format(run))
+            run = 0
+        if i is not None:
+            out.append(int(i))
+    return out
+
+
+def protocol_problems(processor) -> list[str]:
+    """Why this llava-hf processor would not give the protocols' token ids (empty: it does)."""
+    from plast_plugin.checkpoints.llava_text import LLAVA_CHAT_TEMPLATE
+
+    problems = []
+    if getattr(processor, "chat_template", None) != LLAVA_CHAT_TEMPLATE:
+        problems.append("its chat template is not the one plast export --to-hf writes (the protocols' system "
+                        "text, image position and trailing space need it)")
+    backend = getattr(getattr(processor, "tokenizer", None), "backend_tokenizer", None)
+    if backend is not None and type(backend.pre_tokenizer).__name__ == "Metaspace":
+        problems.append("its tokenizer encodes the text after <image> without sentencepiece's '▁' prefix, unlike "
+                        "LLaVA's tokenizer_image_token (one token fewer after the image)")
+    return problems
+
+
+def model_prompt(processor, doc: dict) -> tuple[str, list[int]]:
+    """(text, input ids) lmms-eval's chat ``llava_hf`` gives the model for `doc`."""
+    from plast_plugin.eval.lmms_tasks import doc_to_messages, doc_to_visual
+
+    messages = doc_to_messages(doc)
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(images=doc_to_visual(doc), text=text, return_tensors="pt")
+    return text, inputs["input_ids"][0].tolist()
+
+
+def _task_docs(task: str, protocol: str, rows: int) -> list[dict]:
+    from plast_plugin.eval.lmms_tasks import vlmevalkit_docs
+    from plast_plugin.eval.parrot_data import load_parrot_task
+
+    bench, lang = task.rsplit("_", 1)
+    data = load_parrot_task(bench, lang)
+    return [{**d, "image": {"bytes": d["image"]}, "protocol": protocol, "source_md5": data.identity.md5}
+            for d in vlmevalkit_docs(data)[:rows]]
+
+
+def show_prompts(pretrained: str | None, tasks: list[str], protocol: str, rows: int, model: str = "llava_hf") -> None:
+    """Print, per task, the first `rows` prompts as text and (for llava_hf) token ids."""
+    from plast_plugin.eval.lmms_tasks import doc_to_text
+
+    processor = None
+    if model == "llava_hf":
+        if not pretrained:
+            raise PlastError("--show-prompts needs the model (its processor tokenizes the prompt)")
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(pretrained)
+        for problem in protocol_problems(processor):
+            print(f"warning: {pretrained}: {problem}; convert the checkpoint again with plast export --to-hf")
+        image_index = processor.tokenizer.convert_tokens_to_ids("<image>")
+    for task in tasks:
+        for doc in _task_docs(task, protocol, rows):
+            print(f"== {task} row {doc['row']} (index {doc['index']}), protocol {protocol}")
+            if processor is None:
+                print("text (the model's own template is applied by lmms-eval; no token ids without llava_hf):")
+                print(json.dumps(doc_to_text(doc), ensure_ascii=False))
+                continue
+            text, ids = model_prompt(processor, doc)
+            print("text: " + json.dumps(text, ensure_ascii=False))
+            collapsed = collapse_image_run(ids, image_index)
+            print(f"ids ({len(ids)}): " + json.dumps(collapsed))
+            print("tokens: " + json.dumps(_pieces(processor.tokenizer, collapsed), ensure_ascii=False))
+
+
+def _pieces(tokenizer, collapsed: list) -> list:
+    return [entry if isinstance(entry, str) else tokenizer.convert_ids_to_tokens(entry) for entry in collapsed]
+
+
+def expand_tasks(names: list[str]) -> list[str]:
+    """Group names (``mmmb``) as their per-language tasks."""
+    from plast_plugin.data.languages import PARROT_LANGUAGES
+    from plast_plugin.eval.parrot_data import BENCHMARKS
+
+    return [t for name in names for t in ([f"{name}_{lang}" for lang in PARROT_LANGUAGES]
+                                          if name in BENCHMARKS else [name])]
+
