@@ -23,10 +23,6 @@ from plast_plugin.errors import PlastError
 from plast_plugin.models.model_source import checkpoint_kind, local_dir, read_config
 
 IMAGE_TOKEN = "<image>"
-# LLaVA-1.5's `llava_v1` conversation (conv_mode vicuna_v1), images first in a user turn:
-# "<system> USER: <image>\n<question> ASSISTANT: <answer></s>USER: ..."; see llava_text for the
-# rules that let an evaluation protocol lay out another LLaVA prompt through it.
-LLAVA_V1_CHAT_TEMPLATE = LLAVA_CHAT_TEMPLATE
 
 _LLAMA_KEYS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -306,9 +302,9 @@ def _save_processor(stage: Path, tokenizer, config, tower_dir: Path, pad: bool) 
         patch_size=config.vision_config.patch_size,
         vision_feature_select_strategy=config.vision_feature_select_strategy,
         num_additional_image_tokens=1,  # CLIP's CLS token
-        chat_template=LLAVA_V1_CHAT_TEMPLATE,
+        chat_template=LLAVA_CHAT_TEMPLATE,
     )
-    tokenizer.chat_template = LLAVA_V1_CHAT_TEMPLATE
+    tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
     processor.save_pretrained(str(stage))
     text = config.text_config
     GenerationConfig(bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id,
