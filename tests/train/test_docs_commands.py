@@ -169,6 +169,16 @@ print(json.dumps({"unknown": unknown}))
 def test_training_command_parses(where, kind, env, argv, tmp_path):
     if "--output_dir" not in argv:
         argv = [*argv, "--output_dir", str(tmp_path / "out")]
+    if "--plast_probe_data" in argv:
+        # `--plast_layers auto` reads its probe data when the flags are checked (a file without the
+        # pivot is refused before the model loads): the printed file name stands for parallel
+        # questions in the printed languages, written here.
+        at = argv.index("--plast_probe_data") + 1
+        langs = argv[argv.index("--plast_languages") + 1].split(",") if "--plast_languages" in argv else ["zh"]
+        probe = tmp_path / "probe.jsonl"
+        probe.write_text("".join(json.dumps({"id": "q1", "lang": lang, "question": f"question in {lang}"}) + "\n"
+                                 for lang in ["en", *langs]))
+        argv = [*argv[:at], str(probe), *argv[at + 1:]]
     # The printed paths (scripts/zero3.json) are relative to the checkout.
     proc = subprocess.run([sys.executable, "-c", PARSE_TRAINING_ARGS, json.dumps(argv)], cwd=REPO,
                           env=base_env(**env), capture_output=True, text=True, timeout=300)
