@@ -190,20 +190,26 @@ def _check_probe_data(args) -> None:
     from pathlib import Path
 
     from plast_plugin.core.selection_file import SELECTION_FILENAME
-    from plast_plugin.data.languages import parse_language_list
-    from plast_plugin.data.parallel_data import load_parallel_questions
 
     if getattr(args, "output_dir", None) and (Path(args.output_dir) / SELECTION_FILENAME).exists():
         return
+    probe_questions_of(args)
+
+
+def probe_questions_of(args):
+    """The parallel questions --plast_probe_data, --plast_languages, --plast_pivot and
+    --plast_probe_samples describe; bad data is one PlastError naming the flags."""
+    from plast_plugin.data.languages import parse_language_list
+    from plast_plugin.data.parallel_data import load_parallel_questions
+
     sources = [s.strip() for s in str(args.plast_probe_data).split(",") if s.strip()]
     languages = parse_language_list(args.plast_languages) if args.plast_languages else None
     try:
-        load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
-                                max_samples=args.plast_probe_samples)
+        return load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
+                                       max_samples=args.plast_probe_samples)
     except PlastError as err:
         # the data layer names `plast select`'s --pivot; here the flag is --plast_pivot
         raise PlastError(f"--plast_probe_data: {str(err).replace('--pivot', '--plast_pivot')}") from None
-
 
 
 def make_training_arguments(base: type) -> type:

@@ -27,6 +27,7 @@ from plast_plugin.llava.arguments import (
     check_plast_arguments,
     make_training_arguments,
     plast_enabled,
+    probe_questions_of,
     selection_options,
 )
 from plast_plugin.llava.clean_exit import wrap_train
@@ -228,16 +229,11 @@ def resolve_selection(model, args, tokenizer=None):
 
 def run_auto_selection(model, args, tokenizer):
     """Probe the loaded model on the parallel questions (all ranks), write JSON + plot (rank 0)."""
-    from plast_plugin.data.languages import parse_language_list
-    from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.pipeline import run_selection, write_selection
 
     if tokenizer is None:
         raise PlastError("--plast_layers auto needs the tokenizer passed to LLaVATrainer")
-    sources = [s.strip() for s in str(args.plast_probe_data).split(",") if s.strip()]
-    languages = parse_language_list(args.plast_languages) if args.plast_languages else None
-    questions = load_parallel_questions(sources, languages=languages, pivot=args.plast_pivot,
-                                        max_samples=args.plast_probe_samples)
+    questions = probe_questions_of(args)
     options = selection_options(args)
     zero3 = is_zero3(model)
     if not zero3:
