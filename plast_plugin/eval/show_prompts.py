@@ -11,6 +11,7 @@ on that text and the image. The run of image tokens the processor puts in place 
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from plast_plugin.errors import PlastError
@@ -21,16 +22,11 @@ IMAGE_RUN = "<image>*{}"
 def collapse_image_run(ids: list[int], image_index: int) -> list:
     """`ids` with each run of `image_index` as one ``"<image>*N"`` entry."""
     out: list = []
-    run = 0
-    for i in list(ids) + [None]:
-        if i == image_index:
-            run += 1
-            continue
-        if run:
-            out.append(IMAGE_RUN.format(run))
-            run = 0
-        if i is not None:
-            out.append(int(i))
+    for token, run in itertools.groupby(int(i) for i in ids):
+        if token == image_index:
+            out.append(IMAGE_RUN.format(len(list(run))))
+        else:
+            out.extend(run)
     return out
 
 
