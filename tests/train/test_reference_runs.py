@@ -94,7 +94,8 @@ def test_lora_run_merged_by_llava_changes_each_targeted_weight_by_a_rank_r_delta
                 problems.append(f"{name}: delta rank {rank}, expected 1..{R}")
             # The delta is the saved adapter's own (alpha/r)·B·A: LLaVA's merge used this run's adapter.
             prefix = "base_model.model." + name[: -len(".weight")]
-            expected = (ALPHA / R) * adapter[prefix + ".lora_B.weight"].double() @ adapter[prefix + ".lora_A.weight"].double()
+            lora_a, lora_b = adapter[prefix + ".lora_A.weight"], adapter[prefix + ".lora_B.weight"]
+            expected = (ALPHA / R) * lora_b.double() @ lora_a.double()
             if not torch.allclose(delta, expected, rtol=0, atol=tol):
                 problems.append(f"{name}: delta differs from (alpha/r)·B·A by {(delta - expected).abs().max():.3g}")
         elif not torch.equal(merged[name], base[name]):  # embeddings, norms, lm_head
