@@ -126,11 +126,11 @@ def load_merged_lora(train_dir, base_path, device: str = "cpu", dtype: str = "fp
     # fp16 is what the builder does itself; any other dtype goes through the one-class override.
     override = contextlib.nullcontext() if torch_dtype == torch.float16 else _builder_loads_in(builder, torch_dtype)
     with override:
-        # device != "cuda" makes the builder place everything on that device (device_map {"": device});
-        # plain "cuda" keeps its device_map "auto".
+        # Any device but plain "cuda" makes the builder place everything there (device_map {"": device});
+        # plain "cuda" (what "auto" resolves to on a GPU machine) keeps its device_map "auto".
         tokenizer, model, _, _ = builder.load_pretrained_model(
             model_path=str(train_dir), model_base=str(base_path), model_name=_BUILDER_MODEL_NAME,
-            device=str(torch_device) if torch_device.type != "cuda" or torch_device.index is not None else "cuda")
+            device=str(torch_device))
     tower = model.get_vision_tower()
     if tower is not None:  # the builder loads the tower in its own default dtype (fp32 on CPU)
         tower.to(device=torch_device, dtype=torch_dtype)
