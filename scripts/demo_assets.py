@@ -294,18 +294,23 @@ def _split(ids: list[str]) -> dict[str, list[str]]:
     return {"probe": train, "train": train, "heldout": heldout}
 
 
+def _t2s():
+    """OpenCC's Traditional -> Simplified Chinese converter (the package's Chinese is Traditional)."""
+    try:
+        import opencc
+    except ImportError:
+        raise AssetError("the package 'opencc-python-reimplemented' is missing; run `source scripts/envs.sh; "
+                         "ensure_env eval` and use .envs/eval/bin/python") from None
+    return opencc.OpenCC("t2s")
+
+
 def build_questions(cache: Path, force: bool = False) -> Path:
     out = cache / "questions.jsonl"
     if out.is_file() and (cache / "split.json").is_file() and not force:
         log(f"questions: {out} exists (use --force to rebuild)")
         return out
     root = package_dir(GSM_PACKAGE, GSM_DIST)
-    try:
-        import opencc
-    except ImportError:
-        raise AssetError("the package 'opencc-python-reimplemented' is missing; run `source scripts/envs.sh; "
-                         "ensure_env eval` and use .envs/eval/bin/python") from None
-    t2s = opencc.OpenCC("t2s")
+    t2s = _t2s()
     per_lang = {lang: _gsm_questions(root, code) for lang, code in GSM_LANGUAGES.items()}
     ids = sorted(set.intersection(*(set(q) for q in per_lang.values())))
     if not ids:
@@ -385,7 +390,7 @@ def _int_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
-def _template_problems(root: Path, template: str, t2s) -> tuple[dict, dict]:
+def _template_problems(root: Path, template: str) -> tuple[dict, dict]:
     """({"<k>": {lang: question, "answer": first step}}, metadata) for one held-out template.
 
     k=0 is the concrete problem of the tomls. k>=1: numeric assignments enumerated from the English
@@ -436,8 +441,6 @@ def _template_problems(root: Path, template: str, t2s) -> tuple[dict, dict]:
         instance = {lang: q.question.strip() for lang, q in rendered.items()}
         instance["answer"] = first_step(rendered["en"].answer, f"template {template} instance {combo}")
         problems[str(len(problems))] = instance
-    for instance in problems.values():
-        instance["zh"] = t2s.convert(instance["zh"])
     return problems, {"generated": len(problems) - 1, "enumerated": len(combinations), "dropped": dropped}
 
 
@@ -452,16 +455,14 @@ def build_problems(cache: Path, force: bool = False) -> Path:
                          f"run this script without --verify to build it first")
     heldout = json.loads(split_path.read_text(encoding="utf-8"))["splits"]["heldout"]
     root = package_dir(GSM_PACKAGE, GSM_DIST)
-    import opencc
-
-    t2s = opencc.OpenCC("t2s")
+    t2s = _t2s()
     start = time.time()
     rows = {lang: [] for lang in GSM_LANGUAGES}
     per_template = {}
     for gid in heldout:
         template = gid.removeprefix("gsm-")
         began = time.time()
-        problems, info = _template_problems(root, template, t2s)
+        problems, info = _template_problems(root, template)
         info["seconds"] = round(time.time() - began, 1)
         per_template[template] = info
         for k, problem in problems.items():
@@ -469,7 +470,8 @@ def build_problems(cache: Path, force: bool = False) -> Path:
             for lang in GSM_LANGUAGES:
                 if not problem[lang]:
                     raise AssetError(f"template {template} has no {lang} question for {qid}")
-                row = {"id": qid, "lang": lang, "question": problem[lang]}
+                text = t2s.convert(problem[lang]) if lang == "zh" else problem[lang]
+                row = {"id": qid, "lang": lang, "question": text}
                 if lang == "en":
                     row["answer"] = problem["answer"]
                 rows[lang].append(row)
@@ -502,6 +504,10 @@ def build_problems(cache: Path, force: bool = False) -> Path:
     log(f"problems: wrote {out}: {ids} ids x {len(GSM_LANGUAGES)} languages ({len(heldout)} concrete + "
         f"{sum(generated.values())} generated from {len(generated)} of {len(heldout)} held-out templates: "
         f"{', '.join(f'{t} {n}' for t, n in generated.items())}) in {seconds:.0f} s")
+    concrete_only = {t: info["ignored_in"] for t, info in per_template.items() if "ignored_in" in info}
+    if concrete_only:
+        log("problems: concrete problem only (symbolic template marked ignore): "
+            + ", ".join(f"{t} ({'/'.join(langs)})" for t, langs in concrete_only.items()))
     return out
 
 
