@@ -1,7 +1,14 @@
-"""Held-out translation loss: how well a LLaVA checkpoint produces the English question from a
-non-English one, per language. It is the PLAST training objective measured on questions the
-model did not train on, tokenized and masked by LLaVA's own `preprocess` (so exactly what
-training optimizes). Needs the `llava` package (training env); text-only."""
+"""Held-out losses of a LLaVA checkpoint on text-only conversations, tokenized and masked by LLaVA's
+own `preprocess` (the loss falls on the answer tokens only, exactly as training computes it):
+
+- translation loss: how well it produces the English question from a non-English one, per language;
+  the PLAST training objective measured on questions the model did not train on;
+- answer loss: the NLL of an English reference answer given the question in each language, the
+  English question included. Its gap to the English question's (``understanding_gaps``) is what
+  aligning non-English questions with English should shrink; the English question's own value is
+  the English retention measure.
+
+Needs the `llava` package (training env)."""
 
 from __future__ import annotations
 
@@ -11,10 +18,14 @@ import torch
 from tqdm import tqdm
 
 from plast_plugin.data.parallel_data import ParallelQuestions
+from plast_plugin.data.parallel_problems import ParallelProblems
 from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
 from plast_plugin.models.probe_inputs import pad_rows
 
 IGNORE_INDEX = -100
+# Appended to every language's question: the reference answer is English, so the request is too, and
+# the gap measures the question's understanding rather than the choice of the answer's language.
+ANSWER_INSTRUCTION = "Answer in English."
 
 
 @dataclass
@@ -58,34 +69,60 @@ def _answer_nll(model, input_ids, mask, labels):
     return nll, valid
 
 
-def translation_losses(model, tokenizer, questions: ParallelQuestions, *, template: str = DEFAULT_TEMPLATE,
-                       conv_version: str = "v1", batch_size: int = 8, model_max_length: int = 2048,
-                       progress: bool = False, fast: bool = False) -> dict[str, LanguageLoss]:
-    """Per language: mean NLL per answer token, and each question's NLL sum and token count.
-
-    ``fast`` batches questions of similar length together (less padding) and computes the LM head only
-    at the answer positions (about 6 in 7 positions are prompt); the values then differ from the
-    default path's only by float rounding of differently shaped matmuls, so compare runs scored the
-    same way (`plast ablate` scores every run with it)."""
+def _prepare(tokenizer, model_max_length: int) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token  # what LLaVA's train() does for v1 templates
     # As train()'s --model_max_length (some tokenizers say 1e30, which truncation cannot take;
     # a checkpoint's tokenizer keeps the training run's value, which may truncate held-out text).
     tokenizer.model_max_length = model_max_length
-    data = build_translation_data(questions, template=template, images="off")
-    items = list(_labelled(data.records, tokenizer, conv_version))
+
+
+def _answer_labelled(problems: ParallelProblems, instruction: str, tokenizer, conv_version: str):
+    """(language, id), token ids, labels of each problem's question in each language with its reference answer:
+    the conversation in the model's own template, labelled from the assistant's turn on (the answer and
+    the turn's end). Not LLaVA's `preprocess`: its v1 masking is off by a token for some tokenizers
+    (it scores the ':' of 'ASSISTANT:' with a SentencePiece tokenizer of the tests), which here would
+    add a prompt token to every answer."""
+    from llava import conversation as conversation_lib
+
+    questions = problems.questions
+    for qid in questions.ids:
+        for lang in questions.languages:
+            conv = conversation_lib.conv_templates[conv_version].copy()
+            conv.append_message(conv.roles[0], f"{questions.question(qid, lang)}\n{instruction}")
+            conv.append_message(conv.roles[1], None)
+            prompt = tokenizer(conv.get_prompt(), truncation=True).input_ids
+            conv.messages[-1][1] = problems.answers[qid]
+            ids = tokenizer(conv.get_prompt(), truncation=True).input_ids
+            if ids[: len(prompt)] != prompt or len(ids) == len(prompt):
+                raise ValueError(f"question {qid!r} ({lang}): the prompt's tokens are not a prefix of the whole "
+                                 f"conversation's (or the answer was truncated away at --model_max_length "
+                                 f"{tokenizer.model_max_length}): its answer tokens cannot be told apart")
+            labels = torch.tensor(ids)
+            labels[: len(prompt)] = IGNORE_INDEX
+            yield (lang, qid), torch.tensor(ids), labels
+
+
+def _score(model, tokenizer, items, *, batch_size: int, progress: bool, fast: bool,
+           desc: str) -> dict[tuple[str, str], tuple[float, int]]:
+    """(language, question id) -> (NLL sum over the labelled tokens, labelled tokens) of each item.
+
+    ``fast`` batches records of similar length together (less padding) and computes the LM head only
+    at the answer positions (about 6 in 7 positions are prompt); the values then differ from the
+    default path's only by float rounding of differently shaped matmuls, so compare runs scored the
+    same way (`plast ablate` scores every run with it)."""
+    items = list(items)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(items)), key=lambda i: len(items[i][1])) if fast else list(range(len(items)))
-    scored: dict[int, tuple[float, int]] = {}
-    batches = tqdm(range(0, len(items), batch_size), desc="translation loss", unit="batch", disable=not progress)
+    scored: dict[tuple[str, str], tuple[float, int]] = {}
+    batches = tqdm(range(0, len(items), batch_size), desc=desc, unit="batch", disable=not progress)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for start in batches:
-                indices = order[start : start + batch_size]
-                chunk = [items[i] for i in indices]
+                chunk = [items[i] for i in order[start : start + batch_size]]
                 input_ids = pad_rows([ids for _, ids, _ in chunk], torch.long, left=False, fill=pad)
                 labels = pad_rows([lab for _, _, lab in chunk], torch.long, left=False, fill=IGNORE_INDEX)
                 mask = pad_rows([[1] * len(ids) for _, ids, _ in chunk], torch.long, left=False)
@@ -98,15 +135,51 @@ def translation_losses(model, tokenizer, questions: ParallelQuestions, *, templa
                         ignore_index=IGNORE_INDEX, reduction="none",
                     ).view(len(chunk), -1)
                     valid = (labels[:, 1:] != IGNORE_INDEX).to(device)
-                for row, index in enumerate(indices):
-                    scored[index] = (float(nll[row][valid[row]].sum()), int(valid[row].sum()))
+                for row, (key, _, _) in enumerate(chunk):
+                    scored[key] = (float(nll[row][valid[row]].sum()), int(valid[row].sum()))
     finally:
         model.train(was_training)
+    return scored
+
+
+def _per_language(scored: dict, languages, ids: list[str]) -> dict[str, LanguageLoss]:
     out = {}
-    for lang in questions.other_languages:
-        rows = {qid: scored[index] for index, ((row_lang, qid), _, _) in enumerate(items) if row_lang == lang}
+    for lang in languages:
+        rows = {qid: scored[(lang, qid)] for qid in ids}
         tokens = sum(count for _, count in rows.values())
         # Summed in question order, whatever the batching: the same float result either way.
         loss = sum(total for total, _ in rows.values()) / tokens
-        out[lang] = LanguageLoss(lang, loss, tokens, len(questions.ids), rows)
+        out[lang] = LanguageLoss(lang, loss, tokens, len(ids), rows)
     return out
+
+
+def translation_losses(model, tokenizer, questions: ParallelQuestions, *, template: str = DEFAULT_TEMPLATE,
+                       conv_version: str = "v1", batch_size: int = 8, model_max_length: int = 2048,
+                       progress: bool = False, fast: bool = False) -> dict[str, LanguageLoss]:
+    """Per non-pivot language: the mean NLL per token of the pivot translation, and each question's NLL
+    sum and token count (``fast``: see ``_score``)."""
+    _prepare(tokenizer, model_max_length)
+    data = build_translation_data(questions, template=template, images="off")
+    scored = _score(model, tokenizer, _labelled(data.records, tokenizer, conv_version), batch_size=batch_size,
+                    progress=progress, fast=fast, desc="translation loss")
+    return _per_language(scored, questions.other_languages, questions.ids)
+
+
+def answer_losses(model, tokenizer, problems: ParallelProblems, *, instruction: str = ANSWER_INSTRUCTION,
+                  conv_version: str = "v1", batch_size: int = 8, model_max_length: int = 2048,
+                  progress: bool = False, fast: bool = False) -> dict[str, LanguageLoss]:
+    """Per language, the pivot included: the mean NLL per token of each problem's (English) reference
+    answer given the question in that language, followed by ``instruction``, in the model's own
+    conversation template; and each problem's NLL sum and token count (``fast``: see ``_score``)."""
+    _prepare(tokenizer, model_max_length)
+    scored = _score(model, tokenizer, _answer_labelled(problems, instruction, tokenizer, conv_version),
+                    batch_size=batch_size, progress=progress, fast=fast, desc="answer loss")
+    return _per_language(scored, problems.questions.languages, problems.questions.ids)
+
+
+def understanding_gaps(losses: dict[str, LanguageLoss], pivot: str = "en") -> dict[str, float]:
+    """Per non-pivot language: its answer loss minus the pivot question's, in nats per answer token
+    (the same answer tokens on both sides)."""
+    if pivot not in losses:
+        raise ValueError(f"the answer losses have no {pivot!r} row: score the pivot's questions as well")
+    return {lang: loss.loss - losses[pivot].loss for lang, loss in losses.items() if lang != pivot}
