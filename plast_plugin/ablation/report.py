@@ -1,4 +1,12 @@
-"""From the runs' results to the ablation's summary: the table, the plots, ablation.json."""
+"""From the runs' results to the ablation's summary: the table, the plots, ablation.json.
+
+Three held-out measures, each read so that lower is better, so "PLAST better" is an interval of PLAST
+minus the alternative entirely below 0 for all of them:
+- translation: the loss of the English translation (the training objective);
+- understanding gap: NLL(answer | question in L) - NLL(answer | English question), per answer token;
+- English: NLL(answer | English question) itself, which training must not make worse (retention: each
+  alternative's change from the untrained model, over seeds).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +17,14 @@ from plast_plugin.atomic import atomic_output_file, write_text_atomic
 from plast_plugin.errors import PlastError
 from plast_plugin.core.layer_spec import format_layer_spec
 from plast_plugin.ablation import stats
-from plast_plugin.ablation.plan import PLAST, AblationPlan
+from plast_plugin.ablation.plan import PLAST, WHOLE_MODEL, AblationPlan, budget_matched
 
 MEAN = "mean"  # the unweighted mean over languages, a column of its own
+TRANSLATION, GAP, ENGLISH = "translation", "understanding_gap", "english"  # the measures' names
 _SHORT = {stats.BETTER: "better", stats.WORSE: "worse", stats.TIED: "n.d."}  # verdicts in a table cell
+# English NLL after training minus untrained, read over seeds: below 0 improved, above 0 made worse.
+RETENTION = {stats.BETTER: "English better than untrained at 95%", stats.WORSE: "English WORSE than untrained at 95%",
+             stats.TIED: "English kept (no change at 95%)"}
 
 
 def _over_seeds(per_seed: dict[int, float], higher_is_better: bool | None = None) -> dict:
@@ -41,6 +53,7 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
         alternatives[alt] = {
             "layers": {str(s): r["layers"] for s, r in seeds.items()},
             "trainable_params": sorted({r["trainable_params"] for r in seeds.values()}),
+            "budget_matched": budget_matched(plan, alt),
             "loss": {col: _over_seeds(v) for col, v in per_lang.items()},
         }
         if alt != PLAST:
@@ -63,11 +76,59 @@ def summarize(plan: AblationPlan, results: dict[str, dict], base: dict | None = 
         "base_loss": ({lang: stats.run_loss(base["losses"][lang]) for lang in languages} if base else None),
         "alternatives": alternatives,
         "differences": differences,
-        "verdicts": {alt: cols[MEAN]["verdict"] for alt, cols in differences.items()},
+        "verdicts": {alt: {TRANSLATION: cols[MEAN]["verdict"]} for alt, cols in differences.items()},
     }
+    if plan.scoring.get("problems"):
+        summary["understanding"] = summarize_understanding(by_alt, base, languages, plan.scoring.get("pivot") or "en")
+        for alt, diff in summary["understanding"]["differences"].items():
+            summary["verdicts"][alt].update({GAP: diff[GAP][MEAN]["verdict"], ENGLISH: diff[ENGLISH]["verdict"]})
     if plan.scoring.get("eval"):
         summary["accuracy"] = summarize_accuracy(plan, by_alt)
     return summary
+
+
+def _gaps(answers: dict, languages, pivot: str) -> dict[str, float]:
+    """One run's understanding gap per language and their mean, from its per-question answer NLLs."""
+    english = stats.run_loss(answers[pivot])
+    gaps = {lang: stats.run_loss(answers[lang]) - english for lang in languages}
+    return {**gaps, MEAN: sum(gaps.values()) / len(gaps)}
+
+
+def summarize_understanding(by_alt: dict[str, dict[int, dict]], base: dict | None, languages, pivot: str) -> dict:
+    """Per alternative, the understanding gap (per language and mean) and the English answer NLL with
+    its change from the untrained model, over seeds; PLAST minus each alternative, paired by seed and
+    question: the gap's difference is the language's paired difference minus the pivot's."""
+    plast = by_alt[PLAST]
+    alternatives, differences = {}, {}
+    base_english = stats.run_loss(base["answers"][pivot]) if base else None
+    for alt, seeds in by_alt.items():
+        gaps = {s: _gaps(r["answers"], languages, pivot) for s, r in seeds.items()}
+        english = {s: stats.run_loss(r["answers"][pivot]) for s, r in seeds.items()}
+        alternatives[alt] = {GAP: {col: _over_seeds({s: g[col] for s, g in gaps.items()}) for col in [*languages, MEAN]},
+                             ENGLISH: _over_seeds(english)}
+        if base_english is not None:
+            # Retention: the change from the untrained model; an interval above 0 is English made worse.
+            change = _over_seeds({s: v - base_english for s, v in english.items()})
+            change["verdict"] = RETENTION[stats.verdict(stats.Interval(change["mean"], change["low"], change["high"],
+                                                                       change["seeds"]))]
+            alternatives[alt]["english_change"] = change
+        if alt == PLAST:
+            continue
+        pair = {lang: stats.paired_differences({s: r["answers"][lang] for s, r in plast.items()},
+                                               {s: r["answers"][lang] for s, r in seeds.items()}, f"{alt}, {lang} answers")
+                for lang in [pivot, *languages]}
+        gap_diffs = {lang: {s: pair[lang][s] - pair[pivot][s] for s in pair[pivot]} for lang in languages}
+        gap_diffs[MEAN] = stats.mean_over_languages(gap_diffs)
+        differences[alt] = {GAP: {col: _over_seeds(v, higher_is_better=False) for col, v in gap_diffs.items()},
+                            ENGLISH: _over_seeds(pair[pivot], higher_is_better=False)}
+    return {
+        "metric": f"NLL per token of the English reference answer given the question (nats); gap: question in a "
+                  f"language minus the {pivot} question, over the same answer tokens; lower is better for both",
+        "pivot": pivot,
+        "base": ({GAP: _gaps(base["answers"], languages, pivot), ENGLISH: base_english} if base else None),
+        "alternatives": alternatives,
+        "differences": differences,
+    }
 
 
 def summarize_accuracy(plan: AblationPlan, by_alt: dict[str, dict[int, dict]]) -> dict:
@@ -104,50 +165,107 @@ def _accuracy_entry(correct: dict[str, dict[int, dict]], label: str) -> dict:
     return entry
 
 
-def _layers_label(alt: dict) -> str:
-    sets = {tuple(v) for v in alt["layers"].values()}
+def _layers_label(alt: str, entry: dict) -> str:
+    if alt in WHOLE_MODEL:
+        return "all (LoRA)" if alt == "lora" else "all"
+    sets = {tuple(v) for v in entry["layers"].values()}
     return format_layer_spec(list(next(iter(sets)))) if len(sets) == 1 else f"{len(sets)} draws"
+
+
+def _params_label(entry: dict) -> str:
+    """The trainable parameters beside each alternative; '*' marks a row that is not budget-matched."""
+    counts = entry["trainable_params"]
+    shown = f"{counts[0] / 1e6:.2f}M" if len(counts) == 1 else f"{min(counts) / 1e6:.2f}-{max(counts) / 1e6:.2f}M"
+    return shown + ("" if entry.get("budget_matched", True) else "*")
 
 
 def _cell(entry: dict, sign: str = "") -> str:
     return f"{entry['mean']:{sign}.3f} [{entry['low']:{sign}.3f},{entry['high']:{sign}.3f}]"
 
 
+def _head(columns, width: int) -> str:
+    return f"{'':<15} {'layers':<11} {'params':>9}" + "".join(f"{c:>{width}}" for c in columns)
+
+
 def _rows(summary: dict, alternatives, cells, width: int) -> list[str]:
-    """One table row per alternative: its name, its layers, then ``cells(alternative)``."""
-    return [f"{alt:<10} {_layers_label(summary['alternatives'][alt]):<11}"
+    """One table row per alternative: its name, its layers, its trainable parameters, then ``cells(alternative)``."""
+    entries = summary["alternatives"]
+    return [f"{alt:<15} {_layers_label(alt, entries[alt]):<11} {_params_label(entries[alt]):>9}"
             + "".join(f"{c:>{width}}" for c in cells(alt)) for alt in alternatives]
+
+
+def _untrained_row(values: list[float], width: int) -> str:
+    return f"{'untrained':<15} {'-':<11} {'-':>9}" + "".join(f"{v:>{width}.3f}" for v in values)
+
+
+def _interval(entry: dict) -> str:
+    return f"{entry['mean']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
 
 
 def format_table(summary: dict) -> str:
     languages, columns, width = summary["languages"], [*summary["languages"], MEAN], 25
-    head = f"{'':<10} {'layers':<11}" + "".join(f"{c:>{width}}" for c in columns)
+    head = _head(columns, width)
     lines = [f"held-out translation loss (nats/token), mean [95% CI] over {len(summary['seeds'])} seeds "
-             f"(each run trains {summary['trainable_params_per_run']:,} parameters)", head]
+             f"(PLAST trains {summary['trainable_params_per_run']:,} parameters; * = not budget-matched: a reference "
+             f"row, not an equal-budget comparison)", head]
     if summary.get("base_loss"):
         values = [summary["base_loss"][lang] for lang in languages]
-        values.append(sum(values) / len(values))
-        lines.append(f"{'untrained':<10} {'-':<11}" + "".join(f"{v:>{width}.3f}" for v in values))
+        lines.append(_untrained_row([*values, sum(values) / len(values)], width))
     differences = summary["differences"]
     alternatives = summary["alternatives"]
     lines += _rows(summary, alternatives, lambda a: [_cell(alternatives[a]["loss"][c]) for c in columns], width)
     lines += ["", "PLAST minus alternative, paired by seed and question: mean [95% CI] (negative: PLAST lower loss)", head]
     lines += _rows(summary, differences, lambda a: [_cell(differences[a][c], "+") for c in columns], width)
-    lines += ["", "verdict (mean over languages):"]
+    if summary.get("understanding"):
+        lines += ["", *format_understanding_table(summary, width)]
+    lines += ["", "verdicts, PLAST minus alternative, mean over languages, 95% CI over seeds (lower is better for every "
+                  "measure: below 0 is PLAST better):"]
+    understanding = (summary.get("understanding") or {}).get("differences", {})
     for alt, cols in differences.items():
         m = cols[MEAN]
-        lines.append(f"  vs {alt:<9} {m['verdict']:<28} ({m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] nats; "
-                     f"per language: " + ", ".join(f"{lang} {_SHORT[cols[lang]['verdict']]}" for lang in languages) + ")")
+        matched = "" if alternatives[alt].get("budget_matched", True) else " (not budget-matched)"
+        lines.append(f"  vs {alt}{matched}:")
+        lines.append(f"    translation loss   {m['verdict']:<28} {_interval(m)} nats; per language: "
+                     + ", ".join(f"{lang} {_SHORT[cols[lang]['verdict']]}" for lang in languages))
+        if alt in understanding:
+            gap, english = understanding[alt][GAP], understanding[alt][ENGLISH]
+            lines.append(f"    understanding gap  {gap[MEAN]['verdict']:<28} {_interval(gap[MEAN])} nats; per language: "
+                         + ", ".join(f"{lang} {_SHORT[gap[lang]['verdict']]}" for lang in languages))
+            lines.append(f"    English answer NLL {english['verdict']:<28} {_interval(english)} nats")
     if summary.get("accuracy"):
         lines += ["", *format_accuracy_table(summary)]
     return "\n".join(lines)
+
+
+def format_understanding_table(summary: dict, width: int) -> list[str]:
+    u = summary["understanding"]
+    columns = [*summary["languages"], MEAN]
+    head = _head(columns, width)
+    lines = [f"understanding gap: NLL(English answer | question in the language) - NLL(English answer | {u['pivot']} "
+             f"question), nats/token, mean [95% CI] over seeds (lower: the question is understood more like the "
+             f"{u['pivot']} one)", head]
+    if u.get("base"):
+        lines.append(_untrained_row([u["base"][GAP][c] for c in columns], width))
+    alternatives, differences = u["alternatives"], u["differences"]
+    lines += _rows(summary, alternatives, lambda a: [_cell(alternatives[a][GAP][c]) for c in columns], width)
+    lines += ["", "PLAST minus alternative, gap, paired by seed and question (negative: PLAST's gap smaller)", head]
+    lines += _rows(summary, differences, lambda a: [_cell(differences[a][GAP][c], "+") for c in columns], width)
+    retention = [f"{'English answer NLL':>{width}}", f"{'change from untrained':>{width}}", "  retention"]
+    lines += ["", f"English retention: NLL(English answer | {u['pivot']} question), nats/token, mean [95% CI] over seeds"
+                  + (f"; untrained {u['base'][ENGLISH]:.3f}" if u.get("base") else ""),
+              f"{'':<15} {'layers':<11} {'params':>9}" + "".join(retention)]
+    lines += _rows(summary, alternatives, lambda a: [_cell(alternatives[a][ENGLISH]),
+                                                     *([_cell(alternatives[a]["english_change"], "+"),
+                                                        "  " + alternatives[a]["english_change"]["verdict"]]
+                                                       if "english_change" in alternatives[a] else [])], width)
+    return lines
 
 
 def format_accuracy_table(summary: dict) -> list[str]:
     tasks = summary["accuracy"]["tasks"]
     entries = {f"{task} {metric}": entry for task, metrics in tasks.items() for metric, entry in metrics.items()}
     width = max(25, *(len(label) + 2 for label in entries))
-    head = f"{'':<10} {'layers':<11}" + "".join(f"{label:>{width}}" for label in entries)
+    head = _head(entries, width)
     lines = [f"lmms-eval accuracy through plast eval (0-1, higher is better), mean [95% CI] over "
              f"{len(summary['seeds'])} seeds; questions per task: "
              + ", ".join(f"{label} {e['alternatives'][PLAST]['units']}" for label, e in entries.items()), head]
@@ -182,7 +300,7 @@ def plot_column(summary: dict, column: str, path: Path) -> Path:
     if summary.get("base_loss") and column != MEAN:
         left.axhline(summary["base_loss"][column], color="#90a4ae", linestyle="--", label="untrained")
         left.legend(loc="best", fontsize=8)
-    left.set_xticks(range(len(alts)), [f"{a}\n{_layers_label(summary['alternatives'][a])}" for a in alts], fontsize=8)
+    left.set_xticks(range(len(alts)), [f"{a}\n{_layers_label(a, summary['alternatives'][a])}" for a in alts], fontsize=8)
     left.set_ylabel("held-out loss (nats/token)")
     left.set_title(f"{column}: mean and 95% CI over {len(summary['seeds'])} seeds", fontsize=10)
     for x, alt in enumerate(others):
@@ -209,14 +327,27 @@ def write_outputs(summary: dict, out: Path) -> list[Path]:
 
 
 def selection_record(summary: dict, out: Path, date: str) -> dict:
-    """What the selection file keeps of the ablation: where, when, and each verdict with its interval."""
+    """What the selection file keeps of the ablation: where, when, and per alternative its layers, its
+    trainable parameters, and each measure's verdict with its interval."""
+    understanding = (summary.get("understanding") or {}).get("differences", {})
+
+    def measures(alt: str, cols: dict) -> dict:
+        found = {TRANSLATION: cols[MEAN]}
+        if alt in understanding:
+            found.update({GAP: understanding[alt][GAP][MEAN], ENGLISH: understanding[alt][ENGLISH]})
+        return {name: {"verdict": entry["verdict"], "difference": {k: entry[k] for k in ("mean", "low", "high")}}
+                for name, entry in found.items()}
+
     record = {
         "run_dir": str(out.resolve()),
         "date": date,
         "seeds": len(summary["seeds"]),
-        "metric": "held-out translation loss, PLAST minus alternative, mean over languages, 95% CI over seeds",
-        "verdicts": {alt: {"verdict": cols[MEAN]["verdict"], "layers": _layers_label(summary["alternatives"][alt]),
-                           "difference": {k: cols[MEAN][k] for k in ("mean", "low", "high")}}
+        "metric": "PLAST minus alternative, mean over languages, 95% CI over seeds, lower is better for every measure: "
+                  "held-out translation loss" + (", understanding gap, English answer NLL" if understanding else ""),
+        "verdicts": {alt: {"layers": _layers_label(alt, summary["alternatives"][alt]),
+                           "trainable_params": summary["alternatives"][alt]["trainable_params"],
+                           "budget_matched": summary["alternatives"][alt]["budget_matched"],
+                           "measures": measures(alt, cols)}
                      for alt, cols in summary["differences"].items()},
     }
     if summary.get("accuracy"):

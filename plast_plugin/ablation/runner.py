@@ -3,7 +3,8 @@
     OUT/plan.json                    the plan (a folder is only continued with the same plan)
     OUT/base/result.json             the untrained model's held-out losses (a reference row)
     OUT/runs/<alternative>-seed<s>/  selection.json, train.log, plast_training.json (what training
-                                     reports it trained), train/ (removed once scored unless kept),
+                                     reports it trained; neither for LLaVA's own full and LoRA runs),
+                                     train/ (removed once scored unless kept),
                                      with --plast-eval eval-hf/ (removed with train/), eval/, eval.log;
                                      result.json, written atomically and last: the run is done
 
@@ -72,36 +73,63 @@ def run_logged(command: Sequence[str], log: Path, env: dict | None, what: str) -
                          f"fix it and re-run plast ablate: finished runs are kept, an unfinished one is redone")
 
 
-def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
-                    train_args: Sequence[str], write_selection: Callable[[PlannedRun, Path], None],
-                    score: Callable[[Path], dict], keep_checkpoints: bool, env: dict | None = None,
-                    evaluate: Callable[[Path, Path], dict] | None = None) -> dict:
-    folder = run_folder(out, run)
-    if folder.exists():
-        shutil.rmtree(folder)  # an unfinished run (no result.json): start it again from nothing
-    folder.mkdir(parents=True)
-    write_selection(run, folder / "selection.json")
-    train_dir, log = folder / "train", folder / "train.log"
-    # The user's launcher and training arguments, plus what this run decides: layers, seed (data order), output.
-    command = [*launcher, *train_args, "--plast_layers", str(folder / "selection.json"), "--plast_modules",
-               plan.modules, "--output_dir", str(train_dir), "--seed", str(run.seed)]
-    started = time.time()
-    run_logged(command, log, env, f"training run {run.name}")  # a fresh folder: the log starts with this run
-    train_seconds = time.time() - started
+def _check_plugin_record(plan: AblationPlan, run: PlannedRun, train_dir: Path, folder: Path, log: Path) -> int:
+    """A layer-set run: the training path's own report, not the plan's count, says it trained exactly its
+    layers with PLAST's budget (or, for a rule alternative, with the count the plan recorded)."""
     record_path = train_dir / TRAINING_RECORD
     if not record_path.exists():
         raise PlastError(f"training run {run.name} wrote no {record_path}: the launcher did not run PLAST's training "
                          f"(does it run LLaVA's train() with the plast plugin installed?); see {log}")
     record = TrainingRecord.load(record_path)
     trained = record.trainable.get("trainable_params")
-    # The training path's own report, not the plan's count: this run trained exactly its layers
-    # with the budget every other run has.
-    if record.layers != list(run.layers) or trained != plan.budget:
+    expected = plan.unmatched.get(run.alternative, plan.budget)
+    if record.layers != list(run.layers) or trained != expected:
         raise PlastError(f"training run {run.name} trained layers {record.layers} with {trained} parameters, "
-                         f"the plan says {list(run.layers)} with {plan.budget}; see {record_path}")
+                         f"the plan says {list(run.layers)} with {expected}; see {record_path}")
     shutil.copy2(record_path, folder / TRAINING_RECORD)
+    return trained
+
+
+def training_command(plan: AblationPlan, run: PlannedRun, launcher: Sequence[str], train_args: Sequence[str],
+                     selection: Path, train_dir: Path) -> list[str]:
+    """The user's launcher and training arguments, plus what this run decides: layers (none for LLaVA's own
+    full and LoRA fine-tuning; LoRA's flags for lora), seed (data order), output."""
+    if run.whole_model:
+        from plast_plugin.llava.lora import lora_flags
+
+        layers = lora_flags() if run.alternative == "lora" else []
+    else:
+        layers = ["--plast_layers", str(selection), "--plast_modules", plan.modules]
+    return [*launcher, *train_args, *layers, "--output_dir", str(train_dir), "--seed", str(run.seed)]
+
+
+def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher: Sequence[str],
+                    train_args: Sequence[str], write_selection: Callable[[PlannedRun, Path], None],
+                    score: Callable[[PlannedRun, Path], dict], whole_model_params: Callable[[PlannedRun, Path], int],
+                    keep_checkpoints: bool, env: dict | None = None,
+                    evaluate: Callable[[Path, Path], dict] | None = None) -> dict:
+    """``score(run, train_dir)``: the run's held-out measures; ``whole_model_params(run, train_dir)``: what a
+    full or LoRA run trained, read from its output (the plugin writes no record for them)."""
+    folder = run_folder(out, run)
+    if folder.exists():
+        shutil.rmtree(folder)  # an unfinished run (no result.json): start it again from nothing
+    folder.mkdir(parents=True)
+    train_dir, log = folder / "train", folder / "train.log"
+    if not run.whole_model:
+        write_selection(run, folder / "selection.json")
+    command = training_command(plan, run, launcher, train_args, folder / "selection.json", train_dir)
     started = time.time()
-    losses = score(train_dir)
+    run_logged(command, log, env, f"training run {run.name}")  # a fresh folder: the log starts with this run
+    train_seconds = time.time() - started
+    if run.whole_model:
+        if (train_dir / TRAINING_RECORD).exists():
+            raise PlastError(f"training run {run.name} is LLaVA's own {run.alternative} fine-tuning, yet it wrote "
+                             f"{train_dir / TRAINING_RECORD}: the plugin chose layers; see {log}")
+        trained = whole_model_params(run, train_dir)
+    else:
+        trained = _check_plugin_record(plan, run, train_dir, folder, log)
+    started = time.time()
+    measures = score(run, train_dir)
     # Before the checkpoint goes; a failure leaves no result.json, so the run is redone.
     evaluation = evaluate(train_dir, folder) if evaluate is not None else None
     score_seconds = time.time() - started
@@ -109,7 +137,7 @@ def train_and_score(plan: AblationPlan, out: Path, run: PlannedRun, *, launcher:
         shutil.rmtree(train_dir)
     result = {"run": run.name, "alternative": run.alternative, "seed": run.seed, "layers": list(run.layers),
               "trainable_params": trained, "train_seconds": round(train_seconds, 1),
-              "score_seconds": round(score_seconds, 1), "losses": losses}
+              "score_seconds": round(score_seconds, 1), **measures}
     if evaluation is not None:
         result["eval"] = evaluation
     write_text_atomic(folder / RESULT, json.dumps(result, indent=1) + "\n")

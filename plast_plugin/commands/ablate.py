@@ -1,16 +1,23 @@
-"""`plast ablate`: does the selection beat other layer sets of the same trainable budget, on this model?
+"""`plast ablate`: does the selection beat other layer sets of the same trainable budget, on this model,
+and how does it compare with LLaVA's own full and LoRA fine-tuning?
 
-Trains the selection and equal-budget alternatives (first:K, last:K, R random draws of K layers) for S
-seeds each through the user's own training command (LLaVA's train() with the plast plugin), scores every
-run on held-out parallel questions (translation loss), and reports means and 95% intervals over seeds,
-the paired difference PLAST minus each alternative and a verdict per alternative; with --plast-eval,
-lmms-eval accuracy per task as well. Needs the training environment (the `llava` package).
+Trains the selection and its alternatives for S seeds each through the user's own training command
+(LLaVA's train() with the plast plugin): budget-matched first:K, last:K and R random draws of K layers;
+rule:<rule>, the layers a statistic rule picks from the selection file's own statistics; full and lora,
+LLaVA's whole-model and LoRA (r/alpha of LLaVA-1.5) fine-tuning, never budget-matched. Every run is
+scored on held-out data by three measures: the translation loss (the training objective, --heldout); with
+--problems, the understanding gap (NLL of an English reference answer given the question in a language,
+minus given the English question) and English retention (that NLL given the English question). The
+report gives means and 95% intervals over seeds, PLAST minus each alternative paired by seed and
+question, and a verdict per measure; with --plast-eval, lmms-eval accuracy per task as well. Needs the
+training environment (the `llava` package).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -18,7 +25,8 @@ from pathlib import Path
 # The ablation's own modules are plain Python (no torch): imported here; the model side lazily.
 from plast_plugin.ablation import report
 from plast_plugin.ablation.lmms_scoring import check_arguments, evaluate_run, parse_eval_options
-from plast_plugin.ablation.plan import check_budgets, check_seeds, file_sha256, make_plan, parse_alternatives
+from plast_plugin.ablation.plan import (DEFAULT_ALTERNATIVES, RULE_PREFIX, WHOLE_MODEL, check_budgets, check_seeds, file_sha256,
+                                       make_plan, parse_alternatives)
 from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
 from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
@@ -30,13 +38,16 @@ CONTROLLED = {"--plast_layers": "the layers come from the plan (--selection, --a
               "--output_dir": "each run trains into OUT/runs/<run>/train",
               "--seed": "the seeds are plast ablate --seeds",
               "--data_seed": "it would give every seed the same data order",
-              "--plast_probe_data": "the ablation trains fixed layer sets, it does not probe"}
+              "--plast_probe_data": "the ablation trains fixed layer sets, it does not probe",
+              "--lora_enable": "LoRA is the alternative 'lora' (--alternatives); PLAST's runs train whole layers",
+              "--lora_r": "the lora alternative uses LLaVA-1.5's r and alpha",
+              "--lora_alpha": "the lora alternative uses LLaVA-1.5's r and alpha"}
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "ablate",
-        help="train the selection and equal-budget alternatives over seeds; is PLAST's choice better?",
+        help="train the selection and its alternatives over seeds; is PLAST's choice better, by which measure?",
         description=__doc__.split("\n\n")[1] + " Everything after `--` is passed to every training run; the "
         "ablation adds --plast_layers, --plast_modules, --output_dir and --seed. A killed ablation continues "
         "when run again with the same arguments.",
@@ -46,14 +57,22 @@ def add_parser(subparsers) -> None:
                         "the ablation's verdicts are recorded in it")
     parser.add_argument("--heldout", required=True, nargs="+",
                         help="held-out parallel questions (same formats as `plast select --data`), never trained on")
+    parser.add_argument("--problems", default=None, nargs="+", metavar="FILE",
+                        help="held-out problems for the understanding gap and English retention: parallel questions "
+                        "(.jsonl with id, lang, question) whose pivot rows also carry 'answer', the English reference "
+                        "answer; from problems never probed or trained on (scripts/demo_assets.py writes one)")
     parser.add_argument("--languages", default=None, help="comma-separated languages to score, e.g. zh,pt,ar,tr,ru "
                         "(default: all in --heldout but the pivot)")
     parser.add_argument("--pivot", default="en", help="target language of the translations (default: en)")
     parser.add_argument("--out", required=True, help="run folder (created; an existing one of the same plan is continued)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per alternative, at least 2 (default: 3)")
     parser.add_argument("--random-draws", type=int, default=3, help="random alternatives R (default: 3)")
-    parser.add_argument("--alternatives", default="first,last,random",
-                        help="comma-separated subset of first,last,random (default: all three)")
+    parser.add_argument("--alternatives", default=DEFAULT_ALTERNATIVES,
+                        help="comma-separated: first, last, random (budget-matched: as many layers as the selection); "
+                        "rule:<rule> (the layers a statistic rule, e.g. rule:msd-top:5, picks from the selection file's "
+                        "statistics; budget-matched when it picks as many parameters); full, lora (LLaVA's own "
+                        "whole-model and LoRA r=128/alpha=256 fine-tuning: reference rows, never budget-matched) "
+                        "(default: %(default)s)")
     parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
                         help="what of each layer is trained (default: the selection file's, else layer)")
     parser.add_argument("--launcher", default=DEFAULT_LAUNCHER, help="command that runs LLaVA's train() with the "
@@ -110,6 +129,22 @@ def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
     return flags
 
 
+def saved_params_outside_vision(train_dir: Path) -> int:
+    """What LLaVA's full (stage-2) fine-tuning trains: every parameter it saved but the vision tower's,
+    counted from the safetensors headers (a tied embedding is saved, and counted, once)."""
+    from safetensors import safe_open
+
+    files = sorted(train_dir.glob("*.safetensors"))
+    if not files:
+        raise PlastError(f"the full fine-tuning run wrote no *.safetensors to {train_dir}; see its train.log")
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys()
+                         if "vision_tower" not in name)
+    return total
+
+
 def _release_memory() -> None:
     import gc
 
@@ -121,26 +156,48 @@ def _release_memory() -> None:
 
 
 def _heldout_scorer(args, flags):
-    """model, tokenizer -> {language: {question id: [nll sum, tokens]}} on the held-out questions, with the
-    runs' template and length; also returns the questions."""
+    """model, tokenizer -> {"losses": {language: {question id: [nll sum, tokens]}}, and with --problems
+    "answers": the same for the reference answers, the pivot included}, with the runs' template and length.
+    Also returns the languages scored and the pivot."""
     from plast_plugin.data.languages import parse_language_list
     from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.data.parallel_problems import load_parallel_problems
     from plast_plugin.data.translation_data import DEFAULT_TEMPLATE
-    from plast_plugin.models.translation_loss import translation_losses
+    from plast_plugin.models.translation_loss import answer_losses, translation_losses
 
     languages = parse_language_list(args.languages) if args.languages else None
     heldout = load_parallel_questions(args.heldout, languages=languages, pivot=args.pivot)
+    problems = (load_parallel_problems(args.problems, languages=heldout.languages, pivot=args.pivot)
+                if args.problems else None)
+    options = {"conv_version": flags.version, "batch_size": args.score_batch_size, "fast": True,
+               "model_max_length": flags.model_max_length}
 
-    def losses(model, tokenizer) -> dict:
-        result = translation_losses(model, tokenizer, heldout, template=args.template or DEFAULT_TEMPLATE,
-                                    conv_version=flags.version, batch_size=args.score_batch_size, fast=True,
-                                    model_max_length=flags.model_max_length)
+    def per_question(result) -> dict:
         return {lang: {qid: [s, t] for qid, (s, t) in r.per_question.items()} for lang, r in result.items()}
 
-    return heldout, losses
+    def measures(model, tokenizer) -> dict:
+        out = {"losses": per_question(translation_losses(model, tokenizer, heldout,
+                                                         template=args.template or DEFAULT_TEMPLATE, **options))}
+        if problems is not None:
+            out["answers"] = per_question(answer_losses(model, tokenizer, problems, **options))
+        return out
+
+    return heldout, measures
 
 
-def _plan_on_the_model(args, flags, training: dict, selection, modules: str, eval_scoring, heldout, losses):
+def _rule_layers(alternatives: list[str], selection, num_layers: int) -> dict[str, list[int]]:
+    """The layers each rule:<rule> alternative picks from the selection file's MSD, contiguous or not."""
+    import torch
+
+    from plast_plugin.core.selection import select_layers
+
+    msd = torch.tensor([record.msd for record in selection.layers], dtype=torch.float64)
+    return {alt: select_layers(msd, alt[len(RULE_PREFIX):], num_layers, contiguous_shallow=False)
+            for alt in alternatives if alt.startswith(RULE_PREFIX)}
+
+
+def _plan_on_the_model(args, flags, training: dict, selection, modules: str, alternatives: list[str], eval_scoring,
+                       heldout, measures):
     """Load the model once: check the selection was made for it, plan the runs at one budget, create the
     run folder and score the untrained model. Returns the plan, the model's identity and the base result."""
     import transformers
@@ -160,24 +217,31 @@ def _plan_on_the_model(args, flags, training: dict, selection, modules: str, eva
     identity = ModelIdentity.of(model, model_path)
     plan = make_plan(
         model=model_path, num_layers=identity.num_layers, selection=selection.selected_layers, modules=modules,
-        seeds=args.seeds, alternatives=parse_alternatives(args.alternatives), random_draws=args.random_draws,
-        training=training,
+        seeds=args.seeds, alternatives=alternatives, random_draws=args.random_draws,
+        rule_layers=_rule_layers(alternatives, selection, identity.num_layers), training=training,
         scoring={"heldout": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.heldout],
                  "languages": list(heldout.other_languages), "pivot": heldout.pivot,
                  "template": args.template, "conv_version": flags.version, "model_max_length": flags.model_max_length,
+                 # only with --problems, so a plan without them stays the plan it was
+                 **({"problems": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.problems]}
+                    if args.problems else {}),
                  # only with --plast-eval, so a loss-only plan stays the plan it was
                  **({"eval": eval_scoring} if eval_scoring else {})},
     )
-    budgets = {layers: trainable_fraction(model, list(layers), modules).trainable_params
-               for layers in {run.layers for run in plan.runs}}
-    budget = check_budgets(plan, budgets)
+    budget = check_budgets(plan, {run.name: trainable_fraction(model, list(run.layers), modules).trainable_params
+                                  for run in plan.runs if not run.whole_model})
     prepare_run_folder(out, plan)
     print(f"plan: {len(plan.runs)} runs = {len(plan.alternatives)} alternatives x {len(plan.seeds)} seeds, "
           f"{len(selection.selected_layers)} layers ({modules}) = {budget:,} trainable parameters each; {out / 'plan.json'}",
           flush=True)
+    for alt in plan.alternatives:
+        if alt in WHOLE_MODEL or alt in plan.unmatched:
+            what = plan.unmatched.get(alt)
+            print(f"  {alt}: NOT budget-matched ({f'{what:,} trainable parameters' if what else 'counted once trained'}): "
+                  f"a reference row, not an equal-budget comparison", flush=True)
     base = load_result(out / "base")
     if base is None:
-        base = {"run": "base", "losses": losses(model, tokenizer)}
+        base = {"run": "base", **measures(model, tokenizer)}
         write_text_atomic(out / "base" / "result.json", json.dumps(base, indent=1) + "\n")
     del model
     _release_memory()  # the training runs need the accelerator's memory this process cached
@@ -207,43 +271,55 @@ def run(args) -> int:
         raise PlastError("plast ablate trains with LLaVA's train() and needs the training environment "
                          "(the `llava` package); run it with that environment's plast") from None
     from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
+    from plast_plugin.llava.lora import load_merged_lora, lora_trainable_params
     from plast_plugin.models.loading import load_for_probe
 
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else list(args.train_args)
     flags = check_training_arguments(train_args)
     check_seeds(args.seeds)
-    parse_alternatives(args.alternatives)
+    selection_path = Path(args.selection)
+    if selection_path.is_dir():
+        selection_path = selection_path / SELECTION_FILENAME
+    selection = SelectionFile.load(selection_path)
+    alternatives = parse_alternatives(args.alternatives, statistics=any(
+        not math.isnan(record.msd) for record in selection.layers))
     eval_scoring = parse_eval_options(args.plast_eval, args.eval_args)
+    if eval_scoring is not None and "lora" in alternatives:
+        raise PlastError("--plast-eval with the lora alternative: a LoRA run's folder holds LLaVA's adapter, which "
+                         "plast export --to-hf does not convert; drop lora from --alternatives or drop --plast-eval")
     if eval_scoring is not None:
         check_arguments(eval_scoring, default_env())
     launcher = shlex.split(args.launcher)
     if not launcher:
         raise PlastError("--launcher is empty; give the command that runs training, e.g. the default")
-    selection_path = Path(args.selection)
-    if selection_path.is_dir():
-        selection_path = selection_path / SELECTION_FILENAME
-    selection = SelectionFile.load(selection_path)
     modules = args.modules or selection.options.get("modules") or "layer"
-    heldout, losses = _heldout_scorer(args, flags)
+    heldout, measures = _heldout_scorer(args, flags)
     plan, identity, base = _plan_on_the_model(args, flags, {"launcher": launcher, "arguments": train_args},
-                                              selection, modules, eval_scoring, heldout, losses)
+                                              selection, modules, alternatives, eval_scoring, heldout, measures)
 
     def write_selection(run, path: Path) -> None:
         SelectionFile(selected_layers=list(run.layers), model=identity, rule=f"plast ablate: {run.alternative}",
                       options={"modules": modules}).save(path)
 
-    def score(train_dir: Path) -> dict:
-        trained, trained_tokenizer, _ = load_for_probe(str(train_dir), args.device, args.dtype)
-        result = losses(trained, trained_tokenizer)
+    def score(run, train_dir: Path) -> dict:
+        if run.alternative == "lora":  # scored as LLaVA serves it: merged into the base by LLaVA's own loader
+            trained, trained_tokenizer = load_merged_lora(train_dir, flags.model_name_or_path, args.device, args.dtype)
+        else:
+            trained, trained_tokenizer, _ = load_for_probe(str(train_dir), args.device, args.dtype)
+        result = measures(trained, trained_tokenizer)
         del trained
         _release_memory()
         return result
+
+    def whole_model_params(run, train_dir: Path) -> int:
+        return lora_trainable_params(train_dir) if run.alternative == "lora" else saved_params_outside_vision(train_dir)
 
     def evaluate(train_dir: Path, folder: Path) -> dict:
         return evaluate_run(eval_scoring, train_dir, folder, default_env(), keep_model=args.keep_checkpoints)
 
     results = run_all(plan, Path(args.out), progress=not args.quiet, launcher=launcher, train_args=train_args,
-                      write_selection=write_selection, score=score, keep_checkpoints=args.keep_checkpoints,
+                      write_selection=write_selection, score=score, whole_model_params=whole_model_params,
+                      keep_checkpoints=args.keep_checkpoints,
                       env=default_env(), evaluate=evaluate if eval_scoring is not None else None)
     _report(plan, results, base, selection_path, Path(args.out))
     return 0

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from plast_plugin.ablation import stats
-from plast_plugin.ablation.plan import PLAST, check_budgets, make_plan, parse_alternatives
+from plast_plugin.ablation.plan import PLAST, budget_matched, check_budgets, make_plan, parse_alternatives
 from plast_plugin.ablation.report import MEAN, format_table, summarize
 from plast_plugin.errors import PlastError
 
@@ -89,7 +89,7 @@ def test_summary_pairs_by_seed_and_question():
     assert diff["verdict"] == stats.TIED
     assert summary["differences"]["first"][MEAN]["mean"] == pytest.approx(-0.15)  # one language
     assert summary["alternatives"][PLAST]["loss"]["zh"]["mean"] == pytest.approx((1.0 + 2.0 / 3) / 2)
-    assert summary["verdicts"] == {"first": stats.TIED}
+    assert summary["verdicts"] == {"first": {"translation": stats.TIED}}  # no --problems: one measure
     assert "not distinguishable at 95%" in format_table(summary)
     json.dumps(summary)  # ablation.json is plain JSON
 
@@ -184,11 +184,108 @@ def test_plan_refusals():
     assert [r.layers for r in plan.runs if r.alternative == "first"][0] == (0, 1, 2, 3, 4)
 
 
+def _counts(plan, per_layer_set: dict) -> dict[str, int]:
+    return {run.name: per_layer_set[run.layers] for run in plan.runs if not run.whole_model}
+
+
 def test_unequal_budgets_are_refused():
     plan = make_plan(model="m", num_layers=4, selection=[1], modules="mlp", seeds=2, alternatives=["first", "last"])
     with pytest.raises(PlastError, match=r"do not train the same number of parameters.*last-seed0 \(layers 3\) 12"):
-        check_budgets(plan, {(1,): 10, (0,): 10, (3,): 12})
-    assert check_budgets(plan, {(1,): 10, (0,): 10, (3,): 10}) == 10 and plan.budget == 10
+        check_budgets(plan, _counts(plan, {(1,): 10, (0,): 10, (3,): 12}))
+    assert check_budgets(plan, _counts(plan, {(1,): 10, (0,): 10, (3,): 10})) == 10 and plan.budget == 10
+    assert plan.unmatched == {}
+
+
+def test_reference_alternatives_are_planned_and_never_mistaken_for_budget_matched():
+    plan = make_plan(model="m", num_layers=6, selection=[2, 3], modules="layer", seeds=2,
+                     alternatives=["first", "rule:msd-top:3", "full", "lora"],
+                     rule_layers={"rule:msd-top:3": [0, 1, 4]})
+    assert plan.alternatives == ["plast", "first", "rule:msd-top:3", "full", "lora"]
+    layers = {r.alternative: r.layers for r in plan.runs}
+    assert layers["full"] == layers["lora"] == tuple(range(6)) and layers["rule:msd-top:3"] == (0, 1, 4)
+    assert [r.name for r in plan.runs if r.seed == 0][2:] == ["rule-msd-top-3-seed0", "full-seed0", "lora-seed0"]
+    assert [r.whole_model for r in plan.runs if r.seed == 0] == [False, False, False, True, True]
+    # first:2 is the selection here: refused as ever
+    with pytest.raises(PlastError, match="first:2 is the selection itself"):
+        make_plan(model="m", num_layers=6, selection=[0, 1], modules="layer", seeds=2, alternatives=["first"])
+    # a rule picking 3 layers trains more than PLAST's 2: a reference row; full and lora are never counted here
+    assert check_budgets(plan, _counts(plan, {(2, 3): 20, (0, 1): 20, (0, 1, 4): 30})) == 20
+    assert plan.unmatched == {"rule:msd-top:3": 30}
+    assert not budget_matched(plan, "rule:msd-top:3") and budget_matched(plan, "first")
+    results = {run.name: {**_result(run.name, run.alternative, run.seed, run.layers, {"q1": [1.0 + run.seed, 1]}),
+                          "trainable_params": {"plast": 20, "first": 20, "rule:msd-top:3": 30, "full": 600,
+                                               "lora": 90}[run.alternative]}
+               for run in plan.runs}
+    plan.scoring = {"languages": ["zh"]}
+    summary = summarize(plan, results)
+    assert {alt: e["budget_matched"] for alt, e in summary["alternatives"].items()} == {
+        "plast": True, "first": True, "rule:msd-top:3": False, "full": False, "lora": False}
+    table = format_table(summary)
+    for alt in ("rule:msd-top:3", "full", "lora"):
+        assert f"vs {alt} (not budget-matched):" in table
+    assert "vs first:" in table and "0.00M*" not in table.split("first")[1].splitlines()[0]
+    assert "0.00M*" in [line for line in table.splitlines() if line.startswith("full ")][0]
+
+
+def test_alternatives_are_checked_before_anything_trains():
+    assert parse_alternatives("first,last,random,rule:msd-top:5,full,lora") == [
+        "first", "last", "random", "rule:msd-top:5", "full", "lora"]
+    with pytest.raises(PlastError, match=r"^unknown selection rule 'msd-bottom:5'"):
+        parse_alternatives("rule:msd-bottom:5")
+    with pytest.raises(PlastError, match=r"rule:0-4: .*'0-4' is a layer spec"):
+        parse_alternatives("rule:0-4")
+    with pytest.raises(PlastError, match=r"rule:msd-top:5: the selection file has no per-layer statistics"):
+        parse_alternatives("first,rule:msd-top:5", statistics=False)
+    assert parse_alternatives("first,full", statistics=False) == ["first", "full"]  # no rule, no statistics needed
+
+
+def _answers(en: float, zh: float) -> dict:
+    return {"en": {"q1": [en, 1], "q2": [en, 1]}, "zh": {"q1": [zh, 1], "q2": [zh, 1]}}
+
+
+def test_gap_and_retention_verdicts_read_in_their_own_direction_by_hand():
+    """Lower is better for both: a smaller understanding gap and a lower English answer NLL. Numbers set so
+    that PLAST's gap is smaller than first's at every seed while its English answers got worse."""
+    plan = make_plan(model="m", num_layers=6, selection=[1, 2], modules="layer", seeds=3, alternatives=["first"],
+                     scoring={"languages": ["zh"], "pivot": "en", "problems": [{"path": "p.jsonl"}]})
+    plan.budget = 10
+    # base: English 1.0, Chinese 2.0 -> gap 1.0
+    # PLAST seed s: English 1.2 + 0.01 s, Chinese 1.5 + 0.01 s -> gap 0.3
+    # first seed s: English 1.0 + 0.02 s, Chinese 1.9 + 0.03 s -> gap 0.9 + 0.01 s
+    answers = {("plast", s): _answers(1.2 + 0.01 * s, 1.5 + 0.01 * s) for s in range(3)}
+    answers.update({("first", s): _answers(1.0 + 0.02 * s, 1.9 + 0.03 * s) for s in range(3)})
+    results = {run.name: {**_result(run.name, run.alternative, run.seed, run.layers, {"q1": [1.0, 1]}),
+                          "answers": answers[(run.alternative, run.seed)]} for run in plan.runs}
+    base = {"losses": {"zh": {"q1": [1.0, 1]}}, "answers": _answers(1.0, 2.0)}
+    summary = summarize(plan, results, base)
+    u = summary["understanding"]
+    assert u["base"]["understanding_gap"]["zh"] == pytest.approx(1.0) and u["base"]["english"] == pytest.approx(1.0)
+    assert u["alternatives"][PLAST]["understanding_gap"][MEAN]["mean"] == pytest.approx(0.3)
+    # gap difference per seed: (zh_P - zh_F) - (en_P - en_F) = -0.60, -0.61, -0.62: below 0, PLAST better
+    gap = u["differences"]["first"]["understanding_gap"]["zh"]
+    assert gap["per_seed"] == {"0": pytest.approx(-0.60), "1": pytest.approx(-0.61), "2": pytest.approx(-0.62)}
+    assert gap["verdict"] == stats.BETTER
+    # English difference per seed 0.20, 0.19, 0.18: above 0, PLAST worse
+    english = u["differences"]["first"]["english"]
+    assert english["mean"] == pytest.approx(0.19) and english["verdict"] == stats.WORSE
+    # retention against the untrained model: PLAST +0.20, +0.21, +0.22 worse; first 0, +0.02, +0.04
+    # (mean 0.02, half width 4.302653 * 0.02 / sqrt(3) = 0.049683: [-0.029683, 0.069683]) kept
+    assert u["alternatives"][PLAST]["english_change"]["verdict"] == "English WORSE than untrained at 95%"
+    first_change = u["alternatives"]["first"]["english_change"]
+    assert first_change["low"] == pytest.approx(-0.029683, abs=1e-6)
+    assert first_change["verdict"] == "English kept (no change at 95%)"
+    assert summary["verdicts"]["first"] == {"translation": stats.TIED, "understanding_gap": stats.BETTER,
+                                            "english": stats.WORSE}
+    table = format_table(summary)
+    assert "understanding gap  PLAST better at 95%" in table and "English answer NLL PLAST worse at 95%" in table
+    assert "English WORSE than untrained at 95%" in table
+    # the same numbers the other way round turn both verdicts
+    swapped = {name: {**r, "alternative": "first" if r["alternative"] == PLAST else PLAST} for name, r in results.items()}
+    swapped = {run.name: {**swapped[f"{'first' if run.alternative == PLAST else PLAST}-seed{run.seed}"],
+                          "run": run.name, "alternative": run.alternative} for run in plan.runs}
+    turned = summarize(plan, swapped, base)["verdicts"]["first"]
+    assert (turned["understanding_gap"], turned["english"]) == (stats.WORSE, stats.BETTER)
+    json.dumps(summary)
 
 
 def test_selection_file_keeps_the_ablation_record(tmp_path):

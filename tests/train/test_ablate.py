@@ -101,12 +101,14 @@ def test_report_statistics_come_from_the_runs(ablation):
     for name in ("ablation.txt", "ablation_zh.png", "ablation_ru.png", "ablation_mean.png"):
         assert (out / name).stat().st_size > 0
     printed = ablation["proc"].stdout
-    assert "PLAST minus alternative" in printed and "verdict (mean over languages)" in printed
+    assert "PLAST minus alternative" in printed and "verdicts, PLAST minus alternative, mean over languages" in printed
     for alt in ("first", "last", "random1"):
         assert f"vs {alt}" in printed
     recorded = json.loads(ablation["selection"].read_text())
     assert recorded["selected_layers"] == [1, 2]
-    assert {alt: v["verdict"] for alt, v in recorded["ablation"]["verdicts"].items()} == summary["verdicts"]
+    assert {alt: {m: e["verdict"] for m, e in v["measures"].items()}
+            for alt, v in recorded["ablation"]["verdicts"].items()} == summary["verdicts"]
+    assert all(set(v) == {"translation"} for v in summary["verdicts"].values())  # no --problems: one measure
     assert recorded["ablation"]["run_dir"] == str(out.resolve())
 
 
