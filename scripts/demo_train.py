@@ -3,10 +3,13 @@
   4. a LLaVA built from the real SmolLM2-135M-Instruct (language model weights unchanged) and a
      small random CLIP vision tower (the demo's data is text-only: the tower is never trained)
   5. `plast build-data` on the training split of the parallel questions
-  6. held-out English-translation loss per language, before
+  6. held-out measures, before: the English-translation loss per language (the training objective), and
+     on held-out math problems from templates never probed or trained on (scripts/demo_assets.py's
+     problems_heldout.jsonl) the understanding gap, NLL(English answer | question in L) minus
+     NLL(English answer | English question), and English retention, NLL(English answer | English question)
   7. LLaVA's own train() (`python -m plast_plugin.llava.train`) with --plast_layers <selection file>
-  8. held-out loss after; every tensor outside the selected layers bit-identical to the start;
-     a table, runs/demo/translation_loss.json and a plot
+  8. the same measures after; every tensor outside the selected layers bit-identical to the start;
+     a table, runs/demo/translation_loss.json (all three measures) and a plot
 
 Usage: python scripts/demo_train.py --selection runs/demo/select/plast_layers.json [--steps 200]
 """
@@ -79,6 +82,32 @@ def losses(model, tokenizer, heldout) -> dict[str, float]:
     return {lang: result.loss for lang, result in translation_losses(model, tokenizer, heldout, batch_size=16).items()}
 
 
+def answer_nll(model, tokenizer, problems) -> dict[str, dict[str, float]]:
+    """Per language (English included), each problem's NLL per answer token of its English reference answer."""
+    from plast_plugin.models.translation_loss import answer_losses
+
+    scored = answer_losses(model, tokenizer, problems, batch_size=16, fast=True)
+    return {lang: {qid: total / tokens for qid, (total, tokens) in result.per_question.items()}
+            for lang, result in scored.items()}
+
+
+def understanding(before: dict, after: dict, pivot: str = "en") -> dict:
+    """Gap per language and English NLL, before and after, and each change with its 95% interval over the
+    problems (paired by problem; each problem counts once, whatever its answer's length)."""
+    from plast_plugin.ablation.stats import mean_interval
+
+    def per_problem_gap(nll: dict, lang: str) -> dict[str, float]:
+        return {qid: nll[lang][qid] - nll[pivot][qid] for qid in nll[pivot]}
+
+    def entry(b: dict[str, float], a: dict[str, float]) -> dict:
+        change = mean_interval([a[q] - b[q] for q in b])
+        return {"before": sum(b.values()) / len(b), "after": sum(a.values()) / len(a), "change": change.mean,
+                "low": change.low, "high": change.high}
+
+    gaps = {lang: entry(per_problem_gap(before, lang), per_problem_gap(after, lang)) for lang in before if lang != pivot}
+    return {"problems": len(before[pivot]), "gap": gaps, "english": entry(before[pivot], after[pivot])}
+
+
 def language_model_state(model) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()
             if "vision_tower" not in name}
@@ -121,8 +150,9 @@ def main() -> int:
     out = Path(args.out).resolve()
     bin_dir = Path(sys.executable).parent
 
-    from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.core.selection_file import load_selected_layers
+    from plast_plugin.data.parallel_data import load_parallel_questions
+    from plast_plugin.data.parallel_problems import load_parallel_problems
 
     print("\n== 4. LLaVA from SmolLM2-135M-Instruct + a small vision tower", flush=True)
     base = build_llava(ASSETS / "llava_smollm2")
@@ -139,12 +169,17 @@ def main() -> int:
     subprocess.run([str(bin_dir / "plast"), "build-data", "--data", str(train_questions),
                     "--languages", languages, "--out", str(data), "--quiet"], check=True)
 
-    print("\n== 6. held-out translation loss, before", flush=True)
+    print("\n== 6. held-out measures, before: translation loss, understanding gap, English retention", flush=True)
     heldout = load_parallel_questions(heldout_questions, languages.split(","), "en")
+    problems = load_parallel_problems(ASSETS / "problems_heldout.jsonl", ["en", *languages.split(",")], "en")
+    started = time.time()
     before = losses(model, tokenizer, heldout)
+    answers_before = answer_nll(model, tokenizer, problems)
     start_state = language_model_state(model)
     del model
     log(f"{len(heldout.ids)} held-out questions per language: " + ", ".join(f"{k} {v:.3f}" for k, v in before.items()))
+    log(f"{len(problems.questions.ids)} held-out problems per language (from templates never probed or trained on), "
+        f"scored in {time.time() - started:.0f}s with the translation loss")
 
     print(f"\n== 7. LLaVA train() with --plast_layers {args.selection} ({args.steps} steps, CPU)", flush=True)
     train_dir = out / "train"
@@ -167,9 +202,10 @@ def main() -> int:
     subprocess.run(command, check=True, env={**os.environ, "WANDB_DISABLED": "true"})
     log(f"trained in {time.time() - started:.0f}s")
 
-    print("\n== 8. held-out translation loss, after", flush=True)
+    print("\n== 8. held-out measures, after", flush=True)
     trained, tokenizer = load_llava(train_dir)
     after = losses(trained, tokenizer, heldout)
+    measured = understanding(answers_before, answer_nll(trained, tokenizer, problems))
     end_state = language_model_state(trained)
     from plast_plugin.core.model_layout import find_decoder_layers
 
@@ -179,14 +215,21 @@ def main() -> int:
                       if name.startswith(prefixes) and not torch.equal(start_state[name], end_state[name])})
     frozen_moved = [name for name in start_state
                     if not name.startswith(prefixes) and not torch.equal(start_state[name], end_state[name])]
-    print(f"\n{'language':>9} {'before':>8} {'after':>8} {'change':>8}")
+    print(f"\n{'':>9} {'translation loss (nats/token)':>30}   {'understanding gap (nats/token), 95% CI of the change':>58}")
+    print(f"{'language':>9} {'before':>9} {'after':>9} {'change':>9}   {'before':>9} {'after':>9} {'change [95% CI]':>30}")
     for lang in before:
-        print(f"{lang + ' -> en':>9} {before[lang]:>8.3f} {after[lang]:>8.3f} {after[lang] - before[lang]:>+8.3f}")
+        g = measured["gap"][lang]
+        print(f"{lang + ' -> en':>9} {before[lang]:>9.3f} {after[lang]:>9.3f} {after[lang] - before[lang]:>+9.3f}   "
+              f"{g['before']:>9.3f} {g['after']:>9.3f} {g['change']:>+9.3f} [{g['low']:+.3f}, {g['high']:+.3f}]")
+    e = measured["english"]
+    print(f"English retention, NLL(English answer | English question): {e['before']:.3f} -> {e['after']:.3f} "
+          f"({e['change']:+.3f}, 95% CI [{e['low']:+.3f}, {e['high']:+.3f}] over {measured['problems']} problems)")
     print(f"\ntrained layers whose weights changed: {[int(i) for i in changed]} (selected: {layers})")
     print(f"tensors outside the selected layers that changed: {len(frozen_moved)} of "
           f"{sum(1 for n in start_state if not n.startswith(prefixes))} (must be 0)")
     result = {"selected_layers": layers, "steps": args.steps, "learning_rate": args.learning_rate,
               "heldout_questions_per_language": len(heldout.ids), "loss_before": before, "loss_after": after,
+              "understanding": measured,
               "frozen_tensors_changed": frozen_moved, "selected_layers_changed": [int(i) for i in changed]}
     (out / "translation_loss.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(before, after, out / "translation_loss.png", layers)

@@ -49,7 +49,8 @@ def add_parser(subparsers) -> None:
         "ablate",
         help="train the selection and its alternatives over seeds; is PLAST's choice better, by which measure?",
         description=__doc__.split("\n\n")[1] + " Everything after `--` is passed to every training run; the "
-        "ablation adds --plast_layers, --plast_modules, --output_dir and --seed. A killed ablation continues "
+        "ablation adds --plast_layers and --plast_modules (not to full and lora runs), LLaVA's LoRA flags (to lora "
+        "runs), --output_dir and --seed. A killed ablation continues "
         "when run again with the same arguments.",
         usage="plast ablate --selection FILE --heldout FILE --out DIR [options] -- TRAINING ARGUMENTS",
     )

@@ -30,6 +30,9 @@ def _demo_out(tmp_path, rows, frozen_changed=()):
     (out / "eval" / "mc_set").mkdir(parents=True)
     (out / "translation_loss.json").write_text(json.dumps({
         "selected_layers": [1, 2], "loss_before": {"zh": 3.5}, "loss_after": {"zh": 2.5},
+        "understanding": {"problems": 120, "gap": {"zh": {"before": 1.2, "after": 0.9, "change": -0.3, "low": -0.4,
+                                                           "high": -0.2}},
+                          "english": {"before": 2.5, "after": 2.6, "change": 0.1, "low": 0.05, "high": 0.15}},
         "frozen_tensors_changed": list(frozen_changed), "selected_layers_changed": [1, 2]}))
     (out / "eval" / "mc_set" / "mc_set.json").write_text(json.dumps({
         "label": "plast demo translation choice (not MMBench)", "languages": ["en", "zh"],
@@ -52,6 +55,8 @@ def test_no_difference_is_called_chance_and_a_pipeline_proof(tmp_path):
     assert summary["answers"]["base"] == {"rows": 4, "answered": 0.75, "most_common_letter": "A",
                                           "most_common_share": 0.75}
     assert "-> PASSED" in text and "total time so far: 600 s" in text
+    assert "  zh 1.200 -> 0.900 (-0.300 [-0.400, -0.200])" in text and "over 120 held-out problems" in text
+    assert "English retention, NLL(English answer | English question): 2.500 -> 2.600 (+0.100 [+0.050, +0.150]" in text
     assert summary_script.main(["--out", str(out)]) == 0 and (out / "summary.json").is_file()
 
 
