@@ -282,48 +282,87 @@ def format_accuracy_table(summary: dict) -> list[str]:
     return lines
 
 
-def plot_column(summary: dict, column: str, path: Path) -> Path:
-    """One figure per language (and one for the mean): the losses with their intervals, and the paired
-    differences PLAST minus each alternative with theirs (an interval below 0: PLAST better)."""
-    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
-
-    alts = list(summary["alternatives"])
-    others = list(summary["differences"])
-    fig = Figure(figsize=(10, 3.8))
-    left, right = fig.subplots(1, 2)
-    for x, alt in enumerate(alts):
-        e = summary["alternatives"][alt]["loss"][column]
-        color = "#e65100" if alt == PLAST else "#546e7a"
-        left.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
+def _interval_panel(axis, entries: dict[str, dict], labels: list[str], colors: list[str], scatter: bool) -> None:
+    """One point with its 95% interval per entry (and its per-seed values with ``scatter``)."""
+    for x, (e, color) in enumerate(zip(entries.values(), colors)):
+        axis.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
                       color=color, capsize=4)
-        left.scatter([x] * len(e["per_seed"]), list(e["per_seed"].values()), s=10, color=color, alpha=0.4)
-    if summary.get("base_loss") and column != MEAN:
-        left.axhline(summary["base_loss"][column], color="#90a4ae", linestyle="--", label="untrained")
-        left.legend(loc="best", fontsize=8)
-    left.set_xticks(range(len(alts)), [f"{a}\n{_layers_label(a, summary['alternatives'][a])}" for a in alts], fontsize=8)
-    left.set_ylabel("held-out loss (nats/token)")
-    left.set_title(f"{column}: mean and 95% CI over {len(summary['seeds'])} seeds", fontsize=10)
-    for x, alt in enumerate(others):
-        e = summary["differences"][alt][column]
-        color = {stats.BETTER: "#2e7d32", stats.WORSE: "#c62828"}.get(e["verdict"], "#546e7a")
-        right.errorbar([x], [e["mean"]], yerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o",
-                       color=color, capsize=4)
-    right.axhline(0.0, color="black", linewidth=0.8)
-    right.set_xticks(range(len(others)), [f"{a}\n{_SHORT[summary['differences'][a][column]['verdict']]}" for a in others],
-                     fontsize=8)
-    right.set_ylabel("PLAST minus alternative (nats/token)")
-    right.set_title("paired difference, 95% CI (below 0: PLAST better)", fontsize=10)
+        if scatter:
+            axis.scatter([x] * len(e["per_seed"]), list(e["per_seed"].values()), s=10, color=color, alpha=0.4)
+    axis.set_xticks(range(len(entries)), labels, fontsize=8)
+
+
+def _values_panel(axis, summary: dict, entries: dict[str, dict]) -> None:
+    """Each alternative's value over seeds, PLAST in orange, reference rows marked '*'."""
+    alternatives = summary["alternatives"]
+    _interval_panel(axis, entries, [f"{a}\n{_layers_label(a, alternatives[a])}"
+                                    + ("" if alternatives[a].get("budget_matched", True) else "*") for a in entries],
+                    ["#e65100" if a == PLAST else "#546e7a" for a in entries], scatter=True)
+
+
+def _differences_panel(axis, differences: dict[str, dict], what: str) -> None:
+    """PLAST minus each alternative, coloured by its verdict, with the 0 line."""
+    _interval_panel(axis, differences, [f"{a}\n{_SHORT[e['verdict']]}" for a, e in differences.items()],
+                    [{stats.BETTER: "#2e7d32", stats.WORSE: "#c62828"}.get(e["verdict"], "#546e7a")
+                     for e in differences.values()], scatter=False)
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_ylabel(f"PLAST minus alternative, {what}")
+    axis.set_title("paired difference, 95% CI (below 0: PLAST better)", fontsize=10)
+
+
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     with atomic_output_file(path) as tmp:
         fig.savefig(tmp, dpi=100)
     return path
 
 
+def plot_column(summary: dict, column: str, path: Path) -> Path:
+    """One figure per language (and one for the mean): the losses with their intervals, and the paired
+    differences PLAST minus each alternative with theirs (an interval below 0: PLAST better)."""
+    from matplotlib.figure import Figure  # no pyplot: no backend to switch, no figure to close
+
+    fig = Figure(figsize=(11, 3.8))
+    left, right = fig.subplots(1, 2)
+    _values_panel(left, summary, {a: e["loss"][column] for a, e in summary["alternatives"].items()})
+    if summary.get("base_loss") and column != MEAN:
+        left.axhline(summary["base_loss"][column], color="#90a4ae", linestyle="--", label="untrained")
+        left.legend(loc="best", fontsize=8)
+    left.set_ylabel("held-out translation loss (nats/token)")
+    left.set_title(f"{column}: mean and 95% CI over {len(summary['seeds'])} seeds (* not budget-matched)", fontsize=10)
+    _differences_panel(right, {a: e[column] for a, e in summary["differences"].items()}, "nats/token")
+    return _save(fig, path)
+
+
+def plot_understanding(summary: dict, path: Path) -> Path:
+    """The understanding gap (mean over languages) and English retention: each alternative's value over
+    seeds against the untrained model's, and PLAST minus each alternative."""
+    from matplotlib.figure import Figure
+
+    u = summary["understanding"]
+    fig = Figure(figsize=(11, 7.2))
+    (gap, gap_diff), (english, english_diff) = fig.subplots(2, 2)
+    for axis, diff_axis, key, name in ((gap, gap_diff, GAP, "understanding gap"), (english, english_diff, ENGLISH,
+                                                                                    "English answer NLL")):
+        _values_panel(axis, summary, {a: e[key][MEAN] if key == GAP else e[key] for a, e in u["alternatives"].items()})
+        if u.get("base"):
+            axis.axhline(u["base"][key][MEAN] if key == GAP else u["base"][key], color="#90a4ae", linestyle="--",
+                         label="untrained")
+            axis.legend(loc="best", fontsize=8)
+        axis.set_ylabel(f"{name} (nats/token)")
+        axis.set_title(f"{name}{', mean over languages' if key == GAP else ''}: 95% CI over seeds", fontsize=10)
+        _differences_panel(diff_axis, {a: e[key][MEAN] if key == GAP else e[key] for a, e in u["differences"].items()},
+                           name)
+    return _save(fig, path)
+
+
 def write_outputs(summary: dict, out: Path) -> list[Path]:
-    """ablation.json, ablation.txt (the printed table) and one plot per language and for the mean."""
+    """ablation.json, ablation.txt (the printed table), one plot per language and for the mean, and with
+    the understanding measures ablation_understanding.png."""
     return [write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n"),
             write_text_atomic(out / "ablation.txt", format_table(summary) + "\n"),
-            *(plot_column(summary, column, out / f"ablation_{column}.png") for column in [*summary["languages"], MEAN])]
+            *(plot_column(summary, column, out / f"ablation_{column}.png") for column in [*summary["languages"], MEAN]),
+            *([plot_understanding(summary, out / "ablation_understanding.png")] if summary.get("understanding") else [])]
 
 
 def selection_record(summary: dict, out: Path, date: str) -> dict:

@@ -154,6 +154,7 @@ def test_another_plan_is_not_mixed_into_a_run_folder(assets, ablation):
     ((), ["--seed", "3"], "training argument --seed is set by plast ablate"),
     ((), ["--output-dir=x"], "training argument --output-dir is set by plast ablate"),
     ((), ["--data_path", "x.json"], "no --model_name_or_path in the training arguments"),
+    ((), ["--lora_enable", "True"], "training argument --lora_enable is set by plast ablate"),
 ])
 def test_bad_arguments_are_refused_in_one_line(assets, tmp_path, options, train_args, message):
     selection = _selection(assets, tmp_path / "s.json", [1, 2])

@@ -109,6 +109,7 @@ def test_every_run_is_scored_by_all_three_measures(assets, measured):
     assert set(u["differences"]) == {"rule:msd-top:2", "full", "lora"}
     for alt, verdicts in summary["verdicts"].items():
         assert set(verdicts) == {"translation", "understanding_gap", "english"}, alt
+    assert (out / "ablation_understanding.png").stat().st_size > 0
     printed = measured["proc"].stdout
     assert "understanding gap: NLL(English answer | question in the language)" in printed
     assert "English retention: NLL(English answer | en question)" in printed
