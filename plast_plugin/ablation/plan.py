@@ -68,6 +68,8 @@ class AblationPlan:
         out = asdict(self)
         out["runs"] = [{"name": r.name, "alternative": r.alternative, "seed": r.seed, "layers": list(r.layers)}
                        for r in self.runs]
+        if not self.unmatched:
+            del out["unmatched"]  # a plan of budget-matched alternatives only reads as it did before rules
         return out
 
     def differences(self, recorded: dict) -> list[str]:
