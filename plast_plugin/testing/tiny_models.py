@@ -431,7 +431,7 @@ VLM_FAMILIES = {
         text_config=dict(_TINY_TEXT, model_type="qwen2"),
         vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
                            num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=14),
-        image_token_index=500, video_token_index=501)),
+        image_token_index=500, video_token_index=501, image_grid_pinpoints=[[28, 28], [28, 56], [56, 28]])),
     "internvl": ("InternVLForConditionalGeneration", "InternVLConfig", dict(
         text_config=dict(_TINY_TEXT, model_type="qwen2"),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

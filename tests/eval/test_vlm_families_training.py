@@ -5,8 +5,8 @@ The layout is the language model's decoder (never the vision encoder's blocks, w
 keeps in a ModuleList); a few real `transformers.Trainer` steps with `PlastCallback`, plain and with
 gradient checkpointing, change exactly the selected layer's tensors of the saved checkpoint and
 leave every other tensor bit-identical; the records let `plast export` write the delta and merge it
-back bit for bit. The steps are text-only: the freezing does not depend on the inputs, and the
-optimizer check proves the vision tower is outside the optimizer.
+back bit for bit. Each row holds a random image, shaped by the family's config, so the vision tower
+and projector take part in the forward and would get gradients if they were not frozen.
 """
 from __future__ import annotations
 
@@ -66,19 +66,58 @@ def _selection(family, folder: Path, modules: str) -> Path:
     return file
 
 
-class _TextRows(torch.utils.data.Dataset):
-    """Eight fixed random token rows, the loss on every token."""
+def _image_inputs(family, model, generator):
+    """One random image's model inputs, shaped by the family's config, and its number of image tokens
+    (what the model's own image features hold)."""
+    config = model.config
+    if family in ("qwen2_5_vl", "qwen3_vl"):  # 4x4 patches of one frame, merged 2x2: 4 tokens
+        vision = config.vision_config
+        inputs = {"pixel_values": torch.randn(16, 3 * vision.temporal_patch_size * vision.patch_size ** 2,
+                                              generator=generator), "image_grid_thw": torch.tensor([[1, 4, 4]])}
+    elif family == "llava_onevision":  # the base image and one anyres tile of 28 px
+        inputs = {"pixel_values": torch.randn(1, 2, 3, 28, 28, generator=generator),
+                  "image_sizes": torch.tensor([[28, 28]])}
+    else:  # InternVL: one 28 px tile
+        inputs = {"pixel_values": torch.randn(1, 3, 28, 28, generator=generator)}
+    with torch.no_grad():
+        features = model.model.get_image_features(**inputs).pooler_output
+    count = sum(len(f) for f in features) if isinstance(features, (list, tuple)) else features.shape[:-1].numel()
+    return inputs, count
 
-    def __init__(self):
+
+class _ImageRows(torch.utils.data.Dataset):
+    """Eight fixed rows of random text around one random image, the loss on every text token."""
+
+    def __init__(self, family, model):
         generator = torch.Generator().manual_seed(0)
-        self.ids = torch.randint(3, 400, (8, 16), generator=generator)
+        config = model.config
+        image_token = getattr(config, "image_token_id", None) or config.image_token_index
+        self.rows = []
+        for _ in range(8):
+            image, count = _image_inputs(family, model, generator)
+            start = [config.vision_start_token_id] if family in ("qwen2_5_vl", "qwen3_vl") else []
+            ids = torch.cat([torch.randint(3, 400, (4,), generator=generator), torch.tensor(start, dtype=torch.long),
+                             torch.full((count,), image_token), torch.randint(3, 400, (8,), generator=generator)])
+            labels = torch.where(ids == image_token, -100, ids)
+            row = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels, **image}
+            if family == "qwen3_vl":  # its M-RoPE positions need the processor's token types
+                row["mm_token_type_ids"] = (ids == image_token).long()
+            self.rows.append(row)
 
     def __len__(self):
-        return len(self.ids)
+        return len(self.rows)
 
     def __getitem__(self, index):
-        ids = self.ids[index]
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+        return self.rows[index]
+
+
+TEXT_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids")
+
+
+def _collate(rows):
+    """Stack the text; concatenate the image inputs along their first dimension (Qwen-VL's patches and
+    grids, InternVL's tiles, OneVision's images), as each family's processor batches them."""
+    return {key: (torch.stack if key in TEXT_KEYS else torch.cat)([row[key] for row in rows]) for key in rows[0]}
 
 
 def _trainer(family, tmp_path, selection, *, checkpointing=False, optimizer_over_every_parameter=False, **extra):
@@ -89,12 +128,13 @@ def _trainer(family, tmp_path, selection, *, checkpointing=False, optimizer_over
     model = _load(family["name"], family["path"])
     args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2,
                              learning_rate=1e-2, report_to="none", save_strategy="steps", save_steps=2,
-                             activation_checkpointing=checkpointing, use_cpu=True, **extra)
+                             activation_checkpointing=checkpointing, use_cpu=True,
+                             remove_unused_columns=False, **extra)
     # An optimizer built before the freeze (a common mistake) would train the whole model.
     optimizers = ((torch.optim.AdamW(model.parameters(), lr=1e-3), None) if optimizer_over_every_parameter
                   else (None, None))
-    trainer = Trainer(model=model, args=args, train_dataset=_TextRows(), callbacks=[PlastCallback(selection)],
-                      optimizers=optimizers)
+    trainer = Trainer(model=model, args=args, train_dataset=_ImageRows(family["name"], model), data_collator=_collate,
+                      callbacks=[PlastCallback(selection)], optimizers=optimizers)
     return model, trainer
 
 
@@ -115,6 +155,12 @@ def test_the_layout_is_the_language_models_decoder(family):
 
 @pytest.mark.parametrize("modules, checkpointing", [("layer", False), ("mlp", True)], ids=["plain", "checkpointing"])
 def test_trainer_steps_change_exactly_the_selected_layer(family, tmp_path, modules, checkpointing):
+    # Unfrozen, the vision side gets gradients from these rows: its staying bit-identical below is the freeze.
+    model = _load(family["name"], family["path"])
+    model(**_collate([_ImageRows(family["name"], model)[0]])).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()
+               if n.startswith(("model.visual.", "model.vision_tower.")))
+
     selection = _selection(family, tmp_path, modules)
     model, trainer = _trainer(family, tmp_path, selection, checkpointing=checkpointing)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
