@@ -136,6 +136,12 @@ def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> None:
         raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
+    # lmms-eval 0.7.3's class for each family transformers 5 ships; its llava_hf loads LLaVA-OneVision too.
+    family_classes = {"qwen2.5-vl": "qwen2_5_vl", "qwen3-vl": "qwen3_vl", "internvl-hf": "internvl_hf"}
+    if kind in family_classes and lmms_model == "llava_hf":
+        raise PlastError(
+            f"{pretrained} is a {config.get('model_type')} checkpoint, which lmms-eval's llava_hf cannot load; "
+            f"pass --model {family_classes[kind]} (lmms-eval's class for it)")
     if kind == "causal-lm" and lmms_model == "llava_hf":
         # lmms-eval's llava_hf would end in KeyError: '<model_type>' after creating the output folder
         raise PlastError(

@@ -5,6 +5,9 @@ activation defines a neuron) and the attention block. The supported families all
 `mlp.gate_proj`, `mlp.act_fn`, `self_attn`; only the path to the layer list differs, so the
 known paths are tried in order. The one owner of the layer-list paths (for built models and
 checkpoint tensor names alike), the trainable parts (`MODULE_PARTS`) and their name prefixes.
+Vision encoders are never taken for the decoder: their block lists (Qwen-VL's `model.visual.blocks`,
+SigLIP's `...vision_tower.encoder.layers`) are on none of these paths, and their blocks have no
+`self_attn` (Qwen-VL: `attn`, InternVL: `attention`) or no gated `mlp.gate_proj` (SigLIP, CLIP: fc1/fc2).
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from plast_plugin.errors import PlastError
 
 # Path to the decoder layer list, and the families that use it.
 KNOWN_LAYER_PATHS: tuple[tuple[str, str], ...] = (
-    ("model.layers", "LLaMA/Qwen2/Gemma3 causal LMs and the official LLaVA LlavaLlamaForCausalLM"),
-    ("model.language_model.layers", "transformers LlavaForConditionalGeneration (>= 4.52, incl. 5.x)"),
-    ("language_model.model.layers", "transformers LlavaForConditionalGeneration (4.37-4.51)"),
+    ("model.layers", "LLaMA/Qwen2/Gemma3 causal LMs and the official LLaVA LlavaLlamaForCausalLM; "
+     "Qwen2.5-VL's checkpoint files"),
+    ("model.language_model.layers", "transformers LlavaForConditionalGeneration (>= 4.52, incl. 5.x); in 5.x "
+     "also LLaVA-NeXT, LLaVA-OneVision, Qwen2.5-VL, Qwen3-VL and InternVL"),
+    ("language_model.model.layers", "transformers LlavaForConditionalGeneration (4.37-4.51); the checkpoint "
+     "files of llava-hf, LLaVA-OneVision and InternVL"),
     ("model.language_model.model.layers", "wrapped multimodal models"),
     ("layers", "a bare decoder (LlamaModel and alike)"),
 )

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from plast_plugin.errors import PlastError
-from plast_plugin.models.model_source import HF_MODEL_CLASSES, checkpoint_kind, read_config
+from plast_plugin.models.model_source import (HF_MODEL_CLASSES, HF_VLM_FAMILY_MODEL_TYPES, checkpoint_kind,
+                                             read_config)
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -54,6 +55,13 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     config = read_config(path, revision)
     model_type = str(config.get("model_type") or "")
     kind = checkpoint_kind(config)
+    if kind in HF_VLM_FAMILY_MODEL_TYPES.values():
+        # Their images go through the model's own processor (dynamic resolution, anyres, tiles),
+        # which the probe does not drive yet; a text-only probe would count other tokens.
+        raise PlastError(
+            f"{path} is a {HF_MODEL_CLASSES[kind]} checkpoint (model_type {model_type!r}): `plast select` does not "
+            f"probe this family yet (it probes official LLaVA, llava-hf, LLaVA-NeXT-hf and causal LMs). Training a "
+            f"selection made for it works (plast_plugin.trainers.hf.PlastCallback, plast export-config)")
     hub = {"revision": revision} if revision else {}
     image_processor = None
     if kind == "official-llava":

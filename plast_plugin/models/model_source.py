@@ -76,17 +76,28 @@ def local_dir(name_or_path: str, revision: str | None = None, cached_only: bool 
 # transformers' own LLaVA ports; every other ``llava*`` model_type (llava_llama, llava_mistral,
 # llava_qwen, ...) is the official LLaVA / LLaVA-NeXT code's format, which needs the `llava` package.
 HF_LLAVA_MODEL_TYPES = {"llava": "llava-hf", "llava_next": "llava-next-hf"}
+# The vision-language families transformers 5 ships whose decoder layers PLAST freezes and names for
+# other trainers (plast export-config, the HF Trainer callback); `plast select` does not probe them yet.
+# ``llava_onevision`` is listed before the ``llava*`` prefix rule below: it is transformers' port.
+HF_VLM_FAMILY_MODEL_TYPES = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl",
+                             "llava_onevision": "llava-onevision-hf", "internvl": "internvl-hf"}
 # The transformers class that builds each kind of checkpoint but the official LLaVA's.
 HF_MODEL_CLASSES = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration",
-                    "causal-lm": "AutoModelForCausalLM"}
+                    "causal-lm": "AutoModelForCausalLM",
+                    "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration", "qwen3-vl": "Qwen3VLForConditionalGeneration",
+                    "llava-onevision-hf": "LlavaOnevisionForConditionalGeneration",
+                    "internvl-hf": "InternVLForConditionalGeneration"}
 
 
 def checkpoint_kind(config: dict) -> str:
     """The one test of what a checkpoint is: ``official-llava`` (LLaVA's own code, model_type
-    ``llava_*``), ``llava-hf`` / ``llava-next-hf`` (transformers' ports) or ``causal-lm``."""
+    ``llava_*``), ``llava-hf`` / ``llava-next-hf`` (transformers' ports), one of the vision-language
+    families of ``HF_VLM_FAMILY_MODEL_TYPES`` or ``causal-lm``."""
     kind = str(config.get("model_type") or "")
     if kind in HF_LLAVA_MODEL_TYPES:
         return HF_LLAVA_MODEL_TYPES[kind]
+    if kind in HF_VLM_FAMILY_MODEL_TYPES:
+        return HF_VLM_FAMILY_MODEL_TYPES[kind]
     if kind.startswith("llava"):
         return "official-llava"
     return "causal-lm"

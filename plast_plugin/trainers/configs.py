@@ -1,4 +1,5 @@
-"""A PLAST selection as the settings other trainers read: axolotl, ms-swift, LLaMA-Factory, plain regexes.
+"""A PLAST selection as the settings other trainers read: axolotl, ms-swift, LLaMA-Factory, lmms-engine,
+plain regexes.
 
 Each tool matches parameter names of the model it loads, and llava-hf / LLaVA-NeXT names depend on
 the transformers line (``language_model.model.layers.N.`` up to 4.51, ``model.language_model.layers.N.``
@@ -12,6 +13,17 @@ How each tool applies them (read in their sources):
 - LLaMA-Factory ``freeze_trainable_layers: N`` trains the last N decoder layers, ``-N`` the first N: each
   parameter whose name holds ``.{index}.{module}`` outside the frozen vision tower and projector. Any
   other layer set is refused, or with ``approximate=True`` widened to the smallest such block, loudly.
+  Its ``freeze_vision_tower`` / ``freeze_multi_modal_projector`` exclude name substrings listed per
+  ``model_type`` (``COMPOSITE_MODELS``, llamafactory 0.9.5 ``model/model_utils/visual.py``); a vision model
+  without an entry there (LLaVA-OneVision) would also train its vision encoder's layers of those indices,
+  so it is refused.
+- lmms-engine ``trainer_args.freeze_modules`` (lmms-engine 0.1.4, ``TrainRunner.run`` in
+  ``lmms_engine/train/runner.py``): each entry is split on ``.`` and walked from the model with
+  ``getattr`` (a step that does not exist gives None and the entry is skipped, silently), and every
+  parameter of the module it reaches is frozen; nothing else is frozen. So the list names the largest
+  modules holding no PLAST parameter. A parameter held directly by a module that also holds trained
+  ones (LLaVA-OneVision's ``model.image_newline``) cannot be named: refused, or with ``approximate=True``
+  left trainable, loudly.
 - plain regexes: anchored at both ends (``re.fullmatch``, ``re.match`` and ``re.search`` agree).
 """
 from __future__ import annotations
@@ -23,15 +35,18 @@ from plast_plugin.errors import PlastError
 from plast_plugin.core.freeze import plast_parameter_names
 from plast_plugin.core.model_layout import MODULE_PARTS, find_decoder_layers, model_architecture
 from plast_plugin.core.selection_file import SelectionFile
+from plast_plugin.trainers.tools import TOOLS
 
-TOOLS = ("axolotl", "swift", "llamafactory", "regex")
+# The kinds LLaMA-Factory knows as composite models (COMPOSITE_MODELS keys llava, llava_next, qwen2_5_vl,
+# qwen3_vl, internvl), whose vision tower and projector its two flags keep frozen.
+LLAMAFACTORY_COMPOSITE_KINDS = ("llava-hf", "llava-next-hf", "qwen2.5-vl", "qwen3-vl", "internvl-hf")
 
 
 @dataclass
 class TargetModel:
     """The names the training tool will see: built on the meta device from the model's config."""
     name: str
-    kind: str  # checkpoint_kind: llava-hf | llava-next-hf | causal-lm
+    kind: str  # checkpoint_kind: llava-hf | llava-next-hf | causal-lm | a vision-language family
     model: object  # the meta-device model (no weights)
     transformers_version: str
     architecture: str
@@ -111,10 +126,63 @@ def export_config(selection: SelectionFile, target: TargetModel, tool: str, *, m
     if tool == "regex":
         patterns = [rf"^{escaped}\.{i}\.{re.escape(sub_dots)}.+$" for i in layers]
         return ExportedConfig(tool, "\n".join(patterns) + "\n", layers)
+    if tool == "lmms-engine":
+        return _lmms_engine(target, plast_parameter_names(target.model, layers, modules), layers, header, approximate)
     return _llamafactory(target, layers, modules, header, approximate)
 
 
+def freeze_modules_for(model, trained: set[str]) -> tuple[list[str], list[str]]:
+    """(module paths, parameter names): the largest modules of ``model`` holding no parameter of
+    ``trained`` (names as in ``named_parameters()``), in module order, and the untrained parameters
+    no module path can reach (held directly by a module that also holds trained ones)."""
+    trained_ids = {id(p) for name, p in model.named_parameters() if name in trained}
+    paths: list[str] = []
+    unreachable: list[str] = []
+
+    def visit(module, prefix: str) -> None:
+        params = list(module.parameters())
+        if not params or all(id(p) in trained_ids for p in params):
+            return  # nothing to freeze below here
+        if not any(id(p) in trained_ids for p in params):
+            paths.append(prefix)
+            return
+        unreachable.extend(f"{prefix}{'.' if prefix else ''}{name}" for name, p in module.named_parameters(recurse=False)
+                           if id(p) not in trained_ids)
+        for name, child in module.named_children():
+            visit(child, f"{prefix}{'.' if prefix else ''}{name}")
+
+    visit(model, "")
+    return paths, unreachable
+
+
+def _lmms_engine(target, trained: set[str], layers, header, approximate) -> ExportedConfig:
+    paths, unreachable = freeze_modules_for(target.model, trained)
+    warning = None
+    if unreachable:
+        explain = (f"lmms-engine's freeze_modules freezes whole modules, and {', '.join(unreachable)} "
+                   f"{'is a parameter' if len(unreachable) == 1 else 'are parameters'} of a module that also holds "
+                   f"the trained layers")
+        if not approximate:
+            raise PlastError(f"{explain}, so no freeze_modules list leaves exactly the selection trainable. Use --for "
+                             f"axolotl, --for swift or --for regex (exact), or pass --approximate to leave "
+                             f"{', '.join(unreachable)} trainable too")
+        warning = (f"APPROXIMATION: {explain}; this list leaves {', '.join(unreachable)} trainable besides the PLAST "
+                   f"selection. That is not exactly the PLAST selection.")
+    lines = header + ([f"# WARNING {warning}"] if warning else []) + [
+        "# lmms-engine: merge into the trainer_args of your config YAML (every module but the selection is frozen)",
+        "trainer_args:",
+        "  freeze_modules:",
+    ] + [f"    - {_quoted(path)}" for path in paths]
+    return ExportedConfig("lmms-engine", "\n".join(lines) + "\n", layers, warning)
+
+
 def _llamafactory(target, layers, modules, header, approximate) -> ExportedConfig:
+    if target.kind not in LLAMAFACTORY_COMPOSITE_KINDS and target.kind != "causal-lm":
+        raise PlastError(
+            f"LLaMA-Factory (0.9.5) has no composite-model entry for model_type "
+            f"{getattr(target.model.config, 'model_type', target.kind)!r}, so freeze_vision_tower does not apply and "
+            f"freeze_trainable_layers would also train the vision encoder's layers of the same indices. Use --for "
+            f"axolotl, --for swift, --for regex or --for lmms-engine (exact)")
     n = target.num_layers
     first, last = list(range(len(layers))), list(range(n - len(layers), n))
     warning = None
@@ -143,7 +211,7 @@ def _llamafactory(target, layers, modules, header, approximate) -> ExportedConfi
         # LLaMA-Factory names a layer's sub-modules as the model does, and the whole layer "all".
         f"freeze_trainable_modules: {MODULE_PARTS[modules] or 'all'}",
     ]
-    if target.kind in ("llava-hf", "llava-next-hf"):
+    if target.kind in LLAMAFACTORY_COMPOSITE_KINDS:
         # LLaMA-Factory trains every parameter whose name contains '.{index}.': vision tower layers
         # too, unless these keep the tower and projector frozen.
         lines += ["freeze_vision_tower: true", "freeze_multi_modal_projector: true", "freeze_language_model: false"]

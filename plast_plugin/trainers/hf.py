@@ -10,8 +10,9 @@
   and writes ``plast_layers.json`` + ``plast_training.json`` into ``output_dir`` and every
   ``checkpoint-N``, so ``plast export`` works on these checkpoints as on the LLaVA script's.
 
-Works for llava-hf, LLaVA-NeXT and the causal LMs ``plast select`` supports, in transformers 4 and 5
-(the layout is found on the model).
+Works for llava-hf, LLaVA-NeXT and the causal LMs ``plast select`` supports, in transformers 4 and 5,
+and for transformers 5's Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision and InternVL (the layout is found on
+the model: the language model's decoder layers, never the vision encoder's).
 """
 from __future__ import annotations
 
@@ -112,8 +113,10 @@ class PlastCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.report is None:  # the callback was added after the Trainer was built
             self.on_init_end(args, state, control, model=model)
-        # transformers 5 renamed is_gradient_checkpointing
-        if getattr(model, "is_activation_checkpointing", None) or getattr(model, "is_gradient_checkpointing", False):
+        # transformers 5 renamed is_gradient_checkpointing (the old name warns there)
+        checkpointing = (model.is_activation_checkpointing if hasattr(model, "is_activation_checkpointing")
+                         else getattr(model, "is_gradient_checkpointing", False))
+        if checkpointing:
             # Reentrant checkpointing with frozen embeddings gives the trained layers no gradient
             # (transformers #21381): make the embedding output require grad, as LLaVA's train() does.
             model.enable_input_require_grads()

@@ -1,15 +1,14 @@
 """`plast export-config`: every exported pattern, applied the way its tool applies it to the loaded
 model's `named_parameters()`, selects exactly the PLAST parameters, no more, no less.
 
-The tools' matching rules (from their sources, see plast_plugin/trainers/configs.py): axolotl
+The tools' matching rules (from their sources, restated in plast_plugin/testing/tool_rules.py): axolotl
 rewrites each '.' not followed by '+' into a literal dot and `re.match`es; ms-swift `re.search`es
 one regex; LLaMA-Factory trains names containing '.{index}.{module}' minus the frozen vision tower
-and projector. Names differ between transformers 4.x and 5.x; the suite runs in both envs.
+and projector; lmms-engine freezes every parameter of each module its `freeze_modules` paths reach. Names differ between transformers 4.x and 5.x; the suite runs in both envs.
 """
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import transformers
@@ -18,40 +17,12 @@ import yaml
 from plast_plugin.cli import main as plast
 from plast_plugin.core.freeze import plast_parameter_names
 from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
+from plast_plugin.testing.tool_rules import (axolotl_trains, llamafactory_trains, lmms_engine_trains, regex_trains,
+                                             swift_trains)
 
 HAS_NEXT = hasattr(transformers, "LlavaNextForConditionalGeneration")
 # More than 10 layers: a pattern for layer 1 that also catches 10 and 11 is caught.
 LAYERS = 12
-
-
-# ----------------------------------------------------------------------------- the tools' rules
-def axolotl_trains(patterns, names):
-    compiled = [re.compile(re.sub(r"\.(?!\+)", "\\.", p)) for p in patterns]  # axolotl's LayerNamePattern
-    return {n for n in names if any(c.match(n) for c in compiled)}
-
-
-def swift_trains(pattern, names):
-    compiled = re.compile(pattern)  # ms-swift activate_parameters: re.search over named_parameters
-    return {n for n in names if compiled.search(n)}
-
-
-def regex_trains(patterns, names):
-    hits = {n for n in names if any(re.fullmatch(p, n) for p in patterns)}
-    # Anchored both ends: match and search agree with fullmatch.
-    assert hits == {n for n in names if any(re.search(p, n) for p in patterns)}
-    return hits
-
-
-def llamafactory_trains(config, names, num_layers, vision: bool):
-    count = config["freeze_trainable_layers"]
-    ids = range(max(0, num_layers - count), num_layers) if count > 0 else range(min(-count, num_layers))
-    module = config["freeze_trainable_modules"]
-    trainable = [".{:d}.{}".format(i, module if module != "all" else "") for i in ids]
-    forbidden = set()
-    if vision:
-        assert config["freeze_vision_tower"] is True and config["freeze_multi_modal_projector"] is True
-        forbidden = {"vision_tower", "multi_modal_projector"}
-    return {n for n in names if any(t in n for t in trainable) and not any(f in n for f in forbidden)}
 
 
 # ----------------------------------------------------------------------------- models
@@ -82,6 +53,7 @@ def _causal_lm(root):
 def target(request, tmp_path_factory):
     path, model = request.param(tmp_path_factory.mktemp("model"))
     return {"path": path, "model": model, "vision": request.param is not _causal_lm,
+            "model_type": model.config.model_type if request.param is not _causal_lm else None,
             "names": [n for n, _ in model.named_parameters()]}
 
 
@@ -100,7 +72,7 @@ def _export(tmp_path, selection, tool, model_path, *extra):
 
 # ----------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("layers, modules", [([1, 10], "layer"), ([1, 11], "mlp"), ([1], "attn"), (list(range(LAYERS)), "layer")])
-def test_exact_tools_select_exactly_the_plast_parameters(target, tmp_path, layers, modules):
+def test_exact_tools_select_exactly_the_plast_parameters(target, tmp_path, capsys, layers, modules):
     expected = plast_parameter_names(target["model"], layers, modules)
     selection = _selection(tmp_path, target["model"], layers, modules)
     names = target["names"]
@@ -117,6 +89,19 @@ def test_exact_tools_select_exactly_the_plast_parameters(target, tmp_path, layer
     assert code == 0
     assert regex_trains(out.read_text().split(), names) == expected
 
+    # LLaVA-NeXT's image_newline is a parameter of the module that also holds the language model: no
+    # freeze_modules path reaches it alone, so the export refuses, or with --approximate leaves it trainable.
+    newline = {n for n in names if n.endswith("image_newline")}
+    code, out = _export(tmp_path, selection, "lmms-engine", target["path"])
+    if newline:
+        err = capsys.readouterr().err
+        assert code == 1 and not out.exists() and f"{min(newline)} trainable" in err and "--approximate" in err
+        code, out = _export(tmp_path, selection, "lmms-engine", target["path"], "--approximate")
+        assert "WARNING: APPROXIMATION" in capsys.readouterr().err
+    assert code == 0
+    freeze_modules = yaml.safe_load(out.read_text())["trainer_args"]["freeze_modules"]
+    assert lmms_engine_trains(freeze_modules, target["model"]) == expected | newline
+
 
 @pytest.mark.parametrize("layers, modules, count", [([0, 1], "layer", -2), ([10, 11], "mlp", 2), ([0], "attn", -1)])
 def test_llamafactory_first_or_last_block_is_exact(target, tmp_path, layers, modules, count):
@@ -125,7 +110,7 @@ def test_llamafactory_first_or_last_block_is_exact(target, tmp_path, layers, mod
     assert code == 0
     config = yaml.safe_load(out.read_text())
     assert config["finetuning_type"] == "freeze" and config["freeze_trainable_layers"] == count
-    trained = llamafactory_trains(config, target["names"], LAYERS, target["vision"])
+    trained = llamafactory_trains(config, target["names"], LAYERS, target["model_type"])
     assert trained == plast_parameter_names(target["model"], layers, modules)
 
 
@@ -143,7 +128,7 @@ def test_llamafactory_refuses_or_loudly_approximates_another_layer_set(target, t
     assert "# WARNING APPROXIMATION" in text
     config = yaml.safe_load(text)
     assert config["freeze_trainable_layers"] == -4  # the first 4 (0-3) is the smallest block holding 1 and 3
-    trained = llamafactory_trains(config, target["names"], LAYERS, target["vision"])
+    trained = llamafactory_trains(config, target["names"], LAYERS, target["model_type"])
     assert trained == plast_parameter_names(target["model"], [0, 1, 2, 3])
 
 
