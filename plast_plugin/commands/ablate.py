@@ -25,8 +25,8 @@ from pathlib import Path
 # The ablation's own modules are plain Python (no torch): imported here; the model side lazily.
 from plast_plugin.ablation import report
 from plast_plugin.ablation.lmms_scoring import check_arguments, evaluate_run, parse_eval_options
-from plast_plugin.ablation.plan import (DEFAULT_ALTERNATIVES, RULE_PREFIX, WHOLE_MODEL, check_budgets, check_seeds, file_sha256,
-                                       make_plan, parse_alternatives)
+from plast_plugin.ablation.plan import (DEFAULT_ALTERNATIVES, RULE_PREFIX, WHOLE_MODEL, check_budgets, check_seeds,
+                                       file_sha256, make_plan, parse_alternatives)
 from plast_plugin.ablation.runner import default_env, load_result, prepare_run_folder, run_all
 from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
@@ -158,8 +158,8 @@ def _release_memory() -> None:
 
 def _heldout_scorer(args, flags):
     """model, tokenizer -> {"losses": {language: {question id: [nll sum, tokens]}}, and with --problems
-    "answers": the same for the reference answers, the pivot included}, with the runs' template and length.
-    Also returns the languages scored and the pivot."""
+    "answers": the same for the reference answers, the pivot included}, with the runs' template and length;
+    also returns the held-out questions. A bad --heldout or --problems file is refused here, before training."""
     from plast_plugin.data.languages import parse_language_list
     from plast_plugin.data.parallel_data import load_parallel_questions
     from plast_plugin.data.parallel_problems import load_parallel_problems
