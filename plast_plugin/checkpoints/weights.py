@@ -8,6 +8,7 @@ naming it.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -43,6 +44,16 @@ def weight_files(directory: Path) -> list[Path]:
         if shards:
             return shards
     raise PlastError(f"{directory}: no model.safetensors / pytorch_model.bin (or their index, or shards) found")
+
+
+def count_elements(paths: Iterable[Path], keep=lambda name: True) -> int:
+    """The elements of every tensor whose name satisfies ``keep(name)`` in the weight files ``paths``:
+    from the headers for safetensors (no tensor data read), from the loaded tensors for a .bin file."""
+    total = 0
+    for path in paths:
+        with _Opened(Path(path)) as opened:
+            total += sum(opened.numel(name) for name in opened.names() if keep(name))
+    return total
 
 
 def read_weights_file(path: Path) -> tuple[dict, dict | None]:
@@ -94,6 +105,11 @@ class _Opened:
 
     def metadata(self) -> dict | None:
         return self._guard(self._handle.metadata) if self._handle is not None else None
+
+    def numel(self, name: str) -> int:
+        if self._handle is not None:
+            return math.prod(self._guard(lambda: self._handle.get_slice(name).get_shape()))
+        return self._loaded[name].numel()
 
     def read(self, names: Iterable[str]) -> dict:
         if self._handle is not None:

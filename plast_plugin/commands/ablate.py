@@ -132,18 +132,10 @@ def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
 
 def saved_params_outside_vision(train_dir: Path) -> int:
     """What LLaVA's full (stage-2) fine-tuning trains: every parameter it saved but the vision tower's,
-    counted from the safetensors headers (a tied embedding is saved, and counted, once)."""
-    from safetensors import safe_open
+    counted from the weight files' headers (a tied embedding is saved, and counted, once)."""
+    from plast_plugin.checkpoints.weights import count_elements, weight_files
 
-    files = sorted(train_dir.glob("*.safetensors"))
-    if not files:
-        raise PlastError(f"the full fine-tuning run wrote no *.safetensors to {train_dir}; see its train.log")
-    total = 0
-    for path in files:
-        with safe_open(str(path), framework="pt") as handle:
-            total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys()
-                         if "vision_tower" not in name)
-    return total
+    return count_elements(weight_files(train_dir), keep=lambda name: "vision_tower" not in name)
 
 
 def _release_memory() -> None:

@@ -13,7 +13,6 @@ Like the rest of this package, nothing here imports torch, transformers or llava
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 from plast_plugin.errors import PlastError
@@ -69,18 +68,10 @@ def lora_trainable_params(train_dir) -> int:
     """The number of parameters the LoRA run trained, counted in what LLaVA saved: every adapter
     tensor (LoRA A and B matrices) plus every non-LoRA tensor that had ``requires_grad`` (LLaVA's
     ``non_lora_trainables.bin``: the projector)."""
-    import torch
+    from plast_plugin.checkpoints.weights import count_elements
 
     _, weights, non_lora = _adapter_files(train_dir)
-    if weights.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as f:
-            adapter = sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
-    else:
-        adapter = sum(t.numel() for t in torch.load(weights, map_location="cpu", weights_only=True).values())
-    others = sum(t.numel() for t in torch.load(non_lora, map_location="cpu", weights_only=True).values())
-    return int(adapter + others)
+    return count_elements([weights, non_lora])
 
 
 @contextlib.contextmanager
