@@ -47,6 +47,25 @@ def regex_trains(patterns, names):
     return hits
 
 
+# The tools whose exported setting expresses any selection exactly.
+EXACT_TOOLS = ("axolotl", "swift", "regex")
+
+
+def exact_tool_trains(tool: str, exported: str, names) -> set:
+    """What ``tool`` (one of ``EXACT_TOOLS``) trains of ``names`` given the text `plast export-config --for
+    tool` wrote: axolotl's YAML ``unfrozen_parameters``, ms-swift's single regex line, a regex per line."""
+    if tool == "axolotl":
+        import yaml
+
+        return axolotl_trains(yaml.safe_load(exported)["unfrozen_parameters"], names)
+    if tool == "swift":
+        assert len(exported.strip().splitlines()) == 1, "ms-swift takes one regex"
+        return swift_trains(exported.strip(), names)
+    if tool == "regex":
+        return regex_trains(exported.split(), names)
+    raise ValueError(f"{tool!r} is not one of {EXACT_TOOLS}")
+
+
 def llamafactory_trains(config, names, num_layers, model_type=None):
     """``model_type``: the model's config.model_type (None: a plain causal LM, no composite entry)."""
     count = config["freeze_trainable_layers"]

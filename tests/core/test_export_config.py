@@ -17,7 +17,7 @@ import yaml
 from plast_plugin.cli import main as plast
 from plast_plugin.core.freeze import plast_parameter_names
 from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
-from plast_plugin.testing.tool_rules import (axolotl_trains, llamafactory_trains, lmms_engine_trains, regex_trains,
+from plast_plugin.testing.tool_rules import (EXACT_TOOLS, exact_tool_trains, llamafactory_trains, lmms_engine_trains,
                                              swift_trains)
 
 HAS_NEXT = hasattr(transformers, "LlavaNextForConditionalGeneration")
@@ -77,17 +77,10 @@ def test_exact_tools_select_exactly_the_plast_parameters(target, tmp_path, capsy
     selection = _selection(tmp_path, target["model"], layers, modules)
     names = target["names"]
 
-    code, out = _export(tmp_path, selection, "axolotl", target["path"])
-    assert code == 0
-    assert axolotl_trains(yaml.safe_load(out.read_text())["unfrozen_parameters"], names) == expected
-
-    code, out = _export(tmp_path, selection, "swift", target["path"])
-    assert code == 0 and len(out.read_text().strip().splitlines()) == 1
-    assert swift_trains(out.read_text().strip(), names) == expected
-
-    code, out = _export(tmp_path, selection, "regex", target["path"])
-    assert code == 0
-    assert regex_trains(out.read_text().split(), names) == expected
+    for tool in EXACT_TOOLS:
+        code, out = _export(tmp_path, selection, tool, target["path"])
+        assert code == 0
+        assert exact_tool_trains(tool, out.read_text(), names) == expected, tool
 
     # LLaVA-NeXT's image_newline is a parameter of the module that also holds the language model: no
     # freeze_modules path reaches it alone, so the export refuses, or with --approximate leaves it trainable.

@@ -13,8 +13,7 @@ from plast_plugin.cli import main as plast
 from plast_plugin.core.freeze import plast_parameter_names
 from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 from plast_plugin.testing.tiny_models import VLM_FAMILIES, make_tiny_vlm
-from plast_plugin.testing.tool_rules import (axolotl_trains, llamafactory_trains, lmms_engine_trains, regex_trains,
-                                             swift_trains)
+from plast_plugin.testing.tool_rules import EXACT_TOOLS, exact_tool_trains, llamafactory_trains, lmms_engine_trains
 
 # More than 10 layers: a pattern for layer 1 that also catches 10 and 11 is caught.
 LAYERS = 12
@@ -47,17 +46,10 @@ def test_axolotl_swift_and_regex_select_exactly_the_plast_parameters(target, tmp
     selection = _selection(tmp_path, target["model"], layers, modules)
     names = target["names"]
 
-    code, out = _export(tmp_path, selection, "axolotl", target["path"])
-    assert code == 0
-    assert axolotl_trains(yaml.safe_load(out.read_text())["unfrozen_parameters"], names) == expected
-
-    code, out = _export(tmp_path, selection, "swift", target["path"])
-    assert code == 0 and len(out.read_text().strip().splitlines()) == 1
-    assert swift_trains(out.read_text().strip(), names) == expected
-
-    code, out = _export(tmp_path, selection, "regex", target["path"])
-    assert code == 0
-    assert regex_trains(out.read_text().split(), names) == expected
+    for tool in EXACT_TOOLS:
+        code, out = _export(tmp_path, selection, tool, target["path"])
+        assert code == 0
+        assert exact_tool_trains(tool, out.read_text(), names) == expected, tool
 
 
 @pytest.mark.parametrize("layers, modules", [([1, 10], "layer"), ([0, 11], "mlp"), ([1], "attn"),
