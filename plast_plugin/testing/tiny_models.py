@@ -457,6 +457,7 @@ def make_tiny_vlm(family: str, out_dir, num_layers: int = 3, seed: int = 0):
     kwargs = copy.deepcopy(kwargs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    train_tiny_sentencepiece(out, vocab_size=480)  # room below the models' 512 rows for the added tokens
     tok, token_ids = save_tiny_tokenizer(family, out)
     kwargs["text_config"]["num_hidden_layers"] = num_layers
     kwargs["text_config"].update({k: token_ids.pop(k) for k in ("pad_token_id", "eos_token_id", "bos_token_id")})

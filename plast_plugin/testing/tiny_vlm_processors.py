@@ -73,14 +73,11 @@ PAD_TOKEN = "<|endoftext|>"
 
 
 def save_tiny_tokenizer(family: str, out: Path):
-    """The tiny sentencepiece vocabulary with the family's special tokens, ChatML's end of turn as
-    EOS, no BOS (Qwen2 tokenizers add none), saved into ``out``. Returns (tokenizer, config ids)."""
+    """The tiny sentencepiece tokenizer already in ``out`` with the family's special tokens, ChatML's end
+    of turn as EOS, no BOS (Qwen2 tokenizers add none), saved back. Returns (tokenizer, config ids)."""
     from transformers import AutoTokenizer
 
-    from plast_plugin.testing.tiny_models import train_tiny_sentencepiece
-
     tokens, config_ids = SPECIAL_TOKENS[family]
-    train_tiny_sentencepiece(out, vocab_size=480)  # room below the models' 512 rows for the added tokens
     extra = _INTERNVL_ROLES if family == "internvl" else None  # InternVLProcessor reads these attributes
     tok = AutoTokenizer.from_pretrained(str(out), **({"extra_special_tokens": extra} if extra else {}))
     tok.add_special_tokens({"additional_special_tokens": tokens, "pad_token": PAD_TOKEN, "eos_token": "<|im_end|>"})
