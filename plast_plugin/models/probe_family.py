@@ -15,7 +15,7 @@ from torch import nn
 
 from plast_plugin.core.model_layout import DecoderLayout
 from plast_plugin.errors import PlastError
-from plast_plugin.models.probe_inputs import PaddedBatch
+from plast_plugin.models.probe_inputs import EncodedPrompt, PaddedBatch, encode_prompt
 
 
 class TextFamily:
@@ -31,6 +31,11 @@ class TextFamily:
 
     def image_ids(self) -> list[int] | None:
         return None
+
+    def encode(self, tokenizer, question: str, **options) -> EncodedPrompt:
+        """One question as the probe feeds it (``probe_inputs.encode_prompt``'s arguments): LLaVA's
+        conversation or the plain prompt; families with a processor render their chat template."""
+        return encode_prompt(tokenizer, question, **options)
 
     def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
         set_mask(batch.count_mask)
