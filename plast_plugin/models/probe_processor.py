@@ -23,9 +23,8 @@ import torch
 from plast_plugin.core.model_layout import model_architecture
 from plast_plugin.data.parallel_data import load_image
 from plast_plugin.errors import PlastError
-from plast_plugin.models.probe_family import TextFamily
-from plast_plugin.models.probe_inputs import (IMAGE, QUESTION, SUFFIX, SYSTEM, EncodedPrompt, PaddedBatch,
-                                              common_prefix, pad_rows)
+from plast_plugin.models.probe_family import TextFamily, splice_image_tokens
+from plast_plugin.models.probe_inputs import IMAGE, QUESTION, SUFFIX, SYSTEM, EncodedPrompt, PaddedBatch, common_prefix
 
 # The families of this module, by the transformers class that builds them.
 PROCESSOR_FAMILY_CLASSES = ("Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration",
@@ -36,31 +35,6 @@ _MARK = "\u2063PLAST-QUESTION\u2063"
 
 def is_processor_family(model) -> bool:
     return bool({model_architecture(model), type(model).__name__} & set(PROCESSOR_FAMILY_CLASSES))
-
-
-def splice_image_tokens(batch: PaddedBatch, placeholder: int, expansions: list[list[int]], image_token_id: int,
-                        positions: str):
-    """Each row's one ``placeholder`` replaced by ``expansions[row]`` (the ids that stand for its
-    image). Returns (input_ids, attention_mask, position_ids, count_mask), padded on the side the
-    batch was padded on; position ids follow the real tokens as in ``pad_batch``. In an expansion
-    the image-token positions keep the placeholder's count flag (set for positions 'image' and
-    'all'); the other ids of an expansion (InternVL's ``<img>``, ``</img>``) are counted as the
-    text around the image is: only for positions 'all'."""
-    rows_ids, rows_count = [], []
-    left_padded = bool((batch.attention_mask[:, 0] == 0).any())
-    for row in range(batch.input_ids.shape[0]):
-        real = batch.attention_mask[row].bool()
-        ids = batch.input_ids[row][real].tolist()
-        count = batch.count_mask[row][real].tolist()
-        found = [i for i, token in enumerate(ids) if token == placeholder]
-        if len(found) != 1:
-            raise PlastError(f"a probe prompt must hold exactly one image token (id {placeholder}), found {len(found)}")
-        at, expansion = found[0], expansions[row]
-        flags = [count[at] if token == image_token_id else positions == "all" for token in expansion]
-        rows_ids.append(ids[:at] + list(expansion) + ids[at + 1:])
-        rows_count.append(count[:at] + flags + count[at + 1:])
-    mask = pad_rows([[1] * len(ids) for ids in rows_ids], torch.long, left_padded)
-    return (pad_rows(rows_ids, torch.long, left_padded), mask, (mask.cumsum(-1) - 1).clamp(min=0), pad_rows(rows_count, torch.bool, left_padded))
 
 
 class ProcessorFamily(TextFamily):
