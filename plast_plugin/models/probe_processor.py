@@ -51,7 +51,6 @@ class ProcessorFamily(TextFamily):
                 f"{self.name} is probed through its processor (AutoProcessor.from_pretrained(MODEL)); got a "
                 f"{type(processor).__name__}")
         self.processor = processor
-        self._tokenizer = getattr(processor, "tokenizer", None)  # the probe's own, once encode() has it
         config = model.config
         self.image_token_id = getattr(config, "image_token_id", None)
         if self.image_token_id is None:
@@ -75,24 +74,24 @@ class ProcessorFamily(TextFamily):
         self._need_processor()
         return [self.image_token_id]  # one placeholder per image, replaced in run()
 
-    def _render(self, text: str, with_image: bool) -> str:
+    def _render(self, text: str, with_image: bool, tokenizer) -> str:
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
         messages = [{"role": "user", "content": content}]
-        for owner in (self.processor, getattr(self.processor, "tokenizer", None), self._tokenizer):
+        for owner in (self.processor, tokenizer):
             if owner is not None and getattr(owner, "chat_template", None):
                 return owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         raise PlastError(
             f"this {self.name} has no chat template (neither its processor nor its tokenizer carries one): "
             "save the base model's processor into the model folder, or use prompt='plain'")
 
-    def _around_question(self, question: str, prompt: str, with_image: bool) -> tuple[str, str]:
+    def _around_question(self, tokenizer, question: str, prompt: str, with_image: bool) -> tuple[str, str]:
         """The prompt's text before and after the question."""
         if prompt == "plain":  # the image token, a newline, the question (as LLaVA's plain prompt)
             return (self._image_token() + "\n" if with_image else ""), ""
-        before, mark, after = self._render(_MARK, with_image).partition(_MARK)
+        before, mark, after = self._render(_MARK, with_image, tokenizer).partition(_MARK)
         if not mark or _MARK in after:
             raise PlastError(f"the chat template of this {self.name} does not hold the question once as given")
-        if self._render(question, with_image) != before + question + after:
+        if self._render(question, with_image, tokenizer) != before + question + after:
             raise PlastError(
                 f"the chat template of this {self.name} changes the question text (e.g. trims it): "
                 f"{question[:60]!r}; clean the data so that the template keeps it, or use prompt='plain'")
@@ -109,13 +108,12 @@ class ProcessorFamily(TextFamily):
                group: int, image: str | None = None, conv_template: str = "v1",
                question_index: int = -1) -> EncodedPrompt:
         """The prompt the model is used with; ``conv_template`` (LLaVA's) does not apply."""
-        self._tokenizer = tokenizer
         with_image = image_ids is not None
         if with_image and self._image_token() in question:
             raise PlastError(
                 f"a question holds the literal text {self._image_token()!r}, this {self.name}'s image token: "
                 f"{question[:60]!r}; remove it from the data, or pass --images off")
-        before, after = self._around_question(question, prompt, with_image)
+        before, after = self._around_question(tokenizer, question, prompt, with_image)
         # As the processor's apply_chat_template(tokenize=True) does: no second BOS before a
         # template that writes its own.
         bos = getattr(tokenizer, "bos_token", None)

@@ -81,21 +81,24 @@ def _probe(family, questions, **options):
                            image_processor=family["processor"], progress=False, padding_side=padding_side)
 
 
-def _processor_inputs(processor, question: str, image):
-    """The model's inputs for one question as its own processor and chat template make them."""
+def _processor_inputs(processor, question: str, image, prompt: str = "llava"):
+    """The model's inputs for one question as its own processor and chat template make them (prompt
+    'plain': the image token, a newline and the question, no template)."""
     content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
     text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
                                          tokenize=False)
+    if prompt == "plain":
+        text = (processor.image_token + "\n" if image is not None else "") + question
     return processor(text=[text], images=None if image is None else [image], return_tensors="pt")
 
 
-def _question_positions(processor, question: str, image) -> torch.Tensor:
+def _question_positions(processor, question: str, image, prompt: str) -> torch.Tensor:
     """Where the question's tokens are in the processor's expanded prompt: what differs from the
     same prompt with an empty question (the text before and after it, image tokens included, is
     shared)."""
-    full = _processor_inputs(processor, question, image)["input_ids"][0].tolist()
-    empty = _processor_inputs(processor, "", image)["input_ids"][0].tolist()
-    start = next(i for i, (a, b) in enumerate(zip(full, empty)) if a != b)
+    full = _processor_inputs(processor, question, image, prompt)["input_ids"][0].tolist()
+    empty = _processor_inputs(processor, "", image, prompt)["input_ids"][0].tolist()
+    start = next((i for i, (a, b) in enumerate(zip(full, empty)) if a != b), len(empty))
     tail = 0
     while tail < len(empty) - start and full[-1 - tail] == empty[-1 - tail]:
         tail += 1
@@ -109,7 +112,7 @@ def _image_token_count(processor, image) -> int:
     return int((ids == processor.image_token_id).sum())
 
 
-def _own_forward_counts(family, questions, lang: str, with_images: bool):
+def _own_forward_counts(family, questions, lang: str, with_images: bool, prompt: str = "llava"):
     """Reference: the model itself (its full forward, LM head included) on the processor's inputs, one
     question at a time, gate activations counted by hooks at the question's positions."""
     model, processor = family["model"], family["processor"]
@@ -119,7 +122,7 @@ def _own_forward_counts(family, questions, lang: str, with_images: bool):
     for qid in questions.ids:
         image = load_image(questions.image(qid)) if with_images else None
         question = questions.question(qid, lang)
-        counted = _question_positions(processor, question, image)
+        counted = _question_positions(processor, question, image, prompt)
         tokens += int(counted.sum())
 
         def hook_for(index, counted=counted):
@@ -130,7 +133,7 @@ def _own_forward_counts(family, questions, lang: str, with_images: bool):
         handles = [layer.mlp.gate_proj.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
         try:
             with torch.no_grad():
-                model(**_processor_inputs(processor, question, image))
+                model(**_processor_inputs(processor, question, image, prompt))
         finally:
             for handle in handles:
                 handle.remove()
@@ -170,6 +173,21 @@ def test_text_only_probe_is_the_language_models_own_forward(family, questions):
 
 
 @pytest.mark.filterwarnings("ignore::plast_plugin.pipeline.BelowNoiseFloorWarning")  # 5 questions: noisy
+def test_plain_prompt_counts_are_the_models_own_forward(family, questions):
+    probed = _probe(family, questions, batch_size=3, prompt="plain")
+    counts, tokens = _own_forward_counts(family, questions, "ar", with_images=True, prompt="plain")
+    ar = probed.groups.index("ar")
+    assert int(probed.counts.tokens[ar]) == tokens
+    assert torch.equal(probed.counts.counts[ar], counts)
+
+
+def test_long_questions_keep_their_first_tokens(family, questions):
+    probed = _probe(family, questions, batch_size=3, max_question_tokens=2)
+    halves = split_pivot(len(questions.ids), SelectionOptions().seed)
+    assert probed.images_used
+    assert probed.counts.tokens.tolist() == [2 * len(questions.ids)] * 2 + [2 * halves.count(h) for h in (0, 1)]
+
+
 def test_left_and_right_padding_give_the_same_counts_and_statistics(family, questions):
     right = _probe(family, questions, batch_size=3)
     left = _probe(family, questions, batch_size=3, padding_side="left")
