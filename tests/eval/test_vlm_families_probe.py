@@ -172,7 +172,6 @@ def test_text_only_probe_is_the_language_models_own_forward(family, questions):
     assert not torch.equal(with_images.counts.counts, probed.counts.counts)
 
 
-@pytest.mark.filterwarnings("ignore::plast_plugin.pipeline.BelowNoiseFloorWarning")  # 5 questions: noisy
 def test_plain_prompt_counts_are_the_models_own_forward(family, questions):
     probed = _probe(family, questions, batch_size=3, prompt="plain")
     counts, tokens = _own_forward_counts(family, questions, "ar", with_images=True, prompt="plain")
@@ -188,6 +187,7 @@ def test_long_questions_keep_their_first_tokens(family, questions):
     assert probed.counts.tokens.tolist() == [2 * len(questions.ids)] * 2 + [2 * halves.count(h) for h in (0, 1)]
 
 
+@pytest.mark.filterwarnings("ignore::plast_plugin.pipeline.BelowNoiseFloorWarning")  # 5 questions: noisy
 def test_left_and_right_padding_give_the_same_counts_and_statistics(family, questions):
     right = _probe(family, questions, batch_size=3)
     left = _probe(family, questions, batch_size=3, padding_side="left")
