@@ -23,18 +23,18 @@ import torch
 from plast_plugin.core.model_layout import model_architecture
 from plast_plugin.data.parallel_data import load_image
 from plast_plugin.errors import PlastError
+from plast_plugin.models.model_source import HF_MODEL_CLASSES, HF_VLM_FAMILY_MODEL_TYPES
 from plast_plugin.models.probe_family import TextFamily, splice_image_tokens
 from plast_plugin.models.probe_inputs import IMAGE, QUESTION, SUFFIX, SYSTEM, EncodedPrompt, PaddedBatch, common_prefix
 
 # The families of this module, by the transformers class that builds them.
-PROCESSOR_FAMILY_CLASSES = ("Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration",
-                            "LlavaOnevisionForConditionalGeneration", "InternVLForConditionalGeneration")
+PROCESSOR_FAMILY_CLASSES = frozenset(HF_MODEL_CLASSES[kind] for kind in HF_VLM_FAMILY_MODEL_TYPES.values())
 # Stands for the question while the chat template is rendered, to cut the text around it.
 _MARK = "\u2063PLAST-QUESTION\u2063"
 
 
 def is_processor_family(model) -> bool:
-    return bool({model_architecture(model), type(model).__name__} & set(PROCESSOR_FAMILY_CLASSES))
+    return bool({model_architecture(model), type(model).__name__} & PROCESSOR_FAMILY_CLASSES)
 
 
 class ProcessorFamily(TextFamily):
@@ -151,8 +151,8 @@ class ProcessorFamily(TextFamily):
                                    add_special_tokens=False, images_kwargs={"return_tensors": "pt"})
         ids, attention_mask, position_ids, count_mask = splice_image_tokens(
             batch, self.image_token_id, [list(row) for row in processed["input_ids"]], self.image_token_id, positions)
-        inputs = {key: value for key, value in processed.items()
-                  if key in self.body_inputs and key not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)
+                  and key in self.body_inputs and key not in ("input_ids", "attention_mask", "mm_token_type_ids")}
         inputs = {key: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
                   for key, value in inputs.items()}
         if "mm_token_type_ids" in self.body_inputs:
