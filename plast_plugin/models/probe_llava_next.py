@@ -54,8 +54,7 @@ class LlavaNextHFFamily(HFPortFamily):
             vision_feature_select_strategy=config.vision_feature_select_strategy,
         ))
         ids, attention_mask, position_ids, count_mask = splice_image_tokens(
-            batch, self.image_token_id, [[self.image_token_id] * f.shape[0] for f in features], self.image_token_id,
-            positions)
+            batch, self.image_token_id, [[self.image_token_id] * f.shape[0] for f in features], positions)
         is_image = (ids == self.image_token_id) & attention_mask.bool()
         embeds = self.multimodal_body.get_input_embeddings()(ids.masked_fill(is_image, 0).to(self.device))
         embeds[is_image.to(self.device)] = torch.cat(features).to(embeds.dtype)

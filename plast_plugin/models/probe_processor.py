@@ -150,7 +150,7 @@ class ProcessorFamily(TextFamily):
         processed = self.processor(text=[self._image_token()] * len(images), images=[[image] for image in images],
                                    add_special_tokens=False, images_kwargs={"return_tensors": "pt"})
         ids, attention_mask, position_ids, count_mask = splice_image_tokens(
-            batch, self.image_token_id, [list(row) for row in processed["input_ids"]], self.image_token_id, positions)
+            batch, self.image_token_id, [list(row) for row in processed["input_ids"]], positions)
         inputs = {key: value for key, value in processed.items() if isinstance(value, torch.Tensor)
                   and key in self.body_inputs and key not in ("input_ids", "attention_mask", "mm_token_type_ids")}
         inputs = {key: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
