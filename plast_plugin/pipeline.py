@@ -15,7 +15,7 @@ from plast_plugin.core.model_layout import find_decoder_layers
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.core.probe import ProbeCounts, run_probe
-from plast_plugin.models.probe_inputs import encode_prompt, make_batches, pad_batch, split_pivot
+from plast_plugin.models.probe_inputs import make_batches, pad_batch, split_pivot
 from plast_plugin.models.probe_models import family_for
 from plast_plugin.core.selection import select_layers
 from plast_plugin.core.selection_file import PLOT_FILENAME, SELECTION_FILENAME, ModelIdentity, SelectionFile
@@ -58,7 +58,7 @@ def _question_token_budget(model, tokenizer, options: SelectionOptions, image_id
     limit = max_positions(model)
     if limit is None:
         return options.max_question_tokens, None
-    around = len(encode_prompt(tokenizer, "", prompt=options.prompt, conv_template=options.conv_template,
+    around = len(family.encode(tokenizer, "", prompt=options.prompt, conv_template=options.conv_template,
                                max_question_tokens=0, image_ids=image_ids, group=0))
     if image_ids is not None and family.name == "llava":
         # The official LLaVA's one image id becomes the vision tower's patch features.
@@ -104,7 +104,7 @@ def probe_questions(model, tokenizer, questions: ParallelQuestions, options: Sel
     for lang in [*questions.other_languages, questions.pivot]:
         for position, qid in enumerate(questions.ids):
             group = groups.index(lang) if lang != questions.pivot else len(groups) - 2 + halves[position]
-            prompts.append(encode_prompt(
+            prompts.append(family.encode(
                 tokenizer, questions.question(qid, lang), prompt=options.prompt, conv_template=options.conv_template,
                 max_question_tokens=question_limit, image_ids=image_ids, group=group,
                 image=questions.image(qid) if with_images else None, question_index=position,

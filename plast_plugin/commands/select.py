@@ -35,7 +35,9 @@ def add_parser(subparsers) -> None:
         "layers, and write OUT/plast_layers.json and OUT/plast_layers.png. Under torchrun each rank probes "
         "a shard and the counts are summed.",
     )
-    parser.add_argument("--model", required=True, help="model directory or hub name (official LLaVA, llava-hf, or a causal LM)")
+    parser.add_argument("--model", required=True,
+                        help="model directory or hub name (official LLaVA, llava-hf, LLaVA-NeXT-hf; Qwen2.5-VL, "
+                        "Qwen3-VL, LLaVA-OneVision-hf, InternVL-hf with their processor; or a causal LM)")
     parser.add_argument("--revision", default=None,
                         help="hub branch, tag or commit of --model (default: main); ignored for a local folder")
     parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)

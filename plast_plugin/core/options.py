@@ -81,8 +81,9 @@ class SelectionOptions:
     )
     prompt: PromptStyle = field(
         default="llava",
-        metadata={"help": "'llava': the LLaVA conversation (--conv-template) around the question; 'plain': "
-                  "BOS + question."},
+        metadata={"help": "'llava': the model's conversation around the question: LLaVA's (--conv-template), "
+                  "or for Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision and InternVL their processor's chat template; "
+                  "'plain': BOS + question (after the image token and a newline when images are used)."},
     )
     conv_template: ConvTemplate = field(
         default="v1",

@@ -1,6 +1,7 @@
 """Loading a model for `plast select`: the official LLaVA format (`model_type llava*`, needs the
 `llava` package, i.e. the training env), transformers' llava-hf and LLaVA-NeXT (llava-v1.6-*-hf),
-or any causal LM."""
+the transformers 5 vision-language families (Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, with
+their processor), or any causal LM."""
 
 from __future__ import annotations
 
@@ -41,8 +42,25 @@ def _dtype_kwarg(torch_dtype) -> dict:
     return {"dtype": torch_dtype} if major >= 5 else {"torch_dtype": torch_dtype}
 
 
+def _processor(path: str, hub: dict):
+    """The folder's ``AutoProcessor``, or None where the folder holds none (then the probe runs the
+    questions as text only, and refuses images with the fix)."""
+    from transformers import AutoProcessor, ProcessorMixin
+
+    try:
+        processor = AutoProcessor.from_pretrained(path, **hub)
+    except OSError:  # no processor files (preprocessor_config.json): a tokenizer-only folder
+        return None
+    except (ValueError, ImportError, TypeError, AttributeError) as err:
+        raise PlastError(f"--model {path}: its processor does not load here ({type(err).__name__}: {err}); "
+                         "probe with --images off, or save a processor this transformers loads") from None
+    # Without processor files AutoProcessor falls back to the tokenizer (or image processor) alone.
+    return processor if isinstance(processor, ProcessorMixin) else None
+
+
 def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):
-    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`.
+    """-> (model, tokenizer, image_processor or None), model in eval mode on `device`. For Qwen2.5-VL,
+    Qwen3-VL, LLaVA-OneVision and InternVL the third is the folder's processor (``AutoProcessor``).
 
     ``path`` is a local folder or a hub id (``revision`` pins it); the model class follows the
     checkpoint's own ``model_type``, read through the same resolution transformers uses."""
@@ -55,13 +73,6 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     config = read_config(path, revision)
     model_type = str(config.get("model_type") or "")
     kind = checkpoint_kind(config)
-    if kind in HF_VLM_FAMILY_MODEL_TYPES.values():
-        # Their images go through the model's own processor (dynamic resolution, anyres, tiles),
-        # which the probe does not drive yet; a text-only probe would count other tokens.
-        raise PlastError(
-            f"{path} is a {HF_MODEL_CLASSES[kind]} checkpoint (model_type {model_type!r}): `plast select` does not "
-            f"probe this family yet (it probes official LLaVA, llava-hf, LLaVA-NeXT-hf and causal LMs). Training a "
-            f"selection made for it works (plast_plugin.trainers.hf.PlastCallback, plast export-config)")
     hub = {"revision": revision} if revision else {}
     image_processor = None
     if kind == "official-llava":
@@ -84,6 +95,11 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
     else:
         import transformers
 
+        if kind in HF_VLM_FAMILY_MODEL_TYPES.values() and not hasattr(transformers, HF_MODEL_CLASSES[kind]):
+            raise PlastError(
+                f"{path} is a {HF_MODEL_CLASSES[kind]} checkpoint (model_type {model_type!r}); transformers "
+                f"{transformers.__version__} does not have it: run `plast select` in the evaluation environment "
+                f"(transformers 5)")
         if kind == "llava-next-hf" and not hasattr(transformers, HF_MODEL_CLASSES[kind]):
             raise PlastError(
                 f"{path} is a LLaVA-NeXT checkpoint (model_type {model_type!r}); transformers "
@@ -93,7 +109,11 @@ def load_for_probe(path: str, device: str = "auto", dtype: str = "auto", revisio
         tokenizer = AutoTokenizer.from_pretrained(path, **hub)
         model_class = getattr(transformers, HF_MODEL_CLASSES[kind])
         model = model_class.from_pretrained(path, **hub, **_dtype_kwarg(torch_dtype))
-        if kind != "causal-lm":
+        if kind in HF_VLM_FAMILY_MODEL_TYPES.values():
+            # These families take their images (dynamic resolution, anyres, tiles) and their
+            # chat template from the processor, which the probe drives.
+            image_processor = _processor(path, hub)
+        elif kind != "causal-lm":
             image_processor = transformers.AutoImageProcessor.from_pretrained(path, **hub)
     model.to(torch_device).eval()
     return model, tokenizer, image_processor

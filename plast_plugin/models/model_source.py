@@ -76,8 +76,9 @@ def local_dir(name_or_path: str, revision: str | None = None, cached_only: bool 
 # transformers' own LLaVA ports; every other ``llava*`` model_type (llava_llama, llava_mistral,
 # llava_qwen, ...) is the official LLaVA / LLaVA-NeXT code's format, which needs the `llava` package.
 HF_LLAVA_MODEL_TYPES = {"llava": "llava-hf", "llava_next": "llava-next-hf"}
-# The vision-language families transformers 5 ships whose decoder layers PLAST freezes and names for
-# other trainers (plast export-config, the HF Trainer callback); `plast select` does not probe them yet.
+# The vision-language families transformers 5 ships: `plast select` probes them through their
+# processor, PLAST freezes their decoder layers and names them for other trainers (plast export-config,
+# the HF Trainer callback).
 # ``llava_onevision`` is listed before the ``llava*`` prefix rule below: it is transformers' port.
 HF_VLM_FAMILY_MODEL_TYPES = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl",
                              "llava_onevision": "llava-onevision-hf", "internvl": "internvl-hf"}

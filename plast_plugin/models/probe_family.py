@@ -15,7 +15,34 @@ from torch import nn
 
 from plast_plugin.core.model_layout import DecoderLayout
 from plast_plugin.errors import PlastError
-from plast_plugin.models.probe_inputs import PaddedBatch
+from plast_plugin.models.probe_inputs import EncodedPrompt, PaddedBatch, encode_prompt, pad_rows
+
+
+def splice_image_tokens(batch: PaddedBatch, image_token_id: int, expansions: list[list[int]], positions: str):
+    """Each row's one image token (the placeholder) replaced by ``expansions[row]`` (the ids that
+    stand for its image). Returns (input_ids, attention_mask, position_ids, count_mask), padded on the side the
+    batch was padded on; position ids follow the real tokens as in ``pad_batch``. In an expansion
+    the image-token positions keep the placeholder's count flag (set for positions 'image' and
+    'all'); the other ids of an expansion (InternVL's ``<img>``, ``</img>``) are counted as the
+    text around the image is: only for positions 'all'."""
+    rows_ids, rows_count = [], []
+    left_padded = bool((batch.attention_mask[:, 0] == 0).any())
+    for row in range(batch.input_ids.shape[0]):
+        real = batch.attention_mask[row].bool()
+        ids = batch.input_ids[row][real].tolist()
+        count = batch.count_mask[row][real].tolist()
+        found = [i for i, token in enumerate(ids) if token == image_token_id]
+        if len(found) != 1:
+            raise PlastError(
+                f"a probe prompt must hold exactly one image token (id {image_token_id}), found {len(found)}; does a "
+                "question contain the model's image token as text (e.g. '<image>')?")
+        at, expansion = found[0], expansions[row]
+        flags = [count[at] if token == image_token_id else positions == "all" for token in expansion]
+        rows_ids.append(ids[:at] + list(expansion) + ids[at + 1:])
+        rows_count.append(count[:at] + flags + count[at + 1:])
+    mask = pad_rows([[1] * len(ids) for ids in rows_ids], torch.long, left_padded)
+    return (pad_rows(rows_ids, torch.long, left_padded), mask, (mask.cumsum(-1) - 1).clamp(min=0),
+            pad_rows(rows_count, torch.bool, left_padded))
 
 
 class TextFamily:
@@ -31,6 +58,11 @@ class TextFamily:
 
     def image_ids(self) -> list[int] | None:
         return None
+
+    def encode(self, tokenizer, question: str, **options) -> EncodedPrompt:
+        """One question as the probe feeds it (``probe_inputs.encode_prompt``'s arguments): LLaVA's
+        conversation or the plain prompt; families with a processor render their chat template."""
+        return encode_prompt(tokenizer, question, **options)
 
     def run(self, batch: PaddedBatch, positions: str, set_mask: Callable[[torch.Tensor], None]) -> None:
         set_mask(batch.count_mask)

@@ -75,7 +75,7 @@ def _tokens(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
     return next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
@@ -84,8 +84,8 @@ def _chunk_with_question(tokenizer, before: str, question: str, after: str) -> l
     ids_before = _tokens(tokenizer, before)
     ids_with_question = _tokens(tokenizer, before + question)
     ids_all = _tokens(tokenizer, before + question + after)
-    start = _common_prefix(ids_before, ids_with_question)
-    end = max(start, _common_prefix(ids_with_question, ids_all))
+    start = common_prefix(ids_before, ids_with_question)
+    end = max(start, common_prefix(ids_with_question, ids_all))
     return [(SYSTEM, ids_all[:start]), (QUESTION, ids_all[start:end]), (SUFFIX, ids_all[end:])]
 
 

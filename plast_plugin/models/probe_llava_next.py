@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 
 from plast_plugin.data.parallel_data import load_image
-from plast_plugin.models.probe_inputs import PaddedBatch, pad_rows
-from plast_plugin.models.probe_family import HFPortFamily
+from plast_plugin.models.probe_inputs import PaddedBatch
+from plast_plugin.models.probe_family import HFPortFamily, splice_image_tokens
 from plast_plugin.errors import PlastError
 
 
@@ -29,32 +29,6 @@ def _per_image_features(output) -> list[torch.Tensor]:
             "image; this transformers version is not supported for probing with images (use images='off')"
         )
     return list(features)
-
-
-def expand_image_placeholders(batch: PaddedBatch, image_token_id: int, lengths: list[int]):
-    """Widen each row's single image placeholder to ``lengths[row]`` positions.
-
-    Returns (input_ids, attention_mask, position_ids, count_mask, is_image), re-padded on the side
-    the batch was padded on; position ids follow the real tokens as in ``pad_batch``."""
-    rows_ids, rows_count, rows_image = [], [], []
-    left_padded = bool((batch.attention_mask[:, 0] == 0).any())
-    for row in range(batch.input_ids.shape[0]):
-        real = batch.attention_mask[row].bool()
-        ids = batch.input_ids[row][real].tolist()
-        count = batch.count_mask[row][real].tolist()
-        placeholders = [i for i, token in enumerate(ids) if token == image_token_id]
-        if len(placeholders) != 1:
-            raise PlastError(
-                f"a LLaVA-NeXT probe prompt must hold exactly one image token (id {image_token_id}), found "
-                f"{len(placeholders)}; does a question contain the literal text '<image>'?"
-            )
-        at, n = placeholders[0], lengths[row]
-        rows_ids.append(ids[:at] + [image_token_id] * n + ids[at + 1:])
-        rows_count.append(count[:at] + [count[at]] * n + count[at + 1:])
-        rows_image.append([False] * at + [True] * n + [False] * (len(ids) - at - 1))
-    mask = pad_rows([[1] * len(ids) for ids in rows_ids], torch.long, left_padded)
-    return (pad_rows(rows_ids, torch.long, left_padded), mask, (mask.cumsum(-1) - 1).clamp(min=0),
-            pad_rows(rows_count, torch.bool, left_padded), pad_rows(rows_image, torch.bool, left_padded))
 
 
 class LlavaNextHFFamily(HFPortFamily):
@@ -79,8 +53,9 @@ class LlavaNextHFFamily(HFPortFamily):
             vision_feature_layer=config.vision_feature_layer,
             vision_feature_select_strategy=config.vision_feature_select_strategy,
         ))
-        ids, attention_mask, position_ids, count_mask, is_image = expand_image_placeholders(
-            batch, self.image_token_id, [f.shape[0] for f in features])
+        ids, attention_mask, position_ids, count_mask = splice_image_tokens(
+            batch, self.image_token_id, [[self.image_token_id] * f.shape[0] for f in features], positions)
+        is_image = (ids == self.image_token_id) & attention_mask.bool()
         embeds = self.multimodal_body.get_input_embeddings()(ids.masked_fill(is_image, 0).to(self.device))
         embeds[is_image.to(self.device)] = torch.cat(features).to(embeds.dtype)
         set_mask(count_mask)

@@ -19,6 +19,7 @@ from plast_plugin.data.parallel_data import load_image
 from plast_plugin.models.probe_family import HFPortFamily, TextFamily
 from plast_plugin.models.probe_inputs import PaddedBatch
 from plast_plugin.models.probe_llava_next import LlavaNextHFFamily
+from plast_plugin.models.probe_processor import ProcessorFamily, is_processor_family
 from plast_plugin.errors import PlastError
 
 LLAVA_IMAGE_TOKEN_INDEX = -200  # llava.constants.IMAGE_TOKEN_INDEX
@@ -163,6 +164,8 @@ def family_for(model: nn.Module, layout: DecoderLayout, image_processor=None) ->
     ):
         if model.get_vision_tower() is not None:
             return LlavaOfficialFamily(model, layout, image_processor)
+    if is_processor_family(model):  # image_processor: the model's processor (AutoProcessor)
+        return ProcessorFamily(model, layout, image_processor)
     if "LlavaNextForConditionalGeneration" in (model_architecture(model), type(model).__name__):
         return LlavaNextHFFamily(model, layout, image_processor)
     if "LlavaForConditionalGeneration" in model_architecture(model) or type(model).__name__ == "LlavaForConditionalGeneration":

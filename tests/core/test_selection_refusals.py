@@ -186,6 +186,25 @@ def test_select_missing_model_is_one_line(questions_jsonl, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nonexistent does not exist" in err
 
 
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_vl", "llava_onevision", "internvl"])
+def test_select_on_a_vision_language_family_this_transformers_lacks_names_the_env(model_type, questions_jsonl,
+                                                                                  tmp_path, capsys):
+    """Qwen-VL, LLaVA-OneVision and InternVL are probed in the evaluation environment (transformers 5)."""
+    import transformers
+
+    from plast_plugin.models.model_source import HF_MODEL_CLASSES, HF_VLM_FAMILY_MODEL_TYPES
+
+    model_class = HF_MODEL_CLASSES[HF_VLM_FAMILY_MODEL_TYPES[model_type]]
+    if hasattr(transformers, model_class):
+        pytest.skip(f"transformers {transformers.__version__} has {model_class}")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": [model_class]}))
+    assert _select(model, questions_jsonl, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert model_class in err and "evaluation environment" in err
+
+
 def test_files_are_written_with_the_users_umask(tiny_llama_dir, questions_jsonl, tmp_path):
     import os
     import stat

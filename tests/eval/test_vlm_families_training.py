@@ -197,15 +197,3 @@ def test_the_callback_refuses_an_optimizer_over_every_parameter(family, tmp_path
     with pytest.raises(PlastError, match="extra"):
         trainer.train()
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())  # refused before any step
-
-
-def test_select_refuses_these_families_by_name(family, capsys, tmp_path):
-    """The probe does not drive their processors yet: one clear error, not a misleading load."""
-    questions = tmp_path / "q.jsonl"
-    rows = [{"id": "0", "lang": "en", "question": "What colour is the car?"},
-            {"id": "0", "lang": "pt", "question": "De que cor é o carro?"}]
-    questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    code = plast(["select", "--model", str(family["path"]), "--data", str(questions), "--out", str(tmp_path / "s"),
-                  "--device", "cpu", "--quiet", "--no-plot"])
-    err = capsys.readouterr().err
-    assert code == 1 and VLM_FAMILIES[family["name"]][0] in err and "does not probe this family yet" in err
