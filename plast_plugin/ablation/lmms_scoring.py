@@ -59,17 +59,20 @@ def check_arguments(scoring: dict, env: dict | None) -> None:
                    Path(tmp) / EVAL_LOG, env, f"--plast-eval/--eval-args: `{shlex.join(plast)} eval --dry-run`")
 
 
-def evaluate_run(scoring: dict, train_dir: Path, folder: Path, env: dict | None, keep_model: bool) -> dict:
-    """Convert, evaluate and read back one run: {task: {metric: {accuracy, units, correct: {unit: 0/1}}}}."""
+def evaluate_run(scoring: dict, train_dir: Path, folder: Path, env: dict | None, keep_model: bool,
+                 convert: bool = True) -> dict:
+    """Convert (an official LLaVA run; ``convert`` False: the run already is a transformers model), evaluate
+    and read back one run: {task: {metric: {accuracy, units, correct: {unit: 0/1}}}}."""
     from plast_plugin.eval.compare import read_run, task_outcomes
 
-    hf, output, log = folder / "eval-hf", folder / "eval", folder / EVAL_LOG
-    run_logged([*scoring["plast_eval"], "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
-               f"plast export --to-hf of {train_dir}")
+    hf, output, log = (folder / "eval-hf" if convert else train_dir), folder / "eval", folder / EVAL_LOG
+    if convert:
+        run_logged([*scoring["plast_eval"], "export", str(train_dir), "--to-hf", "--out", str(hf)], log, env,
+                   f"plast export --to-hf of {train_dir}")
     run_logged([*scoring["plast_eval"], "eval", str(hf), "--output", str(output), *scoring["arguments"]], log, env,
                f"plast eval of {hf}")
     outcomes = task_outcomes(read_run(output))
-    if not keep_model:
+    if convert and not keep_model:
         shutil.rmtree(hf)
     return {task: {metric: {"accuracy": sum(units.values()) / len(units), "units": len(units),
                             "correct": {str(unit): int(ok) for unit, ok in sorted(units.items())}}

@@ -93,7 +93,11 @@ def _check_plugin_record(plan: AblationPlan, run: PlannedRun, train_dir: Path, f
 def training_command(plan: AblationPlan, run: PlannedRun, launcher: Sequence[str], train_args: Sequence[str],
                      selection: Path, train_dir: Path) -> list[str]:
     """The user's launcher and training arguments, plus what this run decides: layers (none for LLaVA's own
-    full and LoRA fine-tuning; LoRA's flags for lora), seed (data order), output."""
+    full and LoRA fine-tuning; LoRA's flags for lora), seed (data order), output. With the HF Trainer path
+    (``scripts/train_hf_example.py``'s flags) the selection file itself carries the layers and modules."""
+    if plan.training.get("trainer") == "hf":
+        return [*launcher, *train_args, "--selection", str(selection), "--output-dir", str(train_dir),
+                "--seed", str(run.seed)]
     if run.whole_model:
         from plast_plugin.llava.lora import lora_flags
 

@@ -9,8 +9,10 @@ scored on held-out data by three measures: the translation loss (the training ob
 --problems, the understanding gap (NLL of an English reference answer given the question in a language,
 minus given the English question) and English retention (that NLL given the English question). The
 report gives means and 95% intervals over seeds, PLAST minus each alternative paired by seed and
-question, and a verdict per measure; with --plast-eval, lmms-eval accuracy per task as well. Needs the
-training environment (the `llava` package).
+question, and a verdict per measure; with --plast-eval, lmms-eval accuracy per task as well. With
+--trainer llava (default) it needs the training environment (the `llava` package); --trainer hf trains
+transformers models (llava-hf, LLaVA-NeXT, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL) through the
+Hugging Face Trainer path, scripts/train_hf_example.py, in the environment that has their classes.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ from plast_plugin.atomic import write_text_atomic
 from plast_plugin.errors import PlastError
 
 DEFAULT_LAUNCHER = f"{shlex.quote(sys.executable)} -m plast_plugin.llava.train"
+# The HF Trainer path's script, beside the package in a checkout (a wheel install has no scripts/).
+HF_TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_hf_example.py"
 # Decided by the ablation for each run; given in the training arguments they would make runs unequal.
 CONTROLLED = {"--plast_layers": "the layers come from the plan (--selection, --alternatives)",
               "--plast_modules": "use plast ablate --modules",
@@ -42,6 +46,9 @@ CONTROLLED = {"--plast_layers": "the layers come from the plan (--selection, --a
               "--lora_enable": "LoRA is the alternative 'lora' (--alternatives); PLAST's runs train whole layers",
               "--lora_r": "the lora alternative uses LLaVA-1.5's r and alpha",
               "--lora_alpha": "the lora alternative uses LLaVA-1.5's r and alpha"}
+HF_CONTROLLED = {"--selection": "the layers come from the plan (--selection, --alternatives)",
+                 "--output_dir": "each run trains into OUT/runs/<run>/train",
+                 "--seed": "the seeds are plast ablate --seeds"}
 
 
 def add_parser(subparsers) -> None:
@@ -76,8 +83,15 @@ def add_parser(subparsers) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--modules", default=None, choices=("layer", "mlp", "attn"),
                         help="what of each layer is trained (default: the selection file's, else layer)")
-    parser.add_argument("--launcher", default=DEFAULT_LAUNCHER, help="command that runs LLaVA's train() with the "
-                        "plugin, e.g. 'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: %(default)s)")
+    parser.add_argument("--trainer", choices=("llava", "hf"), default="llava",
+                        help="llava: LLaVA's train() with the plugin (training args: LLaVA's); hf: the Hugging Face "
+                        "Trainer path for transformers models (training args: scripts/train_hf_example.py's, e.g. "
+                        "--model M --data train.json --max-steps 200; layer sets only, not full or lora) "
+                        "(default: %(default)s)")
+    parser.add_argument("--launcher", default=None, help="command that runs training: for llava LLaVA's train() with "
+                        f"the plugin, e.g. 'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: {DEFAULT_LAUNCHER}); "
+                        "for hf the HF Trainer script, e.g. 'torchrun --nproc_per_node 8 scripts/train_hf_example.py' "
+                        "(default: this interpreter on the checkout's scripts/train_hf_example.py)")
     parser.add_argument("--template", default=None, help="human turn of the held-out translation prompts, as "
                         "given to `plast build-data` (default: build-data's default)")
     parser.add_argument("--device", default="auto", help="device for scoring (default: cuda if available, else cpu)")
@@ -94,7 +108,7 @@ def add_parser(subparsers) -> None:
                         "(default: deleted once scored)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("train_args", nargs="*", metavar="-- TRAINING ARGUMENTS",
-                        help="arguments of LLaVA's train(), after `--`")
+                        help="arguments of LLaVA's train() (--trainer hf: of the HF Trainer script), after `--`")
     parser.set_defaults(func=run)
 
 
@@ -102,16 +116,38 @@ def _refuse(message: str):
     raise PlastError(f"the training arguments after `--`: {message}")
 
 
+def _refuse_controlled(train_args: list[str], controlled: dict[str, str]) -> None:
+    """In any spelling (dashes or underscores): a flag the ablation sets itself is refused."""
+    spelled = [a.split("=", 1)[0] for a in train_args if a.startswith("--")]
+    given = {"--" + flag[2:].replace("-", "_"): flag for flag in spelled}
+    for flag, why in controlled.items():
+        if flag in given:
+            raise PlastError(f"training argument {given[flag]} is set by plast ablate for each run ({why}); remove it")
+
+
+def check_hf_training_arguments(train_args: list[str]) -> argparse.Namespace:
+    """The HF Trainer script's flags the ablation needs (the model, the length it trains at), in the names the
+    LLaVA path's flags have; the controlled ones refused. The rest is left to the script."""
+    _refuse_controlled(train_args, HF_CONTROLLED)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.error = _refuse
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--max-length", "--max_length", dest="max_length", type=int, default=2048)
+    known, _ = parser.parse_known_args(train_args)
+    if not known.model:
+        raise PlastError("no --model in the training arguments: with --trainer hf give the HF Trainer script's "
+                         "arguments after `--`, e.g. plast ablate ... --trainer hf -- --model MODEL --data train.json "
+                         "--max-steps 200")
+    # version None: scored through the model's own chat template, as the HF Trainer path trains it
+    return argparse.Namespace(model_name_or_path=known.model, version=None, model_max_length=known.max_length)
+
+
 def check_training_arguments(train_args: list[str]) -> argparse.Namespace:
     """Refuse flags the ablation sets itself; return the training flags as LLaVA's train() reads them:
     its own HfArgumentParser gives LLaVA's defaults and the installed transformers' spellings. Flags it
     does not know are left to the launcher, which may run another training script."""
     # In any spelling: a controlled flag is refused even where this transformers would not take it.
-    spelled = [a.split("=", 1)[0] for a in train_args if a.startswith("--")]
-    given = {"--" + flag[2:].replace("-", "_"): flag for flag in spelled}
-    for flag, why in CONTROLLED.items():
-        if flag in given:
-            raise PlastError(f"training argument {given[flag]} is set by plast ablate for each run ({why}); remove it")
+    _refuse_controlled(train_args, CONTROLLED)
     from llava.train import train as llava_train
     from transformers import HfArgumentParser
 
@@ -190,20 +226,19 @@ def _rule_layers(alternatives: list[str], selection, num_layers: int) -> dict[st
 
 
 def _plan_on_the_model(args, flags, training: dict, selection, modules: str, alternatives: list[str], eval_scoring,
-                       heldout, measures):
+                       heldout, measures, load_model):
     """Load the model once: check the selection was made for it, plan the runs at one budget, create the
     run folder and score the untrained model. Returns the plan, the model's identity and the base result."""
     import transformers
 
     from plast_plugin.core.freeze import trainable_fraction
     from plast_plugin.core.selection_file import ModelIdentity
-    from plast_plugin.models.loading import load_for_probe
 
     model_path, out = flags.model_name_or_path, Path(args.out)
     # LLaVA checkpoints carry their vision tower's weights, which loading lists as "not used"; noise here.
     transformers.logging.set_verbosity_error()
     print(f"loading {model_path} (budgets, identity, untrained score)", flush=True)
-    model, tokenizer, _ = load_for_probe(model_path, args.device, args.dtype)
+    model, tokenizer = load_model(model_path)
     # a selection made for a model of other shapes is refused here; another name or architecture warned
     for warning in selection.check_identity(model, name_or_path=model_path):
         print(f"plast ablate: WARNING: {warning}", file=sys.stderr)
@@ -257,18 +292,43 @@ def _report(plan, results, base, selection_path: Path, out: Path) -> None:
           f"recorded the verdicts in {selection_path}")
 
 
-def run(args) -> int:
+def _load_hf(path: str, device: str, dtype: str):
+    """A transformers vision-language model and its processor (which holds the chat template), for scoring."""
+    import transformers
+
+    from plast_plugin.models.loading import resolve_device, resolve_dtype
+
+    where = resolve_device(device)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=resolve_dtype(dtype, where))
+    return model.to(where), transformers.AutoProcessor.from_pretrained(path)
+
+
+def _trainer_setup(args, train_args: list[str]):
+    """The training flags, the launcher and the model loader of the chosen trainer, checked before anything."""
+    if args.trainer == "hf":
+        flags = check_hf_training_arguments(train_args)
+        if args.launcher is None and not HF_TRAIN_SCRIPT.exists():
+            raise PlastError(f"--trainer hf: no {HF_TRAIN_SCRIPT} beside this installation (a wheel install has no "
+                             "scripts/); give --launcher 'python path/to/train_hf_example.py'")
+        launcher = args.launcher or f"{shlex.quote(sys.executable)} {shlex.quote(str(HF_TRAIN_SCRIPT))}"
+        return flags, launcher, lambda path: _load_hf(path, args.device, args.dtype)
     try:
         import llava  # noqa: F401
     except ImportError:
         raise PlastError("plast ablate trains with LLaVA's train() and needs the training environment "
-                         "(the `llava` package); run it with that environment's plast") from None
-    from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
-    from plast_plugin.llava.lora import load_merged_lora, lora_trainable_params
+                         "(the `llava` package); run it with that environment's plast, or give --trainer hf for a "
+                         "transformers model trained through the HF Trainer path") from None
     from plast_plugin.models.loading import load_for_probe
 
-    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else list(args.train_args)
     flags = check_training_arguments(train_args)
+    return flags, args.launcher or DEFAULT_LAUNCHER, lambda path: load_for_probe(path, args.device, args.dtype)[:2]
+
+
+def run(args) -> int:
+    from plast_plugin.core.selection_file import SELECTION_FILENAME, SelectionFile
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else list(args.train_args)
+    flags, launcher, load_model = _trainer_setup(args, train_args)
     check_seeds(args.seeds)
     selection_path = Path(args.selection)
     if selection_path.is_dir():
@@ -276,19 +336,26 @@ def run(args) -> int:
     selection = SelectionFile.load(selection_path)
     alternatives = parse_alternatives(args.alternatives, statistics=any(
         not math.isnan(record.msd) for record in selection.layers))
+    whole = [alt for alt in alternatives if alt in WHOLE_MODEL]
+    if args.trainer == "hf" and whole:
+        raise PlastError(f"--alternatives {','.join(whole)} with --trainer hf: full and lora are LLaVA's own "
+                         "fine-tuning (its train()); the HF Trainer path ablates layer sets: first, last, random, "
+                         "rule:<rule>")
     eval_scoring = parse_eval_options(args.plast_eval, args.eval_args)
     if eval_scoring is not None and "lora" in alternatives:
         raise PlastError("--plast-eval with the lora alternative: a LoRA run's folder holds LLaVA's adapter, which "
                          "plast export --to-hf does not convert; drop lora from --alternatives or drop --plast-eval")
     if eval_scoring is not None:
         check_arguments(eval_scoring, default_env())
-    launcher = shlex.split(args.launcher)
+    launcher = shlex.split(launcher)
     if not launcher:
         raise PlastError("--launcher is empty; give the command that runs training, e.g. the default")
     modules = args.modules or selection.options.get("modules") or "layer"
     heldout, measures = _heldout_scorer(args, flags)
-    plan, identity, base = _plan_on_the_model(args, flags, {"launcher": launcher, "arguments": train_args},
-                                              selection, modules, alternatives, eval_scoring, heldout, measures)
+    # "trainer" only for the HF path, so a LLaVA plan stays the plan it was
+    training = {"launcher": launcher, "arguments": train_args, **({"trainer": "hf"} if args.trainer == "hf" else {})}
+    plan, identity, base = _plan_on_the_model(args, flags, training, selection, modules, alternatives, eval_scoring,
+                                              heldout, measures, load_model)
 
     def write_selection(run, path: Path) -> None:
         SelectionFile(selected_layers=list(run.layers), model=identity, rule=f"plast ablate: {run.alternative}",
@@ -296,19 +363,24 @@ def run(args) -> int:
 
     def score(run, train_dir: Path) -> dict:
         if run.alternative == "lora":  # scored as LLaVA serves it: merged into the base by LLaVA's own loader
+            from plast_plugin.llava.lora import load_merged_lora
+
             trained, trained_tokenizer = load_merged_lora(train_dir, flags.model_name_or_path, args.device, args.dtype)
         else:
-            trained, trained_tokenizer, _ = load_for_probe(str(train_dir), args.device, args.dtype)
+            trained, trained_tokenizer = load_model(str(train_dir))
         result = measures(trained, trained_tokenizer)
         del trained
         _release_memory()
         return result
 
     def whole_model_params(run, train_dir: Path) -> int:
+        from plast_plugin.llava.lora import lora_trainable_params
+
         return lora_trainable_params(train_dir) if run.alternative == "lora" else saved_params_outside_vision(train_dir)
 
     def evaluate(train_dir: Path, folder: Path) -> dict:
-        return evaluate_run(eval_scoring, train_dir, folder, default_env(), keep_model=args.keep_checkpoints)
+        return evaluate_run(eval_scoring, train_dir, folder, default_env(), keep_model=args.keep_checkpoints,
+                            convert=args.trainer == "llava")
 
     results = run_all(plan, Path(args.out), progress=not args.quiet, launcher=launcher, train_args=train_args,
                       write_selection=write_selection, score=score, whole_model_params=whole_model_params,

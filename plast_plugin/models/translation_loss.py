@@ -1,14 +1,15 @@
-"""Held-out losses of a LLaVA checkpoint on text-only conversations, tokenized and masked by LLaVA's
-own `preprocess` (the loss falls on the answer tokens only, exactly as training computes it):
+"""Held-out losses of a checkpoint on text-only conversations, tokenized and masked as its training path
+does (the loss falls on the answer tokens only, exactly as training computes it): a LLaVA checkpoint
+through LLaVA's conversation template (``conv_version``; needs the `llava` package, training env), a
+transformers model (``conv_version=None``) through its own chat template as the HF Trainer path trains it
+(``models.chat_template``):
 
 - translation loss: how well it produces the English question from a non-English one, per language;
   the PLAST training objective measured on questions the model did not train on;
 - answer loss: the NLL of an English reference answer given the question in each language, the
   English question included. Its gap to the English question's (``understanding_gaps``) is what
   aligning non-English questions with English should shrink; the English question's own value is
-  the English retention measure.
-
-Needs the `llava` package (training env)."""
+  the English retention measure."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.data.parallel_problems import ParallelProblems
 from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
+from plast_plugin.models.chat_template import ChatRenderer
 from plast_plugin.models.probe_inputs import pad_rows
 
 IGNORE_INDEX = -100
@@ -56,11 +58,39 @@ def _labelled(records, tokenizer, conv_version: str):
         yield (lang, qid), sample["input_ids"][0], labels
 
 
+def _chat_labelled(items, processor, max_length: int):
+    """((language, id), question, answer) -> (language, id), token ids, labels of a text-only conversation
+    in the model's chat template, exactly as the HF Trainer path (``trainers.hf_data``) trains it."""
+    render = ChatRenderer(processor)
+    for key, question, answer in items:
+        ids, labels = render.text_ids(question, answer, max_length)
+        if all(label == IGNORE_INDEX for label in labels):
+            raise ValueError(f"question {key[1]!r} ({key[0]}): no answer token left within --max-length "
+                             f"{max_length}; the run would score nothing")
+        yield key, torch.tensor(ids), torch.tensor(labels)
+
+
+def _translation_items(records):
+    for record in records:
+        qid, lang = record["id"].rsplit("-", 1)
+        human, gpt = record["conversations"]
+        yield (lang, qid), human["value"], gpt["value"]
+
+
+def _answer_items(problems: ParallelProblems, instruction: str):
+    questions = problems.questions
+    for qid in questions.ids:
+        for lang in questions.languages:
+            yield (lang, qid), f"{questions.question(qid, lang)}\n{instruction}", problems.answers[qid]
+
+
 def _answer_nll(model, input_ids, mask, labels):
     """NLL at the answer positions only: the decoder runs on every position, the LM head (and the
-    softmax over the vocabulary) only where a label is scored. Same as LLaVA's forward without
-    images: LlamaForCausalLM's body, then lm_head."""
-    hidden = model.get_model()(input_ids=input_ids, attention_mask=mask, use_cache=False)[0]
+    softmax over the vocabulary) only where a label is scored. Same as the model's forward without
+    images: LLaVA's LlamaForCausalLM body (``get_model()``) or a transformers model's ``model``, then
+    lm_head."""
+    body = model.get_model() if callable(getattr(model, "get_model", None)) else model.model
+    hidden = body(input_ids=input_ids, attention_mask=mask, use_cache=False)[0]
     targets = labels[:, 1:]
     valid = targets != IGNORE_INDEX
     picked = model.lm_head(hidden[:, :-1][valid]).float()
@@ -85,22 +115,21 @@ def _answer_labelled(problems: ParallelProblems, instruction: str, tokenizer, co
     add a prompt token to every answer."""
     from llava import conversation as conversation_lib
 
-    questions = problems.questions
-    for qid in questions.ids:
-        for lang in questions.languages:
-            conv = conversation_lib.conv_templates[conv_version].copy()
-            conv.append_message(conv.roles[0], f"{questions.question(qid, lang)}\n{instruction}")
-            conv.append_message(conv.roles[1], None)
-            prompt = tokenizer(conv.get_prompt(), truncation=True).input_ids
-            conv.messages[-1][1] = problems.answers[qid]
-            ids = tokenizer(conv.get_prompt(), truncation=True).input_ids
-            if ids[: len(prompt)] != prompt or len(ids) == len(prompt):
-                raise ValueError(f"question {qid!r} ({lang}): the prompt's tokens are not a prefix of the whole "
-                                 f"conversation's (or the answer was truncated away at --model_max_length "
-                                 f"{tokenizer.model_max_length}): its answer tokens cannot be told apart")
-            labels = torch.tensor(ids)
-            labels[: len(prompt)] = IGNORE_INDEX
-            yield (lang, qid), torch.tensor(ids), labels
+    for key, question, answer in _answer_items(problems, instruction):
+        lang, qid = key
+        conv = conversation_lib.conv_templates[conv_version].copy()
+        conv.append_message(conv.roles[0], question)
+        conv.append_message(conv.roles[1], None)
+        prompt = tokenizer(conv.get_prompt(), truncation=True).input_ids
+        conv.messages[-1][1] = answer
+        ids = tokenizer(conv.get_prompt(), truncation=True).input_ids
+        if ids[: len(prompt)] != prompt or len(ids) == len(prompt):
+            raise ValueError(f"question {qid!r} ({lang}): the prompt's tokens are not a prefix of the whole "
+                             f"conversation's (or the answer was truncated away at --model_max_length "
+                             f"{tokenizer.model_max_length}): its answer tokens cannot be told apart")
+        labels = torch.tensor(ids)
+        labels[: len(prompt)] = IGNORE_INDEX
+        yield (lang, qid), torch.tensor(ids), labels
 
 
 def _score(model, tokenizer, items, *, batch_size: int, progress: bool, fast: bool,
@@ -153,27 +182,40 @@ def _per_language(scored: dict, languages, ids: list[str]) -> dict[str, Language
     return out
 
 
+def _text_tokenizer(tokenizer_or_processor, model_max_length: int):
+    """The tokenizer (a processor's own), prepared as training prepares it."""
+    tokenizer = getattr(tokenizer_or_processor, "tokenizer", tokenizer_or_processor)
+    _prepare(tokenizer, model_max_length)
+    return tokenizer
+
+
 def translation_losses(model, tokenizer, questions: ParallelQuestions, *, template: str = DEFAULT_TEMPLATE,
-                       conv_version: str = "v1", batch_size: int = 8, model_max_length: int = 2048,
+                       conv_version: str | None = "v1", batch_size: int = 8, model_max_length: int = 2048,
                        progress: bool = False, fast: bool = False) -> dict[str, LanguageLoss]:
     """Per non-pivot language: the mean NLL per token of the pivot translation, and each question's NLL
-    sum and token count (``fast``: see ``_score``)."""
-    _prepare(tokenizer, model_max_length)
-    data = build_translation_data(questions, template=template, images="off")
-    scored = _score(model, tokenizer, _labelled(data.records, tokenizer, conv_version), batch_size=batch_size,
-                    progress=progress, fast=fast, desc="translation loss")
+    sum and token count (``fast``: see ``_score``). ``conv_version`` None: a transformers model, scored
+    through its chat template, and ``tokenizer`` may be its processor (where the template lives)."""
+    processor, tokenizer = tokenizer, _text_tokenizer(tokenizer, model_max_length)
+    records = build_translation_data(questions, template=template, images="off").records
+    items = (_chat_labelled(_translation_items(records), processor, model_max_length) if conv_version is None
+             else _labelled(records, tokenizer, conv_version))
+    scored = _score(model, tokenizer, items, batch_size=batch_size, progress=progress, fast=fast,
+                    desc="translation loss")
     return _per_language(scored, questions.other_languages, questions.ids)
 
 
 def answer_losses(model, tokenizer, problems: ParallelProblems, *, instruction: str = ANSWER_INSTRUCTION,
-                  conv_version: str = "v1", batch_size: int = 8, model_max_length: int = 2048,
+                  conv_version: str | None = "v1", batch_size: int = 8, model_max_length: int = 2048,
                   progress: bool = False, fast: bool = False) -> dict[str, LanguageLoss]:
     """Per language, the pivot included: the mean NLL per token of each problem's (English) reference
     answer given the question in that language, followed by ``instruction``, in the model's own
-    conversation template; and each problem's NLL sum and token count (``fast``: see ``_score``)."""
-    _prepare(tokenizer, model_max_length)
-    scored = _score(model, tokenizer, _answer_labelled(problems, instruction, tokenizer, conv_version),
-                    batch_size=batch_size, progress=progress, fast=fast, desc="answer loss")
+    conversation template; and each problem's NLL sum and token count (``fast``: see ``_score``;
+    ``conv_version`` None: see ``translation_losses``)."""
+    processor, tokenizer = tokenizer, _text_tokenizer(tokenizer, model_max_length)
+    items = (_chat_labelled(_answer_items(problems, instruction), processor, model_max_length)
+             if conv_version is None else _answer_labelled(problems, instruction, tokenizer, conv_version))
+    scored = _score(model, tokenizer, items, batch_size=batch_size, progress=progress, fast=fast,
+                    desc="answer loss")
     return _per_language(scored, problems.questions.languages, problems.questions.ids)
 
 

@@ -11,33 +11,7 @@ from pathlib import Path
 
 from plast_plugin.errors import PlastError
 from plast_plugin.json_files import read_json
-
-IGNORE_INDEX = -100
-
-
-class ChatRenderer:
-    """Prompt and answer text of one conversation through the model's chat template."""
-
-    def __init__(self, processor):
-        self.processor = processor
-        if getattr(processor, "chat_template", None):
-            self.apply = processor.apply_chat_template
-        elif getattr(processor.tokenizer, "chat_template", None):
-            self.apply = processor.tokenizer.apply_chat_template
-        else:
-            raise PlastError("the model has no chat template (neither its processor nor its tokenizer); set one "
-                             "with processor.chat_template = ... and save it next to the model")
-
-    def render(self, question: str, answer: str, with_image: bool) -> tuple[str, str]:
-        user = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
-        messages = [{"role": "user", "content": user},
-                    {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-        prompt = self.apply(messages[:1], add_generation_prompt=True, tokenize=False)
-        full = self.apply(messages, tokenize=False)
-        if not full.startswith(prompt):
-            raise PlastError(f"the chat template renders the conversation ({full!r}) not as the prompt "
-                             f"({prompt!r}) followed by the answer; cannot put the loss on the answer only")
-        return prompt, full[len(prompt):]
+from plast_plugin.models.chat_template import IGNORE_INDEX, ChatRenderer
 
 
 class ConversationDataset:
