@@ -168,6 +168,7 @@ def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> str | 
             "vision-language model; evaluate the LLaVA built on it (an official LLaVA checkpoint converted with "
             "plast export CKPT --to-hf --out DIR, or a llava-hf model), or pass --model for an lmms-eval "
             "model class that takes it")
+    return kind
 
 
 def chat_layout(kind: str | None, lmms_model: str) -> str:
