@@ -307,7 +307,7 @@ def _show_prompts(args, env: dict, kind: str | None) -> int:
     try:
         _check_data(args, env)
         show_prompts(args.pretrained, tasks, env["PLAST_EVAL_PROTOCOL"], args.show_prompts, model=args.model,
-                     layout=chat_layout(kind, args.model))
+                     layout=chat_layout(kind, args.model), model_args=args.model_args)
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from eval_testutil import parrot_dir, subprocess_env  # noqa: F401 (fixture)
+from eval_testutil import HERE, REPO, parrot_dir, subprocess_env  # noqa: F401 (fixture)
 from plast_plugin.cli import main
 from plast_plugin.eval.prompts import ANSWER_INSTRUCTIONS, VLMEVALKIT_SYSTEM
 
@@ -169,3 +169,46 @@ def test_model_layout_is_one_user_turn_image_then_text_under_either_protocol(mon
     monkeypatch.setenv("PLAST_EVAL_LAYOUT", "qwen")
     with pytest.raises(PlastError, match="PLAST_EVAL_LAYOUT='qwen': unknown chat layout"):
         resolve_layout()
+
+
+def _install_recording_families(site):
+    dist = site / "plast_recording_families_test-0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plast-recording-families-test\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text("[lmms_eval.models]\n" + "".join(
+        f"plast_recording_{name} = plast_recording_families:MANIFEST_{name.upper()}\n"
+        for name in LMMS_CLASSES.values()))
+    (site / "plast_recording_families.py").write_text((HERE / "recording_families.py").read_text())
+    return site
+
+
+@pytest.mark.parametrize("family", list(LMMS_CLASSES))
+def test_show_prompts_ids_are_the_ids_lmms_eval_class_feeds_generate(family, tiny, tmp_path, parrot_dir,
+                                                                      monkeypatch, capsys):
+    """lmms-eval run directly with PLAST_EVAL_LAYOUT=model: the class's own handling (qwen_vl_utils'
+    resize, the processor's pixel or tile bounds, qwen3_vl's system turn) gives generate() the ids
+    --show-prompts prints."""
+    lmms_class, model = LMMS_CLASSES[family], tiny(family)
+    site = _install_recording_families(tmp_path / "site")
+    record = tmp_path / "ids.jsonl"
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", f"plast_recording_{lmms_class}",
+           "--model_args", f"pretrained={model},device_map=cpu,device=cpu,record={record}", "--tasks", "mmmb_en",
+           "--include_path", str(REPO / "eval_tasks"), "--output_path", str(tmp_path / "out"), "--batch_size", "1",
+           "--gen_kwargs", "max_new_tokens=1"]
+    env = subprocess_env(tmp_path, PLAST_PARROT_DIR=parrot_dir, PLAST_PARROT_MD5="any", PLAST_EVAL_LIMIT=1,
+                         PLAST_EVAL_LAYOUT="model", PYTHONPATH=site)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert record.exists(), (proc.stdout + proc.stderr)[-4000:]
+    recorded = [json.loads(line)["input_ids"] for line in record.read_text().splitlines()]
+
+    capsys.readouterr()
+    assert main(["eval", str(model), "--model", lmms_class, "--show-prompts", "1", "--benchmarks", "mmmb",
+                 "--languages", "en", "--parrot-dir", str(parrot_dir), "--parrot-md5", "any"]) == 0
+    shown = capsys.readouterr().out
+    ids = json.loads(next(line for line in shown.splitlines() if line.startswith("ids (")).split(": ", 1)[1])
+    count = int(next(line for line in shown.splitlines() if line.startswith("ids (")).split("(")[1].split(")")[0])
+    from plast_plugin.eval.show_prompts import image_token_id, load_processor
+
+    image = image_token_id(load_processor(str(model), lmms_class))
+    expanded = [t for i in ids for t in ([image] * int(i.split("*")[1]) if isinstance(i, str) else [i])]
+    assert len(expanded) == count and recorded == [expanded]
