@@ -7,6 +7,11 @@ in this interpreter (the eval env), then reads the results file: no scores, exit
 the tasks as ``PLAST_*`` environment variables (a task YAML cannot take run-time options).
 ``--baseline CKPT`` converts the official checkpoint with the same converter as the tuned model,
 evaluates both alike, and runs ``plast compare`` on the two.
+
+The vision-language families transformers 5 ships run through lmms-eval 0.7.3's own class for each
+(:data:`FAMILY_CLASSES`): the task's text in one user turn that the model's own chat template lays
+out (the ``model`` chat layout, :mod:`plast_plugin.eval.prompts`); their baseline is the same
+family's model, evaluated alike.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ from plast_plugin.errors import PlastError
 from plast_plugin.data.languages import PARROT_LANGUAGES
 
 SHOWN_METRICS = ("acc", "circular_acc", "acc_exact", "circular_acc_exact")
+# lmms-eval 0.7.3's class for each vision-language family transformers 5 ships (checkpoint kinds of
+# plast_plugin.models.model_source); its llava_hf loads LLaVA-OneVision-hf too.
+FAMILY_CLASSES = {"qwen2.5-vl": "qwen2_5_vl", "qwen3-vl": "qwen3_vl", "internvl-hf": "internvl_hf",
+                  "llava-onevision-hf": "llava_hf"}
+# The lmms-eval classes this command places on a device (their defaults are cuda and device_map
+# "auto", after which the Qwen classes move inputs to "cuda" even on a machine without one).
+DEVICE_CLASSES = ("llava_hf", "qwen2_5_vl", "qwen3_vl", "internvl_hf")
+# lmms-eval's Qwen classes hand images to qwen_vl_utils.process_vision_info, which imports torchvision.
+QWEN_VL_UTILS_CLASSES = ("qwen2_5_vl", "qwen3_vl")
 JUDGE_FAILURE_LOG = "plast_judge_failures.jsonl"
 
 
@@ -58,13 +72,18 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--baseline", default=None, metavar="CKPT",
                         help="also evaluate this official LLaVA checkpoint (folder or hub id, e.g. "
                         "liuhaotian/llava-v1.5-7b), converted with the same converter as the model, and "
-                        "compare: OUTPUT/baseline, OUTPUT/model, OUTPUT/compare")
+                        "compare: OUTPUT/baseline, OUTPUT/model, OUTPUT/compare. For a Qwen2.5-VL, Qwen3-VL, "
+                        "InternVL or LLaVA-OneVision model: a model of the same family (folder or hub id, "
+                        "e.g. the one it was tuned from), evaluated alike")
     parser.add_argument("--output", default=None, help="lmms-eval --output_path (default: runs/eval/<time>)")
-    parser.add_argument("--model", default="llava_hf", help="lmms-eval model name (default: llava_hf)")
+    parser.add_argument("--model", default="llava_hf",
+                        help="lmms-eval model name (default: llava_hf, which also loads LLaVA-OneVision-hf); "
+                        "qwen2_5_vl, qwen3_vl, internvl_hf for those families")
     parser.add_argument("--model-args", default="",
                         help="extra lmms-eval model args, e.g. 'dtype=bfloat16' (comma separated)")
     parser.add_argument("--device", default=None,
-                        help="device / device_map for llava_hf (default: cuda if available, else cpu)")
+                        help="device / device_map for llava_hf, qwen2_5_vl, qwen3_vl, internvl_hf "
+                        "(default: cuda if available, else cpu)")
     parser.add_argument("--limit", type=int, default=None,
                         help="the first N questions of each task (testing only): MMBench keeps each question's "
                         "rotated copies, so circular groups stay whole (unlike lmms-eval's own --limit, which "
@@ -72,7 +91,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the lmms-eval command and exit")
     parser.add_argument("--show-prompts", type=int, default=None, metavar="N",
                         help="print, for the first N rows of each task, the exact text and token ids the model "
-                        "receives under the protocol (llava_hf: through its processor and chat template), and exit")
+                        "receives under the protocol (llava_hf, qwen2_5_vl, qwen3_vl, internvl_hf: through the "
+                        "model's processor and chat template), and exit")
     parser.add_argument("--lmms-eval-args", default="",
                         help="more lmms-eval options as one string, e.g. '--verbosity DEBUG --seed 1'")
     parser.set_defaults(func=run)
@@ -109,7 +129,7 @@ def build_command(args, output: Path, pretrained: str | None) -> list[str]:
     model_args = []
     if pretrained:
         model_args.append(f"pretrained={pretrained}")
-    if args.model == "llava_hf":
+    if args.model in DEVICE_CLASSES:
         import torch
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -125,9 +145,10 @@ def build_command(args, output: Path, pretrained: str | None) -> list[str]:
     return cmd + shlex.split(args.lmms_eval_args or "")
 
 
-def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> None:
+def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> str | None:
+    """The checkpoint kind of `pretrained` (None without one), refused where `lmms_model` cannot load it."""
     if not pretrained:
-        return
+        return None
     from plast_plugin.models.model_source import checkpoint_kind, read_config
 
     config = read_config(pretrained)  # a folder or a hub id; a missing one is one clear error here
@@ -136,12 +157,10 @@ def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> None:
         raise PlastError(
             f"{pretrained} is an official LLaVA checkpoint ({config.get('model_type')}), which transformers 5.x "
             f"cannot load; convert it first: plast export {pretrained} --to-hf --out <dir>")
-    # lmms-eval 0.7.3's class for each family transformers 5 ships; its llava_hf loads LLaVA-OneVision too.
-    family_classes = {"qwen2.5-vl": "qwen2_5_vl", "qwen3-vl": "qwen3_vl", "internvl-hf": "internvl_hf"}
-    if kind in family_classes and lmms_model == "llava_hf":
+    if kind in FAMILY_CLASSES and lmms_model in DEVICE_CLASSES and lmms_model != FAMILY_CLASSES[kind]:
         raise PlastError(
-            f"{pretrained} is a {config.get('model_type')} checkpoint, which lmms-eval's llava_hf cannot load; "
-            f"pass --model {family_classes[kind]} (lmms-eval's class for it)")
+            f"{pretrained} is a {config.get('model_type')} checkpoint, which lmms-eval's {lmms_model} cannot load; "
+            f"pass --model {FAMILY_CLASSES[kind]} (lmms-eval's class for it)")
     if kind == "causal-lm" and lmms_model == "llava_hf":
         # lmms-eval's llava_hf would end in KeyError: '<model_type>' after creating the output folder
         raise PlastError(
@@ -149,6 +168,30 @@ def _check_model(pretrained: str | None, lmms_model: str = "llava_hf") -> None:
             "vision-language model; evaluate the LLaVA built on it (an official LLaVA checkpoint converted with "
             "plast export CKPT --to-hf --out DIR, or a llava-hf model), or pass --model for an lmms-eval "
             "model class that takes it")
+    return kind
+
+
+def chat_layout(kind: str | None, lmms_model: str) -> str:
+    """The chat layout of the tasks' messages (plast_plugin.eval.prompts) for a model of `kind`
+    evaluated by lmms-eval's `lmms_model`: LLaVA-1.5's turns for a llava-hf model (the converter's
+    template), the model's own chat template for every other family."""
+    if kind in ("llava-hf", "llava-next-hf") or (kind is None and lmms_model == "llava_hf"):
+        return "llava-1.5"
+    return "model"
+
+
+def _check_qwen_vl_utils(lmms_model: str) -> None:
+    """lmms-eval's Qwen classes import qwen_vl_utils softly and then call it on the first image: say
+    why it is missing before the run, not as ``'NoneType' object is not callable`` after it."""
+    if lmms_model not in QWEN_VL_UTILS_CLASSES:
+        return
+    try:
+        import qwen_vl_utils  # noqa: F401
+    except ImportError as exc:
+        raise PlastError(
+            f"--model {lmms_model}: lmms-eval's class hands images to qwen_vl_utils, which does not import here "
+            f"({exc}); install qwen-vl-utils and a torchvision built for this torch "
+            "(pip install qwen-vl-utils torchvision)") from None
 
 
 def _task_env(args) -> dict:
@@ -186,10 +229,10 @@ def _check_data(args, env: dict) -> None:
         os.environ.update(saved)
 
 
-def _warn_if_not_protocol_ready(args, pretrained: str | None) -> None:
+def _warn_if_not_protocol_ready(args, pretrained: str | None, layout: str) -> None:
     """A llava-hf folder whose chat template or tokenizer is not the converter's would get another
     prompt than the protocol's: say so before the run (it still runs: other models are welcome)."""
-    if args.model != "llava_hf" or not pretrained or not Path(pretrained).is_dir():
+    if args.model != "llava_hf" or layout != "llava-1.5" or not pretrained or not Path(pretrained).is_dir():
         return
     from plast_plugin.eval.show_prompts import protocol_problems
     from transformers import AutoProcessor
@@ -204,13 +247,17 @@ def _warn_if_not_protocol_ready(args, pretrained: str | None) -> None:
               file=sys.stderr)
 
 
-def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> int:
+def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge, kind: str | None) -> int:
     """One lmms-eval run; prints the scores; 1 when lmms-eval wrote none."""
+    from plast_plugin.eval.prompts import LAYOUT_ENV
+
     cmd = build_command(args, output, pretrained)
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    layout = chat_layout(kind, args.model)
+    env = dict(env, **{LAYOUT_ENV: layout})
+    print(f"$ {LAYOUT_ENV}={layout} " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
-    _warn_if_not_protocol_ready(args, pretrained)
+    _warn_if_not_protocol_ready(args, pretrained, layout)
     failure_log = output / JUDGE_FAILURE_LOG
     if judge is not None:
         env = dict(env, PLAST_JUDGE_FAILURE_LOG=str(failure_log.resolve()))
@@ -228,7 +275,7 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
               "see its log above", file=sys.stderr)
         return 1
     data = json.loads(max(results, key=lambda f: f.stat().st_mtime).read_text())
-    print(f"\nscores (0-1) in {output}, protocol {env['PLAST_EVAL_PROTOCOL']} "
+    print(f"\nscores (0-1) in {output}, protocol {env['PLAST_EVAL_PROTOCOL']}, chat layout {layout} "
           "(*_exact: VLMEvalKit's exact matcher instead of the multilingual extractor):")
     for name, metrics in sorted(data.get("results", {}).items()):
         shown = {k.split(",")[0]: v for k, v in metrics.items()
@@ -249,7 +296,7 @@ def _evaluate(args, pretrained: str | None, output: Path, env: dict, judge) -> i
     return 0
 
 
-def _show_prompts(args, env: dict) -> int:
+def _show_prompts(args, env: dict, kind: str | None) -> int:
     from plast_plugin.eval.show_prompts import expand_tasks, show_prompts
 
     if args.show_prompts < 1:
@@ -259,7 +306,8 @@ def _show_prompts(args, env: dict) -> int:
     os.environ.update(env)  # the tasks read their settings (data folder, md5 pins) from the environment
     try:
         _check_data(args, env)
-        show_prompts(args.pretrained, tasks, env["PLAST_EVAL_PROTOCOL"], args.show_prompts, model=args.model)
+        show_prompts(args.pretrained, tasks, env["PLAST_EVAL_PROTOCOL"], args.show_prompts, model=args.model,
+                     layout=chat_layout(kind, args.model), model_args=args.model_args)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -271,24 +319,25 @@ def run(args) -> int:
 
     if args.baseline and not args.pretrained:
         raise PlastError("--baseline needs the model to compare with it: plast eval MODEL --baseline CKPT")
-    _check_model(args.pretrained, args.model)
+    kind = _check_model(args.pretrained, args.model)
     judge = JudgeConfig.from_env()  # a bad or unsafe PLAST_JUDGE_* setting stops here, not mid-run
     output = Path(args.output or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
     if output.exists() and not output.is_dir():
         raise PlastError(f"--output {output} is an existing file; give a folder")
     env = _task_env(args)
     if args.show_prompts is not None:
-        return _show_prompts(args, env)
+        return _show_prompts(args, env, kind)
     if not args.dry_run:
         try:
             import lmms_eval  # noqa: F401
         except ImportError:
             raise PlastError("lmms_eval is not installed in this Python; run plast eval in the eval env") from None
+        _check_qwen_vl_utils(args.model)
     task_list(args.benchmarks, args.languages)  # checks the names
     if not args.dry_run:
         _check_data(args, env)
     if not args.baseline:
-        return _evaluate(args, args.pretrained, output, env, judge)
+        return _evaluate(args, args.pretrained, output, env, judge, kind)
     from plast_plugin.eval.baseline import prepare_baseline
 
     # a second run into the same folders would leave two sample logs per task, which plast
@@ -299,9 +348,9 @@ def run(args) -> int:
         raise PlastError(f"--output {output} already holds a comparison run ({used[0]}"
                          f"{' ...' if len(used) > 1 else ''}); choose a new --output")
     baseline_hf = prepare_baseline(args.baseline, output / "baseline-hf", model=args.pretrained,
-                                   dry_run=args.dry_run)
+                                   dry_run=args.dry_run, model_kind=kind)
     for name, pretrained in (("baseline", str(baseline_hf)), ("model", args.pretrained)):
-        if _evaluate(args, pretrained, output / name, env, judge):
+        if _evaluate(args, pretrained, output / name, env, judge, kind):
             return 1
     if args.dry_run:
         return 0

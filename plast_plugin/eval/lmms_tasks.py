@@ -20,7 +20,7 @@ from plast_plugin.eval.exact_match import exact_choice
 from plast_plugin.eval.extract import extract_choice
 from plast_plugin.eval.judge import JudgeConfig, judge_choice
 from plast_plugin.eval.parrot_data import load_parrot_task
-from plast_plugin.eval.prompts import build_prompt, protocol_messages, resolve_protocol
+from plast_plugin.eval.prompts import build_prompt, protocol_messages, resolve_layout, resolve_protocol
 from plast_plugin.eval.scoring import CIRCULAR_BENCHMARKS, CIRCULAR_OFFSET, metric_names, summarize
 from plast_plugin.errors import PlastError
 
@@ -54,6 +54,7 @@ def docs_to_dataset(docs: list[dict]):
         "source": datasets.Value("string"),
         "row": datasets.Value("int64"),
         "protocol": datasets.Value("string"),
+        "layout": datasets.Value("string"),
         "source_md5": datasets.Value("string"),
         "group_size": datasets.Value("int64"),
     })
@@ -96,6 +97,7 @@ def process_docs(dataset):
     task = f"{source['benchmark']}_{source['language']}"
     try:
         protocol = resolve_protocol()
+        layout = resolve_layout()
         limit = _limit()
         data = load_parrot_task(source["benchmark"], source["language"])
         docs = vlmevalkit_docs(data)
@@ -103,7 +105,7 @@ def process_docs(dataset):
         # lmms-eval retries dataset loading and then shows only the exception's type: say why here
         _loguru("error", f"{task}: {exc}")
         raise
-    record = {"protocol": protocol, **data.as_dict()}
+    record = {"protocol": protocol, "layout": layout, **data.as_dict()}
     dropped = [d["row"] for d in docs if d["answerable"] and d["answer"] not in d["options"]]
     if dropped:
         # VLMEvalKit shows no option pandas reads as NaN, so no model can pick it: scored wrong
@@ -116,11 +118,12 @@ def process_docs(dataset):
         _loguru("warning", f"{task}: {warning}")
     _TASK_DATA[task] = record
     _loguru("info", f"{task}: {len(docs)} rows from {data.identity.file} (md5 {data.identity.md5}, "
-                    f"{data.identity.check}), protocol {protocol}")
+                    f"{data.identity.check}), protocol {protocol}, chat layout {layout}")
     docs = with_groups(docs, source["benchmark"] in CIRCULAR_BENCHMARKS, limit)
     if limit is not None:
         _loguru("warning", f"{task}: {LIMIT_ENV}={limit}: the first {limit} questions only ({len(docs)} rows)")
-    return docs_to_dataset([{**d, "protocol": protocol, "source_md5": data.identity.md5} for d in docs])
+    return docs_to_dataset([{**d, "protocol": protocol, "layout": layout, "source_md5": data.identity.md5}
+                            for d in docs])
 
 
 def vlmevalkit_docs(data) -> list[dict]:
@@ -168,8 +171,8 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
-    """The chat messages of the doc's protocol (lmms-eval's chat models, such as ``llava_hf``):
-    see :func:`plast_plugin.eval.prompts.protocol_messages`."""
+    """The chat messages of the doc's protocol and layout (lmms-eval's chat models, such as
+    ``llava_hf`` or ``qwen2_5_vl``): see :func:`plast_plugin.eval.prompts.protocol_messages`."""
     return protocol_messages(doc, doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
@@ -208,6 +211,7 @@ def process_results(doc, results):
         "correct": answerable and prediction == doc["answer"],
         "correct_exact": answerable and prediction_exact == doc["answer"],
         "protocol": doc.get("protocol"),
+        "layout": doc.get("layout"),
         "source_md5": doc.get("source_md5"),
         "group_size": doc.get("group_size"),
     }
@@ -225,7 +229,8 @@ def _summary(items, args) -> dict:
     benchmark, language = first["benchmark"], first["language"]
     task = f"{benchmark}_{language}"
     circular = benchmark in CIRCULAR_BENCHMARKS
-    summary = {"task": task, "protocol": first.get("protocol"), **summarize(items, circular=circular)}
+    summary = {"task": task, "protocol": first.get("protocol"), "layout": first.get("layout"),
+               **summarize(items, circular=circular)}
     summary["unmatched"] = sum(r["prediction"] is None for r in items)
     summary["judged"] = sum(bool(r.get("judged")) for r in items)
     exact = summarize(_exact(items), circular=circular)

@@ -16,6 +16,17 @@ Both protocols reproduce a model class of VLMEvalKit as AIDC-AI/Parrot ran it (c
   Parrot's model is a Qwen2 LM with its own ChatML turns; a LLaVA-1.5 model keeps its own
   ``llava_v1`` conversation around that content.
 
+The *layout* says whose turns carry that text (``$PLAST_EVAL_LAYOUT``, set by ``plast eval`` from
+the model's config):
+
+- ``llava-1.5`` (default): the turns above, for a LLaVA-1.5 model whose chat template is the
+  converter's (VLMEvalKit's system text and ``' <image> '`` are written into the messages).
+- ``model``: one user turn, the image, then the protocol's text; the model's own chat template
+  (Qwen2.5-VL, Qwen3-VL, InternVL, LLaVA-OneVision) lays out system text, turns and image
+  placeholders, as its lmms-eval class applies it. VLMEvalKit's classes for these models put the
+  image before the question in the user turn too; the question text is the protocol's, the same
+  for every family, so a comparison between families is one of models, not of prompts.
+
 Cells are what VLMEvalKit reads with ``pd.read_csv(sep='\\t')`` (the tasks read them so:
 :func:`plast_plugin.eval.lmms_tasks.vlmevalkit_docs`): an option or hint whose text is one of pandas'
 default missing-value strings (:data:`PANDAS_NA_VALUES`: ``None``, ``NA``, ``nan``, ``null``, empty
@@ -47,6 +58,9 @@ PANDAS_NA_VALUES = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNA
 PROTOCOLS = ("vlmevalkit", "parrot")
 DEFAULT_PROTOCOL = "vlmevalkit"
 PROTOCOL_ENV = "PLAST_EVAL_PROTOCOL"
+LAYOUTS = ("llava-1.5", "model")
+DEFAULT_LAYOUT = "llava-1.5"
+LAYOUT_ENV = "PLAST_EVAL_LAYOUT"
 _CJK = re.compile("[\u4e00-\u9fff]")
 
 
@@ -57,6 +71,16 @@ def resolve_protocol(value: str | None = None) -> str:
         source = "protocol" if value is not None else PROTOCOL_ENV
         raise PlastError(f"{source}={chosen!r}: unknown evaluation protocol; use one of {', '.join(PROTOCOLS)} "
                          f"(vlmevalkit reproduces the published LLaVA-1.5 rows)")
+    return chosen
+
+
+def resolve_layout(value: str | None = None) -> str:
+    """`value`, else ``$PLAST_EVAL_LAYOUT``, else ``llava-1.5``; anything else is refused."""
+    chosen = (value if value is not None else os.environ.get(LAYOUT_ENV, "")).strip().lower() or DEFAULT_LAYOUT
+    if chosen not in LAYOUTS:
+        source = "layout" if value is not None else LAYOUT_ENV
+        raise PlastError(f"{source}={chosen!r}: unknown chat layout; use llava-1.5 (a LLaVA-1.5 model converted by "
+                         "plast export --to-hf) or model (the model's own chat template lays out the turns)")
     return chosen
 
 
@@ -79,11 +103,16 @@ def protocol_instruction(protocol: str, language: str, body: str) -> str:
     return VLMEVALKIT_INSTRUCTION_CJK if cjk else ANSWER_INSTRUCTIONS["en"]
 
 
-def protocol_messages(doc: Mapping, image, text: str, protocol: str | None = None) -> list[dict]:
-    """The chat messages (lmms-eval's format) that give a LLaVA-1.5 model `text` (the prompt of
-    :func:`build_prompt`) and `image` under the doc's protocol, through the converter's template."""
+def protocol_messages(doc: Mapping, image, text: str, protocol: str | None = None,
+                      layout: str | None = None) -> list[dict]:
+    """The chat messages (lmms-eval's format) that give the model `text` (the prompt of
+    :func:`build_prompt`) and `image` under the doc's protocol and layout: for ``llava-1.5``, a
+    LLaVA-1.5 model's turns through the converter's template; for ``model``, one user turn (image,
+    text) that the model's own chat template lays out."""
     protocol = resolve_protocol(protocol or doc.get("protocol"))
-    if protocol == "parrot":  # "<image>\n" + prompt, as Parrot's class, inside llava_v1's turns
+    # parrot: "<image>\n" + prompt, as Parrot's class, inside llava_v1's turns; model: the model's
+    # own template places the image where its turns keep one
+    if resolve_layout(layout or doc.get("layout")) == "model" or protocol == "parrot":
         return [{"role": "user", "content": [{"type": "image", "url": image}, {"type": "text", "text": text}]}]
     # VLMEvalKit: system + 'USER: ' + ' <image> ' + prompt + ' ASSISTANT: ' (the template writes the
     # space after the system text and after the user turn; the empty assistant turn ends the prompt
