@@ -110,3 +110,16 @@ def test_the_example_script_changes_exactly_the_selected_layer(setup, tmp_path):
     # The processor, chat template included, is saved with the model: the checkpoint loads as the base did.
     assert AutoProcessor.from_pretrained(str(out)).chat_template == AutoProcessor.from_pretrained(
         str(setup["path"])).chat_template
+
+
+def test_a_prompt_whose_image_the_maximum_length_would_cut_is_refused(setup):
+    from transformers import AutoProcessor
+
+    from plast_plugin.errors import PlastError
+
+    if setup["name"] != "qwen2_5_vl":
+        pytest.skip("one family is enough for this")
+    data = ConversationDataset(str(setup["data"]), AutoProcessor.from_pretrained(str(setup["path"])), None, 20)
+    with pytest.raises(PlastError, match=r"record 0 \(id '0-[a-z]+'\): the prompt with its image is \d+ tokens, more "
+                                         r"than the maximum length 20.*raise the maximum length \(--max-length\)"):
+        data[0]
