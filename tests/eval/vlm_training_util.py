@@ -1,11 +1,12 @@
-"""What the vision-language family training tests share: the family's tiny model (a module fixture),
-its selection file, rows of random text around a random image shaped by the family's config, the
-collate, a `transformers.Trainer` with `PlastCallback`, and the checkpoint comparison.
-
-Not a test module: ``vlm_zero_driver.py`` imports it in a fresh process (DeepSpeed runs).
-"""
+"""What the vision-language family training tests share: the family's tiny model, alone or with
+`plast build-data` output (module fixtures), its selection file, rows of random text around a random
+image shaped by the family's config, their collate, a `transformers.Trainer` with `PlastCallback`, and
+the checkpoint comparison."""
 from __future__ import annotations
 
+import base64
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 import transformers
 
 from plast_plugin.checkpoints.weights import CheckpointWeights
+from plast_plugin.cli import main as plast
 from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
 from plast_plugin.testing.tiny_models import VLM_FAMILIES, make_tiny_vlm
 
@@ -52,6 +54,35 @@ def family(request, tmp_path_factory):
     """The family's tiny model saved to a folder (config + weights)."""
     root = tmp_path_factory.mktemp(request.param)
     return {"name": request.param, "path": make_tiny_vlm(request.param, root / "model"), "root": root}
+
+
+QUESTIONS = {"en": "What is the color of the car in the picture?", "zh": "图片中汽车是什么颜色？",
+             "ru": "Какого цвета машина на картинке?"}
+
+
+def _png(size, seed) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40 * seed, 90, 9)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_data(request, tmp_path_factory):
+    """The family's tiny model with its processor and chat template, `plast build-data` output (three
+    questions with images of three aspect ratios, one without, each in zh and ru) and a selection of one
+    decoder layer."""
+    name = request.param
+    root = tmp_path_factory.mktemp(name)
+    family = {"name": name, "path": make_tiny_vlm(name, root / "model")}
+    sizes = [(60, 30), (30, 60), (56, 56)]
+    rows = [dict({"id": str(i), "lang": lang, "question": f"{text} ({i})"},
+                 **({"image": _png(sizes[i], i)} if i < 3 else {}))
+            for i in range(4) for lang, text in QUESTIONS.items()]
+    (root / "q.jsonl").write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    assert plast(["build-data", "--data", str(root / "q.jsonl"), "--out", str(root / "train.json"), "--quiet"]) == 0
+    return dict(family, root=root, data=root / "train.json", selection=write_selection(family, root, "layer"))
 
 
 def write_selection(family, folder: Path, modules: str) -> Path:
