@@ -25,6 +25,8 @@ SCRIPT = REPO / "scripts" / "train_hf_example.py"
 # How each family's chat template ends an assistant turn (OneVision-hf writes no newline after it).
 END_OF_TURN = {"qwen2_5_vl": "<|im_end|>\n", "qwen3_vl": "<|im_end|>\n", "llava_onevision": "<|im_end|>",
                "internvl": "<|im_end|>\n"}
+
+
 def test_rows_are_the_template_prompt_then_the_answer_which_alone_has_labels(family_data):
     from PIL import Image
     from transformers import AutoProcessor
@@ -57,7 +59,8 @@ def test_rows_are_the_template_prompt_then_the_answer_which_alone_has_labels(fam
         for key, value in expected.items():
             if key not in ("input_ids", "attention_mask"):
                 assert torch.equal(item[key], value[0] if value.shape == expected["input_ids"].shape else value), key
-        image_tokens = int((item["input_ids"] == processor.tokenizer.convert_tokens_to_ids(processor.image_token)).sum())
+        image_token = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+        image_tokens = int((item["input_ids"] == image_token).sum())
         assert image_tokens > 1 if image else image_tokens == 0  # expanded as at inference, not one placeholder
 
     # A batch mixes rows with and without an image; the model takes it as it takes its processor's batches.
@@ -70,8 +73,9 @@ def test_the_example_script_changes_exactly_the_selected_layer(family_data, tmp_
 
     out = tmp_path / "out"
     main = runpy.run_path(str(SCRIPT))["main"]
-    assert main(["--model", str(family_data["path"]), "--data", str(family_data["data"]), "--selection", str(family_data["selection"]),
-                 "--output-dir", str(out), "--max-steps", "3", "--batch-size", "2", "--lr", "1e-2"]) == 0
+    assert main(["--model", str(family_data["path"]), "--data", str(family_data["data"]),
+                 "--selection", str(family_data["selection"]), "--output-dir", str(out), "--max-steps", "3",
+                 "--batch-size", "2", "--lr", "1e-2"]) == 0
     base, trained = tensors(family_data["path"]), tensors(out)
     selected = selected_in_files(family_data["name"], "layer", base)
     assert selected and changed(base, trained) == selected  # every selected tensor moved, nothing else
@@ -88,7 +92,8 @@ def test_a_prompt_whose_image_the_maximum_length_would_cut_is_refused(family_dat
 
     if family_data["name"] != "qwen2_5_vl":
         pytest.skip("one family is enough for this")
-    data = ConversationDataset(str(family_data["data"]), AutoProcessor.from_pretrained(str(family_data["path"])), None, 20)
+    processor = AutoProcessor.from_pretrained(str(family_data["path"]))
+    data = ConversationDataset(str(family_data["data"]), processor, None, 20)
     with pytest.raises(PlastError, match=r"record 0 \(id '0-[a-z]+'\): the prompt with its image is \d+ tokens, more "
                                          r"than the maximum length 20.*raise the maximum length \(--max-length\)"):
         data[0]
