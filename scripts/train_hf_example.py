@@ -79,6 +79,10 @@ def main(argv=None) -> int:
 
     from plast_plugin.trainers.hf import PlastCallback
 
+    # Loaded before the TrainingArguments exist: with a ZeRO-3 config they would make transformers load
+    # the model partitioned (deepspeed.zero.Init), and the checkpoint the Trainer then saves names the
+    # Qwen-VL families' tensors with a doubled prefix (`model.model.layers.N`; transformers 5.24,
+    # DeepSpeed 0.19.8; docs/troubleshooting.md). DeepSpeed partitions the loaded model instead.
     model, processor = load_model_and_processor(args.model, args.bf16)
     data = ConversationDataset(args.data, processor, args.image_folder, args.max_length)
     supervised = sum(int((data[i]["labels"] != IGNORE_INDEX).sum()) for i in range(min(len(data), 8)))
