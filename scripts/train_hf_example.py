@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""PLAST with the Hugging Face Trainer: fine-tune only the selected decoder layers of a llava-hf
-(LlavaForConditionalGeneration) or LLaVA-NeXT (LlavaNextForConditionalGeneration) model on the
+"""PLAST with the Hugging Face Trainer: fine-tune only the selected decoder layers of one of transformers'
+vision-language models (llava-hf, LLaVA-NeXT, LLaVA-OneVision, Qwen2.5-VL, Qwen3-VL, InternVL) on the
 question-translation data `plast build-data` writes (LLaVA conversation JSON).
 
     plast select --model llava-hf/llava-1.5-7b-hf --data questions.jsonl --out runs/select
@@ -10,8 +10,9 @@ question-translation data `plast build-data` writes (LLaVA conversation JSON).
         --output-dir checkpoints/llava-1.5-7b-hf-plast --bf16
     plast export checkpoints/llava-1.5-7b-hf-plast --out checkpoints/llava-1.5-7b-hf-plast-delta
 
-`plast_plugin.trainers.hf_data` reads the data (the model's chat template, loss on the answer only,
-images through the model's processor); `plast_plugin.trainers.hf.PlastCallback` freezes all but the
+`plast_plugin.trainers.hf_data` reads the data (the model's own chat template, loss on the answer
+only, images through the model's processor, with every input it makes: Qwen-VL's image_grid_thw,
+OneVision's image_sizes, ...); `plast_plugin.trainers.hf.PlastCallback` freezes all but the
 selected layers, checks the optimizer and writes the records `plast export` reads. Multi-GPU: launch with `torchrun` / `accelerate launch`
 and pass `--deepspeed scripts/zero2.json` as with any Trainer script.
 """
@@ -27,7 +28,8 @@ from plast_plugin.trainers.hf_data import IGNORE_INDEX, ConversationDataset, col
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="llava-hf or LLaVA-NeXT-hf model: folder or hub id")
+    parser.add_argument("--model", required=True, help="a transformers vision-language model (llava-hf, LLaVA-NeXT, "
+                        "LLaVA-OneVision, Qwen2.5-VL, Qwen3-VL, InternVL): folder or hub id")
     parser.add_argument("--data", required=True, help="`plast build-data` output (LLaVA conversation JSON)")
     parser.add_argument("--selection", required=True, help="plast_layers.json from `plast select`")
     parser.add_argument("--output-dir", required=True)
@@ -51,13 +53,13 @@ def load_model_and_processor(name: str, bf16: bool):
     import transformers
     from transformers import AutoProcessor
 
-    from plast_plugin.models.model_source import checkpoint_kind, read_config
+    from plast_plugin.models.model_source import HF_MODEL_CLASSES, checkpoint_kind, read_config
 
     kind = checkpoint_kind(read_config(name))
-    classes = {"llava-hf": "LlavaForConditionalGeneration", "llava-next-hf": "LlavaNextForConditionalGeneration"}
+    classes = {k: v for k, v in HF_MODEL_CLASSES.items() if k != "causal-lm"}
     if kind not in classes:
-        sys.exit(f"{name}: a {kind} checkpoint; this example trains transformers' LLaVA ports (llava-hf, "
-                 f"LLaVA-NeXT-hf). Official LLaVA checkpoints train with LLaVA's own script (README, step 3).")
+        sys.exit(f"{name}: a {kind} checkpoint; this example trains transformers' vision-language models "
+                 f"({', '.join(classes)}). Official LLaVA checkpoints train with LLaVA's own script (README, step 3).")
     if not hasattr(transformers, classes[kind]):
         sys.exit(f"{name}: transformers {transformers.__version__} has no {classes[kind]}; upgrade transformers")
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -77,6 +79,10 @@ def main(argv=None) -> int:
 
     from plast_plugin.trainers.hf import PlastCallback
 
+    # Loaded before the TrainingArguments exist: with a ZeRO-3 config they would make transformers load
+    # the model partitioned (deepspeed.zero.Init), and the checkpoint the Trainer then saves names the
+    # Qwen-VL families' tensors with a doubled prefix (`model.model.layers.N`; transformers 5.24,
+    # DeepSpeed 0.19.8; docs/troubleshooting.md). DeepSpeed partitions the loaded model instead.
     model, processor = load_model_and_processor(args.model, args.bf16)
     data = ConversationDataset(args.data, processor, args.image_folder, args.max_length)
     supervised = sum(int((data[i]["labels"] != IGNORE_INDEX).sum()) for i in range(min(len(data), 8)))

@@ -27,18 +27,38 @@ class ChatRenderer:
                     {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
         prompt = self.apply(messages[:1], add_generation_prompt=True, tokenize=False)
         full = self.apply(messages, tokenize=False)
-        if not full.startswith(prompt):
-            raise PlastError(f"the chat template renders the conversation ({full!r}) not as the prompt "
-                             f"({prompt!r}) followed by the answer; cannot put the loss on the answer only")
-        return prompt, full[len(prompt):]
+        if full.startswith(prompt):
+            return prompt, full[len(prompt):]
+        # Some templates open the assistant turn of a rendered conversation otherwise than the
+        # generation prompt (LLaVA-OneVision-hf: "assistant \n" there, "assistant\n" here). The model
+        # answers after the generation prompt, so it learns the answer, as the template ends the turn,
+        # after that prompt.
+        at = full.rfind(answer) if answer else -1
+        if at < 0:
+            raise PlastError(f"the chat template renders the conversation ({full!r}) neither as the prompt "
+                             f"({prompt!r}) followed by the answer nor with the answer ({answer!r}) in it; "
+                             f"cannot put the loss on the answer only")
+        return prompt, full[at:]
+
+    def answer_ids(self, prompt: str, answer_text: str) -> list[int]:
+        """The answer's tokens as the tokenizer splits the whole rendered conversation: a sentencepiece
+        tokenizer given the answer alone starts it with a word-boundary piece ("▁") that the
+        conversation never has. The answer alone where the conversation's tokens do not begin with the
+        prompt's (a token spanning the boundary)."""
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(prompt + answer_text, add_special_tokens=False)["input_ids"]
+        if full_ids[: len(prompt_ids)] == prompt_ids:
+            return list(full_ids[len(prompt_ids):])
+        return list(tokenizer(answer_text, add_special_tokens=False)["input_ids"])
 
     def text_ids(self, question: str, answer: str, max_length: int) -> tuple[list[int], list[int]]:
         """Token ids and labels (IGNORE_INDEX on the prompt) of a text-only conversation, tokenized as the
-        HF Trainer path tokenizes it: the prompt with the tokenizer's special tokens, the answer without."""
+        HF Trainer path (``trainers.hf_data``) tokenizes it: the prompt with the tokenizer's special
+        tokens, the answer as ``answer_ids`` splits it."""
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         prompt, answer_text = self.render(question, answer, with_image=False)
         prompt_ids = list(tokenizer(prompt)["input_ids"])
-        answer_ids = list(tokenizer(answer_text, add_special_tokens=False)["input_ids"])
+        answer_ids = self.answer_ids(prompt, answer_text)
         return ((prompt_ids + answer_ids)[:max_length],
                 ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length])
-

@@ -1,9 +1,12 @@
 """`plast build-data` output (LLaVA conversation JSON) as Hugging Face Trainer data for transformers'
-LLaVA ports, to train with ``trainers.hf.PlastCallback`` (``scripts/train_hf_example.py`` runs it).
+vision-language models (llava-hf, LLaVA-NeXT, LLaVA-OneVision, Qwen2.5-VL, Qwen3-VL, InternVL), to train
+with ``trainers.hf.PlastCallback`` (``scripts/train_hf_example.py`` runs it).
 
 Each conversation is rendered with the model's own chat template and encoded by its processor, so
-images expand exactly as at inference (LLaVA-NeXT's anyres tiles included); the loss is on the
-answer only.
+images expand exactly as at inference (LLaVA-NeXT's and OneVision's anyres tiles, Qwen-VL's dynamic
+resolution, InternVL's tiles); every model input the processor returns travels with the row (Qwen-VL's
+``image_grid_thw`` and ``mm_token_type_ids``, OneVision's ``image_sizes`` and ``batch_num_images``).
+The loss is on the answer only: the answer's tokens and the template's end of turn.
 """
 from __future__ import annotations
 
@@ -53,16 +56,33 @@ class ConversationDataset:
             encoded = self.processor(text=prompt, images=self._image(record["image"]), return_tensors="pt")
         else:
             encoded = self.processor.tokenizer(prompt, return_tensors="pt")
-        answer_ids = self.processor.tokenizer(answer_text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        answer_ids = torch.tensor(self.render.answer_ids(prompt, answer_text), dtype=torch.long)
         prompt_ids = encoded["input_ids"][0]
+        if with_image and len(prompt_ids) > self.max_length:
+            raise PlastError(f"record {index} (id {record.get('id')!r}): the prompt with its image is "
+                             f"{len(prompt_ids)} tokens, more than the maximum length {self.max_length}; cutting it "
+                             f"would drop image tokens the model needs: raise the maximum length (--max-length)")
         item = {
             "input_ids": torch.cat([prompt_ids, answer_ids])[: self.max_length],
             "labels": torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids])[: self.max_length],
         }
-        for key in ("pixel_values", "image_sizes"):
-            if key in encoded:
-                item[key] = encoded[key]
+        names = getattr(self.processor, "model_input_names", None) or list(encoded)
+        for key in names:
+            if key in ("input_ids", "attention_mask") or key not in encoded:
+                continue
+            value = encoded[key]
+            if value.shape == encoded["input_ids"].shape:  # one value per token (Qwen-VL's mm_token_type_ids)
+                item[key] = torch.cat([value[0], torch.zeros_like(answer_ids, dtype=value.dtype)])[: self.max_length]
+            else:  # the image's inputs, as the processor batches them
+                item[key] = value
         return item
+
+
+def _per_token(item: dict, key: str) -> bool:
+    """Whether ``item[key]`` holds one value per token (padded like the ids), not an image input
+    (concatenated as the processor batches images)."""
+    value = item[key]
+    return value.dim() == 1 and value.shape == item["input_ids"].shape
 
 
 def collate(pad_id: int):
@@ -76,15 +96,22 @@ def collate(pad_id: int):
             "attention_mask": pad_rows([[1] * len(item["input_ids"]) for item in items], torch.long, left=False),
             "labels": pad_rows([item["labels"] for item in items], torch.long, left=False, fill=IGNORE_INDEX),
         }
-        pixels = [item["pixel_values"] for item in items if "pixel_values" in item]
-        if pixels:
-            if pixels[0].dim() == 5:  # LLaVA-NeXT: [1, tiles, C, H, W]; tile counts differ per image
-                tiles = max(p.shape[1] for p in pixels)
-                pixels = [torch.nn.functional.pad(p, (0, 0, 0, 0, 0, 0, 0, tiles - p.shape[1])) for p in pixels]
-            batch["pixel_values"] = torch.cat(pixels)
-        sizes = [item["image_sizes"] for item in items if "image_sizes" in item]
-        if sizes:
-            batch["image_sizes"] = torch.cat(sizes)
+        keys = dict.fromkeys(key for item in items for key in item if key not in batch)
+        for key in keys:
+            if any(key in item and _per_token(item, key) for item in items):
+                # A text-only row has none (its tokenizer does not make them): all text, 0.
+                rows = [item[key] if key in item else torch.zeros_like(item["input_ids"]) for item in items]
+                batch[key] = pad_rows(rows, rows[0].dtype, left=False, fill=0)
+            elif key == "batch_num_images":  # OneVision: one count per row, 0 for a text-only row
+                batch[key] = torch.cat([item.get(key, torch.zeros(1, dtype=torch.long)) for item in items])
+            else:
+                values = [item[key] for item in items if key in item]
+                if key == "pixel_values" and values[0].dim() == 5:
+                    # LLaVA-NeXT / OneVision: [1, tiles, C, H, W]; tile counts differ per image, the
+                    # model reads each image's own count from image_sizes.
+                    tiles = max(v.shape[1] for v in values)
+                    values = [torch.nn.functional.pad(v, (0, 0, 0, 0, 0, 0, 0, tiles - v.shape[1])) for v in values]
+                batch[key] = torch.cat(values)
         return batch
 
     return collate_fn

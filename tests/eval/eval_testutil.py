@@ -36,6 +36,15 @@ def install_scripted_model(site: Path) -> Path:
     return site
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now, picked by the OS (a fixed one collides with other test runs)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def subprocess_env(tmp_path, **extra):
     """The current environment, offline, single-threaded, HF caches under `tmp_path`, no judge."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAST_JUDGE")}
