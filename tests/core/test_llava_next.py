@@ -19,6 +19,7 @@ from core_testutil import question_rows, write_jsonl
 from plast_plugin.core.options import SelectionOptions
 from plast_plugin.data.parallel_data import load_image, load_parallel_questions
 from plast_plugin.pipeline import probe_questions
+from plast_plugin.testing.gate_counts import add_gate_counts
 
 HAS_NEXT = hasattr(transformers, "LlavaNextForConditionalGeneration")
 needs_next = pytest.mark.skipif(not HAS_NEXT, reason=f"transformers {transformers.__version__} has no LLaVA-NeXT")
@@ -120,19 +121,9 @@ def test_counted_activations_are_the_models_own_forward(tiny_next, next_dir, que
         counted = torch.tensor([kind == QUESTION for kind in prompt.kinds])
         tokens += int(counted.sum())
         pixels = processor.image_processor([image], return_tensors="pt")
-        def count(index):
-            def hook(_module, _inputs, out):
-                reference[index] += (out[0][counted] > 0).sum(0)  # returns None: the output is kept
-            return hook
-
-        hooks = [layer.mlp.gate_proj.register_forward_hook(count(i)) for i, layer in enumerate(layers)]
-        try:
-            with torch.no_grad():
-                model(input_ids=torch.tensor([prompt.input_ids]), pixel_values=pixels["pixel_values"],
-                      image_sizes=pixels["image_sizes"])
-        finally:
-            for hook in hooks:
-                hook.remove()
+        add_gate_counts(layers, counted, reference, lambda: model(
+            input_ids=torch.tensor([prompt.input_ids]), pixel_values=pixels["pixel_values"],
+            image_sizes=pixels["image_sizes"]))
     probed = probe_questions(model, tokenizer, questions_with_images, SelectionOptions(batch_size=1),
                              image_processor=image_processor, progress=False)
     zh = probed.groups.index("zh")

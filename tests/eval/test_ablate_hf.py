@@ -1,5 +1,5 @@
 """`plast ablate --trainer hf`: the ablation through the Hugging Face Trainer path (scripts/train_hf_example.py)
-for transformers models. Every run trains exactly its layer set; every run and the untrained model are
+for transformers models, on a tiny Qwen2.5-VL (mrope positions, its ChatML template). Every run trains exactly its layer set; every run and the untrained model are
 scored through the model's own chat template on the very tokens the HF path trains on (the held-out
 loss equals the trained model's own forward loss on `plast build-data` records); the report and the
 selection file's verdicts are written; what the HF path cannot run is refused before any training."""
@@ -47,10 +47,10 @@ def _env() -> dict:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
-    from plast_plugin.testing.tiny_models import make_tiny_llava_hf
+    from plast_plugin.testing.tiny_models import make_tiny_vlm
 
     root = tmp_path_factory.mktemp("ablate_hf")
-    model = make_tiny_llava_hf(root / "model")
+    model = make_tiny_vlm("qwen2_5_vl", root / "model")
     assert plast(["build-data", "--data", str(_write(root / "train.jsonl", QUESTIONS)),
                   "--out", str(root / "train.json"), "--quiet"]) == 0
     import transformers

@@ -28,6 +28,7 @@ from plast_plugin.models.loading import load_for_probe
 from plast_plugin.models.probe_inputs import pad_batch, split_pivot
 from plast_plugin.models.probe_models import family_for
 from plast_plugin.pipeline import probe_questions, run_selection
+from plast_plugin.testing.gate_counts import add_gate_counts
 from plast_plugin.testing.tiny_models import VLM_FAMILIES, make_tiny_vlm
 
 QUESTIONS = {
@@ -125,18 +126,8 @@ def _own_forward_counts(family, questions, lang: str, with_images: bool, prompt:
         counted = _question_positions(processor, question, image, prompt)
         tokens += int(counted.sum())
 
-        def hook_for(index, counted=counted):
-            def count(_module, _inputs, out):
-                counts[index] += (out[0][counted] > 0).sum(0)  # returns None: the output is kept
-            return count
-
-        handles = [layer.mlp.gate_proj.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
-        try:
-            with torch.no_grad():
-                model(**_processor_inputs(processor, question, image, prompt))
-        finally:
-            for handle in handles:
-                handle.remove()
+        inputs = _processor_inputs(processor, question, image, prompt)
+        add_gate_counts(layers, counted, counts, lambda: model(**inputs))
     return counts, tokens
 
 
