@@ -21,10 +21,9 @@ from tqdm import tqdm
 from plast_plugin.data.parallel_data import ParallelQuestions
 from plast_plugin.data.parallel_problems import ParallelProblems
 from plast_plugin.data.translation_data import DEFAULT_TEMPLATE, build_translation_data
-from plast_plugin.models.chat_template import ChatRenderer
+from plast_plugin.models.chat_template import IGNORE_INDEX, ChatRenderer
 from plast_plugin.models.probe_inputs import pad_rows
 
-IGNORE_INDEX = -100
 # Appended to every language's question: the reference answer is English, so the request is too, and
 # the gap measures the question's understanding rather than the choice of the answer's language.
 ANSWER_INSTRUCTION = "Answer in English."

@@ -51,14 +51,14 @@ class ConversationDataset:
         question, answer = record["conversations"][0]["value"], record["conversations"][1]["value"]
         with_image = "image" in record
         question = question.replace("<image>\n", "").replace("<image>", "").strip()
+        if not with_image:  # the very tokens held-out scoring reads (models.translation_loss)
+            ids, labels = self.render.text_ids(question, answer, self.max_length)
+            return {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long)}
         prompt, answer_text = self.render.render(question, answer, with_image)
-        if with_image:
-            encoded = self.processor(text=prompt, images=self._image(record["image"]), return_tensors="pt")
-        else:
-            encoded = self.processor.tokenizer(prompt, return_tensors="pt")
+        encoded = self.processor(text=prompt, images=self._image(record["image"]), return_tensors="pt")
         answer_ids = torch.tensor(self.render.answer_ids(prompt, answer_text), dtype=torch.long)
         prompt_ids = encoded["input_ids"][0]
-        if with_image and len(prompt_ids) > self.max_length:
+        if len(prompt_ids) > self.max_length:
             raise PlastError(f"record {index} (id {record.get('id')!r}): the prompt with its image is "
                              f"{len(prompt_ids)} tokens, more than the maximum length {self.max_length}; cutting it "
                              f"would drop image tokens the model needs: raise the maximum length (--max-length)")
