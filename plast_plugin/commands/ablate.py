@@ -46,9 +46,9 @@ CONTROLLED = {"--plast_layers": "the layers come from the plan (--selection, --a
               "--lora_enable": "LoRA is the alternative 'lora' (--alternatives); PLAST's runs train whole layers",
               "--lora_r": "the lora alternative uses LLaVA-1.5's r and alpha",
               "--lora_alpha": "the lora alternative uses LLaVA-1.5's r and alpha"}
-HF_CONTROLLED = {"--selection": "the layers come from the plan (--selection, --alternatives)",
-                 "--output_dir": "each run trains into OUT/runs/<run>/train",
-                 "--seed": "the seeds are plast ablate --seeds"}
+# The HF Trainer script's names for what the ablation decides (its layers are the selection file's).
+HF_CONTROLLED = {"--selection": CONTROLLED["--plast_layers"], "--output_dir": CONTROLLED["--output_dir"],
+                 "--seed": CONTROLLED["--seed"]}
 
 
 def add_parser(subparsers) -> None:
@@ -89,7 +89,8 @@ def add_parser(subparsers) -> None:
                         "--model M --data train.json --max-steps 200; layer sets only, not full or lora) "
                         "(default: %(default)s)")
     parser.add_argument("--launcher", default=None, help="command that runs training: for llava LLaVA's train() with "
-                        f"the plugin, e.g. 'deepspeed --num_gpus 8 llava/train/train_mem.py' (default: {DEFAULT_LAUNCHER}); "
+                        "the plugin, e.g. 'deepspeed --num_gpus 8 llava/train/train_mem.py' "
+                        f"(default: {DEFAULT_LAUNCHER}); "
                         "for hf the HF Trainer script, e.g. 'torchrun --nproc_per_node 8 scripts/train_hf_example.py' "
                         "(default: this interpreter on the checkout's scripts/train_hf_example.py)")
     parser.add_argument("--template", default=None, help="human turn of the held-out translation prompts, as "
@@ -293,14 +294,16 @@ def _report(plan, results, base, selection_path: Path, out: Path) -> None:
 
 
 def _load_hf(path: str, device: str, dtype: str):
-    """A transformers vision-language model and its processor (which holds the chat template), for scoring."""
-    import transformers
+    """A transformers vision-language model and its processor (which holds the chat template), for scoring:
+    the model as `plast select` loads it; the families' loader already returns their processor, llava-hf's
+    only its image processor."""
+    from transformers import AutoProcessor
 
-    from plast_plugin.models.loading import resolve_device, resolve_dtype
+    from plast_plugin.models.loading import load_for_probe
 
-    where = resolve_device(device)
-    model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=resolve_dtype(dtype, where))
-    return model.to(where), transformers.AutoProcessor.from_pretrained(path)
+    model, _, loaded = load_for_probe(path, device, dtype)
+    has_template = callable(getattr(loaded, "apply_chat_template", None))
+    return model, loaded if has_template else AutoProcessor.from_pretrained(path)
 
 
 def _trainer_setup(args, train_args: list[str]):
