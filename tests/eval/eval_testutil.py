@@ -36,6 +36,18 @@ def install_scripted_model(site: Path) -> Path:
     return site
 
 
+def png_base64(size, color) -> str:
+    """A one-colour PNG of `size` (width, height), base64 as the parallel-question files inline images."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now, picked by the OS (a fixed one collides with other test runs)."""
     import socket

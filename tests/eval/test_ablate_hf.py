@@ -1,22 +1,22 @@
 """`plast ablate --trainer hf`: the ablation through the Hugging Face Trainer path (scripts/train_hf_example.py)
-for transformers models, on a tiny Qwen2.5-VL (mrope positions, its ChatML template). Every run trains exactly its layer set; every run and the untrained model are
-scored through the model's own chat template on the very tokens the HF path trains on (the held-out
-loss equals the trained model's own forward loss on `plast build-data` records); the report and the
-selection file's verdicts are written; what the HF path cannot run is refused before any training."""
+for transformers models, on a tiny Qwen2.5-VL (mrope positions, its ChatML template). Every run trains
+exactly its layer set; every run and the untrained model are scored through the model's own chat
+template on the very tokens the HF path trains on (the held-out loss equals the trained model's own
+forward loss on `plast build-data` records); the report and the selection file's verdicts are written;
+what the HF path cannot run is refused before any training."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from eval_testutil import subprocess_env
 
 from plast_plugin.cli import main as plast
 
-REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = {  # id: (en, zh, ru)
     "1": ("What color is the car?", "汽车是什么颜色？", "Какого цвета машина?"),
     "2": ("How many people are there?", "有几个人？", "Сколько там людей?"),
@@ -37,11 +37,6 @@ def _write(path: Path, questions: dict, answers: dict | None = None) -> Path:
                     row["answer"] = answers[qid]
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
-
-
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-            "WANDB_DISABLED": "true", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +64,8 @@ def _ablate(assets, out: Path, *options, train=("--max-steps", "2", "--batch-siz
            str(assets["selection"]), "--heldout", str(assets["heldout"]), "--out", str(out), "--quiet",
            "--device", "cpu", "--dtype", "fp32", *options,
            "--", "--model", str(assets["model"]), "--data", str(assets["data"]), *train]
-    return subprocess.run(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    return subprocess.run(cmd, env=subprocess_env(out.parent), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=900)
 
 
 def test_every_run_trains_its_layers_and_is_scored_on_every_measure(assets):
@@ -142,5 +138,6 @@ def test_hf_path_without_a_model_flag_is_refused(assets, tmp_path):
     cmd = [sys.executable, "-m", "plast_plugin.cli", "ablate", "--trainer", "hf", "--selection",
            str(assets["selection"]), "--heldout", str(assets["heldout"]), "--out", str(tmp_path / "run"), "--quiet",
            "--", "--data", str(assets["data"])]
-    proc = subprocess.run(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=subprocess_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
     assert proc.returncode != 0 and "no --model in the training arguments" in proc.stdout

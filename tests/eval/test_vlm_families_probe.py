@@ -10,14 +10,13 @@ same counts and statistics.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from eval_testutil import png_base64
 
 from plast_plugin.cli import main as plast
 from plast_plugin.core.model_layout import find_decoder_layers
@@ -44,17 +43,9 @@ QUESTIONS = {
 SIZES = {"1": (60, 30), "2": (30, 60), "3": (60, 60), "4": (40, 30), "5": (90, 50)}
 
 
-def _png(size, color) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def _write_questions(path: Path, languages=("en", "zh", "ar"), with_images=True, edit=lambda lang, text: text) -> Path:
     rows = [dict({"id": qid, "lang": lang, "question": edit(lang, texts[lang])},
-                 **({"image": _png(SIZES[qid], (40 * int(qid), 90, 200))} if with_images else {}))
+                 **({"image": png_base64(SIZES[qid], (40 * int(qid), 90, 200))} if with_images else {}))
             for qid, texts in QUESTIONS.items() for lang in languages]
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path

@@ -5,15 +5,12 @@ writes the delta of those layers, and `plast eval --model qwen2_5_vl` builds the
 family's own class (the real runs of that command: test_vlm_families_eval.py)."""
 from __future__ import annotations
 
-import base64
-import io
 import json
-import os
 import subprocess
 import sys
 
 import torch
-from eval_testutil import REPO
+from eval_testutil import REPO, png_base64, subprocess_env
 
 from plast_plugin.checkpoints.weights import CheckpointWeights
 from plast_plugin.cli import main as plast
@@ -23,14 +20,6 @@ QUESTIONS = {"1": {"en": "What color is the car?", "zh": "汽车是什么颜色�
              "3": {"en": "Which animal is on the table?", "zh": "桌子上是什么动物？"},
              "4": {"en": "Is the window open?", "zh": "窗户开着吗？"}}
 SIZES = {"1": (60, 30), "2": (30, 60), "3": (60, 60), "4": (90, 50)}
-
-
-def _png(size, shade: int) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (shade, 90, 200)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _weights(folder) -> dict:
@@ -44,7 +33,8 @@ def test_select_build_data_train_export_eval_on_a_vision_language_family(tmp_pat
     model = make_tiny_vlm("qwen2_5_vl", tmp_path / "model")
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(
-        json.dumps({"id": qid, "lang": lang, "question": text, "image": _png(SIZES[qid], 40 * int(qid))},
+        json.dumps({"id": qid, "lang": lang, "question": text,
+                    "image": png_base64(SIZES[qid], (40 * int(qid), 90, 200))},
                    ensure_ascii=False) + "\n" for qid, texts in QUESTIONS.items() for lang, text in texts.items()))
 
     assert plast(["select", "--model", str(model), "--data", str(questions), "--out", str(tmp_path / "select"),
@@ -57,11 +47,10 @@ def test_select_build_data_train_export_eval_on_a_vision_language_family(tmp_pat
     assert plast(["build-data", "--data", str(questions), "--out", str(data), "--quiet"]) == 0
 
     out = tmp_path / "qwen25vl-plast"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train_hf_example.py"), "--model", str(model),
                            "--data", str(data), "--selection", str(selection), "--output-dir", str(out),
                            "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2"],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     base, trained = _weights(model), _weights(out)
     # Qwen2.5-VL's files keep the decoder as model.layers.N (its vision blocks are visual.blocks.N)

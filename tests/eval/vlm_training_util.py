@@ -4,13 +4,12 @@ image shaped by the family's config, their collate, a `transformers.Trainer` wit
 the checkpoint comparison."""
 from __future__ import annotations
 
-import base64
-import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from eval_testutil import png_base64
 import transformers
 
 from plast_plugin.checkpoints.weights import CheckpointWeights
@@ -60,14 +59,6 @@ QUESTIONS = {"en": "What is the color of the car in the picture?", "zh": "图片
              "ru": "Какого цвета машина на картинке?"}
 
 
-def _png(size, seed) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (40 * seed, 90, 9)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_data(request, tmp_path_factory):
     """The family's tiny model with its processor and chat template, `plast build-data` output (three
@@ -78,7 +69,7 @@ def family_data(request, tmp_path_factory):
     family = {"name": name, "path": make_tiny_vlm(name, root / "model")}
     sizes = [(60, 30), (30, 60), (56, 56)]
     rows = [dict({"id": str(i), "lang": lang, "question": f"{text} ({i})"},
-                 **({"image": _png(sizes[i], i)} if i < 3 else {}))
+                 **({"image": png_base64(sizes[i], (40 * i, 90, 9))} if i < 3 else {}))
             for i in range(4) for lang, text in QUESTIONS.items()]
     (root / "q.jsonl").write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     assert plast(["build-data", "--data", str(root / "q.jsonl"), "--out", str(root / "train.json"), "--quiet"]) == 0
