@@ -52,3 +52,21 @@ def test_the_wheel_installs_the_cli_and_the_hook(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     assert "plast-llava-hook.pth" in names
     assert "plast_plugin/eval/tasks/mmmb/mmmb_zh.yaml" in names
+
+
+def test_ablate_through_the_hf_path_without_a_checkout_names_the_launcher_to_give(installed):
+    """A wheel has no scripts/: `plast ablate --trainer hf` without --launcher says so before anything runs."""
+    from plast_plugin.core.selection_file import ModelIdentity, SelectionFile
+    from plast_plugin.testing.tiny_models import make_tiny_vlm
+
+    root = installed["root"]
+    make_tiny_vlm("qwen2_5_vl", root / "model")
+    SelectionFile(selected_layers=[1], rule="manual",
+                  model=ModelIdentity("Qwen2_5_VLForConditionalGeneration", 3, 128, 64, "model")).save(
+        root / "plast_layers.json")
+    (root / "heldout.jsonl").write_text('{"id": "1", "lang": "en", "question": "Why?"}\n'
+                                        '{"id": "1", "lang": "zh", "question": "为什么？"}\n', encoding="utf-8")
+    proc = _run(installed, "-m", "plast_plugin.cli", "ablate", "--trainer", "hf", "--selection", "plast_layers.json",
+                "--heldout", "heldout.jsonl", "--out", "run", "--", "--model", "model")
+    assert proc.returncode != 0 and "give --launcher 'python path/to/train_hf_example.py'" in proc.stderr, proc.stderr
+    assert not (root / "run").exists()
